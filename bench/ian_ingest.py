@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""IAN ingest throughput: `wfm serve` on SQLite and PostgreSQL against a ceiling measured in the
+same run, a bare pynetdicom IAN SCP whose handler only decodes the data set (every element of every
+item; TCP_NODELAY on both ends, as on ours). Our ratio to that ceiling is the figure to watch.
+
+    python bench/ian_ingest.py            # full size (run by hand)
+    python bench/ian_ingest.py --smoke    # tiny, to keep the script working (the test suite runs it)
+
+Every server runs in its own process; the client pre-encodes its IANs so that its own cost is small
+and the same for every server. Commits on SQLite are durable (WAL, synchronous=FULL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+from pynetdicom import association as pynetdicom_association
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import InstanceAvailabilityNotification
+
+from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+
+POSTGRES_URL = os.environ.get("WFM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+# ---------------------------------------------------------------- the ceiling server (own process)
+
+def _walk(ds: Dataset) -> int:
+    n = 0
+    for elem in ds:
+        if elem.VR == "SQ":
+            for item in elem.value:
+                n += _walk(item)
+        else:
+            elem.value  # noqa: B018  (converts the raw element: the decoding work)
+            n += 1
+    return n
+
+
+def run_ceiling_server(port: int) -> None:
+    from pynetdicom import _config, evt
+    _config.LOG_HANDLER_LEVEL = "none"
+
+    def on_n_create(event):
+        _walk(event.attribute_list)
+        return 0x0000, None
+
+    ae = NoDelayAE(ae_title="CEILING")
+    ae.add_supported_context(InstanceAvailabilityNotification, [ImplicitVRLittleEndian])
+    ae.maximum_associations = 50
+    server = ae.make_server(("127.0.0.1", port), evt_handlers=[(evt.EVT_N_CREATE, on_n_create)],
+                            server_class=NoDelayAssociationServer)
+    server.serve_forever()
+
+
+# ---------------------------------------------------------------- the client
+
+def make_ian(instances: int) -> Dataset:
+    ds = Dataset()
+    ds.ReferencedPerformedProcedureStepSequence = []
+    ds.StudyInstanceUID = generate_uid()
+    series = Dataset()
+    series.SeriesInstanceUID = generate_uid()
+    series.ReferencedSOPSequence = []
+    for _ in range(instances):
+        item = Dataset()
+        item.ReferencedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        item.ReferencedSOPInstanceUID = generate_uid()
+        item.InstanceAvailability = "ONLINE"
+        item.RetrieveAETitle = "PACS"
+        item.RetrieveURL = f"http://pacs.example/wado/{item.ReferencedSOPInstanceUID}"
+        series.ReferencedSOPSequence.append(item)
+    ds.ReferencedSeriesSequence = [series]
+    return ds
+
+
+_ENCODED: dict[int, bytes] = {}
+_original_encode = pynetdicom_association.encode
+
+
+def _cached_encode(ds, *args):
+    return _ENCODED.get(id(ds)) or _original_encode(ds, *args)
+
+
+pynetdicom_association.encode = _cached_encode  # the client's encoding is done before the clock starts
+
+
+def prepare(count: int, instances: int) -> list[Dataset]:
+    ians = [make_ian(instances) for _ in range(count)]
+    for ds in ians:
+        _ENCODED[id(ds)] = encode(ds, True, True)
+    return ians
+
+
+def _associate(port: int, called: str):
+    ae = NoDelayAE(ae_title="BENCH")
+    ae.add_requested_context(InstanceAvailabilityNotification, [ImplicitVRLittleEndian])
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 120
+    assoc = ae.associate("127.0.0.1", port, ae_title=called)
+    if not assoc.is_established:
+        raise RuntimeError(f"association with {called} on port {port} failed")
+    return assoc
+
+
+def _send(assoc, ds) -> None:
+    status, _ = assoc.send_n_create(ds, InstanceAvailabilityNotification, generate_uid())
+    if getattr(status, "Status", None) != 0:
+        raise RuntimeError(f"IAN refused: {status}")
+
+
+def run_mode(port: int, called: str, ians: list[Dataset], new_association_each: bool) -> float:
+    start = time.perf_counter()
+    if new_association_each:
+        for ds in ians:
+            assoc = _associate(port, called)
+            _send(assoc, ds)
+            assoc.release()
+    else:
+        assoc = _associate(port, called)
+        for ds in ians:
+            _send(assoc, ds)
+        assoc.release()
+    return time.perf_counter() - start
+
+
+# ---------------------------------------------------------------- servers under test
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+@dataclass
+class Server:
+    name: str
+    called: str
+    command: list[str]
+    port: int
+    env: dict
+    cleanup: object = None
+
+
+def postgres_database() -> tuple[str, object] | None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    try:
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        name = f"wfm_bench_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        print(f"# PostgreSQL not reachable ({exc.__class__.__name__}): its rows are left out", file=sys.stderr)
+        return None
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), drop
+
+
+def servers(tmp: Path) -> list[Server]:
+    out = []
+    port = free_port()
+    out.append(Server("ceiling (decode only)", "CEILING",
+                      [sys.executable, __file__, "--ceiling-server", str(port)], port, {}))
+    for name, url_and_drop in (("wfm, SQLite", (f"sqlite:///{tmp / 'bench.db'}", None)),
+                               ("wfm, PostgreSQL", postgres_database())):
+        if url_and_drop is None:
+            continue
+        url, drop = url_and_drop
+        port = free_port()
+        env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
+               "WFM_MAX_ASSOCIATIONS": "50", "WFM_LOG_LEVEL": "WARNING"}
+        out.append(Server(name, "WFM", [sys.executable, "-m", "workflow", "serve"], port, env, drop))
+    return out
+
+
+MODES = [
+    ("10 instances/IAN, one association", 10, False),
+    ("100 instances/IAN, one association", 100, False),
+    ("10 instances/IAN, new association each", 10, True),
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
+    parser.add_argument("--ians", type=int, default=200, help="IANs per mode and server (full size)")
+    parser.add_argument("--ceiling-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.ceiling_server:
+        run_ceiling_server(args.ceiling_server)
+        return 0
+    count = 3 if args.smoke else args.ians
+    results: dict[tuple[str, str], float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for server in servers(Path(tmp)):
+            proc = subprocess.Popen(server.command, env={**os.environ, **server.env},
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_listening(server.port, proc)
+                run_mode(server.port, server.called, prepare(2, 10), False)  # warm-up
+                for mode, instances, new_assoc in MODES:
+                    n = count if instances == 10 else max(1, count // 2)
+                    ians = prepare(n, instances)
+                    elapsed = run_mode(server.port, server.called, ians, new_assoc)
+                    results[(server.name, mode)] = n / elapsed
+                    _ENCODED.clear()
+            finally:
+                proc.terminate()
+                proc.wait(30)
+                if server.cleanup:
+                    server.cleanup()
+    print_table(results)
+    return 0
+
+
+def print_table(results: dict[tuple[str, str], float]) -> None:
+    names = list(dict.fromkeys(name for name, _ in results))
+    header = f"{'server':<24} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10}"
+    print(header)
+    print("-" * len(header))
+    for mode, instances, _ in MODES:
+        ceiling = results.get(("ceiling (decode only)", mode))
+        for name in names:
+            rate = results.get((name, mode))
+            if rate is None:
+                continue
+            ratio = f"{rate / ceiling:.2f}" if ceiling else "-"
+            print(f"{name:<24} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

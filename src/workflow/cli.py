@@ -1,0 +1,178 @@
+"""The `wfm` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from workflow import __version__
+from workflow.config import ConfigError, Settings, load_settings
+from workflow.logs import setup_logging
+
+
+def _settings(args) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_serve(args) -> int:
+    from workflow.app import App
+
+    settings = _settings(args)
+    setup_logging(settings.log_level)
+    return App(settings).run_until_signalled()
+
+
+def cmd_config_show(args) -> int:
+    settings = _settings(args)
+    data = settings.masked()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"# effective settings (from {settings.source} and WFM_* environment variables)")
+    for key, value in data.items():
+        if key != "remote_ae":
+            print(f"{key} = {json.dumps(value)}")
+    for remote in data["remote_ae"]:
+        print(f"\n[[remote_ae]]\nae_title = {json.dumps(remote['ae_title'])}\n"
+              f"host = {json.dumps(remote['host'])}\nport = {remote['port']}")
+    return 0
+
+
+def cmd_db(args) -> int:
+    from workflow.store import migrate
+    from workflow.store.engine import make_engine
+
+    engine = make_engine(_settings(args).database_url)
+    if args.db_command == "upgrade":
+        migrate.upgrade(engine)
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision(engine)
+    state = "up to date" if current == head else f"head is {head}: run 'wfm db upgrade'"
+    print(f"{current or 'empty (no schema)'} ({state})")
+    return 0
+
+
+def cmd_study(args) -> int:
+    from workflow.services.study import study_report
+    from workflow.store.engine import make_engine
+
+    report = study_report(make_engine(_settings(args).database_url), args.study_uid)
+    if report is None:
+        print(f"unknown study: no IAN has named {args.study_uid}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"Study {report['study_instance_uid']}: {len(report['instances'])} instances, "
+          f"{len(report['notifications'])} notifications")
+    rows = [("SERIES", "SOP INSTANCE", "AVAILABILITY", "RETRIEVE AE TITLES")]
+    for inst in report["instances"]:
+        rows.append((inst["series_instance_uid"], inst["sop_instance_uid"], inst["availability"] or "-",
+                     ",".join(inst["retrieve_ae_titles"]) or "-"))
+    _table(rows)
+    print()
+    rows = [("RECEIVED", "FROM", "IAN SOP INSTANCE", "INSTANCES")]
+    for n in report["notifications"]:
+        rows.append((n["received_at"], n["calling_ae_title"], n["sop_instance_uid"], str(n["instance_count"])))
+    _table(rows)
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def cmd_ian_send(args) -> int:
+    from workflow.dimse.ian_scu import AssociationFailed, build_ians, scan, send_ians
+
+    ians = build_ians(scan(args.paths), args.availability, args.retrieve_ae, args.retrieve_url, args.pps_uid)
+    if not ians:
+        print("no DICOM instances found in the given paths", file=sys.stderr)
+        return 1
+    try:
+        results = send_ians(ians, args.host, args.port, args.aec, args.aet, args.timeout)
+    except (AssociationFailed, OSError) as exc:
+        print(f"failed: {exc}", file=sys.stderr)
+        return 2
+    for r in results:
+        status = "no response" if r.status is None else f"0x{r.status:04X}"
+        comment = f" ({r.error_comment})" if r.error_comment else ""
+        print(f"study {r.study_instance_uid}: {r.instances} instances, IAN {r.sop_instance_uid}: "
+              f"status {status}{comment}")
+    return 0 if all(r.ok for r in results) else 3
+
+
+def cmd_conformance(args) -> int:
+    from workflow.conformance import render
+
+    text = render()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="FILE", help="TOML settings file (default: $WFM_CONFIG)")
+    parser = argparse.ArgumentParser(prog="wfm", description="The open DICOM workflow manager.",
+                                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"wfm {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", parents=[common], help="run the DICOM server until SIGTERM/SIGINT")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="settings")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    p = csub.add_parser("show", parents=[common], help="print the effective settings (secrets masked)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("db", help="database schema")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    for name, text in (("upgrade", "upgrade the schema to the newest revision"),
+                       ("current", "print the schema revision")):
+        dsub.add_parser(name, parents=[common], help=text).set_defaults(func=cmd_db)
+
+    p = sub.add_parser("study", parents=[common], help="what the server knows about a study")
+    p.add_argument("study_uid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("ian", help="Instance Availability Notification tools")
+    isub = p.add_subparsers(dest="ian_command", required=True)
+    p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP")
+    p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=11112)
+    p.add_argument("--aec", default="WFM", help="called AE title (the IAN SCP)")
+    p.add_argument("--aet", default="WFMSCU", help="our calling AE title")
+    p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"])
+    p.add_argument("--retrieve-ae", action="append", required=True,
+                   help="Retrieve AE Title where the instances are (repeat for several)")
+    p.add_argument("--retrieve-url", help="Retrieve URL template with {study}, {series}, {instance}")
+    p.add_argument("--pps-uid", help="SOP Instance UID of the MPPS to reference")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=cmd_ian_send)
+
+    p = sub.add_parser("conformance", help="print the DICOM Conformance Statement generated from the code")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_conformance)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command != "serve":
+        setup_logging("WARNING")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        print(f"wfm: configuration error: {exc}", file=sys.stderr)
+        return 2

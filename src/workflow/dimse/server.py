@@ -1,0 +1,190 @@
+"""The DICOM application entity: presentation contexts, association policy, handler routing, and a
+stop that lets requests in flight finish and commit."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+from pynetdicom import _config as pynetdicom_config
+from pynetdicom import evt
+from pynetdicom.sop_class import InstanceAvailabilityNotification, Verification
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from workflow import __version__
+from workflow.config import Settings
+from workflow.dimse.ian_scp import IanScp, status_dataset
+from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+from workflow.domain import statuses
+
+log = logging.getLogger("workflow.dimse")
+
+# pynetdicom's "standard" handlers format a log line for every PDU even when nobody reads it.
+pynetdicom_config.LOG_HANDLER_LEVEL = "none"
+
+# Our own implementation identity (PS3.7 D.3.3.2), stable across pynetdicom versions.
+IMPLEMENTATION_CLASS_UID = "2.25.57341232141535019075580653872591262980"
+IMPLEMENTATION_VERSION_NAME = f"WFM_{__version__}"[:16]
+
+# Transfer syntaxes accepted on every context, in order of preference.
+TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One SOP class this AE offers: what the conformance statement says about it."""
+
+    name: str
+    sop_class_uid: str
+    role: str
+    dimse: str
+
+
+SERVICES = (
+    ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO"),
+    ServiceSpec("Instance Availability Notification", str(InstanceAvailabilityNotification), "SCP", "N-CREATE"),
+)
+
+
+class InFlight:
+    """Requests received and not yet answered, so a stop can wait until every one has been handled,
+    committed and its response queued.
+
+    A request counts from the moment its last PDU arrives (EVT_DIMSE_RECV, before any handler runs)
+    until its final response is sent (EVT_DIMSE_SENT); an association that ends drops its count.
+    Handlers also count themselves, so a commit still running on a dead association is waited for.
+    """
+
+    C_CANCEL_RQ = 0x0FFF
+    PENDING = (0xFF00, 0xFF01)
+
+    def __init__(self) -> None:
+        self._pending: dict[int, int] = {}
+        self._handlers = 0
+        self._cond = threading.Condition()
+
+    def _change(self, key: int, delta: int) -> None:
+        with self._cond:
+            self._pending[key] = max(0, self._pending.get(key, 0) + delta)
+            self._cond.notify_all()
+
+    def on_received(self, event) -> None:
+        field = event.message.command_set.CommandField
+        if not field & 0x8000 and field != self.C_CANCEL_RQ:
+            self._change(id(event.assoc), +1)
+
+    def on_sent(self, event) -> None:
+        command = event.message.command_set
+        if command.CommandField & 0x8000 and command.get("Status") not in self.PENDING:
+            self._change(id(event.assoc), -1)
+
+    def on_ended(self, event) -> None:
+        with self._cond:
+            self._pending.pop(id(event.assoc), None)
+            self._cond.notify_all()
+
+    @contextmanager
+    def handler(self) -> Iterator[None]:
+        with self._cond:
+            self._handlers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._handlers -= 1
+                self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._handlers and not any(self._pending.values()), timeout)
+
+
+def build_ae(settings: Settings) -> NoDelayAE:
+    ae = NoDelayAE(ae_title=settings.ae_title)
+    ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
+    ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
+    for spec in SERVICES:
+        ae.add_supported_context(spec.sop_class_uid, list(TRANSFER_SYNTAXES))
+    ae.require_calling_aet = list(settings.allowed_calling_aes)
+    ae.maximum_associations = settings.max_associations
+    ae.network_timeout = settings.network_timeout
+    ae.acse_timeout = min(30.0, settings.network_timeout)
+    ae.dimse_timeout = settings.network_timeout
+    return ae
+
+
+class DicomServer:
+    def __init__(self, settings: Settings, ian_scp: IanScp) -> None:
+        self.settings = settings
+        self.ae = build_ae(settings)
+        self.in_flight = InFlight()
+        self._n_create: dict[str, Callable] = {str(InstanceAvailabilityNotification): ian_scp.handle_n_create}
+        self._server = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def start(self) -> None:
+        handlers = [
+            (evt.EVT_C_ECHO, self._on_echo),
+            (evt.EVT_N_CREATE, self._on_n_create),
+            (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
+            (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
+            (evt.EVT_ABORTED, self.in_flight.on_ended),
+            (evt.EVT_RELEASED, self.in_flight.on_ended),
+            (evt.EVT_CONN_CLOSE, self.in_flight.on_ended),
+        ]
+        # What AE.start_server(block=False) does, with our server class (it takes none).
+        self._server = self.ae.make_server(
+            (self.settings.host, self.settings.port), evt_handlers=handlers,
+            server_class=NoDelayAssociationServer,
+        )
+        self.ae._servers.append(self._server)
+        threading.Thread(target=self._server.serve_forever, name="wfm-acceptor", daemon=True).start()
+        log.info(f"listening as {self.settings.ae_title} on {self.settings.host}:{self.port}")
+        if not self.settings.allowed_calling_aes:
+            log.warning("allowed_calling_aes is empty: associations from any calling AE title are accepted")
+
+    def stop(self, grace: float | None = None) -> bool:
+        """Stop listening, let requests in flight finish (up to `grace` seconds), then close every
+        association. Returns False if some request was still running when the grace ran out."""
+        grace = self.settings.shutdown_grace if grace is None else grace
+        if self._server is None:
+            return True
+        self._server.shutdown()
+        idle = self.in_flight.wait_idle(grace)
+        associations = list(self._server.active_associations)
+        for assoc in associations:
+            assoc.abort()
+        deadline = time.monotonic() + 5
+        for assoc in associations:
+            assoc.join(max(0.0, deadline - time.monotonic()))
+        self._server = None
+        log.info("stopped" if idle else "stopped with requests still in flight")
+        return idle
+
+    def _on_echo(self, event) -> int:
+        with self.in_flight.handler():
+            log.info("C-ECHO", extra={"calling_ae": event.assoc.requestor.ae_title,
+                                      "sop_class": str(Verification), "status": "0000"})
+            return 0x0000
+
+    def _on_n_create(self, event):
+        with self.in_flight.handler():
+            handler = self._n_create.get(str(event.request.AffectedSOPClassUID))
+            if handler is None:
+                return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
+            return handler(event)
+
+    def _on_rejected(self, event) -> None:
+        requestor = event.assoc.requestor
+        log.warning("association rejected: calling AE title not recognized"
+                    if requestor.ae_title not in self.ae.require_calling_aet and self.ae.require_calling_aet
+                    else "association rejected",
+                    extra={"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}"})

@@ -1,0 +1,81 @@
+"""Tables of the durable store. Changing any of them needs an Alembic migration (tests check it).
+
+Availability is kept per instance and location (Retrieve AE Title); an instance's availability for
+workflow is derived from its locations when read, so an IAN never rewrites more than it announces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Column, ForeignKey, Index, Text
+from sqlmodel import Field, SQLModel
+
+UID = 64  # maximum length of a UI value
+AE = 16   # maximum length of an AE value
+
+
+class Notification(SQLModel, table=True):
+    """Every accepted IAN as received: the audit trail and a replay source."""
+
+    __tablename__ = "notification"
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(max_length=UID, unique=True)
+    study_instance_uid: str = Field(max_length=UID, index=True)
+    calling_ae_title: str = Field(max_length=AE)
+    peer_address: str = Field(max_length=64)
+    received_at: datetime = Field(index=True)
+    instance_count: int
+    referenced_pps_uid: Optional[str] = Field(default=None, max_length=UID)
+    # SHA-256 of the canonical DICOM JSON: tells a sender's safe retry from a conflicting re-use.
+    content_sha256: str = Field(max_length=64)
+    dataset_json: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class Instance(SQLModel, table=True):
+    """One SOP instance any IAN has referenced."""
+
+    __tablename__ = "instance"
+    __table_args__ = (Index("ix_instance_study_series", "study_instance_uid", "series_instance_uid"),)
+
+    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
+    sop_class_uid: str = Field(max_length=UID)
+    series_instance_uid: str = Field(max_length=UID)
+    study_instance_uid: str = Field(max_length=UID)
+    first_notified_at: datetime
+    last_notified_at: datetime
+    last_notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))
+
+
+class InstanceLocation(SQLModel, table=True):
+    """Where an instance can be retrieved (a Retrieve AE Title) and how available it is there."""
+
+    __tablename__ = "instance_location"
+
+    sop_instance_uid: str = Field(
+        sa_column=Column(ForeignKey("instance.sop_instance_uid"), primary_key=True)
+    )
+    retrieve_ae_title: str = Field(max_length=AE, primary_key=True)
+    availability: str = Field(max_length=16)
+    retrieve_url: Optional[str] = Field(default=None, sa_column=Column(Text))
+    retrieve_uri: Optional[str] = Field(default=None, sa_column=Column(Text))
+    retrieve_location_uid: Optional[str] = Field(default=None, max_length=UID)
+    file_set_id: Optional[str] = Field(default=None, max_length=16)
+    file_set_uid: Optional[str] = Field(default=None, max_length=UID)
+    notified_at: datetime
+    notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))
+
+
+class InstancePerformedStep(SQLModel, table=True):
+    """An instance linked to the performed procedure step an IAN referenced."""
+
+    __tablename__ = "instance_performed_step"
+
+    sop_instance_uid: str = Field(
+        sa_column=Column(ForeignKey("instance.sop_instance_uid"), primary_key=True)
+    )
+    performed_step_uid: str = Field(max_length=UID, primary_key=True, index=True)
+    performed_step_class_uid: str = Field(max_length=UID)
+    notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))

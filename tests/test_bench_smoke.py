@@ -1,0 +1,19 @@
+"""Each benchmark runs once in its smoke size so it keeps working (numbers are not asserted)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def test_ian_ingest_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "ian_ingest.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["server", "mode", "IAN/s"]
+    assert any(line.startswith("wfm, SQLite") for line in lines)
+    assert any(line.startswith("ceiling") for line in lines)

@@ -1,0 +1,65 @@
+"""Settings from TOML and WFM_* variables; bad values fail with source, key and reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from workflow.config import ConfigError, RemoteAE, load_settings
+
+
+def write(tmp_path, text: str):
+    path = tmp_path / "wfm.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_run_on_sqlite_in_the_working_directory():
+    s = load_settings(None, environ={})
+    assert s.database_url == "sqlite:///wfm.db"
+    assert (s.ae_title, s.port, s.allowed_calling_aes) == ("WFM", 11112, ())
+
+
+def test_file_then_environment(tmp_path):
+    path = write(tmp_path, 'ae_title = "FROMFILE"\nport = 104\nallowed_calling_aes = ["A", "B"]\n'
+                           '[[remote_ae]]\nae_title = "SUB"\nhost = "127.0.0.1"\nport = 4242\n')
+    s = load_settings(path, environ={"WFM_PORT": "11113", "WFM_ALLOWED_CALLING_AES": "X, Y"})
+    assert s.ae_title == "FROMFILE"
+    assert s.port == 11113
+    assert s.allowed_calling_aes == ("X", "Y")
+    assert s.remote_ae == (RemoteAE("SUB", "127.0.0.1", 4242),)
+
+
+def test_config_file_from_wfm_config(tmp_path):
+    path = write(tmp_path, 'max_associations = 3\n')
+    assert load_settings(None, environ={"WFM_CONFIG": str(path)}).max_associations == 3
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('port = "x"', "key 'port': cannot read 'x' as int"),
+    ('ae_title = "THIS_IS_TOO_LONG_FOR_AE"', "key 'ae_title'"),
+    ('colour = "blue"', "key 'colour': unknown setting"),
+    ('max_instances_per_ian = 0', "key 'max_instances_per_ian': must be at least 1"),
+    ('[[remote_ae]]\nae_title = "A"\nhost = "h"', "remote_ae[0]: key 'port' is required"),
+    ('[[remote_ae]]\nae_title = "A"\nhost = "h"\nport = 70000', "remote_ae[0]: key 'port'"),
+    ('port = [', "not valid TOML"),
+])
+def test_bad_file_names_file_key_and_reason(tmp_path, text, expected):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={})
+    assert str(path) in str(err.value) and expected in str(err.value)
+
+
+def test_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match="environment variable WFM_MAX_ASSOCIATIONS"):
+        load_settings(None, environ={"WFM_MAX_ASSOCIATIONS": "many"})
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings("/nonexistent/wfm.toml", environ={})
+
+
+def test_password_is_masked():
+    s = load_settings(None, environ={"WFM_DATABASE_URL": "postgresql+psycopg://wfm:secret@db/wfm"})
+    assert s.masked()["database_url"] == "postgresql+psycopg://wfm:***@db/wfm"
