@@ -83,7 +83,7 @@ def test_nested_and_undefined_length_sequences():
     code = item(CodeValue="121071", CodingSchemeDesignator="DCM", CodeMeaning="Finding")
     inner = item(ConceptNameCodeSequence=[code], TextValue="deep\\text ")
     ds = item(ContentSequence=[item(ContentSequence=[inner, item()]), item()])
-    ds.ContentSequence[0].ContentSequence[0].ConceptNameCodeSequence[0].is_undefined_length_sequence_item = True
+    code.is_undefined_length_sequence_item = True
     ds["ContentSequence"].is_undefined_length = True
     ds.ContentSequence[0]["ContentSequence"].is_undefined_length = True
     ds.ContentSequence[1].is_undefined_length_sequence_item = True
@@ -359,11 +359,13 @@ def value_strategy(vr: str, text: str):
     if vr in BINARY:
         return st.binary(max_size=8).map(lambda b: b[: len(b) - len(b) % BINARY[vr]])
     if vr == "IS":
-        return several(st.one_of(st.integers(-(2**31), 2**31 - 1).map(str), st.sampled_from(["", " 1.0", "2.5"])))
+        odd = st.sampled_from(["", " 1.0", "2.5"])
+        return several(st.one_of(st.integers(-(2**31), 2**31 - 1).map(str), odd))
     if vr == "DS":
         return several(st.one_of(st.integers(-10**6, 10**6).map(lambda i: repr(i / 100)), st.just("")))
     if vr == "PN":
-        group = st.lists(st.text(text.replace("=", "").replace("^", ""), max_size=4), max_size=3).map("^".join)
+        part = st.text(text.replace("=", "").replace("^", ""), max_size=4)
+        group = st.lists(part, max_size=3).map("^".join)
         return several(st.lists(group, min_size=1, max_size=3).map("=".join))
     alphabet = STRING_ALPHABETS.get(vr) or text
     if vr in ("LT", "ST", "UT", "UR"):
@@ -407,7 +409,7 @@ def top_level(draw) -> Dataset:
     return ds
 
 
-@settings(max_examples=100, deadline=None, database=None,
+@settings(max_examples=80, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(top_level())
 def test_random_data_sets_match_pydicom(ds):
@@ -440,7 +442,7 @@ def element(tag: int, vr: str, value: bytes, implicit: bool) -> bytes:
     return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr.encode(), len(value)) + value
 
 
-@settings(max_examples=150, deadline=None, database=None)
+@settings(max_examples=120, deadline=None, database=None)
 @given(st.sampled_from(ALL_VRS), st.lists(st.sampled_from(RAW_ALPHABET), max_size=12).map(bytes),
        st.sampled_from([b"", b"ISO_IR 100 ", b"ISO_IR 192 "]))
 def test_random_value_bytes_match_pydicom(vr, value, charset):

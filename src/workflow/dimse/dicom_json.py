@@ -301,7 +301,7 @@ def _strings(vr, b, enc, tag):
     if vr == "UI":  # trailing NUL padding; pydicom's UID() strips spaces too
         values = [v.strip() for v in s.rstrip("\0 ").split("\\")]
     elif vr == "AE":  # leading and trailing spaces are insignificant
-        values = [v.rstrip() for v in s.split("\\")]
+        values = [v.strip() for v in s.split("\\")]
     elif vr in ("SH", "LO", "UC"):
         values = [v.rstrip("\0 ") for v in s.split("\\")]
     elif vr in ("ST", "LT", "UT"):  # a backslash is not a delimiter

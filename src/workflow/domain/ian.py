@@ -66,10 +66,11 @@ class Attr:
     multi: bool = False  # VM 1-n allowed
     items: tuple["Attr", ...] = ()  # a sequence's item attributes
     max_items: int | None = None
+    is_sequence: bool = field(init=False)
 
-    @property
-    def is_sequence(self) -> bool:
-        return bool(self.items) or self.keyword.endswith("Sequence")
+    def __post_init__(self) -> None:
+        # A plain attribute, not a property: the parser asks once per attribute per item.
+        object.__setattr__(self, "is_sequence", bool(self.items) or self.keyword.endswith("Sequence"))
 
     @property
     def tag_text(self) -> str:
@@ -151,7 +152,8 @@ def parse_ian(ds: dict[str, Any], max_instances: int) -> Notification:
     if count > max_instances:
         raise IANRejected(statuses.RESOURCE_LIMITATION,
                           f"{count} instances exceed this server's limit of {max_instances}")
-    warnings = list(_validate(ds, IAN_ATTRIBUTES, ""))
+    warnings: list[str] = []
+    _validate(ds, IAN_ATTRIBUTES, (), warnings)
     study_uid = _first(ds, "0020000D")
     pps_items = _items(ds.get("00081111"))
     pps_uid = _first(pps_items[0], "00081155") if pps_items else None
@@ -178,45 +180,54 @@ def _instances(ds: dict[str, Any]) -> Iterator[ReferencedInstance]:
             )
 
 
-def _validate(ds: dict[str, Any], rules: tuple[Attr, ...], path: str) -> Iterator[str]:
-    """Check `ds` against `rules`, raising on the first error; yields warnings (absent Type 2)."""
+def _validate(ds: dict[str, Any], rules: tuple[Attr, ...], path: tuple, warnings: list[str]) -> None:
+    """Check `ds` against `rules`, raising on the first error; absent Type 2 attributes become warnings.
+    `path` locates `ds` (sequence keyword, item index, ...) and is only turned into text on error."""
     for rule in rules:
-        where = f"{path}{rule.keyword}"
         element = ds.get(rule.tag)
         if element is None:
             if rule.type == "1":
-                _reject(statuses.MISSING_ATTRIBUTE, rule, where, f"{rule.keyword} {rule.tag_text} missing")
-            if rule.type == "2":
-                yield f"{where} absent (Type 2); treated as empty"
+                _reject(statuses.MISSING_ATTRIBUTE, rule, path, "missing")
+            elif rule.type == "2":
+                warnings.append(f"{_where(path, rule)} absent (Type 2); treated as empty")
             continue
+        values = element.get("Value")
         if rule.is_sequence:
             if element.get("vr") != "SQ":
-                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} is not a sequence")
-            items = element.get("Value") or []
-            if not items and rule.type == "1":
-                _reject(statuses.MISSING_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} {rule.tag_text} has no items")
-            if rule.max_items is not None and len(items) > rule.max_items:
-                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, where,
-                        f"{rule.keyword} has {len(items)} items, at most {rule.max_items}")
-            for i, item in enumerate(items):
+                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "is not a sequence")
+            if not values:
+                if rule.type == "1":
+                    _reject(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "has no items")
+                continue
+            if rule.max_items is not None and len(values) > rule.max_items:
+                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, path,
+                        f"has {len(values)} items, at most {rule.max_items}")
+            for i, item in enumerate(values):
                 if not isinstance(item, dict):
-                    _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} item {i + 1} invalid")
-                yield from _validate(item, rule.items, f"{where}[{i}].")
+                    _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, f"item {i + 1} invalid")
+                _validate(item, rule.items, path + (rule.keyword, i), warnings)
             continue
-        values = [v for v in element.get("Value") or [] if v not in (None, "")]
-        if not values:
+        present = [v for v in values or () if v is not None and v != ""]
+        if not present:
             if rule.type == "1":
-                _reject(statuses.MISSING_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} {rule.tag_text} is empty")
+                _reject(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "is empty")
             continue
-        if len(element.get("Value")) > 1 and not rule.multi:
-            _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} has more than one value")
-        for value in values:
-            if not isinstance(value, str) or (rule.check and not rule.check.ok(value)):
-                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, where, f"{rule.keyword} invalid: {value!r}")
+        if len(values) > 1 and not rule.multi:
+            _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "has more than one value")
+        check = rule.check
+        for value in present:
+            if not isinstance(value, str) or (check is not None and not check.ok(value)):
+                _reject(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, f"invalid: {value!r}")
 
 
-def _reject(status: Status, rule: Attr, where: str, comment: str) -> None:
-    raise IANRejected(status, error_comment(comment), (rule.tag,), where)
+def _where(path: tuple, rule: Attr) -> str:
+    parts = [f"{path[i]}[{path[i + 1]}]" for i in range(0, len(path), 2)]
+    return ".".join(parts + [rule.keyword])
+
+
+def _reject(status: Status, rule: Attr, path: tuple, problem: str) -> None:
+    tag = f" {rule.tag_text}" if status in (statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE) else ""
+    raise IANRejected(status, error_comment(f"{rule.keyword}{tag} {problem}"), (rule.tag,), _where(path, rule))
 
 
 def error_comment(text: str) -> str:
@@ -239,5 +250,8 @@ def _values(ds: dict[str, Any], tag: str) -> list[str]:
 
 
 def _first(ds: dict[str, Any], tag: str) -> Any:
-    values = _values(ds, tag)
-    return values[0] if values else None
+    element = ds.get(tag)
+    values = element.get("Value") if element else None
+    if values and isinstance(values[0], str) and values[0]:
+        return values[0]
+    return next((v for v in values or () if isinstance(v, str) and v), None)
