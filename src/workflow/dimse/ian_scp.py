@@ -11,11 +11,10 @@ import time
 from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 from pydicom.uid import generate_uid
 
-from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
-from workflow.dimse.dicom_json import DecodeError, dataset_bytes_to_json
+from workflow.dimse.datasets import request_json, status_dataset
+from workflow.dimse.dicom_json import DecodeError
 from workflow.domain import statuses
 from workflow.domain.ian import IAN_SOP_CLASS_UID, IANRejected, error_comment, is_uid, parse_ian
 from workflow.domain.statuses import Status
@@ -45,16 +44,6 @@ STATUS_CONDITIONS: tuple[tuple[Status, str], ...] = (
     (statuses.RESOURCE_LIMITATION, "The IAN references more instances than `max_instances_per_ian`."),
     (statuses.NO_SUCH_SOP_CLASS, "An N-CREATE for a SOP Class other than IAN reached the server."),
 )
-
-
-def status_dataset(status: Status, comment: str | None = None, tags: tuple[str, ...] = ()) -> Dataset:
-    ds = Dataset()
-    ds.Status = status.code
-    if comment:
-        ds.ErrorComment = error_comment(comment)
-    if tags and status.code in statuses.CARRIES_ATTRIBUTE_LIST:
-        ds.AttributeIdentifierList = [Tag(int(t, 16)) for t in tags]
-    return ds
 
 
 class IanScp:
@@ -94,13 +83,12 @@ class IanScp:
         if not is_uid(uid):
             return statuses.INVALID_ATTRIBUTE_VALUE, "Affected SOP Instance UID is not a valid UID", (), {
                 "outcome": "rejected"}
-        raw = event.request.AttributeList
-        if raw is None:
-            return statuses.MISSING_ATTRIBUTE, "IAN has no data set", (), {"outcome": "rejected"}
         try:
-            dataset = dataset_bytes_to_json(raw.getvalue(), str(event.context.transfer_syntax))
+            dataset = request_json(event.request.AttributeList, event)
         except DecodeError as exc:
             return statuses.PROCESSING_FAILURE, f"undecodable data set: {exc}", (), {"outcome": "rejected"}
+        if dataset is None:
+            return statuses.MISSING_ATTRIBUTE, "IAN has no data set", (), {"outcome": "rejected"}
         try:
             ian = parse_ian(dataset, self.max_instances)
         except IANRejected as exc:

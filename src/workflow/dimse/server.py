@@ -17,7 +17,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workflow import __version__
 from workflow.config import Settings
-from workflow.dimse.ian_scp import IanScp, status_dataset
+from workflow.dimse.datasets import status_dataset
+from workflow.dimse.ian_scp import IanScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.domain import statuses
 

@@ -1,0 +1,43 @@
+"""Data sets at the DIMSE boundary: encoded request bytes -> DICOM JSON, DICOM JSON -> pydicom."""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import Any
+
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
+from workflow.dimse.dicom_json import dataset_bytes_to_json
+from workflow.domain.ian import error_comment
+from workflow.domain.statuses import CARRIES_ATTRIBUTE_LIST, Status
+
+
+def request_json(raw: BytesIO | None, event) -> dict[str, Any] | None:
+    """Decode a request's data set (Attribute List, Modification List, Action Information or
+    Identifier) in the negotiated transfer syntax; None when the request carried none.
+    Raises DecodeError for bytes that are not a data set."""
+    if raw is None:
+        return None
+    data = raw.getvalue()
+    if not data:
+        return {}
+    return dataset_bytes_to_json(data, str(event.context.transfer_syntax))
+
+
+def to_dataset(ds: dict[str, Any] | None) -> Dataset | None:
+    return None if ds is None else Dataset.from_json(ds)
+
+
+def status_dataset(status: Status, comment: str | None = None, tags: tuple[str, ...] = (),
+                   any_status: bool = False) -> Dataset:
+    """The status a handler returns: Status, Error Comment, and the Attribute Identifier List where
+    the status allows it (0120/0121 for N-CREATE; any failure when `any_status`)."""
+    ds = Dataset()
+    ds.Status = status.code
+    if comment:
+        ds.ErrorComment = error_comment(comment)
+    if tags and (any_status or status.code in CARRIES_ATTRIBUTE_LIST):
+        ds.AttributeIdentifierList = [Tag(int(t, 16)) for t in tags]
+    return ds
