@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import workflow.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+import workflow.store.ups_models  # noqa: F401
 from workflow.store.engine import make_engine
 
 config = context.config

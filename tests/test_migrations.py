@@ -7,6 +7,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import workflow.store.models  # noqa: F401
+import workflow.store.ups_models  # noqa: F401
 from workflow.store import migrate
 from workflow.store.engine import make_engine
 

@@ -9,9 +9,13 @@ import threading
 from sqlalchemy import Engine
 
 from workflow.config import Settings
+from workflow.dimse.event_sender import EventSender
 from workflow.dimse.ian_scp import IanScp
 from workflow.dimse.server import DicomServer
+from workflow.dimse.ups_scp import UpsScp
 from workflow.services.ingest import IngestService
+from workflow.services.outbox import Outbox
+from workflow.services.worklist import WorklistService
 from workflow.store import migrate
 from workflow.store.engine import make_engine
 
@@ -23,17 +27,40 @@ class App:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
         self.ingest = IngestService(self.engine)
-        self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian))
+        self.outbox = Outbox(self.engine, settings)
+        self.events = EventSender(self.outbox, settings)
+        self.worklist = WorklistService(self.engine, settings, notify=self.events.wake.set)
+        self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
+                                 UpsScp(self.worklist))
+        self._housekeeping = threading.Event()
 
     def start(self) -> None:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
         self.dicom.start()
+        self.worklist.status_change("RESTARTED")
+        self.events.start()
+        threading.Thread(target=self._purge_loop, name="wfm-retention", daemon=True).start()
 
     def stop(self) -> bool:
         clean = self.dicom.stop()
+        self._housekeeping.set()
+        # Subscribers hear we are going down; what cannot be delivered now stays owed.
+        self.events.stop()
+        self.worklist.status_change("GOING DOWN")
+        self.events.deliver_due(final=True)
         self.engine.dispose()
         return clean
+
+    def _purge_loop(self, every: float = 600.0) -> None:
+        """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them."""
+        while not self._housekeeping.wait(every):
+            try:
+                removed = self.worklist.purge_finished()
+                if removed:
+                    log.info(f"retention: removed {removed} finished workitems")
+            except Exception:  # noqa: BLE001 - housekeeping must not take the server down
+                log.exception("retention purge failed")
 
     def run_until_signalled(self) -> int:
         """`wfm serve`: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""

@@ -27,6 +27,8 @@ class RemoteAE:
     ae_title: str
     host: str
     port: int
+    # Also told of this server's start and shutdown (UPS SCP Status Change), subscriber or not.
+    status_change: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,8 +45,20 @@ class Settings:
     # Seconds `wfm serve` waits on SIGTERM for requests in flight before it closes associations.
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    # UPS: the Worklist Label given to workitems created without one (PS3.4 CC.2.5.1.3.1).
+    default_worklist_label: str = "WFM"
+    # UPS: how long COMPLETED and CANCELED workitems stay retrievable (unless a deletion lock holds them).
+    ups_retention_hours: float = 168.0
+    # UPS event delivery: first retry delay, the cap on the delay, and how long before an event is
+    # marked undeliverable (seconds).
+    event_retry_initial: float = 1.0
+    event_retry_max_interval: float = 60.0
+    event_retry_for: float = 86400.0
     remote_ae: tuple[RemoteAE, ...] = field(default_factory=tuple)
     source: str = "defaults"
+
+    def remote(self, ae_title: str) -> RemoteAE | None:
+        return next((r for r in self.remote_ae if r.ae_title == ae_title.strip()), None)
 
     def masked(self) -> dict[str, Any]:
         """The effective settings as plain data, with the database password hidden."""
@@ -139,7 +153,13 @@ def _remote_aes(entries: Any, source: str) -> tuple[RemoteAE, ...]:
         port = entry["port"]
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"{where}: key 'port': {port!r} is not a TCP port")
-        out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port))
+        unknown = sorted(set(entry) - {"ae_title", "host", "port", "status_change"})
+        if unknown:
+            raise ConfigError(f"{where}: key '{unknown[0]}': unknown setting")
+        status_change = entry.get("status_change", False)
+        if not isinstance(status_change, bool):
+            raise ConfigError(f"{where}: key 'status_change': expected true or false")
+        out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port, status_change=status_change))
     titles = [r.ae_title for r in out]
     dupes = sorted({t for t in titles if titles.count(t) > 1})
     if dupes:
@@ -166,6 +186,14 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("network_timeout", "must be positive")
     if s.shutdown_grace < 0:
         fail("shutdown_grace", "must not be negative")
+    if not 0 < len(s.default_worklist_label) <= 64:
+        fail("default_worklist_label", "must be 1-64 characters")
+    if s.ups_retention_hours < 0:
+        fail("ups_retention_hours", "must not be negative")
+    if not 0 < s.event_retry_initial <= s.event_retry_max_interval:
+        fail("event_retry_initial", "must be positive and at most event_retry_max_interval")
+    if s.event_retry_for < s.event_retry_max_interval:
+        fail("event_retry_for", "must be at least event_retry_max_interval")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if "://" not in s.database_url:

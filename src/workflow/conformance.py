@@ -10,7 +10,8 @@ from pydicom.uid import UID
 from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.ian_scp import STATUS_CONDITIONS
-from workflow.dimse.server import (IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SERVICES,
+from workflow.conformance_ups import render_ups
+from workflow.dimse.server import (IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SCU_SERVICES, SERVICES,
                                    TRANSFER_SYNTAXES)
 from workflow.domain import statuses
 from workflow.domain.availability import BEHAVIOUR, Availability
@@ -49,6 +50,7 @@ def render() -> str:
     d = Settings()
     ts_rows = [(UID(str(ts)).name, str(ts)) for ts in TRANSFER_SYNTAXES]
     service_rows = [(s.name, s.sop_class_uid, "No", "Yes") for s in SERVICES]
+    service_rows += [(s.name, s.sop_class_uid, "Yes", "No") for s in SCU_SERVICES]
     context_rows = [(s.name, s.sop_class_uid, ", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES),
                      s.role, "None") for s in SERVICES]
     status_rows = [(s.category, s.hex, s.meaning, condition) for s, condition in STATUS_CONDITIONS]
@@ -63,6 +65,12 @@ def render() -> str:
         ("Maximum referenced instances per IAN", "`max_instances_per_ian`", str(d.max_instances_per_ian)),
         ("Network, ACSE and DIMSE timeout (s)", "`network_timeout`", f"{d.network_timeout:g}"),
         ("Time given to requests in flight on shutdown (s)", "`shutdown_grace`", f"{d.shutdown_grace:g}"),
+        ("Worklist Label given when absent", "`default_worklist_label`", d.default_worklist_label),
+        ("Retention of finished workitems (h)", "`ups_retention_hours`", f"{d.ups_retention_hours:g}"),
+        ("First event retry delay (s)", "`event_retry_initial`", f"{d.event_retry_initial:g}"),
+        ("Longest event retry delay (s)", "`event_retry_max_interval`", f"{d.event_retry_max_interval:g}"),
+        ("Time before an event is undeliverable (s)", "`event_retry_for`", f"{d.event_retry_for:g}"),
+        ("Peers (event subscribers, status change recipients)", "`[[remote_ae]]`", "none"),
     ]
     attr_list = ", ".join(f"{s.hex}" for s in (statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE))
     return f"""# DICOM Conformance Statement: wfm, the open DICOM workflow manager
@@ -75,9 +83,10 @@ Product version {__version__}. Structure after DICOM PS3.2 Annex A.
 ## 1 Overview
 
 wfm receives Instance Availability Notifications from archives and modalities and records, per SOP
-Instance and per location (Retrieve AE Title), how available each instance is. This version is the
-foundation of the workflow manager: it stores and reports availability; it does not yet maintain a
-UPS worklist or drive Input Readiness from notifications.
+Instance and per location (Retrieve AE Title), how available each instance is; and it keeps a
+Unified Procedure Step worklist that schedulers and performers use (Push, Pull, Watch, Query; event
+reports to subscribers, delivered reliably). In this version notifications do not yet drive UPS
+Input Readiness: the two services run side by side.
 
 ### Network services
 
@@ -123,7 +132,10 @@ received (DICOM JSON, calling AE title, peer address, time) and merges its insta
 
 #### 3.2.3 Association initiation policy
 
-The server initiates no associations in this version. The `wfm ian send` tool initiates one
+The server initiates associations to deliver UPS event reports: to each subscriber's Receiving AE
+(its `[[remote_ae]]` address), proposing UPS Event with
+{", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES)}, one association per delivery round for
+all events then owed to that subscriber (section 3.2.7). The `wfm ian send` tool initiates one
 association per invocation to the given AE, proposing Instance Availability Notification with
 {", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES)}, and sends one IAN per study found in the
 given DICOM files: every instance with the given Instance Availability and Retrieve AE Title(s),
@@ -185,6 +197,7 @@ by a notification.
 
 {_table(("Category", "Status", "Meaning", "Condition"), status_rows)}
 
+{render_ups(d)}
 ### 3.3 Network interfaces
 
 TCP/IP over IPv4 or IPv6, on the address and port configured (`host`, `port`).

@@ -12,20 +12,25 @@ from typing import Callable, Iterator
 
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
-from pynetdicom.sop_class import InstanceAvailabilityNotification, Verification
+from pynetdicom.sop_class import (InstanceAvailabilityNotification, UnifiedProcedureStepEvent,
+                                  UnifiedProcedureStepPull, UnifiedProcedureStepPush,
+                                  UnifiedProcedureStepQuery, UnifiedProcedureStepWatch, Verification)
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
 from workflow.dimse.ian_scp import IanScp
+from workflow.dimse.ups_scp import FIND_CLASSES, PUSH, UpsScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.domain import statuses
 
 log = logging.getLogger("workflow.dimse")
 
-# pynetdicom's "standard" handlers format a log line for every PDU even when nobody reads it.
+# pynetdicom's "standard" handlers format a log line for every PDU even when nobody reads it, and
+# it decodes every C-FIND identifier a second time just to log it.
 pynetdicom_config.LOG_HANDLER_LEVEL = "none"
+pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
 
 # Our own implementation identity (PS3.7 D.3.3.2), stable across pynetdicom versions.
 IMPLEMENTATION_CLASS_UID = "2.25.57341232141535019075580653872591262980"
@@ -48,6 +53,17 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO"),
     ServiceSpec("Instance Availability Notification", str(InstanceAvailabilityNotification), "SCP", "N-CREATE"),
+    ServiceSpec("Unified Procedure Step - Push", str(UnifiedProcedureStepPush), "SCP",
+                "N-CREATE, N-GET, N-ACTION (request cancel)"),
+    ServiceSpec("Unified Procedure Step - Pull", str(UnifiedProcedureStepPull), "SCP",
+                "C-FIND, N-GET, N-SET, N-ACTION (change state)"),
+    ServiceSpec("Unified Procedure Step - Watch", str(UnifiedProcedureStepWatch), "SCP",
+                "N-ACTION (subscribe, unsubscribe, suspend, request cancel), N-GET, C-FIND"),
+    ServiceSpec("Unified Procedure Step - Query", str(UnifiedProcedureStepQuery), "SCP", "C-FIND"),
+)
+# Sent by this server as SCU over associations it opens to subscribers.
+SCU_SERVICES = (
+    ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStepEvent), "SCU", "N-EVENT-REPORT"),
 )
 
 
@@ -119,11 +135,13 @@ def build_ae(settings: Settings) -> NoDelayAE:
 
 
 class DicomServer:
-    def __init__(self, settings: Settings, ian_scp: IanScp) -> None:
+    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
         self.in_flight = InFlight()
-        self._n_create: dict[str, Callable] = {str(InstanceAvailabilityNotification): ian_scp.handle_n_create}
+        self._n_create: dict[str, Callable] = {str(InstanceAvailabilityNotification): ian_scp.handle_n_create,
+                                               PUSH: ups_scp.n_create}
+        self.ups = ups_scp
         self._server = None
 
     @property
@@ -134,6 +152,10 @@ class DicomServer:
         handlers = [
             (evt.EVT_C_ECHO, self._on_echo),
             (evt.EVT_N_CREATE, self._on_n_create),
+            (evt.EVT_N_GET, self._ups(self.ups.n_get)),
+            (evt.EVT_N_SET, self._ups(self.ups.n_set)),
+            (evt.EVT_N_ACTION, self._ups(self.ups.n_action)),
+            (evt.EVT_C_FIND, self._on_c_find),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
@@ -182,6 +204,22 @@ class DicomServer:
             if handler is None:
                 return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
             return handler(event)
+
+    def _ups(self, handler: Callable) -> Callable:
+        """N-GET, N-SET and N-ACTION address a UPS by the Push SOP Class UID on any UPS context."""
+        def route(event):
+            with self.in_flight.handler():
+                if str(event.request.RequestedSOPClassUID) != PUSH:
+                    return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
+                return handler(event)
+        return route
+
+    def _on_c_find(self, event):
+        with self.in_flight.handler():
+            if str(event.context.abstract_syntax) not in FIND_CLASSES:
+                yield status_dataset(statuses.Status(0x0122, "Failure", "SOP Class not supported")), None
+                return
+            yield from self.ups.c_find(event)
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor

@@ -1,0 +1,140 @@
+"""UPS SCP handlers (PS3.4 Annex CC): N-CREATE, N-GET, N-SET, N-ACTION (change state, request cancel,
+subscribe, unsubscribe, suspend) and C-FIND, each mapped to one WorklistService call.
+
+N-* requests carry the Push SOP Class UID whatever context they arrive on (CC.3.1.1); they are
+accepted on any UPS context. One log line per request names the calling AE, SOP class, SOP
+instance, status and outcome.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from pydicom.dataset import Dataset
+from pydicom.tag import Tag
+
+from workflow.dimse.datasets import request_json, status_dataset, to_dataset
+from workflow.dimse.dicom_json import DecodeError
+from workflow.domain import statuses
+from workflow.domain.statuses import Status
+from workflow.domain.ups_matching import QueryRejected
+from workflow.domain.ups_state import UPS_PUSH_SOP_CLASS_UID
+from workflow.services.results import Outcome
+from workflow.services.worklist import WorklistService
+
+log = logging.getLogger("workflow.ups")
+
+PUSH = UPS_PUSH_SOP_CLASS_UID
+WATCH = "1.2.840.10008.5.1.4.34.6.2"
+PULL = "1.2.840.10008.5.1.4.34.6.3"
+EVENT = "1.2.840.10008.5.1.4.34.6.4"
+QUERY = "1.2.840.10008.5.1.4.34.6.5"
+UPS_CLASSES = {PUSH: "Push", WATCH: "Watch", PULL: "Pull", EVENT: "Event", QUERY: "Query"}
+FIND_CLASSES = (PULL, WATCH, QUERY)
+
+CHANGE_STATE, REQUEST_CANCEL, SUBSCRIBE, UNSUBSCRIBE, SUSPEND = 1, 2, 3, 4, 5
+NO_SUCH_ACTION = Status(0x0123, "Failure", "No such action")
+
+
+class UpsScp:
+    def __init__(self, worklist: WorklistService) -> None:
+        self.worklist = worklist
+
+    # Each handler: decode, call the service once, answer; _answer logs and builds the status.
+
+    def n_create(self, event):
+        started = time.perf_counter()
+        uid = event.request.AffectedSOPInstanceUID
+        ds, failure = _decode(event.request.AttributeList, event)
+        outcome = failure or self.worklist.create(str(uid) if uid else None, ds or {})
+        reply = None
+        if outcome.status.category != "Failure" and outcome.dataset:
+            reply = Dataset()
+            reply.AffectedSOPInstanceUID = outcome.uid
+        return _answer(event, "N-CREATE", outcome, started, outcome.uid or uid), reply
+
+    def n_get(self, event):
+        started = time.perf_counter()
+        uid = str(event.request.RequestedSOPInstanceUID)
+        requested = event.request.AttributeIdentifierList or []
+        tags = [f"{int(t):08X}" for t in (requested if isinstance(requested, list) else [requested])]
+        outcome = self.worklist.get(uid, tags)
+        return _answer(event, "N-GET", outcome, started, uid), to_dataset(outcome.dataset)
+
+    def n_set(self, event):
+        started = time.perf_counter()
+        uid = str(event.request.RequestedSOPInstanceUID)
+        ds, failure = _decode(event.request.ModificationList, event)
+        outcome = failure or self.worklist.set(uid, ds or {})
+        return _answer(event, "N-SET", outcome, started, uid), None
+
+    def n_action(self, event):
+        started = time.perf_counter()
+        uid = str(event.request.RequestedSOPInstanceUID)
+        action = event.request.ActionTypeID
+        info, failure = _decode(event.request.ActionInformation, event)
+        info = info or {}
+        if failure is None:
+            calling = event.assoc.requestor.ae_title
+            failure = {
+                CHANGE_STATE: lambda: self.worklist.change_state(uid, info),
+                REQUEST_CANCEL: lambda: self.worklist.request_cancel(uid, info, calling),
+                SUBSCRIBE: lambda: self.worklist.subscribe(uid, info),
+                UNSUBSCRIBE: lambda: self.worklist.unsubscribe(uid, info),
+                SUSPEND: lambda: self.worklist.suspend(uid, info),
+            }.get(action, lambda: Outcome(NO_SUCH_ACTION, comment=f"no action type {action}"))()
+        return _answer(event, f"N-ACTION {action}", failure, started, uid), None
+
+    def c_find(self, event):
+        started = time.perf_counter()
+        identifier, failure = _decode(event.request.Identifier, event)
+        if failure:
+            yield _answer(event, "C-FIND", failure, started, None), None
+            return
+        matches = 0
+        try:
+            for match in self.worklist.find(identifier or {}, lambda: event.is_cancelled):
+                matches += 1
+                yield 0xFF00, to_dataset(match)
+        except QueryRejected as exc:
+            yield _answer(event, "C-FIND", Outcome(exc.status, comment=exc.comment), started, None), None
+            return
+        except Exception:  # noqa: BLE001 - answer, log, keep serving
+            log.exception("C-FIND failed", extra=_ctx(event, None))
+            yield status_dataset(statuses.Status(0xC000, "Failure", "Unable to process"), "query failed"), None
+            return
+        if event.is_cancelled:
+            _log(event, "C-FIND", Status(0xFE00, "Cancel", "Matching terminated due to Cancel"), started, None,
+                 f"cancelled after {matches} matches")
+            yield 0xFE00, None
+            return
+        _log(event, "C-FIND", statuses.SUCCESS, started, None, f"{matches} matches")
+
+
+def _decode(raw, event) -> tuple[dict | None, Outcome | None]:
+    try:
+        return request_json(raw, event), None
+    except DecodeError as exc:
+        return None, Outcome(statuses.PROCESSING_FAILURE, comment=f"undecodable data set: {exc}")
+
+
+def _ctx(event, uid) -> dict:
+    requestor = event.assoc.requestor
+    return {"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}",
+            "sop_class": str(event.context.abstract_syntax), "sop_instance": str(uid) if uid else None}
+
+
+def _log(event, operation: str, status: Status, started: float, uid, detail: str | None = None) -> None:
+    extra = dict(_ctx(event, uid), status=status.hex, outcome=status.meaning,
+                 duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    level = logging.WARNING if status.category == "Failure" else logging.INFO
+    log.log(level, f"UPS {operation}: {status.meaning}" + (f" ({detail})" if detail else ""), extra=extra)
+
+
+def _answer(event, operation: str, outcome: Outcome, started: float, uid) -> Dataset:
+    _log(event, operation, outcome.status, started, uid,
+         outcome.comment or ("; ".join(outcome.notes) if outcome.notes else None))
+    # N-GET, N-SET and N-ACTION responses may name the attributes concerned with any failure.
+    return status_dataset(outcome.status, outcome.comment, outcome.tags,
+                          any_status=not operation.startswith(("N-CREATE", "C-FIND")))
