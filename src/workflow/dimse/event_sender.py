@@ -71,7 +71,8 @@ class EventSender:
             self._failed(events[0], f"cannot connect: {exc}")
             return
         if not assoc.is_established:
-            self._failed(events[0], "association rejected or aborted")
+            self._failed(events[0], "association rejected" if assoc.is_rejected
+                         else "could not connect, or the association was aborted")
             return
         try:
             for event in events:

@@ -93,10 +93,13 @@ class UpsScp:
             yield _answer(event, "C-FIND", failure, started, None), None
             return
         matches = 0
+        cancel = _CancelFlag(event)
         try:
-            for match in self.worklist.find(identifier or {}, lambda: event.is_cancelled):
+            for match in self.worklist.find(identifier or {}, cancel):
                 matches += 1
                 yield 0xFF00, to_dataset(match)
+                if matches % DRAIN_EVERY == 0:
+                    _drain(event)
         except QueryRejected as exc:
             yield _answer(event, "C-FIND", Outcome(exc.status, comment=exc.comment), started, None), None
             return
@@ -104,12 +107,37 @@ class UpsScp:
             log.exception("C-FIND failed", extra=_ctx(event, None))
             yield status_dataset(statuses.Status(0xC000, "Failure", "Unable to process"), "query failed"), None
             return
-        if event.is_cancelled:
+        if cancel():
             _log(event, "C-FIND", Status(0xFE00, "Cancel", "Matching terminated due to Cancel"), started, None,
                  f"cancelled after {matches} matches")
             yield 0xFE00, None
             return
         _log(event, "C-FIND", statuses.SUCCESS, started, None, f"{matches} matches")
+
+
+# pynetdicom's DUL reads from the peer only when it has nothing left to send: a search that queues
+# responses faster than they go out would never see a C-CANCEL, and would hold every response in
+# memory. Every DRAIN_EVERY matches the handler waits for the queue to empty.
+DRAIN_EVERY = 20
+
+
+def _drain(event, timeout: float = 10.0) -> None:
+    outgoing = event.assoc.dul.to_provider_queue
+    deadline = time.monotonic() + timeout
+    while not outgoing.empty() and event.assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0005)
+
+
+class _CancelFlag:
+    """pynetdicom forgets a C-CANCEL once `event.is_cancelled` has reported it: remember it."""
+
+    def __init__(self, event) -> None:
+        self.event = event
+        self.seen = False
+
+    def __call__(self) -> bool:
+        self.seen = self.seen or self.event.is_cancelled
+        return self.seen
 
 
 def _decode(raw, event) -> tuple[dict | None, Outcome | None]:

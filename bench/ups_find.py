@@ -1,0 +1,878 @@
+#!/usr/bin/env python3
+"""UPS worklist C-FIND latency and claim throughput: `wfm serve` on SQLite and PostgreSQL holding
+100,000 SCHEDULED and 1,000,000 finished workitems, against a baseline measured in the same run, a bare
+pynetdicom UPS SCP whose handlers yield precomputed answers (the same matches, the same identifiers,
+captured from our server) or return Success at once. Our ratio to that baseline is what our matching,
+store and DICOM JSON cost on top of pynetdicom's own C-FIND / N-ACTION cost. Target: p95 <= 100 ms.
+
+    python bench/ups_find.py             # full size (run by hand; seeding takes minutes)
+    python bench/ups_find.py --smoke     # tiny, to keep the script working (the test suite runs it)
+    python bench/ups_find.py --scheduled 100000 --finished 300000 --backend sqlite --explain
+
+The store is seeded directly (SQLAlchemy Core executemany on SQLite, COPY on PostgreSQL; not over
+DIMSE), then ANALYZEd. Each server runs in its own process; the client (one association, TCP_NODELAY)
+runs here. Query parameters are drawn from what was seeded and vary at every repetition; the query
+types are interleaved in one random order, the same for both servers. Latency is from the C-FIND-RQ to
+the final response, all matches received. SQLite commits stay durable (WAL, synchronous=FULL: the
+server's own settings; only the seeding runs with synchronous=OFF).
+
+Queries (all but (e) ask for ProcedureStepState SCHEDULED; return keys as a scheduler asks them):
+  (a) Scheduled Station Name Code Sequence (code value + scheme) + start in one day
+  (b) start in a window: one day, narrowed to whole hours when one day of SCHEDULED work would
+      exceed ~25 matches (1 h at full size: 100,000 SCHEDULED over a year is ~270 a day)
+  (c) Input Readiness State READY + priority HIGH + Worklist Label
+  (d) Worklist Label
+  (e) Patient ID (any state)
+To keep every answer at <= 50 matches, there are (SCHEDULED / 25) worklist labels (4,000 at full size),
+not a few hundred: with 300 labels (d) would return ~330 SCHEDULED workitems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterator
+
+from pydicom.dataset import Dataset
+from pydicom.uid import UID, generate_uid
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import UnifiedProcedureStepPull, UnifiedProcedureStepPush
+
+from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+from workflow.dimse.server import TRANSFER_SYNTAXES
+
+PULL, PUSH = UnifiedProcedureStepPull, UnifiedProcedureStepPush
+UPS_PUSH_SOP_CLASS = str(UnifiedProcedureStepPush)
+POSTGRES_URL = os.environ.get("WFM_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TARGET_MS = 100.0
+MAX_MATCHES = 50
+BATCH = 5_000  # rows per executemany / COPY chunk
+COMMIT_EVERY = 100_000  # workitems per transaction while seeding
+
+
+# ================================================================ the seeded worklist (deterministic)
+
+ROOT = "1.2.826.0.1.3680043.8.498.77"  # + branch + fixed-width counter: UIDs sort as inserted
+SCHEME = "99HOSP"
+MODALITIES = ("CT", "MR", "US", "XR", "NM", "MG", "AI", "RP")
+SITES = ("NORTH", "SOUTH", "EAST", "WEST", "CENTRAL")
+STATIONS = tuple((f"{MODALITIES[n % 8]}{n:03d}", f"{MODALITIES[n % 8]} station {n:03d}, {SITES[n % 5].title()} site")
+                 for n in range(1, 201))
+WORKITEM_CODES = (("110001", "Image Processing"), ("110002", "Quality Control"),
+                  ("110003", "Computer Aided Diagnosis"), ("110004", "Computer Aided Detection"),
+                  ("110005", "Interpretation"), ("110006", "Transcription"), ("110007", "Report Verification"))
+BODY_PARTS = ("head", "chest", "abdomen", "pelvis", "spine", "knee", "shoulder", "breast", "heart", "wrist")
+DEPARTMENTS = ("NEURO", "BODY", "CHEST", "MSK", "BREAST", "CARDIO", "PEDS", "NUCMED", "IR", "ER")
+FAMILY = ("Smith", "Jones", "Garcia", "Miller", "Davis", "Martin", "Lopez", "Wilson", "Anderson", "Thomas",
+          "Moore", "Jackson", "White", "Harris", "Clark", "Lewis", "Walker", "Hall", "Young", "King",
+          "Wright", "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Campbell", "Mitchell", "Roberts",
+          "Carter", "Phillips", "Evans", "Turner", "Torres", "Parker", "Collins", "Edwards", "Stewart", "Morris")
+GIVEN = ("Jane", "John", "Maria", "Ahmed", "Wei", "Olga", "Pierre", "Aiko", "Lars", "Fatima", "Noah", "Emma",
+         "Liam", "Olivia", "Lucas", "Mia", "Mateo", "Sofia", "Arjun", "Chloe", "Kofi", "Ines", "Yuki", "Omar")
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+SR_DOCUMENT = "1.2.840.10008.5.1.4.1.1.88.33"
+
+PRIORITIES = (("HIGH", 0.10), ("MEDIUM", 0.60), ("LOW", 0.30))
+READINESS_SCHEDULED = (("READY", 0.70), ("INCOMPLETE", 0.20), ("UNAVAILABLE", 0.10))
+FIRST_HOUR, LAST_HOUR = 6, 22  # work is scheduled between 06:00 and 22:00
+DAYS = 365
+
+
+def _v(vr: str, *values: Any) -> dict:
+    return {"Value": list(values), "vr": vr}
+
+
+def _e(vr: str) -> dict:
+    return {"vr": vr}
+
+
+def _sq(*items: dict) -> dict:
+    return {"Value": list(items), "vr": "SQ"}
+
+
+def _code(value: str, scheme: str, meaning: str) -> dict:
+    return {"00080100": _v("SH", value), "00080102": _v("SH", scheme), "00080104": _v("LO", meaning)}
+
+
+STATION_ITEMS = tuple(_code(value, SCHEME, meaning) for value, meaning in STATIONS)
+WORKITEM_ITEMS = tuple(_code(value, "DCM", meaning) for value, meaning in WORKITEM_CODES)
+NO_REASON = _code("110513", "DCM", "Discontinued for unspecified reason")
+
+
+def _pick(rng: random.Random, weighted: tuple[tuple[str, float], ...]) -> str:
+    x = rng.random()
+    for value, weight in weighted:
+        x -= weight
+        if x < 0:
+            return value
+    return weighted[-1][0]
+
+
+def _dt(at: datetime) -> str:
+    """DICOM DT as the SCP stamps it (workflow.services.worklist.dicom_dt)."""
+    return at.strftime("%Y%m%d%H%M%S.%f") + "+0000"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    scheduled: int
+    finished: int
+
+    @property
+    def total(self) -> int:
+        return self.scheduled + self.finished
+
+    @property
+    def labels(self) -> int:
+        return max(10, self.scheduled // 25)
+
+    @property
+    def window_hours(self) -> int:
+        """Width of query (b)'s start range: one day, or fewer whole hours for ~25 matches."""
+        per_hour = self.scheduled / (DAYS * (LAST_HOUR - FIRST_HOUR))
+        return 24 if per_hour * 24 <= 25 else max(1, min(24, int(25 / per_hour)))
+
+
+@dataclass(frozen=True)
+class Scheduled:
+    """What the query planner needs to know of a seeded SCHEDULED workitem."""
+
+    uid: str
+    stations: tuple[int, ...]
+    start: str  # YYYYMMDDHHMMSS
+    label: str
+
+
+@dataclass
+class Catalog:
+    scheduled: list[Scheduled] = field(default_factory=list)
+    patients: list[str] = field(default_factory=list)  # a sample of seeded Patient IDs
+    samples: list[tuple[dict, dict, list[dict]]] = field(default_factory=list)  # (ds, columns, seq rows)
+    seq_rows: int = 0
+    ready_high: list[Scheduled] = field(default_factory=list)  # the SCHEDULED ones READY and HIGH
+
+
+class Worklist:
+    """The seeded workitems, row by row, in SOP Instance UID order: the `workitem` row (dataset_json as
+    the server writes it), its `workitem_seq_item` rows (what `index_workitem` gives, built directly
+    because it is faster; checked against it on a sample), and the catalog the queries are drawn from."""
+
+    def __init__(self, sizes: Sizes, seed: int) -> None:
+        self.sizes = sizes
+        self.seed = seed
+        today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+        self.first_day = today - timedelta(days=DAYS - 30)  # eleven months back, one ahead
+        self.labels = [f"{DEPARTMENTS[i % len(DEPARTMENTS)]}-{i:05d}" for i in range(sizes.labels)]
+        self.catalog = Catalog()
+
+    def batches(self, size: int = BATCH) -> Iterator[tuple[list[dict], list[dict]]]:
+        rng = random.Random(self.seed)
+        sample_rng = random.Random(self.seed + 7)
+        sched_left, total_left = self.sizes.scheduled, self.sizes.total
+        patients = max(1, int(self.sizes.total * 0.7))  # ~1.4 workitems per patient
+        rows: list[dict] = []
+        seq: list[dict] = []
+        self.catalog = Catalog()
+        for i in range(self.sizes.total):
+            scheduled = rng.random() * total_left < sched_left  # exact counts, randomly interleaved
+            sched_left -= scheduled
+            total_left -= 1
+            row, seq_rows, ds, columns = self._workitem(rng, i, scheduled, rng.randrange(patients))
+            rows.append(row)
+            seq.extend(seq_rows)
+            self.catalog.seq_rows += len(seq_rows)
+            if i < 100 or sample_rng.random() < 200 / self.sizes.total:
+                self.catalog.samples.append((ds, columns, [dict(r) for r in seq_rows]))
+            if len(self.catalog.patients) < 5_000:
+                self.catalog.patients.append(row["patient_id"])
+            elif (j := sample_rng.randrange(i + 1)) < 5_000:  # reservoir sample
+                self.catalog.patients[j] = row["patient_id"]
+            if len(rows) >= size:
+                yield rows, seq
+                rows, seq = [], []
+        if rows:
+            yield rows, seq
+
+    def _workitem(self, rng: random.Random, i: int, scheduled: bool, patient: int):
+        uid = f"{ROOT}.1.{1_000_000_000 + i}"
+        study = f"{ROOT}.2.{1_000_000_000 + i}"
+        day = self.first_day + timedelta(days=rng.randrange(DAYS))
+        start_at = day + timedelta(minutes=rng.randrange(FIRST_HOUR * 60, LAST_HOUR * 60))
+        start = start_at.strftime("%Y%m%d%H%M%S")
+        expected_at = start_at + timedelta(minutes=rng.choice((15, 30, 45, 60, 90, 120)))
+        created_at = start_at - timedelta(minutes=rng.randrange(10, 14 * 24 * 60), seconds=rng.random() * 60)
+        stations = (rng.randrange(200),) if rng.random() < 0.85 else tuple(rng.sample(range(200), 2))
+        work = rng.randrange(len(WORKITEM_CODES))
+        modality, body = MODALITIES[stations[0] % 8], rng.choice(BODY_PARTS)
+        label = rng.choice(self.labels)
+        priority = _pick(rng, PRIORITIES)
+        if scheduled:
+            state, readiness, txn, finished_at = "SCHEDULED", _pick(rng, READINESS_SCHEDULED), None, None
+        else:
+            state = "COMPLETED" if rng.random() < 0.9 else "CANCELED"
+            readiness = "READY" if rng.random() < 0.97 else "INCOMPLETE"
+            finished_at = start_at + timedelta(minutes=rng.randrange(5, 180), seconds=rng.random() * 60)
+            txn = f"{ROOT}.3.{1_000_000_000 + i}" if state == "COMPLETED" else None
+        modified_at = finished_at or created_at
+        family, given = FAMILY[patient % len(FAMILY)], GIVEN[(patient // len(FAMILY)) % len(GIVEN)]
+        patient_name = f"{family}^{given}"
+        patient_id = f"PID{patient:08d}"
+        birth = f"{1925 + patient % 95}{1 + patient % 12:02d}{1 + patient % 28:02d}"
+        sex = "MF"[patient % 2] if patient % 50 else "O"
+        accession = f"ACC{10_000_000 + i}"
+        description = f"{modality} {body}"
+        step_label = f"{description} {WORKITEM_CODES[work][1].lower()}"
+        series = f"{study}.1"
+        instances = [{"00081150": _v("UI", CT_IMAGE), "00081155": _v("UI", f"{series}.{k + 1}")}
+                     for k in range(rng.randint(1, 4))]
+        input_item = {"0020000D": _v("UI", study), "0020000E": _v("UI", series),
+                      "00081199": _sq(*instances), "0040E020": _v("CS", "DICOM"),
+                      "0040E021": _sq({"00080054": _v("AE", "PACS")})}
+        request = {"00080050": _v("SH", accession), "00080051": _sq(), "0020000D": _v("UI", study),
+                   "00321060": _v("LO", description), "00321064": _sq(), "00400026": _sq(), "00400027": _sq(),
+                   "00401001": _v("SH", f"RP{10_000_000 + i}")}
+        progress: dict = _sq()
+        performed: dict = _sq()
+        if state == "COMPLETED":
+            output = {"0020000D": _v("UI", study), "0020000E": _v("UI", f"{study}.2"),
+                      "00081199": _sq({"00081150": _v("UI", SR_DOCUMENT),
+                                       "00081155": _v("UI", f"{study}.2.1")}),
+                      "0040E020": _v("CS", "DICOM"), "0040E021": _sq({"00080054": _v("AE", "PACS")})}
+            performed = _sq({"00404019": _sq(WORKITEM_ITEMS[work]), "00404028": _sq(STATION_ITEMS[stations[0]]),
+                             "00404033": _sq(output), "00404035": _sq(),
+                             "00404050": _v("DT", start), "00404051": _v("DT", finished_at.strftime("%Y%m%d%H%M%S"))})
+        elif state == "CANCELED":
+            progress = _sq({"00404052": _v("DT", _dt(finished_at)), "0074100E": _sq(NO_REASON)})
+        ds = {  # tag order, as json.dumps(sort_keys=True) writes it
+            "00080016": _v("UI", UPS_PUSH_SOP_CLASS), "00080018": _v("UI", uid),
+            "00081080": _e("LO"), "00081084": _sq(),
+            "00100010": _v("PN", {"Alphabetic": patient_name}), "00100020": _v("LO", patient_id),
+            "00100021": _v("LO", "HOSP"), "00100024": _sq(), "00100030": _v("DA", birth),
+            "00100040": _v("CS", sex), "00101002": _sq(), "0020000D": _v("UI", study),
+            "00380010": _e("LO"), "00380014": _sq(), "00400400": _e("LT"),
+            "00404005": _v("DT", start), "00404010": _v("DT", _dt(modified_at)),
+            "00404011": _v("DT", expected_at.strftime("%Y%m%d%H%M%S")),
+            "00404018": _sq(WORKITEM_ITEMS[work]), "00404021": _sq(input_item),
+            "00404025": _sq(*(STATION_ITEMS[s] for s in stations)), "00404026": _sq(), "00404027": _sq(),
+            "00404041": _v("CS", readiness),
+            "0040A370": _sq(request), "00741000": _v("CS", state), "00741002": progress,
+            "00741200": _v("CS", priority), "00741202": _v("LO", label), "00741204": _v("LO", step_label),
+            "00741210": _sq(), "00741216": performed,
+        }
+        columns = {
+            "procedure_step_state": state, "priority": priority, "procedure_step_label": step_label,
+            "worklist_label": label, "scheduled_start_datetime": f"{start}.000000",
+            "expected_completion_datetime": expected_at.strftime("%Y%m%d%H%M%S.000000"),
+            "modification_datetime": modified_at.strftime("%Y%m%d%H%M%S.%f"), "expiration_datetime": None,
+            "input_readiness_state": readiness, "study_instance_uid": study, "patient_name": patient_name,
+            "patient_id": patient_id, "patient_birth_date": birth, "patient_sex": sex, "admission_id": None,
+        }
+        row = dict(columns, sop_instance_uid=uid, transaction_uid=txn, dataset_json=json.dumps(ds),
+                   created_at=created_at, updated_at=modified_at, finished_at=finished_at)
+        seq_rows = []
+        for item_index, s in enumerate(stations):
+            seq_rows += _code_rows(uid, "00404025", item_index, STATIONS[s][0], SCHEME, STATIONS[s][1])
+        seq_rows += _code_rows(uid, "00404018", 0, WORKITEM_CODES[work][0], "DCM", WORKITEM_CODES[work][1])
+        seq_rows += [_seq_row(uid, "0040A370", 0, key, value) for key, value in
+                     (("0020000D", study), ("00080050", accession), ("00401001", f"RP{10_000_000 + i}"),
+                      ("00321060", description))]
+        if scheduled:
+            self.catalog.scheduled.append(Scheduled(uid, stations, start, label))
+            if readiness == "READY" and priority == "HIGH":
+                self.catalog.ready_high.append(self.catalog.scheduled[-1])
+        return row, seq_rows, ds, columns
+
+
+def _seq_row(uid: str, sequence_tag: str, item_index: int, key: str, value: str) -> dict:
+    return {"workitem_uid": uid, "sequence_tag": sequence_tag, "item_index": item_index, "key": key,
+            "value_index": 0, "value": value}
+
+
+def _code_rows(uid: str, sequence_tag: str, item_index: int, value: str, scheme: str, meaning: str) -> list[dict]:
+    return [_seq_row(uid, sequence_tag, item_index, "00080100", value),
+            _seq_row(uid, sequence_tag, item_index, "00080102", scheme),
+            _seq_row(uid, sequence_tag, item_index, "00080104", meaning)]
+
+
+def check_samples(catalog: Catalog) -> None:
+    """The seeded rows are what the server itself would have written: `index_workitem` gives the same
+    columns and sequence rows, a SCHEDULED data set passes N-CREATE validation, a finished one meets its
+    Final State requirements."""
+    from workflow.domain.ups_attributes import check_create, final_state_unmet
+    from workflow.store.ups_index import index_workitem
+
+    def key(r: dict) -> tuple:
+        return (r["sequence_tag"], r["item_index"], r["key"], r["value_index"], r["value"])
+
+    for ds, columns, seq_rows in catalog.samples:
+        uid = ds["00080018"]["Value"][0]
+        expected_columns, expected_rows = index_workitem(json.loads(json.dumps(ds)))
+        if expected_columns != columns:
+            diff = {k: (v, columns.get(k)) for k, v in expected_columns.items() if columns.get(k) != v}
+            raise AssertionError(f"{uid}: seeded columns differ from index_workitem: {diff}")
+        if sorted(map(key, expected_rows)) != sorted(map(key, seq_rows)):
+            raise AssertionError(f"{uid}: seeded workitem_seq_item rows differ from index_workitem")
+        state = ds["00741000"]["Value"][0]
+        if state == "SCHEDULED":
+            create = {k: v for k, v in ds.items() if k not in ("00080016", "00080018", "00404010",
+                                                              "00741002", "00741216")}
+            check_create(create)
+        else:
+            unmet = final_state_unmet(ds, state)
+            if unmet:
+                raise AssertionError(f"{uid}: {state} but final state requirements unmet: {unmet}")
+
+
+# ================================================================ seeding
+
+def seed_sqlite(url: str, worklist: Worklist) -> None:
+    from sqlalchemy import create_engine, event, text
+
+    from workflow.store import migrate
+    from workflow.store.ups_models import Workitem, WorkitemSeqItem
+
+    engine = create_engine(url)
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn, _record):
+        cur = dbapi_conn.cursor()
+        # Seeding only: no journal, no fsync, a big page cache. The server opens the file with its own
+        # settings (WAL, synchronous=FULL); WAL is made the file's mode below.
+        cur.execute("PRAGMA journal_mode=OFF")
+        cur.execute("PRAGMA synchronous=OFF")
+        cur.execute("PRAGMA cache_size=-1000000")  # ~1 GB
+        cur.execute("PRAGMA temp_store=MEMORY")
+        cur.close()
+
+    migrate.upgrade(engine)
+    w, s = Workitem.__table__, WorkitemSeqItem.__table__
+    done = 0
+    conn = engine.connect()
+    try:
+        trans = conn.begin()
+        for rows, seq_rows in worklist.batches():
+            conn.execute(w.insert(), rows)
+            conn.execute(s.insert(), seq_rows)
+            done += len(rows)
+            if done % COMMIT_EVERY < BATCH:
+                trans.commit()
+                trans = conn.begin()
+                _progress(done, worklist.sizes.total)
+        trans.commit()
+        started = time.perf_counter()
+        conn.exec_driver_sql("ANALYZE")
+        conn.commit()
+        print(f"#   ANALYZE: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    finally:
+        conn.close()
+    with engine.connect() as c:
+        c.exec_driver_sql("PRAGMA journal_mode=WAL")
+    engine.dispose()
+
+
+def seed_postgres(url: str, worklist: Worklist) -> None:
+    from sqlalchemy import create_engine
+
+    from workflow.store import migrate
+    from workflow.store.ups_models import Workitem, WorkitemSeqItem
+
+    engine = create_engine(url)
+    migrate.upgrade(engine)
+    w_cols = [c.name for c in Workitem.__table__.columns]
+    s_cols = [c.name for c in WorkitemSeqItem.__table__.columns]
+    raw = engine.raw_connection()
+    try:
+        pg = raw.driver_connection
+        done = 0
+        with pg.cursor() as cur:
+            for rows, seq_rows in worklist.batches():
+                with cur.copy(f"COPY workitem ({', '.join(w_cols)}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row([row[c] for c in w_cols])
+                with cur.copy(f"COPY workitem_seq_item ({', '.join(s_cols)}) FROM STDIN") as copy:
+                    for row in seq_rows:
+                        copy.write_row([row[c] for c in s_cols])
+                done += len(rows)
+                if done % COMMIT_EVERY < BATCH:
+                    pg.commit()
+                    _progress(done, worklist.sizes.total)
+        pg.commit()
+        started = time.perf_counter()
+        pg.autocommit = True
+        with pg.cursor() as cur:
+            # VACUUM too: sets hint bits and the visibility map now, so autovacuum does not do it
+            # during the measurements.
+            cur.execute("VACUUM ANALYZE workitem")
+            cur.execute("VACUUM ANALYZE workitem_seq_item")
+        print(f"#   VACUUM ANALYZE: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    finally:
+        raw.close()
+        engine.dispose()
+
+
+def _progress(done: int, total: int) -> None:
+    if total >= 200_000:
+        print(f"#   {done:,} / {total:,} workitems", file=sys.stderr, flush=True)
+
+
+# ================================================================ queries
+
+QUERY_NAMES = {
+    "a": "(a) station + day + SCHEDULED",
+    "b": "(b) start window + SCHEDULED",
+    "c": "(c) READY + HIGH + label + SCHED",
+    "d": "(d) worklist label + SCHEDULED",
+    "e": "(e) patient ID",
+}
+
+
+def identifier(**match: Any) -> Dataset:
+    """A scheduler's C-FIND identifier: the usual return keys, `match` as matching keys."""
+    ds = Dataset()
+    ds.SOPInstanceUID = ""
+    ds.ProcedureStepState = ""
+    ds.ScheduledProcedureStepPriority = ""
+    ds.ProcedureStepLabel = ""
+    ds.WorklistLabel = ""
+    ds.ScheduledProcedureStepStartDateTime = ""
+    ds.InputReadinessState = ""
+    ds.PatientName = ""
+    ds.PatientID = ""
+    ds.ScheduledStationNameCodeSequence = []
+    ds.ScheduledWorkitemCodeSequence = []
+    ds.StudyInstanceUID = ""
+    ds.InputInformationSequence = []
+    for keyword, value in match.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+def _station_item(station: int) -> Dataset:
+    item = Dataset()
+    item.CodeValue = STATIONS[station][0]
+    item.CodingSchemeDesignator = SCHEME
+    return item
+
+
+def _day_range(start: str) -> str:
+    return f"{start[:8]}000000-{start[:8]}235959"
+
+
+def make_query(kind: str, rng: random.Random, catalog: Catalog, window_hours: int) -> Dataset:
+    """A query of `kind` whose parameters come from a random seeded workitem (so it matches it)."""
+    if kind == "e":
+        return identifier(PatientID=rng.choice(catalog.patients))
+    if kind == "c":
+        w = rng.choice(catalog.ready_high or catalog.scheduled)
+        return identifier(ProcedureStepState="SCHEDULED", InputReadinessState="READY",
+                          ScheduledProcedureStepPriority="HIGH", WorklistLabel=w.label)
+    w = rng.choice(catalog.scheduled)
+    if kind == "a":
+        return identifier(ProcedureStepState="SCHEDULED", ScheduledProcedureStepStartDateTime=_day_range(w.start),
+                          ScheduledStationNameCodeSequence=[_station_item(rng.choice(w.stations))])
+    if kind == "b":
+        if window_hours >= 24:
+            return identifier(ProcedureStepState="SCHEDULED", ScheduledProcedureStepStartDateTime=_day_range(w.start))
+        at = datetime.strptime(w.start[:10], "%Y%m%d%H") - timedelta(hours=rng.randrange(window_hours))
+        end = at + timedelta(hours=window_hours) - timedelta(seconds=1)
+        return identifier(ProcedureStepState="SCHEDULED",
+                          ScheduledProcedureStepStartDateTime=f"{at:%Y%m%d%H%M%S}-{end:%Y%m%d%H%M%S}")
+    if kind == "d":
+        return identifier(ProcedureStepState="SCHEDULED", WorklistLabel=w.label)
+    raise ValueError(kind)
+
+
+@dataclass
+class Planned:
+    kind: str
+    ds: Dataset
+    key: str = ""  # sha1 of the encoded identifier: how the baseline recognises the query
+    matches: int = 0  # what wfm answered
+
+
+def plan_queries(catalog: Catalog, sizes: Sizes, repeats: int, seed: int) -> tuple[list[Planned], list[Planned]]:
+    """(warm-up queries, measured queries): the measured ones in one random order of all kinds."""
+    rng = random.Random(seed + 1)
+    warmup = [Planned(k, make_query(k, rng, catalog, sizes.window_hours)) for k in QUERY_NAMES for _ in range(2)]
+    measured = [Planned(k, make_query(k, rng, catalog, sizes.window_hours)) for k in QUERY_NAMES
+                for _ in range(repeats)]
+    rng.shuffle(measured)
+    return warmup, measured
+
+
+# ================================================================ the baseline server (own process)
+
+def run_baseline_server(port: int, answers_file: str) -> None:
+    from pynetdicom import _config, evt
+    _config.LOG_HANDLER_LEVEL = "none"
+    _config.LOG_REQUEST_IDENTIFIERS = False
+
+    with open(answers_file) as f:
+        answers = {key: [Dataset.from_json(m) for m in matches] for key, matches in json.load(f).items()}
+
+    def on_find(event):
+        matches = answers.get(hashlib.sha1(event.request.Identifier.getvalue()).hexdigest())
+        if matches is None:
+            yield 0xC000, None
+            return
+        for match in matches:
+            yield 0xFF00, match
+
+    def on_action(event):
+        return 0x0000, None
+
+    ae = NoDelayAE(ae_title="BASELINE")
+    for sop_class in (PUSH, PULL):
+        ae.add_supported_context(sop_class, list(TRANSFER_SYNTAXES))
+    ae.maximum_associations = 20
+    server = ae.make_server(("127.0.0.1", port),
+                            evt_handlers=[(evt.EVT_C_FIND, on_find), (evt.EVT_N_ACTION, on_action)],
+                            server_class=NoDelayAssociationServer)
+    threading.Thread(target=server.serve_forever, name="baseline-acceptor", daemon=True).start()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.shutdown()
+
+
+# ================================================================ the client
+
+class Client:
+    def __init__(self, port: int, called: str) -> None:
+        ae = NoDelayAE(ae_title="BENCH")
+        ae.add_requested_context(PULL, list(TRANSFER_SYNTAXES))
+        ae.acse_timeout = 30
+        ae.dimse_timeout = ae.network_timeout = 600
+        self.assoc = ae.associate("127.0.0.1", port, ae_title=called)
+        if not self.assoc.is_established:
+            raise RuntimeError(f"association with {called} on port {port} refused")
+        ts = next(c for c in self.assoc.accepted_contexts if c.abstract_syntax == PULL).transfer_syntax[0]
+        self.ts = UID(ts)
+
+    def key(self, ds: Dataset) -> str:
+        """The hash of the identifier bytes pynetdicom will send (it encodes exactly like this)."""
+        raw = encode(ds, self.ts.is_implicit_VR, self.ts.is_little_endian, self.ts.is_deflated)
+        return hashlib.sha1(raw).hexdigest()
+
+    def find(self, ds: Dataset, keep: list | None = None) -> tuple[float, int]:
+        """(seconds, matches) of one C-FIND; the match identifiers go to `keep` when given."""
+        matches = 0
+        started = time.perf_counter()
+        for status, ident in self.assoc.send_c_find(ds, PULL):
+            if status is None or not status:
+                raise RuntimeError("C-FIND: no response (association lost?)")
+            if status.Status in (0xFF00, 0xFF01):
+                matches += 1
+                if keep is not None:
+                    keep.append(ident)
+            elif status.Status != 0x0000:
+                raise RuntimeError(f"C-FIND failed with 0x{status.Status:04X}: {status.get('ErrorComment', '')}")
+        return time.perf_counter() - started, matches
+
+    def claims(self, infos: list[tuple[str, Dataset]]) -> float:
+        """Seconds for N-ACTION 1 (to IN PROGRESS) on every (uid, info); each must succeed."""
+        started = time.perf_counter()
+        for uid, info in infos:
+            status, _ = self.assoc.send_n_action(info, 1, PUSH, uid, meta_uid=PULL)
+            if not status or status.Status != 0x0000:
+                code = f"0x{status.Status:04X}" if status else "no response"
+                raise RuntimeError(f"claim of {uid} failed: {code}")
+        return time.perf_counter() - started
+
+    def close(self) -> None:
+        if self.assoc.is_established:
+            self.assoc.release()
+
+
+def claim_infos(uids: list[str]) -> list[tuple[str, Dataset]]:
+    out = []
+    for uid in uids:
+        info = Dataset()
+        info.ProcedureStepState = "IN PROGRESS"
+        info.TransactionUID = generate_uid()
+        out.append((uid, info))
+    return out
+
+
+# ================================================================ processes
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {port}")
+
+
+class Process:
+    """A server in its own process, stopped (SIGTERM, then SIGKILL) when the block ends."""
+
+    def __init__(self, command: list[str], port: int, log: Path, env: dict | None = None) -> None:
+        self.command, self.port, self.log, self.env = command, port, log, env or {}
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> "Process":
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(self.command, env={**os.environ, **self.env},
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        wait_listening(self.port, self.proc, self.log)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def postgres_database() -> tuple[str, Any] | None:
+    """A fresh database on the PostgreSQL server (its URL, and a function that drops it), or None."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+    try:
+        admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+        name = f"wfm_bench_ups_{uuid.uuid4().hex[:10]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001
+        print(f"# PostgreSQL not reachable ({exc.__class__.__name__}): its rows are left out", file=sys.stderr)
+        return None
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), drop
+
+
+# ================================================================ one backend
+
+@dataclass
+class Timings:
+    wfm: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    matches: list[int] = field(default_factory=list)
+
+
+@dataclass
+class BackendResult:
+    name: str
+    queries: dict[str, Timings]
+    claims: int
+    wfm_claims_per_s: float
+    baseline_claims_per_s: float
+
+
+def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> BackendResult:
+    sizes = worklist.sizes
+    started = time.perf_counter()
+    (seed_sqlite if url.startswith("sqlite") else seed_postgres)(url, worklist)
+    catalog = worklist.catalog
+    print(f"# {name}: seeded {sizes.scheduled:,} SCHEDULED + {sizes.finished:,} finished workitems "
+          f"({catalog.seq_rows:,} workitem_seq_item rows) in {time.perf_counter() - started:.1f} s",
+          file=sys.stderr, flush=True)
+    check_samples(catalog)
+    warmup, measured = plan_queries(catalog, sizes, args.repeats, args.seed)
+    if args.explain:
+        explain(name, url, measured)
+    rng = random.Random(args.seed + 2)
+    to_claim = [w.uid for w in rng.sample(catalog.scheduled, min(len(catalog.scheduled), args.claims + 5))]
+    infos = claim_infos(to_claim)
+    timings = {kind: Timings() for kind in QUERY_NAMES}
+
+    # --- wfm serve: the measured queries (their answers captured for the baseline), then the claims
+    port = free_port()
+    env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port), "WFM_LOG_LEVEL": "WARNING",
+           # keep the retention purge away from the seeded finished workitems
+           "WFM_UPS_RETENTION_HOURS": str(24 * 365 * 100)}
+    runs = [(q, False) for q in warmup] + [(q, True) for q in measured]  # (query, timed)
+    answers: dict[str, list[dict]] = {}
+    with Process([sys.executable, "-m", "workflow", "serve"], port, tmp / f"wfm-{name}.log", env):
+        client = Client(port, "WFM")
+        try:
+            for q, timed in runs:
+                q.key = client.key(q.ds)
+                kept: list = []
+                seconds, q.matches = client.find(q.ds, kept)
+                answers[q.key] = [ds.to_json_dict() for ds in kept]  # after the clock stopped
+                if timed:
+                    timings[q.kind].wfm.append(seconds)
+                    timings[q.kind].matches.append(q.matches)
+            client.claims(infos[:5])  # warm-up
+            wfm_rate = args.claims / client.claims(infos[5:])
+        finally:
+            client.close()
+    answers_file = tmp / f"answers-{name}.json"
+    answers_file.write_text(json.dumps(answers))
+    del answers
+
+    # --- the baseline: same queries, same order, same answers
+    port = free_port()
+    with Process([sys.executable, __file__, "--baseline-server", str(port), str(answers_file)], port,
+                 tmp / f"baseline-{name}.log"):
+        client = Client(port, "BASELINE")
+        try:
+            for q, timed in runs:
+                if client.key(q.ds) != q.key:
+                    raise RuntimeError("the baseline association encodes identifiers differently")
+                seconds, matches = client.find(q.ds)
+                if matches != q.matches:
+                    raise RuntimeError(f"the baseline answered {matches} matches where wfm answered {q.matches}")
+                if timed:
+                    timings[q.kind].baseline.append(seconds)
+            client.claims(infos[:5])
+            baseline_rate = args.claims / client.claims(infos[5:])
+        finally:
+            client.close()
+    answers_file.unlink()
+    return BackendResult(name, timings, args.claims, wfm_rate, baseline_rate)
+
+
+def explain(name: str, url: str, measured: list[Planned]) -> None:
+    """The SQL plan of the first measured query of each kind, and its time run in this process."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from sqlalchemy import text
+
+    from workflow.dimse.dicom_json import dataset_bytes_to_json
+    from workflow.domain.ups_matching import parse_query
+    from workflow.store.engine import make_engine
+    from workflow.store.ups_query import matching_select
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            for kind in QUERY_NAMES:
+                q = next(q for q in measured if q.kind == kind)
+                ident = dataset_bytes_to_json(encode(q.ds, False, True), str(ExplicitVRLittleEndian))
+                stmt = matching_select(parse_query(ident))
+                sql = str(stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+                times = []
+                for _ in range(5):
+                    t0 = time.perf_counter()
+                    n = len(conn.execute(text(sql)).all())
+                    times.append(time.perf_counter() - t0)
+                prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
+                plan = [" | ".join(str(c) for c in r) for r in conn.execute(text(prefix + sql))]
+                print(f"# {name} {QUERY_NAMES[kind]}: {n} rows, SQL alone {1000 * min(times):.1f} ms "
+                      f"(best of 5)\n#   " + " ".join(sql.split()) + "\n#   " + "\n#   ".join(plan),
+                      file=sys.stderr)
+    finally:
+        engine.dispose()
+
+
+# ================================================================ main
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def print_tables(results: list[BackendResult]) -> bool:
+    """Print the tables; True when every query kept to <= MAX_MATCHES matches."""
+    header = (f"{'backend':<11} {'query':<34} {'matches':>7} {'max':>4} {'wfm p50':>8} {'wfm p95':>8} "
+              f"{'base p50':>8} {'base p95':>8} {'p95 ratio':>9} {'p95<=100ms':>10}")
+    print(header)
+    print("-" * len(header))
+    fits = True
+    for r in results:
+        for kind, t in r.queries.items():
+            w50, w95 = percentile(t.wfm, 50) * 1000, percentile(t.wfm, 95) * 1000
+            b50, b95 = percentile(t.baseline, 50) * 1000, percentile(t.baseline, 95) * 1000
+            most = max(t.matches)
+            fits &= most <= MAX_MATCHES
+            print(f"{r.name:<11} {QUERY_NAMES[kind]:<34} {statistics.mean(t.matches):>7.1f} {most:>4} "
+                  f"{w50:>8.1f} {w95:>8.1f} {b50:>8.1f} {b95:>8.1f} {w95 / b95:>9.1f} "
+                  f"{'yes' if w95 <= TARGET_MS else 'NO':>10}")
+    print("(latencies in ms, from C-FIND-RQ to the final response; baseline = bare pynetdicom SCP yielding "
+          "the same answers)")
+    print()
+    header = f"{'backend':<11} {'claims':>6} {'wfm claims/s':>12} {'baseline/s':>10} {'wfm/baseline':>12}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        print(f"{r.name:<11} {r.claims:>6} {r.wfm_claims_per_s:>12.1f} {r.baseline_claims_per_s:>10.1f} "
+              f"{r.wfm_claims_per_s / r.baseline_claims_per_s:>12.3f}")
+    print("(N-ACTION 1 to IN PROGRESS, one association; baseline = bare pynetdicom SCP answering Success)")
+    return fits
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
+    parser.add_argument("--scheduled", type=int, default=100_000, help="SCHEDULED workitems (full size)")
+    parser.add_argument("--finished", type=int, default=1_000_000, help="COMPLETED/CANCELED workitems")
+    parser.add_argument("--repeats", type=int, default=200, help="C-FINDs per query type")
+    parser.add_argument("--claims", type=int, default=1_000, help="workitems claimed (N-ACTION) per server")
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    parser.add_argument("--seed", type=int, default=20261123, help="random seed of the data and the queries")
+    parser.add_argument("--explain", action="store_true", help="print the SQL plan of each query type (stderr)")
+    parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline_server(int(args.baseline_server[0]), args.baseline_server[1])
+        return 0
+    if args.smoke:
+        args.scheduled, args.finished, args.repeats, args.claims = 200, 1_000, 5, 20
+    sizes = Sizes(args.scheduled, args.finished)
+    if args.claims + 5 > sizes.scheduled:
+        parser.error("--claims must be smaller than --scheduled")
+    print(f"# {sizes.labels:,} worklist labels; query (b) window: "
+          f"{'one day' if sizes.window_hours >= 24 else f'{sizes.window_hours} h'}", file=sys.stderr)
+    results: list[BackendResult] = []
+    with tempfile.TemporaryDirectory(prefix="wfm-bench-ups-") as tmp:
+        if args.backend in ("sqlite", "both"):
+            results.append(run_backend("SQLite", f"sqlite:///{Path(tmp) / 'ups.db'}",
+                                       Worklist(sizes, args.seed), args, Path(tmp)))
+            for leftover in Path(tmp).glob("ups.db*"):
+                leftover.unlink()
+        if args.backend in ("postgresql", "both"):
+            database = postgres_database()
+            if database is not None:
+                url, drop = database
+                try:
+                    results.append(run_backend("PostgreSQL", url, Worklist(sizes, args.seed), args, Path(tmp)))
+                finally:
+                    drop()
+    fits = print_tables(results)
+    if not fits:
+        print(f"# some query returned more than {MAX_MATCHES} matches: the seeded data does not fit the "
+              "benchmark's assumptions", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
