@@ -155,3 +155,32 @@ def test_ups_list_and_show(ups, database_url, tmp_path):
     assert shown["00741000"]["Value"] == ["IN PROGRESS"]
     assert "00081195" not in shown  # the Transaction UID is never shown
     assert label in _wfm(database_url, tmp_path, "ups", "list")
+
+
+def test_two_servers_on_one_postgresql_deliver_each_event_once(database_url):
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serves one process; several servers share PostgreSQL")
+    receiver = EventReceiver("ONCE").start()
+    remotes = (RemoteAE("ONCE", "127.0.0.1", receiver.port),)
+    apps = [App(test_settings(database_url, remote_ae=remotes, event_retry_initial=0.05,
+                              event_retry_max_interval=0.1)) for _ in range(2)]
+    try:
+        for app in apps:
+            app.start()
+        with ups_association(apps[0].dicom.port) as assoc:
+            assert action(assoc, GLOBAL, 3, ReceivingAE="ONCE", DeletionLock="FALSE").Status == 0
+        uids = []
+        for i in range(20):  # alternate servers, so both senders have work at once
+            with ups_association(apps[i % 2].dicom.port) as assoc:
+                uids.append(create(assoc))
+        for uid in uids:
+            receiver.wait(lambda r, uid=uid: r.uid == uid and r.event_type == 1)
+        deadline = time.monotonic() + 3  # anything sent twice would arrive by now
+        while time.monotonic() < deadline and not receiver.seen and receiver.reports.empty():
+            time.sleep(0.05)
+        duplicates = [r.uid for r in receiver.drain() if r.uid in uids and r.event_type == 1]
+        assert duplicates == []
+    finally:
+        for app in apps:
+            app.stop()
+        receiver.stop()

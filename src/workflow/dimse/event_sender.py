@@ -52,10 +52,15 @@ class EventSender:
 
     def deliver_due(self, final: bool = False) -> None:
         """One delivery round. `final`: the last round at shutdown, run after the thread stopped."""
-        for ae_title, events in self.outbox.due(utcnow()).items():
+        for ae_title in self.outbox.due_subscribers(utcnow()):
             if self._stop.is_set() and not final:
                 return
-            self._deliver(ae_title, events)
+            with self.outbox.lease(ae_title) as mine:
+                # Read the owed events only once the lease is ours: another process may just
+                # have delivered some of them.
+                events = self.outbox.pending_for(ae_title) if mine else []
+                if events:
+                    self._deliver(ae_title, events)
 
     def _deliver(self, ae_title: str, events: list[OwedEvent]) -> None:
         remote = self.settings.remote(ae_title)

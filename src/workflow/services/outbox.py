@@ -5,11 +5,13 @@ undeliverable only after `event_retry_for` seconds."""
 from __future__ import annotations
 
 import json
+import zlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
-from sqlalchemy import Connection, Engine, select, update
+from sqlalchemy import Connection, Engine, select, text, update
 
 from workflow.config import Settings
 from workflow.store.ups_models import OutboxEvent
@@ -49,25 +51,39 @@ class Outbox:
         self.engine = engine
         self.settings = settings
 
-    def due(self, now: datetime, per_subscriber: int = 100) -> dict[str, list[OwedEvent]]:
-        """For each subscriber whose oldest pending event is due, its pending events in order."""
+    def due_subscribers(self, now: datetime) -> list[str]:
+        """Subscribers whose oldest pending event is due (later ones wait behind it: order)."""
         t = OutboxEvent.__table__
         with self.engine.connect() as conn:
-            heads = conn.execute(
-                select(t.c.receiving_ae, t.c.next_attempt_at)
-                .where(t.c.status == PENDING)
-                .where(t.c.id.in_(_oldest_pending_ids()))
-            ).all()
-            out: dict[str, list[OwedEvent]] = {}
-            for ae, next_at in heads:
-                if _aware(next_at) > now:
-                    continue
-                rows = conn.execute(
-                    select(t).where(t.c.status == PENDING, t.c.receiving_ae == ae)
-                    .order_by(t.c.id).limit(per_subscriber)
-                ).all()
-                out[ae] = [_owed(r) for r in rows]
-        return out
+            heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
+                                 .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
+        return sorted(ae for ae, next_at in heads if _aware(next_at) <= now)
+
+    def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
+        t = OutboxEvent.__table__
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae)
+                                .order_by(t.c.id).limit(limit)).all()
+        return [_owed(r) for r in rows]
+
+    @contextmanager
+    def lease(self, receiving_ae: str) -> Iterator[bool]:
+        """One delivery to a subscriber at a time across every server process on this database:
+        a PostgreSQL advisory lock per subscriber (SQLite serves one process). Yields False when
+        another process is delivering to it now."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
+        with self.engine.connect() as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
 
     def next_due(self) -> datetime | None:
         t = OutboxEvent.__table__
