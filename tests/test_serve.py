@@ -191,3 +191,42 @@ def test_sigterm_lets_a_request_in_flight_commit(served):
     served.start()
     shown = json.loads(wfm("study", ian.StudyInstanceUID, "--json", config=served.config).stdout)
     assert len(shown["instances"]) == 8_000
+
+
+def test_ian_send_works_against_another_ian_scp(tmp_path):
+    """A plain pynetdicom IAN SCP that only speaks Implicit VR Little Endian gets a valid IAN."""
+    from pynetdicom import AE, evt
+    from pynetdicom.sop_class import InstanceAvailabilityNotification
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    received = []
+
+    def on_n_create(event):
+        received.append((event.request.AffectedSOPInstanceUID, event.attribute_list))
+        return 0x0000, None
+
+    ae = AE(ae_title="OTHERSCP")
+    ae.add_supported_context(InstanceAvailabilityNotification, ImplicitVRLittleEndian)
+    port = free_port()
+    server = ae.start_server(("127.0.0.1", port), block=False, evt_handlers=[(evt.EVT_N_CREATE, on_n_create)])
+    try:
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        meta.MediaStorageSOPInstanceUID = generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = FileDataset(str(tmp_path / "a.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+        ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+        ds.save_as(tmp_path / "a.dcm", enforce_file_format=True)
+        result = subprocess.run([sys.executable, "-m", "workflow", "ian", "send", str(tmp_path / "a.dcm"),
+                                 "--port", str(port), "--aec", "OTHERSCP", "--retrieve-ae", "PACS"],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        [(uid, ian)] = received
+        assert uid and ian.StudyInstanceUID == ds.StudyInstanceUID
+        item = ian.ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        assert (item.ReferencedSOPInstanceUID, item.InstanceAvailability, item.RetrieveAETitle) == (
+            ds.SOPInstanceUID, "ONLINE", "PACS")
+        assert "ReferencedPerformedProcedureStepSequence" in ian
+    finally:
+        server.shutdown()
