@@ -6,6 +6,7 @@ from pathlib import Path
 
 from workflow.conformance import render
 from workflow.conformance_ups import STATUS_CONDITIONS as UPS_STATUS_CONDITIONS
+from workflow.domain.mpps import STATUS_CONDITIONS as MPPS_STATUS_CONDITIONS
 from workflow.dimse.ian_scp import STATUS_CONDITIONS
 from workflow.domain.availability import Availability
 
@@ -19,7 +20,7 @@ def test_conformance_statement_is_current():
 
 def test_statement_covers_every_status_and_availability_value():
     text = render()
-    for status, _ in STATUS_CONDITIONS + UPS_STATUS_CONDITIONS:
+    for status, _ in STATUS_CONDITIONS + UPS_STATUS_CONDITIONS + MPPS_STATUS_CONDITIONS:
         assert f"| {status.hex} |" in text
     for value in Availability:
         assert f"| {value.value} |" in text

@@ -11,10 +11,12 @@ from sqlalchemy import Engine
 from workflow.config import Settings
 from workflow.dimse.event_sender import EventSender
 from workflow.dimse.ian_scp import IanScp
+from workflow.dimse.mpps_scp import MppsScp
 from workflow.dimse.server import DicomServer
 from workflow.dimse.ups_scp import UpsScp
 from workflow.services.ingest import IngestService
 from workflow.services.outbox import Outbox
+from workflow.services.performed_steps import PerformedStepService
 from workflow.services.worklist import WorklistService
 from workflow.store import migrate
 from workflow.store.engine import make_engine
@@ -30,8 +32,9 @@ class App:
         self.outbox = Outbox(self.engine, settings)
         self.events = EventSender(self.outbox, settings)
         self.worklist = WorklistService(self.engine, settings, notify=self.events.wake.set)
+        self.performed_steps = PerformedStepService(self.engine)
         self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
-                                 UpsScp(self.worklist))
+                                 UpsScp(self.worklist), MppsScp(self.performed_steps))
         self._housekeeping = threading.Event()
 
     def start(self) -> None:

@@ -10,7 +10,7 @@ from pydicom.uid import UID
 from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.ian_scp import STATUS_CONDITIONS
-from workflow.conformance_ups import render_ups
+from workflow.conformance_ups import render_mpps, render_ups
 from workflow.dimse.server import (IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SCU_SERVICES, SERVICES,
                                    TRANSFER_SYNTAXES)
 from workflow.domain import statuses
@@ -85,8 +85,9 @@ Product version {__version__}. Structure after DICOM PS3.2 Annex A.
 wfm receives Instance Availability Notifications from archives and modalities and records, per SOP
 Instance and per location (Retrieve AE Title), how available each instance is; and it keeps a
 Unified Procedure Step worklist that schedulers and performers use (Push, Pull, Watch, Query; event
-reports to subscribers, delivered reliably). In this version notifications do not yet drive UPS
-Input Readiness: the two services run side by side.
+reports to subscribers, delivered reliably); and it records Modality Performed Procedure Steps
+with their expected instances. In this version notifications and performed steps do not yet drive
+UPS Input Readiness: the services run side by side.
 
 ### Network services
 
@@ -198,6 +199,7 @@ by a notification.
 {_table(("Category", "Status", "Meaning", "Condition"), status_rows)}
 
 {render_ups(d)}
+{render_mpps()}
 ### 3.3 Network interfaces
 
 TCP/IP over IPv4 or IPv6, on the address and port configured (`host`, `port`).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from workflow.config import Settings
-from workflow.domain import statuses, ups_state as st
+from workflow.domain import mpps, statuses, ups_state as st
 from workflow.domain.ups_attributes import UPS_ATTRIBUTES, UPSAttr
 from workflow.domain.ups_events import EVENT_NAMES
 from workflow.domain.ups_matching import iter_matching_keys
@@ -170,6 +170,29 @@ State requirement R, P (COMPLETED), X (CANCELED), RC (conditional), O; matching 
 {_table(("Attribute", "Tag", "N-CREATE", "N-SET", "Final", "Match"), _attribute_rows(UPS_ATTRIBUTES))}
 
 **UPS status codes.**
+
+{_table(("Category", "Status", "Meaning", "Condition"), status_rows)}
+"""
+
+
+def render_mpps() -> str:
+    status_rows = [(s.category, s.hex, s.meaning, condition) for s, condition in mpps.STATUS_CONDITIONS]
+    return f"""#### 3.2.8 SOP specific conformance: Modality Performed Procedure Step SCP
+
+Follows PS3.4 Annex F. N-CREATE must carry Performed Procedure Step Status IN PROGRESS; N-SET
+updates the step (sequences replaced whole) and may set COMPLETED or DISCONTINUED when the Final
+State requirements of Table F.7.2-1 hold (Performed Procedure Step End Date and Time, and a Performed
+Series Sequence whose items carry Series Instance UID and Protocol Name). Absent Type 2 attributes
+are accepted as empty and logged. A COMPLETED or DISCONTINUED step is no longer updated. Each
+request is one database transaction, answered after the commit.
+
+The step's Scheduled Step Attributes Sequence items (Study Instance UID, Accession Number, Requested
+Procedure ID, Scheduled Procedure Step ID) and the instances its Performed Series Sequence references
+(Referenced Image and Non-Image Composite SOP Instance Sequences) are recorded; the instances of a
+COMPLETED step are its expected instance set. In this version the expected set is recorded and
+reported but does not yet drive UPS Input Readiness.
+
+{mpps.state_table_markdown()}
 
 {_table(("Category", "Status", "Meaning", "Condition"), status_rows)}
 """

@@ -31,13 +31,15 @@ def to_dataset(ds: dict[str, Any] | None) -> Dataset | None:
 
 
 def status_dataset(status: Status, comment: str | None = None, tags: tuple[str, ...] = (),
-                   any_status: bool = False) -> Dataset:
+                   any_status: bool = False, error_id: int | None = None) -> Dataset:
     """The status a handler returns: Status, Error Comment, and the Attribute Identifier List where
     the status allows it (0120/0121 for N-CREATE; any failure when `any_status`)."""
     ds = Dataset()
     ds.Status = status.code
     if comment:
         ds.ErrorComment = error_comment(comment)
+    if error_id is not None:
+        ds.ErrorID = error_id
     if tags and (any_status or status.code in CARRIES_ATTRIBUTE_LIST):
         ds.AttributeIdentifierList = [Tag(int(t, 16)) for t in tags]
     return ds

@@ -12,7 +12,8 @@ from typing import Callable, Iterator
 
 from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
-from pynetdicom.sop_class import (InstanceAvailabilityNotification, UnifiedProcedureStepEvent,
+from pynetdicom.sop_class import (InstanceAvailabilityNotification, ModalityPerformedProcedureStep,
+                                  UnifiedProcedureStepEvent,
                                   UnifiedProcedureStepPull, UnifiedProcedureStepPush,
                                   UnifiedProcedureStepQuery, UnifiedProcedureStepWatch, Verification)
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -21,6 +22,7 @@ from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
 from workflow.dimse.ian_scp import IanScp
+from workflow.dimse.mpps_scp import MppsScp
 from workflow.dimse.ups_scp import FIND_CLASSES, PUSH, UpsScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.domain import statuses
@@ -53,6 +55,7 @@ class ServiceSpec:
 SERVICES = (
     ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO"),
     ServiceSpec("Instance Availability Notification", str(InstanceAvailabilityNotification), "SCP", "N-CREATE"),
+    ServiceSpec("Modality Performed Procedure Step", str(ModalityPerformedProcedureStep), "SCP", "N-CREATE, N-SET"),
     ServiceSpec("Unified Procedure Step - Push", str(UnifiedProcedureStepPush), "SCP",
                 "N-CREATE, N-GET, N-ACTION (request cancel)"),
     ServiceSpec("Unified Procedure Step - Pull", str(UnifiedProcedureStepPull), "SCP",
@@ -135,12 +138,14 @@ def build_ae(settings: Settings) -> NoDelayAE:
 
 
 class DicomServer:
-    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp) -> None:
+    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp, mpps_scp: MppsScp) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
         self.in_flight = InFlight()
+        mpps = str(ModalityPerformedProcedureStep)
         self._n_create: dict[str, Callable] = {str(InstanceAvailabilityNotification): ian_scp.handle_n_create,
-                                               PUSH: ups_scp.n_create}
+                                               PUSH: ups_scp.n_create, mpps: mpps_scp.n_create}
+        self._n_set: dict[str, Callable] = {PUSH: ups_scp.n_set, mpps: mpps_scp.n_set}
         self.ups = ups_scp
         self._server = None
 
@@ -151,10 +156,10 @@ class DicomServer:
     def start(self) -> None:
         handlers = [
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_N_CREATE, self._on_n_create),
-            (evt.EVT_N_GET, self._ups(self.ups.n_get)),
-            (evt.EVT_N_SET, self._ups(self.ups.n_set)),
-            (evt.EVT_N_ACTION, self._ups(self.ups.n_action)),
+            (evt.EVT_N_CREATE, self._route("AffectedSOPClassUID", self._n_create)),
+            (evt.EVT_N_GET, self._route("RequestedSOPClassUID", {PUSH: self.ups.n_get})),
+            (evt.EVT_N_SET, self._route("RequestedSOPClassUID", self._n_set)),
+            (evt.EVT_N_ACTION, self._route("RequestedSOPClassUID", {PUSH: self.ups.n_action})),
             (evt.EVT_C_FIND, self._on_c_find),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
@@ -198,18 +203,13 @@ class DicomServer:
                                       "sop_class": str(Verification), "status": "0000"})
             return 0x0000
 
-    def _on_n_create(self, event):
-        with self.in_flight.handler():
-            handler = self._n_create.get(str(event.request.AffectedSOPClassUID))
-            if handler is None:
-                return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
-            return handler(event)
-
-    def _ups(self, handler: Callable) -> Callable:
-        """N-GET, N-SET and N-ACTION address a UPS by the Push SOP Class UID on any UPS context."""
+    def _route(self, field: str, handlers: dict[str, Callable]) -> Callable:
+        """One handler per event type serves the whole AE: route on the request's SOP Class UID (UPS
+        N-* requests carry the Push UID on any UPS context)."""
         def route(event):
             with self.in_flight.handler():
-                if str(event.request.RequestedSOPClassUID) != PUSH:
+                handler = handlers.get(str(getattr(event.request, field)))
+                if handler is None:
                     return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
                 return handler(event)
         return route

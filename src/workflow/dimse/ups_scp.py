@@ -12,10 +12,9 @@ import logging
 import time
 
 from pydicom.dataset import Dataset
-from pydicom.tag import Tag
 
-from workflow.dimse.datasets import request_json, status_dataset, to_dataset
-from workflow.dimse.dicom_json import DecodeError
+from workflow.dimse.datasets import status_dataset, to_dataset
+from workflow.dimse.handling import answer, context, decode, log_outcome
 from workflow.domain import statuses
 from workflow.domain.statuses import Status
 from workflow.domain.ups_matching import QueryRejected
@@ -41,18 +40,18 @@ class UpsScp:
     def __init__(self, worklist: WorklistService) -> None:
         self.worklist = worklist
 
-    # Each handler: decode, call the service once, answer; _answer logs and builds the status.
+    # Each handler: decode, call the service once, answer (which logs and builds the status).
 
     def n_create(self, event):
         started = time.perf_counter()
         uid = event.request.AffectedSOPInstanceUID
-        ds, failure = _decode(event.request.AttributeList, event)
+        ds, failure = decode(event.request.AttributeList, event)
         outcome = failure or self.worklist.create(str(uid) if uid else None, ds or {})
         reply = None
         if outcome.status.category != "Failure" and outcome.dataset:
             reply = Dataset()
             reply.AffectedSOPInstanceUID = outcome.uid
-        return _answer(event, "N-CREATE", outcome, started, outcome.uid or uid), reply
+        return answer(log, event, "UPS N-CREATE", outcome, started, outcome.uid or uid), reply
 
     def n_get(self, event):
         started = time.perf_counter()
@@ -60,20 +59,20 @@ class UpsScp:
         requested = event.request.AttributeIdentifierList or []
         tags = [f"{int(t):08X}" for t in (requested if isinstance(requested, list) else [requested])]
         outcome = self.worklist.get(uid, tags)
-        return _answer(event, "N-GET", outcome, started, uid), to_dataset(outcome.dataset)
+        return answer(log, event, "UPS N-GET", outcome, started, uid), to_dataset(outcome.dataset)
 
     def n_set(self, event):
         started = time.perf_counter()
         uid = str(event.request.RequestedSOPInstanceUID)
-        ds, failure = _decode(event.request.ModificationList, event)
+        ds, failure = decode(event.request.ModificationList, event)
         outcome = failure or self.worklist.set(uid, ds or {})
-        return _answer(event, "N-SET", outcome, started, uid), None
+        return answer(log, event, "UPS N-SET", outcome, started, uid), None
 
     def n_action(self, event):
         started = time.perf_counter()
         uid = str(event.request.RequestedSOPInstanceUID)
         action = event.request.ActionTypeID
-        info, failure = _decode(event.request.ActionInformation, event)
+        info, failure = decode(event.request.ActionInformation, event)
         info = info or {}
         if failure is None:
             calling = event.assoc.requestor.ae_title
@@ -84,13 +83,13 @@ class UpsScp:
                 UNSUBSCRIBE: lambda: self.worklist.unsubscribe(uid, info),
                 SUSPEND: lambda: self.worklist.suspend(uid, info),
             }.get(action, lambda: Outcome(NO_SUCH_ACTION, comment=f"no action type {action}"))()
-        return _answer(event, f"N-ACTION {action}", failure, started, uid), None
+        return answer(log, event, f"UPS N-ACTION {action}", failure, started, uid), None
 
     def c_find(self, event):
         started = time.perf_counter()
-        identifier, failure = _decode(event.request.Identifier, event)
+        identifier, failure = decode(event.request.Identifier, event)
         if failure:
-            yield _answer(event, "C-FIND", failure, started, None), None
+            yield answer(log, event, "UPS C-FIND", failure, started, None), None
             return
         matches = 0
         cancel = _CancelFlag(event)
@@ -101,18 +100,18 @@ class UpsScp:
                 if matches % DRAIN_EVERY == 0:
                     _drain(event)
         except QueryRejected as exc:
-            yield _answer(event, "C-FIND", Outcome(exc.status, comment=exc.comment), started, None), None
+            yield answer(log, event, "UPS C-FIND", Outcome(exc.status, comment=exc.comment), started, None), None
             return
         except Exception:  # noqa: BLE001 - answer, log, keep serving
-            log.exception("C-FIND failed", extra=_ctx(event, None))
+            log.exception("C-FIND failed", extra=context(event, None))
             yield status_dataset(statuses.Status(0xC000, "Failure", "Unable to process"), "query failed"), None
             return
         if cancel():
-            _log(event, "C-FIND", Status(0xFE00, "Cancel", "Matching terminated due to Cancel"), started, None,
+            log_outcome(log, event, "UPS C-FIND", Status(0xFE00, "Cancel", "Matching terminated due to Cancel"), started, None,
                  f"cancelled after {matches} matches")
             yield 0xFE00, None
             return
-        _log(event, "C-FIND", statuses.SUCCESS, started, None, f"{matches} matches")
+        log_outcome(log, event, "UPS C-FIND", statuses.SUCCESS, started, None, f"{matches} matches")
 
 
 # pynetdicom's DUL reads from the peer only when it has nothing left to send: a search that queues
@@ -140,29 +139,3 @@ class _CancelFlag:
         return self.seen
 
 
-def _decode(raw, event) -> tuple[dict | None, Outcome | None]:
-    try:
-        return request_json(raw, event), None
-    except DecodeError as exc:
-        return None, Outcome(statuses.PROCESSING_FAILURE, comment=f"undecodable data set: {exc}")
-
-
-def _ctx(event, uid) -> dict:
-    requestor = event.assoc.requestor
-    return {"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}",
-            "sop_class": str(event.context.abstract_syntax), "sop_instance": str(uid) if uid else None}
-
-
-def _log(event, operation: str, status: Status, started: float, uid, detail: str | None = None) -> None:
-    extra = dict(_ctx(event, uid), status=status.hex, outcome=status.meaning,
-                 duration_ms=round((time.perf_counter() - started) * 1000, 1))
-    level = logging.WARNING if status.category == "Failure" else logging.INFO
-    log.log(level, f"UPS {operation}: {status.meaning}" + (f" ({detail})" if detail else ""), extra=extra)
-
-
-def _answer(event, operation: str, outcome: Outcome, started: float, uid) -> Dataset:
-    _log(event, operation, outcome.status, started, uid,
-         outcome.comment or ("; ".join(outcome.notes) if outcome.notes else None))
-    # N-GET, N-SET and N-ACTION responses may name the attributes concerned with any failure.
-    return status_dataset(outcome.status, outcome.comment, outcome.tags,
-                          any_status=not operation.startswith(("N-CREATE", "C-FIND")))

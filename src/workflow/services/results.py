@@ -16,3 +16,4 @@ class Outcome:
     tags: tuple[str, ...] = ()  # attributes concerned (Attribute Identifier List)
     uid: str | None = None  # the SOP Instance concerned (e.g. one the server assigned)
     notes: tuple[str, ...] = field(default=())  # for the log: coercions, deviations
+    error_id: int | None = None  # Error ID (0000,0903) where the standard names one
