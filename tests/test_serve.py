@@ -230,3 +230,21 @@ def test_ian_send_works_against_another_ian_scp(tmp_path):
         assert "ReferencedPerformedProcedureStepSequence" in ian
     finally:
         server.shutdown()
+
+
+def test_policies_check_and_a_server_that_refuses_a_bad_policy(tmp_path):
+    ok = subprocess.run([sys.executable, "-m", "workflow", "policies", "check"], capture_output=True, text=True,
+                        timeout=60)
+    assert ok.returncode == 0 and "default.toml" in ok.stdout
+    bad = tmp_path / "policies"
+    bad.mkdir()
+    (bad / "site.toml").write_text('[[policy]]\nname = "x"\n[policy.complete_when]\nsettled = "soon"\n')
+    check = subprocess.run([sys.executable, "-m", "workflow", "policies", "check", str(bad)],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 2 and "site.toml" in check.stderr and "settled" in check.stderr
+    config = tmp_path / "wfm.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "x.db"}"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+                      f'policies = "{bad}"\n')
+    serve = subprocess.run([sys.executable, "-m", "workflow", "serve", "--config", str(config)],
+                           capture_output=True, text=True, timeout=60)
+    assert serve.returncode == 2 and "site.toml" in serve.stderr and "settled" in serve.stderr

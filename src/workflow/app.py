@@ -18,7 +18,9 @@ from workflow.services.ingest import IngestService
 from workflow.services.outbox import Outbox
 from workflow.services.performed_steps import PerformedStepService
 from workflow.services.worklist import WorklistService
+from workflow.domain.policy import load_policies
 from workflow.store import migrate
+from workflow.store.resources import policies_location
 from workflow.store.engine import make_engine
 
 log = logging.getLogger("workflow.app")
@@ -38,6 +40,8 @@ class App:
         self._housekeeping = threading.Event()
 
     def start(self) -> None:
+        # An invalid policy stops the server here, naming file, key and reason (PolicyError).
+        self.policies = load_policies(policies_location(self.settings.policies))
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
         self.dicom.start()

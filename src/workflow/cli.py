@@ -155,6 +155,25 @@ def cmd_events(args) -> int:
     return 0
 
 
+def cmd_policies_check(args) -> int:
+    from workflow.domain.policy import PolicyError, load_policies
+    from workflow.store.resources import policies_location
+
+    if len(args.paths) == 1:
+        paths = Path(args.paths[0])  # a folder or one file
+    else:
+        paths = [Path(p) for p in args.paths] or policies_location(_settings(args).policies)
+    try:
+        policy_set = load_policies(paths)
+    except PolicyError as exc:
+        for problem in exc.problems or [exc]:
+            print(f"{problem.file}: {problem.key or '(file)'}: {problem.reason}", file=sys.stderr)
+        return 2
+    print(f"ok: {len(policy_set.policies)} policies, {len(policy_set.templates)} templates "
+          f"({', '.join(str(s) for s in policy_set.sources)})")
+    return 0
+
+
 def cmd_conformance(args) -> int:
     from workflow.conformance import render
 
@@ -227,6 +246,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="delivered events too")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("policies", help="readiness policies")
+    psub = p.add_subparsers(dest="policies_command", required=True)
+    p = psub.add_parser("check", parents=[common], help="validate policy files (file, key and reason)")
+    p.add_argument("paths", nargs="*", help="policy files or a folder (default: the configured policies)")
+    p.set_defaults(func=cmd_policies_check)
 
     p = sub.add_parser("conformance", help="print the DICOM Conformance Statement generated from the code")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")

@@ -45,6 +45,8 @@ class Settings:
     # Seconds `wfm serve` waits on SIGTERM for requests in flight before it closes associations.
     shutdown_grace: float = 30.0
     log_level: str = "INFO"
+    # Readiness policies: a folder of *.toml files; empty: the default policy shipped with wfm.
+    policies: str = ""
     # UPS: the Worklist Label given to workitems created without one (PS3.4 CC.2.5.1.3.1).
     default_worklist_label: str = "WFM"
     # UPS: how long COMPLETED and CANCELED workitems stay retrievable (unless a deletion lock holds them).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -11,15 +10,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
+from workflow.store.resources import shipped
+
 
 def migrations_dir() -> Path:
-    packaged = resources.files("workflow") / "_migrations"
-    if packaged.is_dir():  # installed from a wheel
-        return Path(str(packaged))
-    source_tree = Path(__file__).resolve().parents[3] / "alembic"  # editable install / checkout
-    if source_tree.is_dir():
-        return source_tree
-    raise RuntimeError("the Alembic migrations are missing from this installation")
+    return shipped("_migrations", "alembic")
 
 
 def alembic_config(engine: Engine) -> Config:
