@@ -10,6 +10,7 @@ from typing import Any, Callable, Iterator
 
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
 
 from workflow.config import Settings
 from workflow.domain import statuses, ups_events
@@ -107,14 +108,17 @@ class WorklistService:
         uid = uid or generate_uid()
         ds, coerced = apply_create_defaults(ds, dicom_dt(now), self.settings.default_worklist_label,
                                             sop_instance_uid=uid)
-        with self.engine.begin() as conn:
-            decision = decide_create(self._load(conn, uid) is not None)
-            if decision.status.code != 0:
-                return Outcome(decision.status, comment="a workitem with this SOP Instance UID exists", uid=uid)
-            self._write(conn, uid, ds, now, insert=True)
-            written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
-            if ups_events.assignment_changed(None, ds):
-                written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+        try:
+            with self.engine.begin() as conn:
+                decision = decide_create(self._load(conn, uid) is not None)
+                if decision.status.code != 0:
+                    return Outcome(decision.status, comment="a workitem with this SOP Instance UID exists", uid=uid)
+                self._write(conn, uid, ds, now, insert=True)
+                written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
+                if ups_events.assignment_changed(None, ds):
+                    written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+        except IntegrityError:  # a concurrent N-CREATE of the same UID committed first
+            return Outcome(decide_create(True).status, comment="a workitem with this SOP Instance UID exists", uid=uid)
         status = CREATED_WITH_MODIFICATIONS if coerced else statuses.SUCCESS
         reply = {SOP_INSTANCE: {"vr": "UI", "Value": [uid]}} if assigned else None
         return self._done(written, Outcome(status, dataset=reply, uid=uid, notes=tuple(coerced)))
