@@ -9,6 +9,7 @@ from sqlmodel import SQLModel
 import workflow.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import workflow.store.ups_models  # noqa: F401
 import workflow.store.mpps_models  # noqa: F401
+import workflow.store.readiness_models  # noqa: F401
 from workflow.store.engine import make_engine
 
 config = context.config

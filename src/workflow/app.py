@@ -16,7 +16,9 @@ from workflow.dimse.server import DicomServer
 from workflow.dimse.ups_scp import UpsScp
 from workflow.services.ingest import IngestService
 from workflow.services.outbox import Outbox
+from workflow.services.outbox import utcnow
 from workflow.services.performed_steps import PerformedStepService
+from workflow.services.readiness import ReadinessService
 from workflow.services.worklist import WorklistService
 from workflow.domain.policy import load_policies
 from workflow.store import migrate
@@ -35,19 +37,23 @@ class App:
         self.events = EventSender(self.outbox, settings)
         self.worklist = WorklistService(self.engine, settings, notify=self.events.wake.set)
         self.performed_steps = PerformedStepService(self.engine)
+        self.policies = load_policies(policies_location(settings.policies))
+        self.readiness = ReadinessService(self.engine, self.policies, self.worklist)
+        self.ingest.after_store = self.performed_steps.after_change = self.readiness.study_changed
+        self.worklist.after_create = self.readiness.workitem_created
+        self.ingest.notify = self.performed_steps.notify = self.events.wake.set
         self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
                                  UpsScp(self.worklist), MppsScp(self.performed_steps))
         self._housekeeping = threading.Event()
 
     def start(self) -> None:
-        # An invalid policy stops the server here, naming file, key and reason (PolicyError).
-        self.policies = load_policies(policies_location(self.settings.policies))
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
         self.dicom.start()
         self.worklist.status_change("RESTARTED")
         self.events.start()
         threading.Thread(target=self._purge_loop, name="wfm-retention", daemon=True).start()
+        threading.Thread(target=self._timer_loop, name="wfm-readiness-timers", daemon=True).start()
 
     def stop(self) -> bool:
         clean = self.dicom.stop()
@@ -58,6 +64,15 @@ class App:
         self.events.deliver_due(final=True)
         self.engine.dispose()
         return clean
+
+    def _timer_loop(self, every: float = 1.0) -> None:
+        """Readiness settle timers, kept in the database: those due (also while we were down) fire."""
+        while not self._housekeeping.wait(every):
+            try:
+                if self.readiness.fire_due_timers(utcnow()):
+                    self.events.wake.set()
+            except Exception:  # noqa: BLE001 - the next round retries
+                log.exception("readiness timers failed")
 
     def _purge_loop(self, every: float = 600.0) -> None:
         """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them."""

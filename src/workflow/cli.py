@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -177,7 +178,7 @@ def cmd_policies_check(args) -> int:
 def cmd_conformance(args) -> int:
     from workflow.conformance import render
 
-    text = render()
+    text = render(_settings(args) if args.config or os.environ.get("WFM_CONFIG") else None)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
@@ -253,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", help="policy files or a folder (default: the configured policies)")
     p.set_defaults(func=cmd_policies_check)
 
-    p = sub.add_parser("conformance", help="print the DICOM Conformance Statement generated from the code")
+    p = sub.add_parser("conformance", parents=[common], help="print the DICOM Conformance Statement generated from the code")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")
     p.set_defaults(func=cmd_conformance)
     return parser

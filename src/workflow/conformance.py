@@ -46,7 +46,17 @@ def _attribute_rows(attrs: tuple[Attr, ...], depth: int = 0) -> list[tuple[str, 
     return rows
 
 
-def render() -> str:
+def _policies_section(configured: str) -> str:
+    from workflow.domain.policy import describe, load_policies
+    from workflow.store.resources import policies_location
+
+    location = policies_location(configured)
+    text = describe(load_policies(location)).replace("### Workflow policies\n\n", "")
+    return text.replace(str(location.parent) + "/", "")  # the same statement on every machine
+
+
+def render(site: Settings | None = None) -> str:
+    """The statement for the defaults; with `site`, its policies are the ones described."""
     d = Settings()
     ts_rows = [(UID(str(ts)).name, str(ts)) for ts in TRANSFER_SYNTAXES]
     service_rows = [(s.name, s.sop_class_uid, "No", "Yes") for s in SERVICES]
@@ -86,8 +96,8 @@ wfm receives Instance Availability Notifications from archives and modalities an
 Instance and per location (Retrieve AE Title), how available each instance is; and it keeps a
 Unified Procedure Step worklist that schedulers and performers use (Push, Pull, Watch, Query; event
 reports to subscribers, delivered reliably); and it records Modality Performed Procedure Steps
-with their expected instances. In this version notifications and performed steps do not yet drive
-UPS Input Readiness: the services run side by side.
+with their expected instances. Notifications and performed steps drive the Input Information
+Sequence and Input Readiness State of SCHEDULED workitems as declarative policies say (3.2.6).
 
 ### Network services
 
@@ -191,8 +201,10 @@ safe. The same SOP Instance UID with different content is refused with 0111.
 (Referenced SOP Class and Instance UID) is recorded with the notification and linked to every
 instance the IAN references. The Performed Workitem Code Sequence is stored with the notification.
 
-**Workflow policies.** This version records availability only; no UPS workitem is created or changed
-by a notification.
+**Workflow policies** (PS3.4 R.1.1). This section describes the policies in force: the shipped
+ones in the published statement; `wfm conformance --config FILE` renders a site's own.
+
+{_policies_section(site.policies if site else '')}
 
 **Status codes.**
 

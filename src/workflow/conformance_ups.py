@@ -103,6 +103,16 @@ N-SET); SOP Class UID and SOP Instance UID are set. A request without Affected S
 one assigned and returned. New workitems are reported (event 1, and event 5 when a station or human
 performer is assigned) to the global subscribers that cover them.
 
+**Changes the SCP makes itself.** For a SCHEDULED workitem that names a study (Study Instance UID or
+a Referenced Request Sequence item), the readiness policies (section 3.2.6) set the Input Readiness
+State and the Input Information Sequence, at creation and whenever an IAN or a COMPLETED MPPS of the
+study arrives, or a settle time passes (timers are kept in the database and survive restarts). Each
+change of Input Readiness State is reported (event 1). The Input Information Sequence then holds one
+item per series and Retrieve AE Title (Type of Instances DICOM, Study and Series Instance UID,
+Referenced SOP Sequence, DICOM Retrieval Sequence, and a WADO-RS Retrieval Sequence with the series
+URL when the IAN gave Retrieve URLs); it replaces what the creator sent. A workitem its creator made
+READY is left alone. IN PROGRESS and final workitems are never changed.
+
 **N-SET.** Allowed while SCHEDULED (no Transaction UID; with one: C310) and while IN PROGRESS (with
 the Transaction UID, else C301); refused in final states (C300). Attributes Table CC.2.5-3 does not
 allow in N-SET (patient and request context, Procedure Step State, the SOP UIDs) are refused with
@@ -189,8 +199,7 @@ request is one database transaction, answered after the commit.
 The step's Scheduled Step Attributes Sequence items (Study Instance UID, Accession Number, Requested
 Procedure ID, Scheduled Procedure Step ID) and the instances its Performed Series Sequence references
 (Referenced Image and Non-Image Composite SOP Instance Sequences) are recorded; the instances of a
-COMPLETED step are its expected instance set. In this version the expected set is recorded and
-reported but does not yet drive UPS Input Readiness.
+COMPLETED step are its expected instance set, which drives UPS Input Readiness (section 3.2.6).
 
 {mpps.state_table_markdown()}
 

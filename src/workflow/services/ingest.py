@@ -11,9 +11,9 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Callable
 
-from sqlalchemy import Engine, bindparam, case, func, select
+from sqlalchemy import Connection, Engine, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -53,6 +53,9 @@ class IngestService:
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
+        # Readiness, inside the IAN's transaction: returns the events it wrote to the outbox.
+        self.after_store: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
+        self.notify: Callable[[], None] = lambda: None  # wakes the event sender after such a commit
 
     def ingest(self, received: Received, ian: Notification) -> IngestResult:
         text = canonical_json(received.dataset)
@@ -64,6 +67,9 @@ class IngestService:
                 if earlier is not None:
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
                 self._store(conn, received, ian, text, digest)
+                written = self.after_store(conn, ian.study_instance_uid, received.received_at)
+            if written:
+                self.notify()
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.

@@ -33,6 +33,9 @@ class PerformedStepService:
         self.engine = engine
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        # Readiness, inside the step's transaction, for each study it performed: returns events written.
+        self.after_change: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
+        self.notify: Callable[[], None] = lambda: None
 
     def create(self, uid: str | None, ds: dict, calling_ae: str) -> Outcome:
         if uid is not None and not is_uid(uid):
@@ -74,6 +77,13 @@ class PerformedStepService:
                 values["finished_at"] = now
             conn.execute(P.update().where(P.c.sop_instance_uid == uid).values(**values))
             self._index(conn, uid, merged)
+            written = 0
+            if status.is_final:  # a COMPLETED step's Performed Series is the study's expected set
+                for study in dict.fromkeys(r["study_instance_uid"] for r in request_keys(merged)
+                                           if r.get("study_instance_uid")):
+                    written += self.after_change(conn, study, now)
+        if written:
+            self.notify()
         return Outcome(decision.status, uid=uid, notes=decision.notes)
 
     @staticmethod

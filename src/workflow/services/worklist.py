@@ -25,15 +25,18 @@ from workflow.services import subscriptions as subs
 from workflow.services.outbox import enqueue
 from workflow.services.results import Outcome
 from workflow.store.ups_index import index_workitem
+from workflow.store.readiness_models import WorkitemInput
 from workflow.store.ups_models import Workitem, WorkitemSeqItem
 from workflow.store.ups_query import matching_select
 
 W = Workitem.__table__
 SEQ = WorkitemSeqItem.__table__
+INPUTS = WorkitemInput.__table__
 
 STATE, READINESS, TXN = tag_of("ProcedureStepState"), tag_of("InputReadinessState"), tag_of("TransactionUID")
 SOP_CLASS, SOP_INSTANCE = tag_of("SOPClassUID"), tag_of("SOPInstanceUID")
 PROGRESS = tag_of("ProcedureStepProgressInformationSequence")
+INPUT_INFORMATION = tag_of("InputInformationSequence")
 RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
 SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
@@ -60,6 +63,8 @@ class WorklistService:
         self.notify = notify  # wakes the event sender after a commit that wrote events
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        # Called inside the N-CREATE transaction (readiness evaluation); returns events written.
+        self.after_create: Callable[[Connection, str, datetime], int] = lambda conn, uid, now: 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -117,6 +122,7 @@ class WorklistService:
                 written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
                 if ups_events.assignment_changed(None, ds):
                     written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+                written += self.after_create(conn, uid, now)
         except IntegrityError:  # a concurrent N-CREATE of the same UID committed first
             return Outcome(decide_create(True).status, comment="a workitem with this SOP Instance UID exists", uid=uid)
         status = CREATED_WITH_MODIFICATIONS if coerced else statuses.SUCCESS
@@ -128,9 +134,9 @@ class WorklistService:
     def get(self, uid: str, tags: list[str] | None) -> Outcome:
         with self.engine.connect() as conn:
             row = self._load(conn, uid, lock=False)
+            ds = with_inputs(conn, uid, json.loads(row.dataset_json)) if row else None
         if row is None:
             return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=uid)
-        ds = json.loads(row.dataset_json)
         if not tags:
             return Outcome(statuses.SUCCESS, dataset=ds, uid=uid)
         # The lock is never returned (CC.2.7); requested attributes the workitem lacks come back empty.
@@ -296,12 +302,41 @@ class WorklistService:
         """Matches as DICOM JSON with the identifier's return keys filled; raises QueryRejected."""
         query = parse_query(identifier)
         stmt = matching_select(query)
+        wants_inputs = INPUT_INFORMATION in identifier
         with self.engine.connect() as conn:
             result = conn.execution_options(yield_per=batch).execute(stmt)
             for row in result:
                 if cancelled():
                     return
-                yield _return_keys(json.loads(row.dataset_json), identifier)
+                ds = json.loads(row.dataset_json)
+                if wants_inputs:
+                    with self.engine.connect() as side:
+                        ds = with_inputs(side, row.sop_instance_uid, ds)
+                yield _return_keys(ds, identifier)
+
+    # ------------------------------------------------------------------ readiness (the SCP's own changes)
+
+    def apply_readiness(self, conn: Connection, row, decision, now: datetime, study_uid: str) -> int:
+        """Write a readiness decision into a SCHEDULED workitem inside the caller's transaction: its
+        input rows, its Input Readiness State, and the State Report that change owes. Returns events."""
+        uid = row.sop_instance_uid
+        wanted = {i.instance.sop_instance_uid: i for i in decision.inputs}
+        current = {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+        stale = [u for u, r in current.items()
+                 if u not in wanted or _input_row(uid, wanted[u], study_uid) != dict(r._mapping)]
+        if stale:
+            conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
+        fresh = [_input_row(uid, i, study_uid) for u, i in wanted.items() if u not in current or u in stale]
+        if fresh:
+            conn.execute(INPUTS.insert(), fresh)
+        if decision.readiness.value == row.input_readiness_state:
+            return 0
+        ds = json.loads(row.dataset_json)
+        ds[READINESS] = {"vr": "CS", "Value": [decision.readiness.value]}
+        conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(
+            input_readiness_state=decision.readiness.value, dataset_json=json.dumps(ds, sort_keys=True),
+            updated_at=now))
+        return self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
 
     # ------------------------------------------------------------------ retention
 
@@ -357,6 +392,55 @@ def _empty(tag: str) -> dict[str, Any]:
         return {"vr": dictionary_VR(int(tag, 16)).split(" or ")[0]}
     except KeyError:
         return {"vr": "UN"}
+
+
+def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
+    inst = chosen.instance
+    return dict(workitem_uid=uid, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
+                study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
+                retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
+                file_set_id=None, file_set_uid=None)
+
+
+def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
+    """The workitem with its Input Information Sequence assembled from the server-managed rows (one
+    item per series and retrieve location), when the server manages its inputs."""
+    rows = conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid)
+                        .order_by(INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
+                                  INPUTS.c.sop_instance_uid)).all()
+    if not rows:
+        return ds
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        key = (r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, _url_base(r.retrieve_url))
+        groups.setdefault(key, []).append(r)
+    out = dict(ds)
+    out[INPUT_INFORMATION] = {"vr": "SQ", "Value": [_input_item(key, members) for key, members in groups.items()]}
+    return out
+
+
+def _url_base(url: str | None) -> str | None:
+    """A WADO-RS URL of one instance names its series: items group by the series URL."""
+    if url and "/instances/" in url:
+        return url.split("/instances/")[0]
+    return url
+
+
+def _input_item(key: tuple, members: list) -> JsonDataset:
+    """An Input Information item (Referenced Instances and Access macro, PS3.3 Table 10-3b)."""
+    study_uid, series_uid, ae_title, url = key
+    item: JsonDataset = {
+        "0040E020": {"vr": "CS", "Value": ["DICOM"]},
+        "0020000D": {"vr": "UI", "Value": [study_uid]},
+        "0020000E": {"vr": "UI", "Value": [series_uid]},
+        "00081199": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": [m.sop_class_uid]},
+                                            "00081155": {"vr": "UI", "Value": [m.sop_instance_uid]}}
+                                           for m in members]},
+        "0040E021": {"vr": "SQ", "Value": [{"00080054": {"vr": "AE", "Value": [ae_title]}}]},
+    }
+    if url:
+        item["0040E025"] = {"vr": "SQ", "Value": [{"00081190": {"vr": "UR", "Value": [url]}}]}
+    return item
 
 
 def _return_keys(ds: JsonDataset, identifier: JsonDataset) -> JsonDataset:

@@ -1,0 +1,178 @@
+"""Readiness scenarios over real associations: IANs and MPPS move workitems' Input Information and
+Input Readiness State as the default policy says, with State Reports at a real subscriber."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
+
+from conftest import drop_database, new_database_url, test_settings
+from ianlib import association, instance_item, make_ian, send
+from test_mpps_scp import completed, in_progress
+from upslib import GLOBAL, PULL, PUSH, EventReceiver, action, claim, get, ups_association, workitem
+from workflow.app import App
+from workflow.config import RemoteAE
+from workflow.dimse.nodelay import NoDelayAE
+
+
+@pytest.fixture(scope="module")
+def subscriber():
+    receiver = EventReceiver("READYSUB").start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def app(database_url, subscriber):
+    app = App(test_settings(database_url, remote_ae=(RemoteAE("READYSUB", "127.0.0.1", subscriber.port),)))
+    app.start()
+    yield app
+    app.stop()
+
+
+class Study:
+    """A study of three series, two instances each, sent as IANs and an MPPS."""
+
+    def __init__(self) -> None:
+        self.uid = generate_uid()
+        self.series = {generate_uid(): [generate_uid(), generate_uid()] for _ in range(3)}
+
+    def all(self) -> set[str]:
+        return {sop for sops in self.series.values() for sop in sops}
+
+    def ian(self, port: int, series_uid: str, availability: str = "ONLINE", ae: str = "PACS") -> None:
+        items = [instance_item(sop, availability, (ae,), url=f"http://pacs/studies/{self.uid}/series/"
+                               f"{series_uid}/instances/{sop}") for sop in self.series[series_uid]]
+        with association(port, calling_ae="ARCHIVE") as assoc:
+            assert send(assoc, make_ian(self.uid, {series_uid: items}))[0].Status == 0
+
+    def mpps(self, port: int) -> None:
+        ae = NoDelayAE(ae_title="CT1")
+        ae.add_requested_context(MPPS)
+        assoc = ae.associate("127.0.0.1", port, ae_title="WFM")
+        uid = generate_uid()
+        assert assoc.send_n_create(in_progress(self.uid), MPPS, uid)[0].Status == 0
+        assert assoc.send_n_set(completed(self.series), MPPS, uid)[0].Status == 0
+        assoc.release()
+
+
+def create_incomplete(port: int, study: Study, subscribe: bool = True) -> str:
+    uid = generate_uid()
+    with ups_association(port) as assoc:
+        status, _ = assoc.send_n_create(workitem(StudyInstanceUID=study.uid, InputReadinessState="INCOMPLETE"),
+                                        PUSH, uid)
+        assert status.Status in (0x0000, 0xB300)
+        if subscribe:
+            assert action(assoc, uid, 3, ReceivingAE="READYSUB", DeletionLock="FALSE").Status == 0
+    return uid
+
+
+def readiness(port: int, uid: str) -> tuple[str, set[str]]:
+    with ups_association(port) as assoc:
+        status, ds = get(assoc, uid, "InputReadinessState", "InputInformationSequence")
+    assert status.Status == 0
+    listed = {ref.ReferencedSOPInstanceUID for item in ds.InputInformationSequence
+              for ref in item.ReferencedSOPSequence}
+    return ds.InputReadinessState, listed
+
+
+def test_mpps_three_series_ians_for_two_then_the_third(app, subscriber):
+    port, study = app.dicom.port, Study()
+    uid = create_incomplete(port, study)
+    subscriber.wait(lambda r: r.uid == uid)  # the initial State Report
+    study.mpps(port)
+    first, second, third = study.series
+    study.ian(port, first)
+    study.ian(port, second)
+    state, listed = readiness(port, uid)
+    assert state == "INCOMPLETE"
+    study.ian(port, third)
+    report = subscriber.wait(lambda r: r.uid == uid and r.event_type == 1 and r.info.InputReadinessState == "READY")
+    assert report.info.ProcedureStepState == "SCHEDULED"
+    state, listed = readiness(port, uid)
+    assert state == "READY" and listed == study.all()
+    with ups_association(port) as assoc:
+        _, ds = get(assoc, uid, "InputInformationSequence")
+    item = ds.InputInformationSequence[0]
+    assert item.TypeOfInstances == "DICOM" and item.StudyInstanceUID == study.uid
+    assert item.DICOMRetrievalSequence[0].RetrieveAETitle == "PACS"
+    assert item.WADORSRetrievalSequence[0].RetrieveURL.endswith(f"/series/{item.SeriesInstanceUID}")
+
+
+def test_ians_first_workitem_later_is_ready_at_creation(app):
+    port, study = app.dicom.port, Study()
+    study.mpps(port)
+    for series in study.series:
+        study.ian(port, series)
+    uid = create_incomplete(port, study)
+    assert readiness(port, uid) == ("READY", study.all())
+
+
+def test_offline_downgrade_and_in_progress_untouched(app, subscriber):
+    port, study = app.dicom.port, Study()
+    scheduled, performing = create_incomplete(port, study), create_incomplete(port, study)
+    study.mpps(port)
+    for series in study.series:
+        study.ian(port, series)
+    assert readiness(port, scheduled)[0] == "READY" and readiness(port, performing)[0] == "READY"
+    with ups_association(port) as assoc:
+        assert claim(assoc, performing)[0].Status == 0
+    study.ian(port, next(iter(study.series)), availability="OFFLINE")
+    report = subscriber.wait(lambda r: r.uid == scheduled and r.info.InputReadinessState == "INCOMPLETE")
+    assert report.info.ProcedureStepState == "SCHEDULED"
+    assert readiness(port, scheduled)[0] == "INCOMPLETE"
+    assert readiness(port, performing)[0] == "READY"  # IN PROGRESS is never touched
+
+
+def test_duplicate_and_reordered_ians_change_nothing(app):
+    port, study = app.dicom.port, Study()
+    uid = create_incomplete(port, study)
+    series = list(study.series)
+    for s in reversed(series):
+        study.ian(port, s)
+    study.ian(port, series[0])  # a duplicate
+    study.mpps(port)
+    assert readiness(port, uid) == ("READY", study.all())
+
+
+def test_settle_timer_fires_across_a_restart(database_url, tmp_path, request):
+    # A database of its own: the module's server (default policy) would re-arm the timer otherwise.
+    admin = request.getfixturevalue("postgres_admin_url") if database_url.startswith("postgresql") else None
+    url = new_database_url("postgresql" if admin else "sqlite", tmp_path, admin)
+    try:
+        _settle_across_restart(url, tmp_path)
+    finally:
+        drop_database(url, admin)
+
+
+def _settle_across_restart(database_url, tmp_path):
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "quick.toml").write_text(
+        '[[policy]]\nname = "quick settle"\n'
+        '[policy.complete_when]\nany_of = [{expected_set_available = true}, '
+        '{all_of = [{expected_set_known = false}, {settled = 1}]}]\n')
+    settings = test_settings(database_url, policies=str(policies))
+    first = App(settings)
+    first.start()
+    study = Study()
+    uid = create_incomplete(first.dicom.port, study, subscribe=False)
+    study.ian(first.dicom.port, next(iter(study.series)))
+    assert readiness(first.dicom.port, uid)[0] == "INCOMPLETE"
+    first.stop()  # the timer is due while no server runs
+    due = time.monotonic() + 1.5
+    while time.monotonic() < due:
+        time.sleep(0.1)
+    second = App(settings)
+    second.start()
+    try:
+        deadline = time.monotonic() + 10
+        while readiness(second.dicom.port, uid)[0] != "READY" and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert readiness(second.dicom.port, uid) == ("READY", set(study.series[next(iter(study.series))]))
+    finally:
+        second.stop()

@@ -1,0 +1,72 @@
+"""Order does not matter: whatever order and however often IANs, the MPPS and the workitem arrive,
+the workitem ends with the same Input Information and Input Readiness State (property-based)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+from pydicom.uid import generate_uid
+from sqlalchemy import select
+
+from conftest import test_settings
+from ianlib import instance_item, make_ian
+from test_mpps_scp import completed, in_progress
+from upslib import workitem
+from workflow.app import App
+from workflow.domain.ian import parse_ian
+from workflow.services.ingest import Received
+from workflow.store import migrate
+from workflow.store.readiness_models import WorkitemInput
+from workflow.store.ups_models import Workitem
+
+
+@pytest.fixture(scope="module")
+def services(database_url):
+    app = App(test_settings(database_url))
+    migrate.upgrade(app.engine)  # services only: no server needed to call them
+    yield app
+    app.engine.dispose()
+
+
+def run(app: App, ops: list[tuple[str, int]]) -> tuple[str, set[str], set[str]]:
+    study = generate_uid()
+    series = {generate_uid(): [generate_uid(), generate_uid()] for _ in range(2)}
+    names = list(series)
+    workitem_uid, mpps_uid = generate_uid(), generate_uid()
+    for kind, index in ops:
+        if kind == "ian":
+            s = names[index % 2]
+            ds = make_ian(study, {s: [instance_item(sop) for sop in series[s]]}).to_json_dict()
+            received = Received(generate_uid(), "ARCHIVE", "127.0.0.1:1", datetime.now(timezone.utc), ds)
+            app.ingest.ingest(received, parse_ian(ds, 1000))
+        elif kind == "mpps":
+            app.performed_steps.create(mpps_uid, in_progress(study).to_json_dict(), "CT1")
+            app.performed_steps.set(mpps_uid, completed(series).to_json_dict())
+        else:
+            ds = workitem(StudyInstanceUID=study, InputReadinessState="INCOMPLETE").to_json_dict()
+            app.worklist.create(workitem_uid, ds)
+    with app.engine.connect() as conn:
+        state = conn.execute(select(Workitem.input_readiness_state)
+                             .where(Workitem.sop_instance_uid == workitem_uid)).scalar_one()
+        listed = set(conn.execute(select(WorkitemInput.sop_instance_uid)
+                                  .where(WorkitemInput.workitem_uid == workitem_uid)).scalars())
+    return state, listed, {sop for sops in series.values() for sop in sops}
+
+
+events = st.lists(st.sampled_from([("ian", 0), ("ian", 1)]), min_size=2, max_size=6).filter(
+    lambda ops: {i for _, i in ops} == {0, 1})
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ians=events, mpps_at=st.integers(0, 6), workitem_at=st.integers(0, 7), mpps_twice=st.booleans())
+def test_any_order_gives_the_same_result(services, ians, mpps_at, workitem_at, mpps_twice):
+    ops = list(ians)
+    ops.insert(min(mpps_at, len(ops)), ("mpps", 0))
+    if mpps_twice:  # a repeated MPPS is refused (0111/0110) and changes nothing
+        ops.insert(min(mpps_at + 1, len(ops)), ("mpps", 0))
+    ops.insert(min(workitem_at, len(ops)), ("workitem", 0))
+    state, listed, expected = run(services, ops)
+    assert (state, listed) == ("READY", expected)
