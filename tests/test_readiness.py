@@ -176,3 +176,30 @@ def _settle_across_restart(database_url, tmp_path):
         assert readiness(second.dicom.port, uid) == ("READY", set(study.series[next(iter(study.series))]))
     finally:
         second.stop()
+
+
+def test_explain_and_study_say_why(app, database_url, tmp_path):
+    import json
+    import subprocess
+    import sys
+    port, study = app.dicom.port, Study()
+    uid = create_incomplete(port, study)
+    study.mpps(port)
+    study.ian(port, next(iter(study.series)))
+    config = tmp_path / "cli.toml"
+    config.write_text(f'database_url = "{database_url}"\n')
+
+    def wfm(*args):
+        result = subprocess.run([sys.executable, "-m", "workflow", *args, "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    why = json.loads(wfm("explain", uid, "--json"))
+    assert why["policy"] == "default" and why["input_readiness_state"] == "INCOMPLETE"
+    assert len(why["expected"]) == 6 and len(why["available"]) == 2 and len(why["missing"]) == 4
+    assert "missing" in wfm("explain", uid)
+    shown = json.loads(wfm("study", study.uid, "--json"))
+    assert shown["performed_steps"][0]["status"] == "COMPLETED"
+    assert shown["workitems"] == [{"sop_instance_uid": uid, "procedure_step_state": "SCHEDULED",
+                                   "input_readiness_state": "INCOMPLETE", "procedure_step_label": "CT head review"}]

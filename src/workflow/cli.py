@@ -78,6 +78,49 @@ def cmd_study(args) -> int:
     for n in report["notifications"]:
         rows.append((n["received_at"], n["calling_ae_title"], n["sop_instance_uid"], str(n["instance_count"])))
     _table(rows)
+    for title, key, columns in (("PERFORMED STEPS", "performed_steps", ("sop_instance_uid", "status", "accession_number")),
+                                ("WORKITEMS", "workitems", ("sop_instance_uid", "procedure_step_state",
+                                                            "input_readiness_state"))):
+        if report[key]:
+            print()
+            _table([tuple(c.upper().replace("_", " ") for c in columns)]
+                   + [tuple(str(entry[c] or "-") for c in columns) for entry in report[key]])
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from workflow.domain.policy import load_policies
+    from workflow.services.outbox import utcnow
+    from workflow.services.readiness import ReadinessService
+    from workflow.store.resources import policies_location
+
+    settings = _settings(args)
+    service = ReadinessService(_engine(args), load_policies(policies_location(settings.policies)), None)
+    why = service.explain(args.uid, utcnow())
+    if why is None:
+        print(f"unknown workitem: {args.uid}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(why, indent=2))
+        return 0
+    print(f"Workitem {why['workitem_uid']}: {why['procedure_step_state']}, Input Readiness "
+          f"{why['input_readiness_state'] or '-'}")
+    if "reason" in why:
+        print(why["reason"])
+        return 0
+    print(f"Policy: {why['policy']} (evaluates to {why['evaluated_readiness']} now)")
+    expected = why["expected"]
+    print("Expected set: " + ("none known (no COMPLETED MPPS)" if expected is None else f"{len(expected)} instances"))
+    print(f"Available as inputs: {len(why['available'])}; missing: {len(why['missing'])}"
+          + (f" ({len(why['not_available'])} announced but not available)" if why["not_available"] else ""))
+    for uid in why["missing"][:20]:
+        print(f"  missing {uid}")
+    for reason in why["reasons"]:
+        print(f"- {reason}")
+    if why["settle_timer_due_at"]:
+        print(f"Settle timer due at {why['settle_timer_due_at']}")
+    if why.get("note"):
+        print(why["note"])
     return 0
 
 
@@ -213,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("study_uid")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("explain", parents=[common], help="why a workitem is or is not READY")
+    p.add_argument("uid")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("ian", help="Instance Availability Notification tools")
     isub = p.add_subparsers(dest="ian_command", required=True)

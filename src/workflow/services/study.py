@@ -10,6 +10,8 @@ from sqlalchemy import Engine, select
 
 from workflow.domain.availability import Availability, best_first
 from workflow.store.models import Instance, InstanceLocation, InstancePerformedStep, Notification
+from workflow.store.mpps_models import PerformedStep, PerformedStepRequest
+from workflow.store.ups_models import Workitem
 
 
 def _iso(at: datetime) -> str:
@@ -28,13 +30,24 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
                    Notification.received_at, Notification.instance_count, Notification.referenced_pps_uid)
             .where(Notification.study_instance_uid == study_uid).order_by(Notification.received_at)
         ).all()
-        if not instances and not notifications:
+        steps = conn.execute(
+            select(PerformedStep.sop_instance_uid, PerformedStep.status, PerformedStepRequest.accession_number,
+                   PerformedStepRequest.requested_procedure_id)
+            .join(PerformedStepRequest, PerformedStepRequest.performed_step_uid == PerformedStep.sop_instance_uid)
+            .where(PerformedStepRequest.study_instance_uid == study_uid).order_by(PerformedStep.created_at)
+        ).all()
+        workitems = conn.execute(
+            select(Workitem.sop_instance_uid, Workitem.procedure_step_state, Workitem.input_readiness_state,
+                   Workitem.procedure_step_label)
+            .where(Workitem.study_instance_uid == study_uid).order_by(Workitem.created_at)
+        ).all()
+        if not instances and not notifications and not steps and not workitems:
             return None
         locations = conn.execute(
             select(InstanceLocation).join(Instance, Instance.sop_instance_uid == InstanceLocation.sop_instance_uid)
             .where(Instance.study_instance_uid == study_uid)
         ).all()
-        steps = conn.execute(
+        links = conn.execute(
             select(InstancePerformedStep.sop_instance_uid, InstancePerformedStep.performed_step_uid)
             .join(Instance, Instance.sop_instance_uid == InstancePerformedStep.sop_instance_uid)
             .where(Instance.study_instance_uid == study_uid)
@@ -43,7 +56,7 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
     for loc in locations:
         by_instance[loc.sop_instance_uid].append(loc)
     steps_by_instance: dict[str, list[str]] = defaultdict(list)
-    for uid, step in steps:
+    for uid, step in links:
         steps_by_instance[uid].append(step)
     return {
         "study_instance_uid": study_uid,
@@ -55,6 +68,12 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
              "instance_count": n.instance_count, "referenced_pps_uid": n.referenced_pps_uid}
             for n in notifications
         ],
+        "performed_steps": [{"sop_instance_uid": p.sop_instance_uid, "status": p.status,
+                             "accession_number": p.accession_number,
+                             "requested_procedure_id": p.requested_procedure_id} for p in steps],
+        "workitems": [{"sop_instance_uid": w.sop_instance_uid, "procedure_step_state": w.procedure_step_state,
+                       "input_readiness_state": w.input_readiness_state, "procedure_step_label": w.procedure_step_label}
+                      for w in workitems],
     }
 
 
