@@ -398,7 +398,7 @@ def check_samples(catalog: Catalog) -> None:
 SEEDED_TABLES = ("workitem", "workitem_seq_item")
 
 
-def seed_sqlite(url: str, worklist: Worklist) -> None:
+def seed_sqlite(url: str, worklist: Worklist, analyze: bool = True) -> None:
     from sqlalchemy import create_engine, event
 
     from workflow.store import migrate
@@ -441,12 +441,12 @@ def seed_sqlite(url: str, worklist: Worklist) -> None:
                 conn.commit()
                 _progress(done, worklist.sizes.total)
         conn.commit()
-        _finish(conn, [sql for _, sql in indexes], ["ANALYZE"])
+        _finish(conn, [sql for _, sql in indexes], ["ANALYZE"] if analyze else [])
         conn.exec_driver_sql("PRAGMA journal_mode=WAL")
     engine.dispose()
 
 
-def seed_postgres(url: str, worklist: Worklist) -> None:
+def seed_postgres(url: str, worklist: Worklist, analyze: bool = True) -> None:
     from sqlalchemy import create_engine
 
     from workflow.store import migrate
@@ -489,7 +489,8 @@ def seed_postgres(url: str, worklist: Worklist) -> None:
         conn.exec_driver_sql("RESET session_replication_role")
         conn.commit()
         # VACUUM as well: sets hint bits and the visibility map now, not in autovacuum during the run.
-        _finish(conn, [sql for _, sql in indexes], [f"VACUUM ANALYZE {t}" for t in SEEDED_TABLES],
+        _finish(conn, [sql for _, sql in indexes],
+                [f"VACUUM {'ANALYZE ' if analyze else ''}{t}" for t in SEEDED_TABLES],
                 autocommit=True)
     engine.dispose()
 
@@ -505,8 +506,8 @@ def _finish(conn, create_indexes: list[str], analyze: list[str], autocommit: boo
     for sql in analyze:
         conn.exec_driver_sql(sql)
     conn.commit()
-    print(f"#   {len(create_indexes)} indexes rebuilt in {built - started:.1f} s, "
-          f"{analyze[0].split()[0]} in {time.perf_counter() - built:.1f} s", file=sys.stderr)
+    print(f"#   {len(create_indexes)} indexes rebuilt in {built - started:.1f} s; "
+          f"{'; '.join(analyze) or 'no ANALYZE'}: {time.perf_counter() - built:.1f} s", file=sys.stderr)
 
 
 def _produce(worklist: Worklist, queue) -> None:
@@ -827,7 +828,7 @@ class BackendResult:
 def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> BackendResult:
     sizes = worklist.sizes
     started = time.perf_counter()
-    (seed_sqlite if url.startswith("sqlite") else seed_postgres)(url, worklist)
+    (seed_sqlite if url.startswith("sqlite") else seed_postgres)(url, worklist, analyze=not args.no_analyze)
     catalog = worklist.catalog
     print(f"# {name}: seeded {sizes.scheduled:,} SCHEDULED + {sizes.finished:,} finished workitems "
           f"({catalog.seq_rows:,} workitem_seq_item rows) in {time.perf_counter() - started:.1f} s",
@@ -967,6 +968,9 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seed", type=int, default=20261123, help="random seed of the data and the queries")
     parser.add_argument("--explain", action="store_true", help="print the SQL plan of each query type (stderr)")
+    parser.add_argument("--no-analyze", action="store_true",
+                        help="no ANALYZE after seeding, as in a database `wfm serve` created (it never runs "
+                             "ANALYZE; PostgreSQL's autovacuum may still analyze during the run)")
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_server:

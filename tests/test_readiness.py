@@ -203,3 +203,47 @@ def test_explain_and_study_say_why(app, database_url, tmp_path):
     assert shown["performed_steps"][0]["status"] == "COMPLETED"
     assert shown["workitems"] == [{"sop_instance_uid": uid, "procedure_step_state": "SCHEDULED",
                                    "input_readiness_state": "INCOMPLETE", "procedure_step_label": "CT head review"}]
+
+
+def test_a_template_creates_one_workitem_per_study(database_url, tmp_path, request):
+    admin = request.getfixturevalue("postgres_admin_url") if database_url.startswith("postgresql") else None
+    url = new_database_url("postgresql" if admin else "sqlite", tmp_path, admin)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (__import__("pathlib").Path(__file__).resolve().parents[1] / "policies" / "default.toml").read_text()
+    (policies / "default.toml").write_text(shipped)
+    (policies / "templates.toml").write_text(
+        '[[template]]\nname = "ct-review"\n[template.conditions]\ncalling_ae_titles = ["ARCHIVE"]\n'
+        'modalities = ["CT"]\n[template.creates]\n'
+        'scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }\n'
+        'procedure_step_label = "CT review"\npriority = "HIGH"\nworklist_label = "AUTO"\n')
+    app = App(test_settings(url, policies=str(policies)))
+    app.start()
+    try:
+        port, study = app.dicom.port, Study()
+        study.ian(port, next(iter(study.series)))  # no MPPS yet: the modality is unknown, no workitem
+        with ups_association(port) as assoc:
+            found = lambda: [ds for status, ds in assoc.send_c_find(_label_query("AUTO"), PULL)  # noqa: E731
+                             if status.Status == 0xFF00]
+            assert found() == []
+            study.mpps(port)
+            for series in list(study.series)[1:]:
+                study.ian(port, series)
+            study.ian(port, next(iter(study.series)))  # again: still one workitem
+            [created] = found()
+        assert created.ProcedureStepLabel == "CT review" and created.ScheduledProcedureStepPriority == "HIGH"
+        assert created.StudyInstanceUID == study.uid
+        assert readiness(port, created.SOPInstanceUID) == ("READY", study.all())
+    finally:
+        app.stop()
+        drop_database(url, admin)
+
+
+def _label_query(label: str) -> Dataset:
+    identifier = Dataset()
+    identifier.WorklistLabel = label
+    identifier.SOPInstanceUID = None
+    identifier.ProcedureStepLabel = None
+    identifier.ScheduledProcedureStepPriority = None
+    identifier.StudyInstanceUID = None
+    return identifier

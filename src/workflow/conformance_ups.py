@@ -111,7 +111,10 @@ change of Input Readiness State is reported (event 1). The Input Information Seq
 item per series and Retrieve AE Title (Type of Instances DICOM, Study and Series Instance UID,
 Referenced SOP Sequence, DICOM Retrieval Sequence, and a WADO-RS Retrieval Sequence with the series
 URL when the IAN gave Retrieve URLs); it replaces what the creator sent. A workitem its creator made
-READY is left alone. IN PROGRESS and final workitems are never changed.
+READY is left alone. IN PROGRESS and final workitems are never changed. Templates (section 3.2.6)
+create workitems themselves, under the N-CREATE rules above, INCOMPLETE at creation, with a SOP
+Instance UID derived from the template and the study so that a study gets one per template; they
+are reported to global subscribers like any new workitem.
 
 **N-SET.** Allowed while SCHEDULED (no Transaction UID; with one: C310) and while IN PROGRESS (with
 the Transaction UID, else C301); refused in final states (C300). Attributes Table CC.2.5-3 does not

@@ -13,7 +13,8 @@ from sqlalchemy import Connection, Engine, and_, delete, exists, func, or_, sele
 
 from workflow.domain.availability import Availability
 from workflow.domain.json_model import first, items
-from workflow.domain.policy import (Facts, InstanceFacts, PolicySet, WorkitemFacts, decide, evaluate)
+from workflow.domain.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
+                                    evaluate)
 from workflow.store.models import Instance, InstanceLocation, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.store.readiness_models import ReadinessTimer, WorkitemInput
@@ -23,6 +24,7 @@ W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER = WorkitemInput.__table__, ReadinessTimer.__table__
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
+MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
 
 
 class ReadinessService:
@@ -36,12 +38,42 @@ class ReadinessService:
     def study_changed(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Re-evaluate every SCHEDULED workitem of the study (by its Study Instance UID or a Referenced
         Request item). Returns how many events were written."""
+        written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
         linked = exists().where(SEQ.c.workitem_uid == W.c.sop_instance_uid, SEQ.c.sequence_tag == REQUEST_SEQ,
                                 SEQ.c.key == STUDY_UID, SEQ.c.value == study_uid)
         rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED",
                                             or_(W.c.study_instance_uid == study_uid, linked))
                             .order_by(W.c.sop_instance_uid)).all()
-        return sum(self._evaluate(conn, row, study_uid, now) for row in rows)
+        return written + sum(self._evaluate(conn, row, study_uid, now) for row in rows)
+
+    def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
+        """Workitems that templates create for a study matching their conditions: one per study and
+        template (a deterministic SOP Instance UID makes a second creation a no-op)."""
+        facts = self._study_facts(conn, study_uid)
+        written = 0
+        for template in self.policies.templates_for(facts):
+            ds = template_workitem(template, study_uid, template.start_at(now))
+            written += self.worklist.create_internal(conn, template.workitem_uid(study_uid), ds, now)
+        return written
+
+    @staticmethod
+    def _study_facts(conn: Connection, study_uid: str) -> StudyFacts:
+        inst, note = Instance.__table__, Notification.__table__
+        p, r = PerformedStep.__table__, PerformedStepRequest.__table__
+        classes = frozenset(conn.execute(select(inst.c.sop_class_uid).where(
+            inst.c.study_instance_uid == study_uid).distinct()).scalars())
+        callers = frozenset(conn.execute(select(note.c.calling_ae_title).where(
+            note.c.study_instance_uid == study_uid).distinct()).scalars())
+        modalities, codes, descriptions = set(), set(), []
+        for text in conn.execute(select(p.c.dataset_json).join(r, r.c.performed_step_uid == p.c.sop_instance_uid)
+                                 .where(r.c.study_instance_uid == study_uid)).scalars():
+            step = json.loads(text)
+            if first(step, MODALITY):
+                modalities.add(first(step, MODALITY))
+            codes |= {(first(c, CODE_VALUE), first(c, CODE_SCHEME)) for c in items(step, PROCEDURE_CODES)}
+            descriptions += [d for d in (first(step, PPS_DESCRIPTION),) if d]
+        return StudyFacts(study_uid, frozenset(modalities), classes, callers, frozenset(codes),
+                          " ".join(descriptions) or None)
 
     def workitem_created(self, conn: Connection, uid: str, now: datetime) -> int:
         row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
@@ -188,3 +220,41 @@ def _aware(at: datetime | None) -> datetime | None:
 
 def _iso(at: datetime | None) -> str | None:
     return _aware(at).isoformat().replace("+00:00", "Z") if at else None
+
+
+def template_workitem(template: Template, study_uid: str, start: datetime) -> dict:
+    """The N-CREATE data set of a workitem a template creates: every Type 1 and Type 2 attribute of
+    Table CC.2.5-3, INCOMPLETE until the policy says otherwise."""
+    from pydicom.dataset import Dataset
+
+    def code(c) -> Dataset:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator = c.value, c.scheme
+        item.CodeMeaning = c.meaning or c.value
+        return item
+
+    spec = template.creates
+    ds = Dataset()
+    ds.TransactionUID = None
+    ds.ScheduledProcedureStepPriority = spec.priority.value
+    ds.ProcedureStepLabel = spec.procedure_step_label
+    ds.WorklistLabel = spec.worklist_label
+    ds.ScheduledStationNameCodeSequence = [code(spec.station_name_code)] if spec.station_name_code else []
+    ds.ScheduledStationClassCodeSequence = []
+    ds.ScheduledStationGeographicLocationCodeSequence = []
+    ds.ScheduledProcedureStepStartDateTime = start.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S")
+    ds.ScheduledWorkitemCodeSequence = [code(spec.scheduled_workitem_code)]
+    ds.InputReadinessState = "INCOMPLETE"
+    ds.InputInformationSequence = []
+    ds.StudyInstanceUID = study_uid
+    ds.ScheduledProcessingParametersSequence = []
+    ds.CommentsOnTheScheduledProcedureStep = f"created by template {template.name}"
+    for keyword in ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+                    "AdmissionID", "AdmittingDiagnosesDescription"):
+        setattr(ds, keyword, None)
+    for keyword in ("IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence", "IssuerOfAdmissionIDSequence",
+                    "AdmittingDiagnosesCodeSequence", "ReferencedRequestSequence",
+                    "ProcedureStepProgressInformationSequence", "UnifiedProcedureStepPerformedProcedureSequence"):
+        setattr(ds, keyword, [])
+    ds.ProcedureStepState = "SCHEDULED"
+    return ds.to_json_dict()

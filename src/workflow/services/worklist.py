@@ -118,16 +118,29 @@ class WorklistService:
                 decision = decide_create(self._load(conn, uid) is not None)
                 if decision.status.code != 0:
                     return Outcome(decision.status, comment="a workitem with this SOP Instance UID exists", uid=uid)
-                self._write(conn, uid, ds, now, insert=True)
-                written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
-                if ups_events.assignment_changed(None, ds):
-                    written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
-                written += self.after_create(conn, uid, now)
+                written = self._insert_new(conn, uid, ds, now)
         except IntegrityError:  # a concurrent N-CREATE of the same UID committed first
             return Outcome(decide_create(True).status, comment="a workitem with this SOP Instance UID exists", uid=uid)
         status = CREATED_WITH_MODIFICATIONS if coerced else statuses.SUCCESS
         reply = {SOP_INSTANCE: {"vr": "UI", "Value": [uid]}} if assigned else None
         return self._done(written, Outcome(status, dataset=reply, uid=uid, notes=tuple(coerced)))
+
+    def _insert_new(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
+        """Store a checked new workitem, report it, evaluate its readiness. Returns events written."""
+        self._write(conn, uid, ds, now, insert=True)
+        written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
+        if ups_events.assignment_changed(None, ds):
+            written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+        return written + self.after_create(conn, uid, now)
+
+    def create_internal(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
+        """A workitem the SCP creates itself (a template), inside the caller's transaction, under the
+        same N-CREATE rules (CC.2.5.3). Returns events written; 0 if it exists already (idempotent)."""
+        if self._load(conn, uid, lock=False) is not None:
+            return 0
+        check_create(ds)
+        ds, _ = apply_create_defaults(ds, dicom_dt(now), self.settings.default_worklist_label, sop_instance_uid=uid)
+        return self._insert_new(conn, uid, ds, now)
 
     # ------------------------------------------------------------------ N-GET
 
