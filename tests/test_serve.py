@@ -248,3 +248,26 @@ def test_policies_check_and_a_server_that_refuses_a_bad_policy(tmp_path):
     serve = subprocess.run([sys.executable, "-m", "workflow", "serve", "--config", str(config)],
                            capture_output=True, text=True, timeout=60)
     assert serve.returncode == 2 and "site.toml" in serve.stderr and "settled" in serve.stderr
+
+
+def test_sighup_reloads_policies(served):
+    served.proc.send_signal(signal.SIGHUP)
+    wait_for_log(served, lambda r: r.get("msg", "").startswith("policies reloaded"))
+    assert served.proc.poll() is None
+
+
+def test_a_bad_policy_set_is_refused_whole_on_reload(tmp_path):
+    from workflow.app import App
+    from workflow.config import Settings
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = Path(__file__).resolve().parents[1] / "policies" / "default.toml"
+    (policies / "default.toml").write_text(shipped.read_text())
+    app = App(Settings(database_url=f"sqlite:///{tmp_path / 'x.db'}", policies=str(policies)))
+    before = app.policies
+    assert app.reload_policies() and app.policies is not before
+    kept = app.policies
+    (policies / "zz-bad.toml").write_text('[[policy]]\nname = 3\n')
+    assert not app.reload_policies()
+    assert app.policies is kept and app.readiness.policies is kept
+    app.engine.dispose()

@@ -20,7 +20,7 @@ from workflow.services.outbox import utcnow
 from workflow.services.performed_steps import PerformedStepService
 from workflow.services.readiness import ReadinessService
 from workflow.services.worklist import WorklistService
-from workflow.domain.policy import load_policies
+from workflow.domain.policy import PolicyError, load_policies
 from workflow.store import migrate
 from workflow.store.resources import policies_location
 from workflow.store.engine import make_engine
@@ -65,6 +65,18 @@ class App:
         self.engine.dispose()
         return clean
 
+    def reload_policies(self) -> bool:
+        """SIGHUP: load the policy files again; a set with any error is refused whole and the policies
+        in force stay."""
+        try:
+            policies = load_policies(policies_location(self.settings.policies))
+        except PolicyError as exc:
+            log.error(f"policies not reloaded, the previous ones stay in force: {exc}")
+            return False
+        self.policies = self.readiness.policies = policies
+        log.info(f"policies reloaded: {len(policies.policies)} policies, {len(policies.templates)} templates")
+        return True
+
     def _timer_loop(self, every: float = 1.0) -> None:
         """Readiness settle timers, kept in the database: those due (also while we were down) fire."""
         while not self._housekeeping.wait(every):
@@ -94,6 +106,7 @@ class App:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_policies())
         self.start()
         while not stop.wait(3600):
             pass
