@@ -247,3 +247,22 @@ def _label_query(label: str) -> Dataset:
     identifier.ScheduledProcedureStepPriority = None
     identifier.StudyInstanceUID = None
     return identifier
+
+
+def test_find_returns_the_assembled_input_information(app):
+    port, study = app.dicom.port, Study()
+    study.mpps(port)
+    for series in study.series:
+        study.ian(port, series)
+    uid = create_incomplete(port, study)
+    identifier = Dataset()
+    identifier.SOPInstanceUID = uid
+    identifier.InputReadinessState = None
+    identifier.InputInformationSequence = []
+    with ups_association(port) as assoc:
+        results = [(status.Status, ds) for status, ds in assoc.send_c_find(identifier, PULL)]
+    assert [s for s, _ in results] == [0xFF00, 0x0000]
+    found = results[0][1]
+    assert found.InputReadinessState == "READY"
+    assert {ref.ReferencedSOPInstanceUID for item in found.InputInformationSequence
+            for ref in item.ReferencedSOPSequence} == study.all()

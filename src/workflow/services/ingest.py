@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from workflow.domain.ian import Notification
+from workflow.store.engine import reading
 from workflow.store.models import Instance, InstanceLocation, InstancePerformedStep
 from workflow.store.models import Notification as NotificationRow
 
@@ -73,7 +74,7 @@ class IngestService:
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.
-            with self.engine.connect() as conn:
+            with reading(self.engine) as conn:
                 earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
                                        ).scalar_one_or_none()
             if earlier is None:

@@ -14,6 +14,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import Connection, Engine, select, text, update
 
 from workflow.config import Settings
+from workflow.store.engine import reading
 from workflow.store.ups_models import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
@@ -54,14 +55,14 @@ class Outbox:
     def due_subscribers(self, now: datetime) -> list[str]:
         """Subscribers whose oldest pending event is due (later ones wait behind it: order)."""
         t = OutboxEvent.__table__
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
                                  .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
         return sorted(ae for ae, next_at in heads if _aware(next_at) <= now)
 
     def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
         t = OutboxEvent.__table__
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae)
                                 .order_by(t.c.id).limit(limit)).all()
         return [_owed(r) for r in rows]
@@ -75,7 +76,7 @@ class Outbox:
             yield True
             return
         key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             try:
@@ -87,7 +88,7 @@ class Outbox:
 
     def next_due(self) -> datetime | None:
         t = OutboxEvent.__table__
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             value = conn.execute(select(t.c.next_attempt_at).where(t.c.status == PENDING)
                                  .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
         return _aware(value) if value else None
@@ -117,7 +118,7 @@ class Outbox:
         query = select(t).order_by(t.c.id)
         if not include_delivered:
             query = query.where(t.c.status != DELIVERED)
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             rows = conn.execute(query).all()
         return [{"id": r.id, "workitem_uid": r.workitem_uid, "event_type_id": r.event_type_id,
                  "subscriber": r.receiving_ae, "status": r.status, "attempts": r.attempts,

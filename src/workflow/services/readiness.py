@@ -15,6 +15,7 @@ from workflow.domain.availability import Availability
 from workflow.domain.json_model import first, items
 from workflow.domain.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
                                     evaluate)
+from workflow.store.engine import reading
 from workflow.store.models import Instance, InstanceLocation, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.store.readiness_models import ReadinessTimer, WorkitemInput
@@ -82,7 +83,7 @@ class ReadinessService:
 
     def fire_due_timers(self, now: datetime) -> int:
         """Settle timers that are due (they live in the database, so a restart loses none)."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             due = conn.execute(select(TIMER.c.workitem_uid, TIMER.c.study_instance_uid)
                                .where(TIMER.c.due_at <= now)).all()
         written = 0
@@ -99,7 +100,7 @@ class ReadinessService:
     def explain(self, uid: str, now: datetime) -> dict[str, Any] | None:
         """Why a workitem is or is not READY: the policy, the expected set, what is available, what is
         missing, the pending timer. Read-only."""
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
             if row is None:
                 return None

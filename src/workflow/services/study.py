@@ -12,6 +12,7 @@ from workflow.domain.availability import Availability, best_first
 from workflow.store.models import Instance, InstanceLocation, InstancePerformedStep, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepRequest
 from workflow.store.ups_models import Workitem
+from workflow.store.engine import reading
 
 
 def _iso(at: datetime) -> str:
@@ -20,7 +21,7 @@ def _iso(at: datetime) -> str:
 
 def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
     """The study as plain data, or None when no IAN ever named it."""
-    with engine.connect() as conn:
+    with reading(engine) as conn:
         instances = conn.execute(
             select(Instance).where(Instance.study_instance_uid == study_uid)
             .order_by(Instance.series_instance_uid, Instance.sop_instance_uid)

@@ -28,6 +28,7 @@ from workflow.store.ups_index import index_workitem
 from workflow.store.readiness_models import WorkitemInput
 from workflow.store.ups_models import Workitem, WorkitemSeqItem
 from workflow.store.ups_query import matching_select
+from workflow.store.engine import reading
 
 W = Workitem.__table__
 SEQ = WorkitemSeqItem.__table__
@@ -145,7 +146,7 @@ class WorklistService:
     # ------------------------------------------------------------------ N-GET
 
     def get(self, uid: str, tags: list[str] | None) -> Outcome:
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             row = self._load(conn, uid, lock=False)
             ds = with_inputs(conn, uid, json.loads(row.dataset_json)) if row else None
         if row is None:
@@ -316,14 +317,14 @@ class WorklistService:
         query = parse_query(identifier)
         stmt = matching_select(query)
         wants_inputs = INPUT_INFORMATION in identifier
-        with self.engine.connect() as conn:
+        with reading(self.engine) as conn:
             result = conn.execution_options(yield_per=batch).execute(stmt)
             for row in result:
                 if cancelled():
                     return
                 ds = json.loads(row.dataset_json)
                 if wants_inputs:
-                    with self.engine.connect() as side:
+                    with reading(self.engine) as side:
                         ds = with_inputs(side, row.sop_instance_uid, ds)
                 yield _return_keys(ds, identifier)
 
