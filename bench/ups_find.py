@@ -5,16 +5,22 @@ pynetdicom UPS SCP whose handlers yield precomputed answers (the same matches, t
 captured from our server) or return Success at once. Our ratio to that baseline is what our matching,
 store and DICOM JSON cost on top of pynetdicom's own C-FIND / N-ACTION cost. Target: p95 <= 100 ms.
 
-    python bench/ups_find.py             # full size (run by hand; seeding takes minutes)
+    python bench/ups_find.py             # full size, by hand: ~20 min on 2 cores (seeding ~5 min a backend)
     python bench/ups_find.py --smoke     # tiny, to keep the script working (the test suite runs it)
     python bench/ups_find.py --scheduled 100000 --finished 300000 --backend sqlite --explain
 
-The store is seeded directly (SQLAlchemy Core executemany on SQLite, COPY on PostgreSQL; not over
-DIMSE), then ANALYZEd. Each server runs in its own process; the client (one association, TCP_NODELAY)
-runs here. Query parameters are drawn from what was seeded and vary at every repetition; the query
-types are interleaved in one random order, the same for both servers. Latency is from the C-FIND-RQ to
-the final response, all matches received. SQLite commits stay durable (WAL, synchronous=FULL: the
-server's own settings; only the seeding runs with synchronous=OFF).
+Seeding goes straight to the store, not over DIMSE: after `migrate.upgrade`, the secondary indexes of
+`workitem` and `workitem_seq_item` are dropped, the rows are bulk inserted (the Core INSERT, compiled
+once, run as executemany of 5,000 rows on SQLite; COPY on PostgreSQL; generated in a child process
+meanwhile), the indexes are rebuilt from their own DDL and the tables ANALYZEd (`--no-analyze`: not,
+as in a database `wfm serve` created). Each row's dataset_json is what the server would have written
+(checked on a sample against `index_workitem`, N-CREATE validation and the Final State requirements).
+
+Each server runs in its own process; the client (one association, TCP_NODELAY, pynetdicom) runs here.
+Query parameters are drawn from what was seeded and change at every repetition; the query types are
+interleaved in one random order, the same for both servers. Latency is from the C-FIND-RQ to the final
+response, all matches received. SQLite commits stay durable (WAL, synchronous=FULL: the server's own
+settings; only the seeding runs with synchronous=OFF). `--explain` prints each query type's SQL plan.
 
 Queries (all but (e) ask for ProcedureStepState SCHEDULED; return keys as a scheduler asks them):
   (a) Scheduled Station Name Code Sequence (code value + scheme) + start in one day
@@ -23,8 +29,8 @@ Queries (all but (e) ask for ProcedureStepState SCHEDULED; return keys as a sche
   (c) Input Readiness State READY + priority HIGH + Worklist Label
   (d) Worklist Label
   (e) Patient ID (any state)
-To keep every answer at <= 50 matches, there are (SCHEDULED / 25) worklist labels (4,000 at full size),
-not a few hundred: with 300 labels (d) would return ~330 SCHEDULED workitems.
+To keep every answer at <= 50 matches (checked: exit status 1 otherwise) there are SCHEDULED / 25
+worklist labels (4,000 at full size), not a few hundred: with 300, (d) would return ~330 workitems.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
@@ -185,6 +191,11 @@ def _fragment(element: dict) -> str:
     return json.dumps(element, sort_keys=True)
 
 
+def _sq_json(items: Iterable[str]) -> str:
+    """A sequence element (as _fragment writes it) of items already in JSON."""
+    return f'{{"Value": [{", ".join(items)}], "vr": "SQ"}}'
+
+
 EMPTY_SQ = _fragment(_sq())
 STATION_JSON = tuple(_fragment(item) for item in STATION_ITEMS)
 WORKITEM_SQ_JSON = tuple(_fragment(_sq(item)) for item in WORKITEM_ITEMS)
@@ -296,7 +307,7 @@ class Worklist:
             finished_us = start_us + 300_000_000 + int(r() * 3 * 3_600_000_000)
             if state == "COMPLETED":
                 txn = f"{ROOT}.3.{1_000_000_000 + i}"
-                performed = PERFORMED(work=WORKITEM_SQ_JSON[work], station=f'{{"Value": [{STATION_JSON[stations[0]]}], "vr": "SQ"}}',
+                performed = PERFORMED(work=WORKITEM_SQ_JSON[work], station=_sq_json([STATION_JSON[stations[0]]]),
                                       study=study, start=start, end=self._dt(finished_us))
             else:
                 txn = None
@@ -311,12 +322,12 @@ class Worklist:
         description = f"{modality} {body}"
         step_label = f"{description} {WORKITEM_CODES[work][1].lower()}"
         series = f"{study}.1"
-        instances = ", ".join(INSTANCE(series=series, n=n) for n in range(1, 2 + int(r() * 4)))
+        instances = _sq_json(INSTANCE(series=series, n=n) for n in range(1, 2 + int(r() * 4)))
         dataset_json = WORKITEM(
             uid=uid, patient_name=patient_name, patient_id=patient_id, birth=birth, sex=sex, study=study,
             start=start, modified=modified, expected=expected, work=WORKITEM_SQ_JSON[work],
-            input=INPUT(study=study, series=series, instances=f'{{"Value": [{instances}], "vr": "SQ"}}'),
-            stations=f'{{"Value": [{", ".join(STATION_JSON[s] for s in stations)}], "vr": "SQ"}}',
+            input=INPUT(study=study, series=series, instances=instances),
+            stations=_sq_json(STATION_JSON[s] for s in stations),
             readiness=readiness, accession=accession, description=description, procedure_id=procedure_id,
             state=state, progress=progress, priority=priority, label=label, step_label=step_label,
             performed=performed)
@@ -776,7 +787,10 @@ class Process:
         wait_listening(self.port, self.proc, self.log)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None and self.log.exists():  # what the server said about it
+            tail = self.log.read_text(errors="replace")[-3000:]
+            print(f"# {self.command[-1]} log ({self.log.name}), last lines:\n{tail}", file=sys.stderr)
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -915,7 +929,8 @@ def explain(name: str, url: str, measured: list[Planned]) -> None:
                     times.append(time.perf_counter() - t0)
                 prefix = "EXPLAIN QUERY PLAN " if engine.dialect.name == "sqlite" else "EXPLAIN (ANALYZE, BUFFERS) "
                 plan = [" | ".join(str(c) for c in r) for r in conn.execute(text(prefix + sql))]
-                shown = re.sub(r"^SELECT .*? FROM workitem ", "SELECT workitem.* FROM workitem ", " ".join(sql.split()))
+                shown = re.sub(r"^SELECT .*? FROM workitem ", "SELECT workitem.* FROM workitem ",
+                               " ".join(sql.split()))
                 print(f"# {name} {QUERY_NAMES[kind]}: {n} rows, SQL alone {1000 * min(times):.1f} ms "
                       f"(best of 5)\n#   {shown}\n#   " + "\n#   ".join(plan), file=sys.stderr)
     finally:

@@ -17,3 +17,13 @@ def test_ian_ingest_benchmark_smoke():
     assert lines[0].split()[:3] == ["server", "mode", "IAN/s"]
     assert any(line.startswith("wfm, SQLite") for line in lines)
     assert any(line.startswith("ceiling") for line in lines)
+
+
+def test_ups_find_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "ups_find.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["backend", "query"]
+    assert any(line.startswith("SQLite") for line in lines)
+    assert any("claims" in line for line in lines)

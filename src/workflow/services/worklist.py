@@ -76,7 +76,9 @@ class WorklistService:
         return conn.execute(stmt).first()
 
     def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool,
-               transaction_uid: str | None = None, finished: bool = False) -> None:
+               transaction_uid: str | None = None, finished: bool = False, sequences: bool = True) -> None:
+        """Store the workitem and its matching columns; `sequences=False` when no matchable
+        sequence can have changed (a state change), to skip rewriting its sequence-item rows."""
         columns, seq_rows = index_workitem(ds)
         values = dict(columns, dataset_json=json.dumps(ds, sort_keys=True), updated_at=now,
                       transaction_uid=transaction_uid)
@@ -86,6 +88,8 @@ class WorklistService:
             conn.execute(W.insert().values(sop_instance_uid=uid, created_at=now, **values))
         else:
             conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(**values))
+            if not sequences:
+                return
             conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))
         if seq_rows:
             conn.execute(SEQ.insert(), [dict(row, workitem_uid=uid) for row in seq_rows])
@@ -211,7 +215,7 @@ class WorklistService:
             ds = with_state(ds, decision.new_state)
             stored_txn = None if decision.clear_transaction_uid else (txn if decision.store_transaction_uid
                                                                        else row.transaction_uid)
-            self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn,
+            self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn, sequences=False,
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
             written = sum(self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                      ups_events.state_report(ds, state.value), now) for state in decision.reports)
@@ -323,9 +327,8 @@ class WorklistService:
                 if cancelled():
                     return
                 ds = json.loads(row.dataset_json)
-                if wants_inputs:
-                    with reading(self.engine) as side:
-                        ds = with_inputs(side, row.sop_instance_uid, ds)
+                if wants_inputs:  # same connection: a checkout per match costs more than the query
+                    ds = with_inputs(conn, row.sop_instance_uid, ds)
                 yield _return_keys(ds, identifier)
 
     # ------------------------------------------------------------------ readiness (the SCP's own changes)

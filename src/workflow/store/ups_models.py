@@ -22,6 +22,8 @@ class Workitem(SQLModel, table=True):
     __table_args__ = (
         Index("ix_workitem_state_start", "procedure_step_state", "scheduled_start_datetime"),
         Index("ix_workitem_ready_priority", "input_readiness_state", "priority"),
+        # A scheduler's "my worklist" query: label, state and time order straight from the index.
+        Index("ix_workitem_label_state_start", "worklist_label", "procedure_step_state", "scheduled_start_datetime"),
     )
 
     sop_instance_uid: str = Field(max_length=UID, primary_key=True)
@@ -30,7 +32,7 @@ class Workitem(SQLModel, table=True):
     transaction_uid: Optional[str] = Field(default=None, max_length=UID)
     priority: Optional[str] = Field(default=None, max_length=16)
     procedure_step_label: Optional[str] = Field(default=None, max_length=64, index=True)
-    worklist_label: Optional[str] = Field(default=None, max_length=64, index=True)
+    worklist_label: Optional[str] = Field(default=None, max_length=64)
     # DT values normalised to YYYYMMDDHHMMSS.ffffff (UTC offset dropped) so ranges compare as text.
     scheduled_start_datetime: Optional[str] = Field(default=None, max_length=26, index=True)
     expected_completion_datetime: Optional[str] = Field(default=None, max_length=26)
@@ -56,7 +58,8 @@ class WorkitemSeqItem(SQLModel, table=True):
     tags for an attribute nested one level deeper (e.g. "00404009.00080100")."""
 
     __tablename__ = "workitem_seq_item"
-    __table_args__ = (Index("ix_workitem_seq_item_match", "sequence_tag", "key", "value"),)
+    # workitem_uid in the index lets the EXISTS probe of a sequence match stay in the index.
+    __table_args__ = (Index("ix_workitem_seq_item_match", "sequence_tag", "key", "value", "workitem_uid"),)
 
     workitem_uid: str = Field(
         sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
