@@ -43,13 +43,13 @@ from dataclasses import dataclass, field, replace
 from enum import Enum, StrEnum
 from typing import Any, Callable, Iterator, NamedTuple
 
-from transitions import Machine
 
 from workflow.domain import statuses
 from workflow.domain.ian import AE_TITLE, UID, Check, error_comment
 from workflow.domain.json_model import first, items
 from workflow.domain.statuses import Status
 from workflow.domain.ups_attributes import DATE, NO_SUCH_ATTRIBUTE, PATIENT_SEX, has_value, values_of
+from workflow.domain.state_table import GUARDS, Cell, build_machine, decide
 
 
 MPPS_SOP_CLASS_UID = "1.2.840.10008.3.1.2.3.3"  # F.7.3
@@ -469,24 +469,6 @@ def check_create(ds: dict[str, Any], *, require_type2: bool = False) -> list[str
 
 # --- The state machine -----------------------------------------------------------------------------------
 
-GUARDS = {"final_requirements_met": "Final State requirements met"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One cell of the state table; a guarded cell has the outcome when its guard holds and the other."""
-
-    outcome: Decision
-    guard: str | None = None  # a key of GUARDS: an attribute of the request the Machine tests
-    otherwise: Decision | None = None
-
-    @property
-    def text(self) -> str:
-        if self.guard is None:
-            return self.outcome.text
-        return f"if {GUARDS[self.guard]}: {self.outcome.text}; else {self.otherwise.text}"
-
-
 class Event(StrEnum):
     """The rows of the state table; the member name is the Machine's trigger."""
 
@@ -532,47 +514,16 @@ STATE_TABLE: dict[Event, tuple[Cell, ...]] = {
 }  # fmt: skip
 
 
-@dataclass
-class _Request:
-    """The Machine's model for one decision: the current column and what the guard reads."""
-
-    state: str
-    final_requirements_met: bool = False
-    decision: Decision | None = None
-
-
-def _recorder(decision: Decision):
-    def record(event) -> None:
-        event.model.decision = decision
-    return record
-
-
 def _dest(decision: Decision) -> str | None:
-    """None makes an internal transition: the state stays."""
     return decision.new_status.value if decision.new_status else None
 
 
-def _build_machine() -> Machine:
-    states = [{"name": column, "final": column in FINAL_STATUSES} for column in COLUMNS]
-    machine = Machine(model=None, states=states, initial=NO_INSTANCE, auto_transitions=False, send_event=True)
-    for event, cells in STATE_TABLE.items():
-        for source, cell in zip(COLUMNS, cells, strict=True):
-            machine.add_transition(event.name, source, _dest(cell.outcome), conditions=cell.guard,
-                                   after=_recorder(cell.outcome))
-            if cell.guard is not None:
-                machine.add_transition(event.name, source, _dest(cell.otherwise), unless=cell.guard,
-                                       after=_recorder(cell.otherwise))
-    return machine
-
-
-# Built once and never changed; models are not registered, so concurrent decisions share nothing.
-_MACHINE = _build_machine()
+# Built once and never changed.
+_MACHINE = build_machine(STATE_TABLE, COLUMNS, FINAL_STATUSES, NO_INSTANCE, _dest)
 
 
 def _decide(event: Event, current: MPPSStatus | None, final_requirements_met: bool = False) -> Decision:
-    request = _Request(current.value if current else NO_INSTANCE, final_requirements_met)
-    _MACHINE.events[event.name].trigger(request)
-    return request.decision
+    return decide(_MACHINE, event, current.value if current else NO_INSTANCE, final_requirements_met)
 
 
 def decide_create(exists: bool) -> Decision:

@@ -20,11 +20,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from transitions import Machine
 
 from workflow.domain import statuses
 from workflow.domain.ian import is_uid
 from workflow.domain.statuses import Status
+from workflow.domain.state_table import GUARDS, Cell, build_machine, decide
 
 
 UPS_PUSH_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.1"  # every UPS has it (CC.2.5.1.3.1, CC.3.1.1)
@@ -101,24 +101,6 @@ class Decision:
         return ", ".join(steps)
 
 
-GUARDS = {"final_requirements_met": "Final State requirements met"}
-
-
-@dataclass(frozen=True)
-class Cell:
-    """One cell of Table CC.1.1-2; a guarded cell has the outcome when its guard holds and the other."""
-
-    outcome: Decision
-    guard: str | None = None  # a key of GUARDS: an attribute of the request the Machine tests
-    otherwise: Decision | None = None
-
-    @property
-    def text(self) -> str:
-        if self.guard is None:
-            return self.outcome.text
-        return f"if {GUARDS[self.guard]}: {self.outcome.text}; else {self.otherwise.text}"
-
-
 class Event(StrEnum):
     """The rows of Table CC.1.1-2; the member name is the Machine's trigger."""
 
@@ -182,49 +164,16 @@ CHANGE_STATE_EVENTS: dict[tuple[UPSState, bool], Event] = {
 }
 
 
-@dataclass
-class _Request:
-    """The Machine's model for one decision: the current column and what the guards read."""
-
-    state: str
-    final_requirements_met: bool = False
-    decision: Decision | None = None
-
-
-def _recorder(decision: Decision):
-    def record(event) -> None:
-        event.model.decision = decision
-    return record
-
-
 def _dest(decision: Decision) -> str | None:
-    """None makes an internal transition: the state stays and no enter/exit callbacks run."""
     return decision.new_state.value if decision.new_state else None
 
 
-def _build_machine() -> Machine:
-    """One transition per cell (internal when the state stays), two for a guarded cell."""
-    states = [{"name": column, "final": column in FINAL_STATES} for column in COLUMNS]
-    machine = Machine(model=None, states=states, initial=NO_INSTANCE, auto_transitions=False,
-                      send_event=True)
-    for event, cells in STATE_TABLE.items():
-        for source, cell in zip(COLUMNS, cells, strict=True):
-            machine.add_transition(event.name, source, _dest(cell.outcome), conditions=cell.guard,
-                                   after=_recorder(cell.outcome))
-            if cell.guard is not None:
-                machine.add_transition(event.name, source, _dest(cell.otherwise), unless=cell.guard,
-                                       after=_recorder(cell.otherwise))
-    return machine
-
-
-# Built once and never changed; models are not registered, so concurrent decisions share nothing.
-_MACHINE = _build_machine()
+# Built once and never changed.
+_MACHINE = build_machine(STATE_TABLE, COLUMNS, FINAL_STATES, NO_INSTANCE, _dest)
 
 
 def _decide(event: Event, current: UPSState | None, final_requirements_met: bool = False) -> Decision:
-    request = _Request(current.value if current else NO_INSTANCE, final_requirements_met)
-    _MACHINE.events[event.name].trigger(request)
-    return request.decision
+    return decide(_MACHINE, event, current.value if current else NO_INSTANCE, final_requirements_met)
 
 
 def parse_state(value: str | None) -> UPSState | None:
