@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 from workflow.dimse.datasets import request_json, status_dataset
 from workflow.dimse.dicom_json import DecodeError
 from workflow.domain import statuses
-from workflow.domain.ian import IAN_SOP_CLASS_UID, IANRejected, error_comment, is_uid, parse_ian
+from workflow.domain.ian import IAN_SOP_CLASS_UID, IANRejected, is_uid, parse_ian
 from workflow.domain.statuses import Status
 from workflow.services.ingest import IngestResult, IngestService, Received
 

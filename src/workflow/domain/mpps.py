@@ -40,8 +40,8 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field, replace
-from enum import Enum, StrEnum
-from typing import Any, Callable, Iterator, NamedTuple
+from enum import StrEnum
+from typing import Any, Callable, Iterator
 
 
 from workflow.domain import statuses
@@ -49,7 +49,11 @@ from workflow.domain.ian import AE_TITLE, UID, Check, error_comment
 from workflow.domain.json_model import first, items
 from workflow.domain.statuses import Status
 from workflow.domain.ups_attributes import DATE, NO_SUCH_ATTRIBUTE, PATIENT_SEX, has_value, values_of
-from workflow.domain.state_table import GUARDS, Cell, build_machine, decide
+from workflow.domain.state_table import Cell, build_machine, decide
+from workflow.domain.problems import PRECEDENCE, Op as _Op  # noqa: F401  (PRECEDENCE: public)
+from workflow.domain.problems import Problem as _Problem, first_kind as _first_kind
+from workflow.domain.problems import problem as _problem
+from workflow.domain.problems import where
 
 
 MPPS_SOP_CLASS_UID = "1.2.840.10008.3.1.2.3.3"  # F.7.3
@@ -329,44 +333,6 @@ class Decision:
         return f"→ {self.new_status}" if self.new_status else "update, status unchanged"
 
 
-class _Problem(NamedTuple):
-    status: Status
-    tag: str
-    path: str
-    text: str
-
-
-# When a data set breaks several rules, the answer is the first kind found here, listing all its tags
-# (the UPS SCP's order, after dcm4che's ValidationResult).
-PRECEDENCE = (NO_SUCH_ATTRIBUTE, statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE,
-              statuses.INVALID_ATTRIBUTE_VALUE)
-
-
-def _first_kind(problems: list[_Problem]) -> tuple[Status, str, tuple[str, ...], str] | None:
-    for status in PRECEDENCE:
-        found = [p for p in problems if p.status == status]
-        if found:
-            more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-            return status, found[0].text + more, tuple(dict.fromkeys(p.tag for p in found)), found[0].path
-    return None
-
-
-# --- Validation ----------------------------------------------------------------------------------------
-
-class _Op(Enum):
-    CREATE = "N-CREATE"
-    SET = "N-SET"
-
-
-def _where(path: tuple, rule: MPPSAttr) -> str:
-    return "".join(f"{path[i]}[{path[i + 1]}]." for i in range(0, len(path), 2)) + rule.keyword
-
-
-def _problem(status: Status, rule: MPPSAttr, path: tuple, what: str) -> _Problem:
-    inside = f" in {path[0]}" if path else ""
-    return _Problem(status, rule.tag, _where(path, rule), f"{rule.keyword} {rule.tag_text} {what}{inside}")
-
-
 def _required(rule: MPPSAttr, need: str, ds: dict) -> bool:
     return need == "1" or (need == "1C" and rule.condition is not None and rule.condition(ds))
 
@@ -385,7 +351,7 @@ def _problems(ds: dict, rules: tuple[MPPSAttr, ...], op: _Op, require_type2: boo
             elif need == "2" and require_type2:
                 yield _problem(missing, rule, path, "missing (Type 2)")
             elif need == "2":
-                notes.append(f"{_where(path, rule)} absent (Type 2); treated as empty")
+                notes.append(f"{where(path, rule.keyword)} absent (Type 2); treated as empty")
             continue
         if need == NOT_ALLOWED:
             yield _problem(NO_SUCH_ATTRIBUTE, rule, path, f"not allowed in {op.value}")
@@ -605,7 +571,7 @@ def final_unmet(ds: dict[str, Any], target: MPPSStatus | str) -> list[str]:
 def _unmet(ds: dict, rules: tuple[MPPSAttr, ...], path: tuple) -> Iterator[tuple[str, MPPSAttr]]:
     for rule in rules:
         if _required(rule, rule.final_type, ds) and not has_value(ds, rule.tag):
-            yield _where(path, rule), rule
+            yield where(path, rule.keyword), rule
             continue
         for i, item in enumerate(items(ds, rule.tag) if rule.items else ()):
             yield from _unmet(item, rule.items, path + (rule.keyword, i))

@@ -17,6 +17,7 @@ class Status:
 
 
 SUCCESS = Status(0x0000, "Success", "Success")
+NO_SUCH_ATTRIBUTE = Status(0x0105, "Failure", "No such attribute")
 INVALID_ATTRIBUTE_VALUE = Status(0x0106, "Failure", "Invalid attribute value")
 PROCESSING_FAILURE = Status(0x0110, "Failure", "Processing failure")
 DUPLICATE_SOP_INSTANCE = Status(0x0111, "Failure", "Duplicate SOP Instance")

@@ -25,18 +25,19 @@ from __future__ import annotations
 import copy
 import re
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
 from workflow.domain import statuses
 from workflow.domain.ian import AE_TITLE, UID, Check, error_comment
 from workflow.domain.statuses import Status
+from workflow.domain.problems import PRECEDENCE, Op as _Op  # noqa: F401  (PRECEDENCE: public)
+from workflow.domain.problems import Problem as _Problem, first_kind, where
+from workflow.domain.problems import problem as _problem
 from workflow.domain.ups_state import (CREATE_NOT_SCHEDULED, FINAL_STATES, NO_LONGER_UPDATABLE,
                                        UPS_PUSH_SOP_CLASS_UID, UPSState)
 
 
-# A general N-CREATE/N-SET status (PS3.7 10.1.5.1.6, 10.1.3.1.9) that statuses.py does not have.
-NO_SUCH_ATTRIBUTE = Status(0x0105, "Failure", "No such attribute")
+NO_SUCH_ATTRIBUTE = statuses.NO_SUCH_ATTRIBUTE  # PS3.7 10.1.5.1.6, 10.1.3.1.9
 
 TRANSACTION_UID = "00081195"
 SPECIFIC_CHARACTER_SET = "00080005"
@@ -438,40 +439,10 @@ class UPSRejected(Exception):
         self.path = path
 
 
-class _Problem(NamedTuple):
-    status: Status
-    tag: str
-    path: str
-    text: str
-
-
-# When a data set breaks several rules, the answer is the first kind found here, listing all its tags
-# (the order dcm4che's ValidationResult uses).
-PRECEDENCE = (NO_SUCH_ATTRIBUTE, statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE,
-              statuses.INVALID_ATTRIBUTE_VALUE)
-
-
 def _raise_first(problems: list[_Problem]) -> None:
-    for status in PRECEDENCE:
-        found = [p for p in problems if p.status == status]
-        if found:
-            more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
-            raise UPSRejected(status, found[0].text + more, tuple(dict.fromkeys(p.tag for p in found)),
-                              found[0].path)
-
-
-class _Op(Enum):
-    CREATE = "N-CREATE"
-    SET = "N-SET"
-
-
-def _where(path: tuple, rule: UPSAttr) -> str:
-    return "".join(f"{path[i]}[{path[i + 1]}]." for i in range(0, len(path), 2)) + rule.keyword
-
-
-def _problem(status: Status, rule: UPSAttr, path: tuple, what: str) -> _Problem:
-    inside = f" in {path[0]}" if path else ""
-    return _Problem(status, rule.tag, _where(path, rule), f"{rule.keyword} {rule.tag_text} {what}{inside}")
+    found = first_kind(problems)
+    if found:
+        raise UPSRejected(*found)
 
 
 def _condition_holds(rule: UPSAttr, ds: dict) -> bool:
@@ -694,7 +665,7 @@ def _unmet(ds: dict, rules: tuple[UPSAttr, ...], codes: frozenset[str], path: tu
         applies = rule.final in codes and (rule.final != "RC" or _condition_holds(rule, ds))
         met = rule.tag in ds if rule.empty_ok else has_value(ds, rule.tag)
         if applies and not met:
-            yield f"{_where(path, rule)} {rule.tag_text}"
+            yield f"{where(path, rule.keyword)} {rule.tag_text}"
             continue
         for i, item in enumerate(items_of(ds, rule.tag) if rule.items else ()):
             yield from _unmet(item, rule.items, codes, path + (rule.keyword, i))

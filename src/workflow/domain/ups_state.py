@@ -24,7 +24,7 @@ from enum import StrEnum
 from workflow.domain import statuses
 from workflow.domain.ian import is_uid
 from workflow.domain.statuses import Status
-from workflow.domain.state_table import GUARDS, Cell, build_machine, decide
+from workflow.domain.state_table import Cell, build_machine, decide
 
 
 UPS_PUSH_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.1"  # every UPS has it (CC.2.5.1.3.1, CC.3.1.1)

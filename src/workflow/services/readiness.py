@@ -9,7 +9,7 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, delete, exists, func, or_, select
+from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
 
 from workflow.domain.availability import Availability
 from workflow.domain.json_model import first, items
