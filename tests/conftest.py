@@ -75,7 +75,7 @@ def database_url(request, tmp_path_factory):
 
 def test_settings(database_url: str, **overrides) -> Settings:
     values = dict(database_url=database_url, host="127.0.0.1", port=0, shutdown_grace=5.0,
-                  network_timeout=10.0)
+                  network_timeout=10.0, readiness_delay=0.02)
     values.update(overrides)
     return Settings(**values)
 

@@ -17,6 +17,7 @@ from upslib import GLOBAL, PULL, PUSH, EventReceiver, action, claim, get, ups_as
 from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.services.study import study_report
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +45,9 @@ class Study:
     def all(self) -> set[str]:
         return {sop for sops in self.series.values() for sop in sops}
 
-    def ian(self, port: int, series_uid: str, availability: str = "ONLINE", ae: str = "PACS") -> None:
+    def ian(self, port: int, series_uid: str, availability: str = "ONLINE", ae: str = "PACS", **extra) -> None:
         items = [instance_item(sop, availability, (ae,), url=f"http://pacs/studies/{self.uid}/series/"
-                               f"{series_uid}/instances/{sop}") for sop in self.series[series_uid]]
+                               f"{series_uid}/instances/{sop}", **extra) for sop in self.series[series_uid]]
         with association(port, calling_ae="ARCHIVE") as assoc:
             assert send(assoc, make_ian(self.uid, {series_uid: items}))[0].Status == 0
 
@@ -80,6 +81,24 @@ def readiness(port: int, uid: str) -> tuple[str, set[str]]:
     return ds.InputReadinessState, listed
 
 
+def ready_soon(port: int, uid: str, state: str = "READY", within: float = 10.0) -> tuple[str, set[str]]:
+    """Readiness is evaluated by the server's worker shortly after an IAN commits: wait for it."""
+    deadline = time.monotonic() + within
+    while True:
+        found = readiness(port, uid)
+        if found[0] == state or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
+
+
+def evaluated(app: App, within: float = 10.0) -> None:
+    """Wait until the server's readiness worker has evaluated every study IANs and MPPS marked."""
+    deadline = time.monotonic() + within
+    while app.readiness.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert app.readiness.pending() == 0
+
+
 def test_mpps_three_series_ians_for_two_then_the_third(app, subscriber):
     port, study = app.dicom.port, Study()
     uid = create_incomplete(port, study)
@@ -90,6 +109,8 @@ def test_mpps_three_series_ians_for_two_then_the_third(app, subscriber):
     study.ian(port, second)
     state, listed = readiness(port, uid)
     assert state == "INCOMPLETE"
+    evaluated(app)
+    assert procedures(app, study) == [("ACC1", "RP1", "PERFORMED", ["UPS", "MPPS", "IAN"])]
     study.ian(port, third)
     report = subscriber.wait(lambda r: r.uid == uid and r.event_type == 1 and r.info.InputReadinessState == "READY")
     assert report.info.ProcedureStepState == "SCHEDULED"
@@ -101,6 +122,23 @@ def test_mpps_three_series_ians_for_two_then_the_third(app, subscriber):
     assert item.TypeOfInstances == "DICOM" and item.StudyInstanceUID == study.uid
     assert item.DICOMRetrievalSequence[0].RetrieveAETitle == "PACS"
     assert item.WADORSRetrievalSequence[0].RetrieveURL.endswith(f"/series/{item.SeriesInstanceUID}")
+    evaluated(app)
+    assert procedures(app, study) == [("ACC1", "RP1", "AVAILABLE", ["UPS", "MPPS", "IAN"])]
+
+
+def procedures(app: App, study: Study) -> list[tuple]:
+    return [(p["accession_number"], p["requested_procedure_id"], p["state"], p["sources"])
+            for p in study_report(app.engine, study.uid)["requested_procedures"]]
+
+
+def test_a_study_known_only_from_ians_is_tracked_then_named_by_its_mpps(app):
+    port, study = app.dicom.port, Study()
+    study.ian(port, next(iter(study.series)))
+    evaluated(app)
+    assert procedures(app, study) == [("", "", "IN_PROGRESS", ["IAN"])]
+    study.mpps(port)
+    evaluated(app)
+    assert procedures(app, study) == [("ACC1", "RP1", "PERFORMED", ["MPPS", "IAN"])]
 
 
 def test_ians_first_workitem_later_is_ready_at_creation(app):
@@ -112,15 +150,33 @@ def test_ians_first_workitem_later_is_ready_at_creation(app):
     assert readiness(port, uid) == ("READY", study.all())
 
 
+def test_inputs_name_the_file_set_the_ian_gave(app):
+    port, study = app.dicom.port, Study()
+    file_set_uid = generate_uid()
+    study.mpps(port)
+    for series in study.series:
+        study.ian(port, series, StorageMediaFileSetID="DISC7", StorageMediaFileSetUID=file_set_uid)
+    uid = create_incomplete(port, study, subscribe=False)
+    with ups_association(port) as assoc:
+        status, ds = get(assoc, uid, "InputInformationSequence")
+    assert status.Status == 0 and len(ds.InputInformationSequence) == 3
+    for item in ds.InputInformationSequence:
+        [media] = item.DICOMMediaRetrievalSequence
+        assert (media.StorageMediaFileSetID, media.StorageMediaFileSetUID) == ("DISC7", file_set_uid)
+        assert item.DICOMRetrievalSequence[0].RetrieveAETitle == "PACS"
+
+
 def test_offline_downgrade_and_in_progress_untouched(app, subscriber):
     port, study = app.dicom.port, Study()
     scheduled, performing = create_incomplete(port, study), create_incomplete(port, study)
     study.mpps(port)
     for series in study.series:
         study.ian(port, series)
-    assert readiness(port, scheduled)[0] == "READY" and readiness(port, performing)[0] == "READY"
+    assert ready_soon(port, scheduled)[0] == "READY" and ready_soon(port, performing)[0] == "READY"
     with ups_association(port) as assoc:
         assert claim(assoc, performing)[0].Status == 0
+    for state in ("INCOMPLETE", "READY"):  # the report at subscription, then the one READY made
+        subscriber.wait(lambda r: r.uid == scheduled and r.info.InputReadinessState == state)
     study.ian(port, next(iter(study.series)), availability="OFFLINE")
     report = subscriber.wait(lambda r: r.uid == scheduled and r.info.InputReadinessState == "INCOMPLETE")
     assert report.info.ProcedureStepState == "SCHEDULED"
@@ -136,7 +192,7 @@ def test_duplicate_and_reordered_ians_change_nothing(app):
         study.ian(port, s)
     study.ian(port, series[0])  # a duplicate
     study.mpps(port)
-    assert readiness(port, uid) == ("READY", study.all())
+    assert ready_soon(port, uid) == ("READY", study.all())
 
 
 def test_settle_timer_fires_across_a_restart(database_url, tmp_path, request):
@@ -222,6 +278,7 @@ def test_a_template_creates_one_workitem_per_study(database_url, tmp_path, reque
     try:
         port, study = app.dicom.port, Study()
         study.ian(port, next(iter(study.series)))  # no MPPS yet: the modality is unknown, no workitem
+        evaluated(app)
         with ups_association(port) as assoc:
             found = lambda: [ds for status, ds in assoc.send_c_find(_label_query("AUTO"), PULL)  # noqa: E731
                              if status.Status == 0xFF00]
@@ -230,6 +287,7 @@ def test_a_template_creates_one_workitem_per_study(database_url, tmp_path, reque
             for series in list(study.series)[1:]:
                 study.ian(port, series)
             study.ian(port, next(iter(study.series)))  # again: still one workitem
+            evaluated(app)
             [created] = found()
         assert created.ProcedureStepLabel == "CT review" and created.ScheduledProcedureStepPriority == "HIGH"
         assert created.StudyInstanceUID == study.uid
@@ -266,3 +324,51 @@ def test_find_returns_the_assembled_input_information(app):
     assert found.InputReadinessState == "READY"
     assert {ref.ReferencedSOPInstanceUID for item in found.InputInformationSequence
             for ref in item.ReferencedSOPSequence} == study.all()
+
+
+def _request(study_uid: str, accession: str) -> Dataset:
+    item = Dataset()
+    item.StudyInstanceUID, item.AccessionNumber, item.RequestedProcedureID = study_uid, accession, "RP1"
+    item.IssuerOfAccessionNumberSequence = item.ReferencedStudySequence = []
+    item.OrderPlacerIdentifierSequence = item.OrderFillerIdentifierSequence = []
+    item.RequestedProcedureCodeSequence = item.ReasonForRequestedProcedureCodeSequence = []
+    item.RequestedProcedureDescription = item.ReasonForTheRequestedProcedure = None
+    return item
+
+
+def test_accession_number_links_a_workitem_scheduled_for_another_study_uid(database_url, tmp_path, request):
+    """The modality made its own Study Instance UID: the workitem names the scheduled one, the MPPS and
+    IANs the acquired one, and the Accession Number (through the MPPS) joins them, as a site's policy
+    with link_by_accession_number says."""
+    admin = request.getfixturevalue("postgres_admin_url") if database_url.startswith("postgresql") else None
+    url = new_database_url("postgresql" if admin else "sqlite", tmp_path, admin)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    shipped = (__import__("pathlib").Path(__file__).resolve().parents[1] / "policies" / "default.toml").read_text()
+    (policies / "default.toml").write_text(shipped.replace("link_by_accession_number = false",
+                                                           "link_by_accession_number = true"))
+    app = App(test_settings(url, policies=str(policies)))
+    app.start()
+    try:
+        port, acquired, scheduled_uid = app.dicom.port, Study(), generate_uid()
+        unrelated = create_incomplete(port, Study(), subscribe=False)
+        uid = generate_uid()
+        ds = workitem(StudyInstanceUID=scheduled_uid, InputReadinessState="INCOMPLETE",
+                      ReferencedRequestSequence=[_request(scheduled_uid, "ACC-77")])
+        with ups_association(port) as assoc:
+            assert assoc.send_n_create(ds, PUSH, uid)[0].Status in (0x0000, 0xB300)
+        ae = NoDelayAE(ae_title="CT1")
+        ae.add_requested_context(MPPS)
+        assoc = ae.associate("127.0.0.1", port, ae_title="WFM")
+        mpps_uid = generate_uid()
+        assert assoc.send_n_create(in_progress(acquired.uid, accession="ACC-77"), MPPS, mpps_uid)[0].Status == 0
+        assert assoc.send_n_set(completed(acquired.series), MPPS, mpps_uid)[0].Status == 0
+        assoc.release()
+        for series in acquired.series:
+            acquired.ian(port, series)
+        assert ready_soon(port, uid) == ("READY", acquired.all())
+        evaluated(app)
+        assert readiness(port, unrelated) == ("INCOMPLETE", set())
+    finally:
+        app.stop()
+        drop_database(url, admin)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 
 from sqlalchemy import Engine
 
@@ -41,7 +42,8 @@ class App:
         self.readiness = ReadinessService(self.engine, self.policies, self.worklist)
         self.ingest.after_store = self.performed_steps.after_change = self.readiness.study_changed
         self.worklist.after_create = self.readiness.workitem_created
-        self.ingest.notify = self.performed_steps.notify = self.events.wake.set
+        self.readiness_wake = threading.Event()
+        self.ingest.notify = self.performed_steps.notify = self._changed
         self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
                                  UpsScp(self.worklist), MppsScp(self.performed_steps))
         self._housekeeping = threading.Event()
@@ -54,6 +56,7 @@ class App:
         self.events.start()
         threading.Thread(target=self._purge_loop, name="wfm-retention", daemon=True).start()
         threading.Thread(target=self._timer_loop, name="wfm-readiness-timers", daemon=True).start()
+        threading.Thread(target=self._readiness_loop, name="wfm-readiness", daemon=True).start()
 
     def stop(self) -> bool:
         clean = self.dicom.stop()
@@ -76,6 +79,29 @@ class App:
         self.policies = self.readiness.policies = policies
         log.info(f"policies reloaded: {len(policies.policies)} policies, {len(policies.templates)} templates")
         return True
+
+    def _changed(self) -> None:
+        """After an IAN or MPPS commit: the readiness worker has a study to evaluate, and the event
+        sender may have reports to send."""
+        self.readiness_wake.set()
+        self.events.wake.set()
+
+    def _readiness_loop(self) -> None:
+        """Evaluates the studies IANs and MPPS marked pending (also those left by another process or
+        before a restart: the loop looks every second). It waits `readiness_delay` after a wake-up to
+        take a burst of IANs in one evaluation, and never spends more than half its time evaluating."""
+        while not self._housekeeping.is_set():
+            self.readiness_wake.wait(1.0)
+            if self._housekeeping.wait(self.settings.readiness_delay):
+                return
+            self.readiness_wake.clear()
+            started = time.monotonic()
+            try:
+                if self.readiness.run_pending(utcnow()):
+                    self.events.wake.set()
+            except Exception:  # noqa: BLE001 - the marks stay; the next round retries
+                log.exception("readiness evaluation failed")
+            self._housekeeping.wait(time.monotonic() - started)
 
     def _timer_loop(self, every: float = 1.0) -> None:
         """Readiness settle timers, kept in the database: those due (also while we were down) fire."""

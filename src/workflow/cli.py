@@ -78,7 +78,9 @@ def cmd_study(args) -> int:
     for n in report["notifications"]:
         rows.append((n["received_at"], n["calling_ae_title"], n["sop_instance_uid"], str(n["instance_count"])))
     _table(rows)
-    for title, key, columns in (("PERFORMED STEPS", "performed_steps", ("sop_instance_uid", "status", "accession_number")),
+    for title, key, columns in (("REQUESTED PROCEDURES", "requested_procedures",
+                                 ("accession_number", "requested_procedure_id", "state")),
+                                ("PERFORMED STEPS", "performed_steps", ("sop_instance_uid", "status", "accession_number")),
                                 ("WORKITEMS", "workitems", ("sop_instance_uid", "procedure_step_state",
                                                             "input_readiness_state"))):
         if report[key]:

@@ -47,6 +47,9 @@ class Settings:
     log_level: str = "INFO"
     # Readiness policies: a folder of *.toml files; empty: the default policy shipped with wfm.
     policies: str = ""
+    # Readiness: seconds the worker waits after an IAN or MPPS before it evaluates the study, so a
+    # burst of IANs costs one evaluation (the State Report comes that much later).
+    readiness_delay: float = 0.2
     # UPS: the Worklist Label given to workitems created without one (PS3.4 CC.2.5.1.3.1).
     default_worklist_label: str = "WFM"
     # UPS: how long COMPLETED and CANCELED workitems stay retrievable (unless a deletion lock holds them).
@@ -188,6 +191,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("network_timeout", "must be positive")
     if s.shutdown_grace < 0:
         fail("shutdown_grace", "must not be negative")
+    if not 0 <= s.readiness_delay <= 60:
+        fail("readiness_delay", "must be between 0 and 60 seconds")
     if not 0 < len(s.default_worklist_label) <= 64:
         fail("default_worklist_label", "must be 1-64 characters")
     if s.ups_retention_hours < 0:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workflow.config import Settings
+from workflow.domain import requested_procedure as procedure
 from workflow.domain import mpps, statuses, ups_state as st
 from workflow.domain.ups_attributes import UPS_ATTRIBUTES, UPSAttr
 from workflow.domain.ups_events import EVENT_NAMES
@@ -105,12 +106,16 @@ performer is assigned) to the global subscribers that cover them.
 
 **Changes the SCP makes itself.** For a SCHEDULED workitem that names a study (Study Instance UID or
 a Referenced Request Sequence item), the readiness policies (section 3.2.6) set the Input Readiness
-State and the Input Information Sequence, at creation and whenever an IAN or a COMPLETED MPPS of the
-study arrives, or a settle time passes (timers are kept in the database and survive restarts). Each
-change of Input Readiness State is reported (event 1). The Input Information Sequence then holds one
-item per series and Retrieve AE Title (Type of Instances DICOM, Study and Series Instance UID,
-Referenced SOP Sequence, DICOM Retrieval Sequence, and a WADO-RS Retrieval Sequence with the series
-URL when the IAN gave Retrieve URLs); it replaces what the creator sent. A workitem its creator made
+State and the Input Information Sequence, at creation and after an IAN or a COMPLETED MPPS of the
+study arrives (the study is marked in that transaction and evaluated `readiness_delay`, {d.readiness_delay} s,
+later, so a burst of IANs costs one evaluation; marks are kept in the database and survive restarts), or
+a settle time passes (timers are kept in the database too). A policy that links by Accession Number
+also reaches a workitem whose Referenced Request names the Accession Number an MPPS of the study gives.
+Each change of Input Readiness State is reported (event 1). The Input Information Sequence then holds
+one item per series, Retrieve AE Title and file-set (Type of Instances DICOM, Study and Series Instance
+UID, Referenced SOP Sequence, DICOM Retrieval Sequence, a WADO-RS Retrieval Sequence with the series URL
+when the IAN gave Retrieve URLs, and a DICOM Media Retrieval Sequence with Storage Media File-Set ID and
+UID when the IAN gave a File-Set UID); it replaces what the creator sent. A workitem its creator made
 READY is left alone. IN PROGRESS and final workitems are never changed. Templates (section 3.2.6)
 create workitems themselves, under the N-CREATE rules above, INCOMPLETE at creation, with a SOP
 Instance UID derived from the template and the study so that a study gets one per template; they
@@ -207,4 +212,15 @@ COMPLETED step are its expected instance set, which drives UPS Input Readiness (
 {mpps.state_table_markdown()}
 
 {_table(("Category", "Status", "Meaning", "Condition"), status_rows)}
+
+**Requested procedures.** The server tracks each requested procedure that a UPS Referenced Request
+Sequence item or an MPPS Scheduled Step Attributes item names (Study Instance UID, Accession Number,
+Requested Procedure ID), and each study an IAN announces that no request names (IANs carry no request
+attributes: they join through the Study Instance UID; the first request naming that study takes the
+IAN-only record over). Its state follows from the facts whenever the study is evaluated for readiness,
+moving only along these transitions (`wfm study` shows them):
+
+{_table(("State", "Meaning"), list(procedure.STATES.items()))}
+
+{_table(("Trigger", "From", "To"), [(t, ", ".join(src), dst) for t, src, dst in procedure.TRANSITIONS])}
 """

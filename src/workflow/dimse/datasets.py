@@ -10,6 +10,7 @@ from pydicom.tag import Tag
 
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
 from workflow.dimse.dicom_json import dataset_bytes_to_json
+from workflow.dimse.json_encoder import response_dataset
 from workflow.domain.ian import error_comment
 from workflow.domain.statuses import CARRIES_ATTRIBUTE_LIST, Status
 
@@ -26,8 +27,16 @@ def request_json(raw: BytesIO | None, event) -> dict[str, Any] | None:
     return dataset_bytes_to_json(data, str(event.context.transfer_syntax))
 
 
-def to_dataset(ds: dict[str, Any] | None) -> Dataset | None:
-    return None if ds is None else Dataset.from_json(ds)
+def to_dataset(ds: dict[str, Any] | None, context=None) -> Dataset | None:
+    """The Dataset a handler returns for DICOM JSON `ds`. Given the presentation context, large
+    sequences (a workitem's Input Information) are encoded directly in its Little Endian transfer
+    syntax, ~10x faster than through pydicom (dimse/json_encoder.py)."""
+    if ds is None:
+        return None
+    syntax = context.transfer_syntax if context is not None else None
+    if syntax is not None and syntax.is_little_endian and not syntax.is_deflated:
+        return response_dataset(ds, syntax.is_implicit_VR)
+    return Dataset.from_json(ds)
 
 
 def status_dataset(status: Status, comment: str | None = None, tags: tuple[str, ...] = (),

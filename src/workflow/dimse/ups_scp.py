@@ -59,7 +59,7 @@ class UpsScp:
         requested = event.request.AttributeIdentifierList or []
         tags = [f"{int(t):08X}" for t in (requested if isinstance(requested, list) else [requested])]
         outcome = self.worklist.get(uid, tags)
-        return answer(log, event, "UPS N-GET", outcome, started, uid), to_dataset(outcome.dataset)
+        return answer(log, event, "UPS N-GET", outcome, started, uid), to_dataset(outcome.dataset, event.context)
 
     def n_set(self, event):
         started = time.perf_counter()
@@ -96,7 +96,7 @@ class UpsScp:
         try:
             for match in self.worklist.find(identifier or {}, cancel):
                 matches += 1
-                yield 0xFF00, to_dataset(match)
+                yield 0xFF00, to_dataset(match, event.context)
                 if matches % DRAIN_EVERY == 0:
                     _drain(event)
         except QueryRejected as exc:

@@ -348,6 +348,9 @@ class Location:
     availability: Availability
     retrieve_url: str | None
     notified_at: datetime
+    # Storage Media File-set ID / UID the IAN gave: the input item's DICOM Media Retrieval Sequence.
+    file_set_id: str | None = None
+    file_set_uid: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "availability", Availability(self.availability))
@@ -443,6 +446,8 @@ class Input:
     ae_title: str
     retrieve_url: str | None
     availability: Availability
+    file_set_id: str | None = None
+    file_set_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -542,7 +547,7 @@ def _choose(inst: InstanceFacts, rules: InputRules) -> Input | None:
     locs = [x for x in locs if rank(x) == top]
     latest = max(x.notified_at for x in locs)
     best = min((x for x in locs if x.notified_at == latest), key=lambda x: (x.ae_title, x.retrieve_url or ""))
-    return Input(inst, best.ae_title, best.retrieve_url, best.availability)
+    return Input(inst, best.ae_title, best.retrieve_url, best.availability, best.file_set_id, best.file_set_uid)
 
 
 def _uids(uids: Iterable[str], fmt=lambda u: u, limit: int = 5) -> str:

@@ -54,7 +54,8 @@ class IngestService:
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
-        # Readiness, inside the IAN's transaction: returns the events it wrote to the outbox.
+        # Readiness, inside the IAN's transaction: returns how much follow-up it left (studies marked
+        # for evaluation); non-zero wakes the workers after the commit.
         self.after_store: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
         self.notify: Callable[[], None] = lambda: None  # wakes the event sender after such a commit
 

@@ -9,20 +9,24 @@ from collections import defaultdict
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, exists, func, or_, select
+from functools import cached_property
+
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.domain.availability import Availability
 from workflow.domain.json_model import first, items
 from workflow.domain.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
                                     evaluate)
+from workflow.services import requested_procedures as procedures
 from workflow.store.engine import reading
 from workflow.store.models import Instance, InstanceLocation, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepInstance, PerformedStepRequest
-from workflow.store.readiness_models import ReadinessTimer, WorkitemInput
+from workflow.store.readiness_models import ReadinessPending, ReadinessTimer, WorkitemInput
 from workflow.store.ups_models import Workitem, WorkitemSeqItem
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
-INPUT, TIMER = WorkitemInput.__table__, ReadinessTimer.__table__
+INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
 MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
@@ -37,15 +41,58 @@ class ReadinessService:
     # ------------------------------------------------------------------ triggers
 
     def study_changed(self, conn: Connection, study_uid: str, now: datetime) -> int:
-        """Re-evaluate every SCHEDULED workitem of the study (by its Study Instance UID or a Referenced
-        Request item). Returns how many events were written."""
+        """Inside an IAN's or MPPS's transaction: mark the study for evaluation by `run_pending`. An
+        evaluation reads the whole study, so doing it once per burst of IANs keeps the cost per
+        instance flat (bench/readiness.py). Returns 1: the caller wakes the worker after its commit."""
+        conn.execute(self._mark(conn), {"study": study_uid, "at": now})
+        return 1
+
+    def _mark(self, conn: Connection):
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
+                                              marked_at=bindparam("at"))
+        return stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
+                                          set_={"generation": PENDING.c.generation + 1,
+                                                "marked_at": stmt.excluded.marked_at})
+
+    def run_pending(self, now: datetime, limit: int = 200) -> int:
+        """Evaluate the studies marked pending, each in its own transaction that also clears its mark
+        (unless a newer mark came meanwhile). Returns how many events were written."""
+        with reading(self.engine) as conn:
+            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation)
+                                   .order_by(PENDING.c.marked_at).limit(limit)).all()
+        written = 0
+        for study_uid, generation in pending:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Several servers on one database: one evaluates a study, the others skip it.
+                    held = conn.execute(select(PENDING.c.generation).where(
+                        PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
+                    if held is None:
+                        continue
+                written += self.evaluate_study(conn, study_uid, now)
+                conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
+                                                   PENDING.c.generation == generation))
+        return written
+
+    def pending(self) -> int:
+        """How many studies wait for evaluation (for operators and tests)."""
+        with reading(self.engine) as conn:
+            return conn.execute(select(func.count()).select_from(PENDING)).scalar_one()
+
+    def evaluate_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
+        """Apply templates, then re-evaluate every SCHEDULED workitem of the study (by its Study
+        Instance UID or a Referenced Request item). Returns how many events were written."""
         written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
-        linked = exists().where(SEQ.c.workitem_uid == W.c.sop_instance_uid, SEQ.c.sequence_tag == REQUEST_SEQ,
-                                SEQ.c.key == STUDY_UID, SEQ.c.value == study_uid)
-        rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED",
-                                            or_(W.c.study_instance_uid == study_uid, linked))
+        snapshot = _StudySnapshot(conn, study_uid)  # read once for all the study's workitems
+        links = [W.c.study_instance_uid == study_uid, _requests(STUDY_UID, [study_uid])]
+        if snapshot.accessions:  # a policy may link by an Accession Number the study's MPPS names
+            links.append(_requests(ACCESSION, snapshot.accessions))
+        rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
                             .order_by(W.c.sop_instance_uid)).all()
-        return written + sum(self._evaluate(conn, row, study_uid, now) for row in rows)
+        written += sum(self._evaluate(conn, row, study_uid, now, snapshot) for row in rows)
+        procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
+        return written
 
     def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Workitems that templates create for a study matching their conditions: one per study and
@@ -78,8 +125,26 @@ class ReadinessService:
 
     def workitem_created(self, conn: Connection, uid: str, now: datetime) -> int:
         row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
-        studies = _studies_of(json.loads(row.dataset_json), row.study_instance_uid)
-        return sum(self._evaluate(conn, row, study, now) for study in studies[:1])
+        ds = json.loads(row.dataset_json)
+        studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
+        written = 0
+        for study in studies[:1]:
+            snapshot = _StudySnapshot(conn, study)
+            written += self._evaluate(conn, row, study, now, snapshot)
+        for study in _studies_of(ds, row.study_instance_uid):  # the requests it names
+            procedures.refresh(conn, study, lambda: _StudySnapshot(conn, study).instances, now)
+        return written
+
+    @staticmethod
+    def _studies_by_accession(conn: Connection, ds: dict) -> list[str]:
+        """Studies whose MPPS names an Accession Number of the workitem's Referenced Request Sequence
+        (for policies that link by Accession Number)."""
+        accessions = {a for a in (first(r, ACCESSION) for r in items(ds, REQUEST_SEQ)) if a}
+        if not accessions:
+            return []
+        r = PerformedStepRequest.__table__
+        return list(conn.execute(select(r.c.study_instance_uid).where(r.c.accession_number.in_(accessions))
+                                 .distinct().order_by(r.c.study_instance_uid)).scalars())
 
     def fire_due_timers(self, now: datetime) -> int:
         """Settle timers that are due (they live in the database, so a restart loses none)."""
@@ -127,12 +192,14 @@ class ReadinessService:
                          if row.procedure_step_state != "SCHEDULED" else None))
         return out
 
-    def _evaluate(self, conn: Connection, row, study_uid: str, now: datetime) -> int:
+    def _evaluate(self, conn: Connection, row, study_uid: str, now: datetime,
+                  snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
-        policy, facts = self._facts(conn, row, ds, study_uid, now)
+        snapshot = snapshot or _StudySnapshot(conn, study_uid)
+        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot)
         if policy is None or _declared_ready(row, facts):
             return 0
-        ev = evaluate(policy, facts)
+        ev = snapshot.evaluation(policy, facts)
         conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == row.sop_instance_uid))
         if ev.settle_due_at is not None:
             conn.execute(TIMER.insert().values(workitem_uid=row.sop_instance_uid, study_instance_uid=study_uid,
@@ -142,53 +209,82 @@ class ReadinessService:
             return 0
         return self.worklist.apply_readiness(conn, row, decision, now, study_uid)
 
-    def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime):
-        accessions = self._mpps_accessions(conn, study_uid)
-        policy = self.policies.policy_for(_workitem_facts(row, ds), study_uid, accessions)
+    def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
+               snapshot: "_StudySnapshot | None" = None):
+        study = snapshot or _StudySnapshot(conn, study_uid)
+        policy = self.policies.policy_for(_workitem_facts(row, ds), study_uid, study.accessions)
         if policy is None:
             return None, None
         listed = frozenset(conn.execute(select(INPUT.c.sop_instance_uid)
                                         .where(INPUT.c.workitem_uid == row.sop_instance_uid)).scalars())
-        last_ian = conn.execute(select(func.max(Notification.__table__.c.received_at))
-                                .where(Notification.__table__.c.study_instance_uid == study_uid)).scalar()
-        facts = Facts(expected=self._expected(conn, study_uid), instances=tuple(self._instances(conn, study_uid)),
-                      listed=listed, last_ian_at=_aware(last_ian), now=now)
+        facts = Facts(expected=study.expected, instances=study.instances, listed=listed,
+                      last_ian_at=study.last_ian_at, now=now)
         return policy, facts
 
-    @staticmethod
-    def _expected(conn: Connection, study_uid: str) -> frozenset[str] | None:
+
+class _StudySnapshot:
+    """What readiness needs to know of one study, read once per evaluation however many workitems
+    watch the study; the expensive parts (every instance and location) only when a policy applies."""
+
+    def __init__(self, conn: Connection, study_uid: str) -> None:
+        self.conn, self.study_uid = conn, study_uid
+        self._evaluations: dict[tuple, tuple] = {}
+        r = PerformedStepRequest.__table__
+        self.accessions = frozenset(a for a in conn.execute(select(r.c.accession_number).where(
+            r.c.study_instance_uid == study_uid)).scalars() if a)
+
+    def evaluation(self, policy, facts: Facts):
+        """Workitems of one study under one policy with the same inputs listed (the usual case: they
+        were all filled from the same IANs) share one evaluation."""
+        key = (id(policy), facts.listed, facts.now)
+        if key not in self._evaluations:
+            self._evaluations[key] = (policy, evaluate(policy, facts))  # policy kept: id() stays unique
+        return self._evaluations[key][1]
+
+    @cached_property
+    def last_ian_at(self) -> datetime | None:
+        note = Notification.__table__
+        return _aware(self.conn.execute(select(func.max(note.c.received_at))
+                                        .where(note.c.study_instance_uid == self.study_uid)).scalar())
+
+    @cached_property
+    def expected(self) -> frozenset[str] | None:
         """The union of the Performed Series of the study's COMPLETED MPPS; None when it has none."""
         p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
         completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
-            p.c.status == "COMPLETED", r.c.study_instance_uid == study_uid)
-        steps = set(conn.execute(completed).scalars())
+            p.c.status == "COMPLETED", r.c.study_instance_uid == self.study_uid)
+        steps = set(self.conn.execute(completed).scalars())
         if not steps:
             return None
-        return frozenset(conn.execute(select(i.c.sop_instance_uid).where(i.c.performed_step_uid.in_(steps))).scalars())
+        return frozenset(self.conn.execute(select(i.c.sop_instance_uid)
+                                           .where(i.c.performed_step_uid.in_(steps))).scalars())
 
-    @staticmethod
-    def _mpps_accessions(conn: Connection, study_uid: str) -> frozenset[str]:
-        r = PerformedStepRequest.__table__
-        return frozenset(a for a in conn.execute(select(r.c.accession_number).where(
-            r.c.study_instance_uid == study_uid)).scalars() if a)
-
-    @staticmethod
-    def _instances(conn: Connection, study_uid: str):
+    @cached_property
+    def instances(self) -> tuple[InstanceFacts, ...]:
         inst, loc = Instance.__table__, InstanceLocation.__table__
-        rows = conn.execute(select(inst.c.sop_instance_uid, inst.c.sop_class_uid, inst.c.series_instance_uid,
-                                   inst.c.first_notified_at, loc.c.retrieve_ae_title, loc.c.availability,
-                                   loc.c.retrieve_url, loc.c.notified_at)
-                            .join(loc, loc.c.sop_instance_uid == inst.c.sop_instance_uid)
-                            .where(inst.c.study_instance_uid == study_uid)).all()
+        rows = self.conn.execute(select(inst.c.sop_instance_uid, inst.c.sop_class_uid, inst.c.series_instance_uid,
+                                        inst.c.first_notified_at, loc.c.retrieve_ae_title, loc.c.availability,
+                                        loc.c.retrieve_url, loc.c.notified_at, loc.c.file_set_id,
+                                        loc.c.file_set_uid)
+                                 .join(loc, loc.c.sop_instance_uid == inst.c.sop_instance_uid)
+                                 .where(inst.c.study_instance_uid == self.study_uid)).all()
         grouped: dict[str, list] = defaultdict(list)
         head: dict[str, tuple] = {}
         for r in rows:
             head[r.sop_instance_uid] = (r.sop_class_uid, r.series_instance_uid, r.first_notified_at)
             grouped[r.sop_instance_uid].append((r.retrieve_ae_title, Availability(r.availability), r.retrieve_url,
-                                                _aware(r.notified_at)))
+                                                _aware(r.notified_at), r.file_set_id, r.file_set_uid))
+        out = []
         for uid, locations in grouped.items():
             cls, series, first_at = head[uid]
-            yield InstanceFacts(uid, cls, series, tuple(locations), _aware(first_at))
+            out.append(InstanceFacts(uid, cls, series, tuple(locations), _aware(first_at)))
+        return tuple(out)
+
+
+def _requests(key: str, values) -> Any:
+    """A workitem whose Referenced Request Sequence has an item with `key` among `values`."""
+    return exists().where(SEQ.c.workitem_uid == W.c.sop_instance_uid, SEQ.c.sequence_tag == REQUEST_SEQ,
+                          SEQ.c.key == key, SEQ.c.value.in_(list(values)))
 
 
 def _declared_ready(row, facts: Facts) -> bool:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from workflow.domain.availability import Availability, best_first
+from workflow.services import requested_procedures
 from workflow.store.models import Instance, InstanceLocation, InstancePerformedStep, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepRequest
 from workflow.store.ups_models import Workitem
@@ -42,7 +43,8 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
                    Workitem.procedure_step_label)
             .where(Workitem.study_instance_uid == study_uid).order_by(Workitem.created_at)
         ).all()
-        if not instances and not notifications and not steps and not workitems:
+        procedures = requested_procedures.of_study(conn, study_uid)
+        if not instances and not notifications and not steps and not workitems and not procedures:
             return None
         locations = conn.execute(
             select(InstanceLocation).join(Instance, Instance.sop_instance_uid == InstanceLocation.sop_instance_uid)
@@ -69,6 +71,7 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
              "instance_count": n.instance_count, "referenced_pps_uid": n.referenced_pps_uid}
             for n in notifications
         ],
+        "requested_procedures": procedures,
         "performed_steps": [{"sop_instance_uid": p.sop_instance_uid, "status": p.status,
                              "accession_number": p.accession_number,
                              "requested_procedure_id": p.requested_procedure_id} for p in steps],

@@ -416,7 +416,7 @@ def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
     return dict(workitem_uid=uid, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
                 study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
                 retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
-                file_set_id=None, file_set_uid=None)
+                file_set_id=chosen.file_set_id, file_set_uid=chosen.file_set_uid)
 
 
 def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
@@ -429,7 +429,8 @@ def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
         return ds
     groups: dict[tuple, list] = {}
     for r in rows:
-        key = (r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, _url_base(r.retrieve_url))
+        key = (r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, _url_base(r.retrieve_url),
+               r.file_set_id, r.file_set_uid)
         groups.setdefault(key, []).append(r)
     out = dict(ds)
     out[INPUT_INFORMATION] = {"vr": "SQ", "Value": [_input_item(key, members) for key, members in groups.items()]}
@@ -445,7 +446,7 @@ def _url_base(url: str | None) -> str | None:
 
 def _input_item(key: tuple, members: list) -> JsonDataset:
     """An Input Information item (Referenced Instances and Access macro, PS3.3 Table 10-3b)."""
-    study_uid, series_uid, ae_title, url = key
+    study_uid, series_uid, ae_title, url, file_set_id, file_set_uid = key
     item: JsonDataset = {
         "0040E020": {"vr": "CS", "Value": ["DICOM"]},
         "0020000D": {"vr": "UI", "Value": [study_uid]},
@@ -457,6 +458,11 @@ def _input_item(key: tuple, members: list) -> JsonDataset:
     }
     if url:
         item["0040E025"] = {"vr": "SQ", "Value": [{"00081190": {"vr": "UR", "Value": [url]}}]}
+    if file_set_uid:  # Storage Media File-Set UID is Type 1 in the item (PS3.3 Table 10-3b); the ID Type 2
+        media: JsonDataset = {"00880130": {"vr": "SH"}, "00880140": {"vr": "UI", "Value": [file_set_uid]}}
+        if file_set_id:
+            media["00880130"]["Value"] = [file_set_id]
+        item["0040E022"] = {"vr": "SQ", "Value": [media]}
     return item
 
 

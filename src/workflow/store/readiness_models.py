@@ -38,3 +38,17 @@ class ReadinessTimer(SQLModel, table=True):
         sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
     study_instance_uid: str = Field(max_length=UID)
     due_at: datetime = Field(index=True)
+
+
+class ReadinessPending(SQLModel, table=True):
+    """A study whose workitems must be evaluated again: marked in the transaction of the IAN or MPPS
+    that changed it, cleared by the readiness worker's transaction that evaluated it. Evaluating once
+    per burst of IANs, not once per IAN, keeps the cost per instance flat for large studies; the row
+    lives in the database, so a restart evaluates what was pending."""
+
+    __tablename__ = "readiness_pending"
+
+    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    # Bumped by every new mark: the worker clears the row only if no mark came after its read.
+    generation: int
+    marked_at: datetime = Field(index=True)

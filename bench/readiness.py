@@ -1,0 +1,264 @@
+#!/usr/bin/env python3
+"""Readiness at scale: is the cost per instance flat? A large study (10,000 instances) arrives as
+1,000 IANs of 10 instances while three workitems watch it, against a small study (1,000 instances,
+100 IANs) on the same server in the same run. Time = from the first IAN sent to all three workitems
+READY (the shipped default policy: the study's COMPLETED MPPS lists every instance; the MPPS and the
+workitems are sent before the clock starts). Target: large / small <= 11. Then N-GET of a whole
+workitem with 10,000 input instances: target <= 1 s (the 1,000-input N-GET is printed beside it).
+
+    python bench/readiness.py                 # full size, by hand (~2 min a backend)
+    python bench/readiness.py --smoke         # tiny, to keep the script working (the test suite runs it)
+    python bench/readiness.py --large 20000 --small 2000 --backend sqlite
+
+`wfm serve` runs in its own process with its shipped defaults (SQLite WAL with synchronous=FULL,
+readiness_delay 0.2 s); IANs go over one association from a raw replay client (bench/rawscu.py),
+pre-encoded; READY is observed by reading the workitem table (read-only) every 20 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
+from pynetdicom.dsutils import encode
+from pynetdicom.sop_class import (InstanceAvailabilityNotification, ModalityPerformedProcedureStep,
+                                  UnifiedProcedureStepPush)
+from sqlalchemy import create_engine, select
+
+from ian_ingest import free_port, postgres_database, wait_listening
+from rawscu import RawAssociation
+from workflow.dimse.nodelay import NoDelayAE
+from workflow.store.ups_models import Workitem
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+PER_IAN, PER_SERIES = 10, 100
+
+
+class Study:
+    def __init__(self, instances: int) -> None:
+        self.uid = generate_uid()
+        series = [generate_uid() for _ in range(max(1, instances // PER_SERIES))]
+        self.series: dict[str, list[str]] = {s: [] for s in series}
+        for i in range(instances):
+            self.series[series[i % len(series)]].append(generate_uid())
+        self.size = instances
+
+    def ians(self) -> list[bytes]:
+        """IANs of PER_IAN instances of one series each, encoded before the clock starts."""
+        out = []
+        for series_uid, sops in self.series.items():
+            for at in range(0, len(sops), PER_IAN):
+                ds = Dataset()
+                ds.ReferencedPerformedProcedureStepSequence = []
+                ds.StudyInstanceUID = self.uid
+                item = Dataset()
+                item.SeriesInstanceUID = series_uid
+                item.ReferencedSOPSequence = [_ref(sop) for sop in sops[at:at + PER_IAN]]
+                ds.ReferencedSeriesSequence = [item]
+                out.append(encode(ds, True, True))
+        return out
+
+
+def _ref(sop: str) -> Dataset:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CT
+    ref.ReferencedSOPInstanceUID = sop
+    ref.InstanceAvailability = "ONLINE"
+    ref.RetrieveAETitle = "PACS"
+    return ref
+
+
+def _mpps(study: Study) -> tuple[Dataset, Dataset]:
+    create = Dataset()
+    step = Dataset()
+    step.StudyInstanceUID = study.uid
+    step.ReferencedStudySequence = []
+    step.AccessionNumber = "A1"
+    step.RequestedProcedureID = step.ScheduledProcedureStepID = "1"
+    step.RequestedProcedureDescription = step.ScheduledProcedureStepDescription = "CT"
+    step.ScheduledProtocolCodeSequence = []
+    create.ScheduledStepAttributesSequence = [step]
+    create.PatientName, create.PatientID, create.PatientBirthDate, create.PatientSex = "Bench^B", "B1", "", ""
+    create.ReferencedPatientSequence = []
+    create.PerformedProcedureStepID, create.PerformedStationAETitle = "1", "CT1"
+    create.PerformedStationName = create.PerformedLocation = ""
+    create.PerformedProcedureStepStartDate, create.PerformedProcedureStepStartTime = "20261123", "090000"
+    create.PerformedProcedureStepStatus = "IN PROGRESS"
+    create.PerformedProcedureStepDescription = create.PerformedProcedureTypeDescription = ""
+    create.ProcedureCodeSequence = []
+    create.PerformedProcedureStepEndDate = create.PerformedProcedureStepEndTime = None
+    create.Modality, create.StudyID = "CT", "1"
+    create.PerformedProtocolCodeSequence = create.PerformedSeriesSequence = []
+    done = Dataset()
+    done.PerformedProcedureStepStatus = "COMPLETED"
+    done.PerformedProcedureStepEndDate, done.PerformedProcedureStepEndTime = "20261123", "091500"
+    done.PerformedSeriesSequence = []
+    for series_uid, sops in study.series.items():
+        item = Dataset()
+        item.PerformingPhysicianName = item.OperatorsName = item.SeriesDescription = item.RetrieveAETitle = ""
+        item.ProtocolName = "CT"
+        item.SeriesInstanceUID = series_uid
+        item.ReferencedImageSequence = [_image(sop) for sop in sops]
+        item.ReferencedNonImageCompositeSOPInstanceSequence = []
+        done.PerformedSeriesSequence.append(item)
+    return create, done
+
+
+def _image(sop: str) -> Dataset:
+    ref = Dataset()
+    ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = CT, sop
+    return ref
+
+
+def _workitem(study_uid: str) -> Dataset:
+    """An N-CREATE data set with every Type 1 and Type 2 attribute of PS3.4 Table CC.2.5-3."""
+    code = Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = "110005", "DCM", "Interpretation"
+    ds = Dataset()
+    ds.TransactionUID = None
+    ds.ScheduledProcedureStepPriority, ds.ProcedureStepLabel, ds.WorklistLabel = "MEDIUM", "Read", "BENCH"
+    ds.ScheduledStationNameCodeSequence = ds.ScheduledStationClassCodeSequence = []
+    ds.ScheduledStationGeographicLocationCodeSequence = []
+    ds.ScheduledProcedureStepStartDateTime = "20261123090000"
+    ds.ScheduledWorkitemCodeSequence = [code]
+    ds.InputReadinessState = "INCOMPLETE"
+    ds.InputInformationSequence = ds.ScheduledProcessingParametersSequence = []
+    ds.StudyInstanceUID = study_uid
+    ds.PatientName, ds.PatientID, ds.PatientBirthDate, ds.PatientSex = "Bench^B", "B1", "", ""
+    for keyword in ("CommentsOnTheScheduledProcedureStep", "IssuerOfPatientID", "AdmissionID",
+                    "AdmittingDiagnosesDescription"):
+        setattr(ds, keyword, None)
+    for keyword in ("IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence", "IssuerOfAdmissionIDSequence",
+                    "AdmittingDiagnosesCodeSequence", "ReferencedRequestSequence",
+                    "ProcedureStepProgressInformationSequence", "UnifiedProcedureStepPerformedProcedureSequence"):
+        setattr(ds, keyword, [])
+    ds.ProcedureStepState = "SCHEDULED"
+    return ds
+
+
+def _client() -> NoDelayAE:
+    ae = NoDelayAE(ae_title="BENCH")
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 300
+    for cls in (ModalityPerformedProcedureStep, UnifiedProcedureStepPush):
+        ae.add_requested_context(cls)
+    return ae
+
+
+def prepare(port: int, study: Study) -> list[str]:
+    """The COMPLETED MPPS (the expected set) and three INCOMPLETE workitems for the study."""
+    assoc = _client().associate("127.0.0.1", port, ae_title="WFM")
+    create, done = _mpps(study)
+    mpps_uid = generate_uid()
+    assert assoc.send_n_create(create, ModalityPerformedProcedureStep, mpps_uid)[0].Status == 0
+    assert assoc.send_n_set(done, ModalityPerformedProcedureStep, mpps_uid)[0].Status == 0
+    uids = [generate_uid() for _ in range(3)]
+    for uid in uids:
+        status, _ = assoc.send_n_create(_workitem(study.uid), UnifiedProcedureStepPush, uid)
+        assert status.Status in (0x0000, 0xB300), f"N-CREATE 0x{status.Status:04X}"
+    assoc.release()
+    return uids
+
+
+def time_to_ready(port: int, url: str, study: Study, workitems: list[str]) -> tuple[float, float]:
+    """Seconds from the first IAN to all workitems READY, and the part spent sending the IANs."""
+    ians = study.ians()
+    engine = create_engine(url)
+    query = select(Workitem.sop_instance_uid).where(Workitem.sop_instance_uid.in_(workitems),
+                                                     Workitem.input_readiness_state == "READY")
+    start = time.perf_counter()
+    with RawAssociation("127.0.0.1", port, "WFM", "ARCHIVE", str(InstanceAvailabilityNotification),
+                        str(ImplicitVRLittleEndian), timeout=300) as assoc:
+        for encoded in ians:
+            status = assoc.n_create(str(InstanceAvailabilityNotification), generate_uid(), encoded)
+            if status != 0:
+                raise RuntimeError(f"IAN refused with status 0x{status:04X}")
+    sent = time.perf_counter() - start
+    while True:
+        with engine.connect() as conn:
+            if len(conn.execute(query).all()) == len(workitems):
+                break
+        if time.perf_counter() - start > 600:
+            raise TimeoutError("workitems never became READY")
+        time.sleep(0.02)
+    engine.dispose()
+    return time.perf_counter() - start, sent
+
+
+def n_get_seconds(port: int, uid: str, expected_inputs: int, repeats: int = 5) -> float:
+    """Median seconds of an N-GET of the whole workitem (every attribute), response decoded."""
+    assoc = _client().associate("127.0.0.1", port, ae_title="WFM")
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        status, ds = assoc.send_n_get([], UnifiedProcedureStepPush, uid)
+        listed = sum(len(item.ReferencedSOPSequence) for item in ds.InputInformationSequence)
+        times.append(time.perf_counter() - start)
+        assert status.Status == 0 and listed == expected_inputs, (status.Status, listed)
+    assoc.release()
+    return statistics.median(times)
+
+
+def run_backend(name: str, url: str, small: int, large: int) -> list[tuple]:
+    port = free_port()
+    env = {**os.environ, "WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
+           "WFM_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen([sys.executable, "-m", "workflow", "serve"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        wait_listening(port, proc)
+        measured = {}
+        for size in (small, large):
+            study = Study(size)
+            workitems = prepare(port, study)
+            total, sent = time_to_ready(port, url, study, workitems)
+            measured[size] = (total, workitems[0])
+            rows.append((name, f"{size} instances, {size // PER_IAN} IANs", total, sent,
+                         total / measured[small][0]))
+        for size in (small, large):
+            seconds = n_get_seconds(port, measured[size][1], size)
+            rows.append((name, f"N-GET, {size} inputs", seconds, None, None))
+    finally:
+        proc.terminate()
+        proc.wait(60)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=10000)
+    parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
+    args = parser.parse_args()
+    small, large = (20, 200) if args.smoke else (args.small, args.large)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.backend in ("sqlite", "both"):
+            rows += run_backend("SQLite", f"sqlite:///{Path(tmp) / 'bench.db'}", small, large)
+        if args.backend in ("postgresql", "both") and not args.smoke:
+            found = postgres_database()
+            if found:
+                url, drop = found
+                try:
+                    rows += run_backend("PostgreSQL", url, small, large)
+                finally:
+                    drop()
+    print(f"{'backend':<11} {'case':<28} {'seconds':>8} {'IANs sent':>9} {'vs small':>8}")
+    for name, case, seconds, sent, ratio in rows:
+        print(f"{name:<11} {case:<28} {seconds:>8.3f} {'' if sent is None else f'{sent:.3f}':>9} "
+              f"{'' if ratio is None else f'{ratio:.2f}':>8}")
+    print(f"targets: large/small <= 11 (cost per instance flat); N-GET of {large} inputs <= 1 s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""The direct DICOM JSON encoder must give exactly pydicom's bytes, or refuse and leave it to pydicom."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from pydicom.dataset import Dataset
+from pynetdicom.dsutils import encode
+
+from workflow.dimse.json_encoder import LARGE_SEQUENCE, NotEncodable, response_dataset, sequence_bytes
+
+uid = st.from_regex(r"[1-9][0-9]{0,5}(\.[1-9][0-9]{0,5}){1,6}", fullmatch=True)
+text = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, exclude_characters="\\"),
+               max_size=16)
+
+
+@st.composite
+def input_item(draw) -> dict:
+    refs = [{"00081150": {"vr": "UI", "Value": [draw(uid)]}, "00081155": {"vr": "UI", "Value": [draw(uid)]}}
+            for _ in range(draw(st.integers(0, 3)))]
+    item = {"0040E020": {"vr": "CS", "Value": ["DICOM"]}, "0020000D": {"vr": "UI", "Value": [draw(uid)]},
+            "00081199": {"vr": "SQ", "Value": refs},
+            "0040E021": {"vr": "SQ", "Value": [{"00080054": {"vr": "AE", "Value": [draw(text) or "A"]}}]}}
+    if draw(st.booleans()):
+        item["0040E022"] = {"vr": "SQ", "Value": [{"00880130": {"vr": "SH"}, "00880140": {"vr": "UI",
+                                                                                       "Value": [draw(uid)]}}]}
+    if draw(st.booleans()):
+        item["00201208"] = {"vr": "IS", "Value": [draw(st.integers(0, 99999))]}
+        item["00280010"] = {"vr": "US", "Value": [draw(st.integers(0, 65535))]}
+    return item
+
+
+@settings(max_examples=30, deadline=None)
+@given(drawn=st.lists(input_item(), min_size=1, max_size=8), implicit=st.booleans(), name=text)
+def test_same_bytes_as_pydicom(drawn, implicit, name):
+    items = (drawn * LARGE_SEQUENCE)[:LARGE_SEQUENCE + len(drawn)]  # large enough for the fast path
+    ds = {"00404021": {"vr": "SQ", "Value": items}, "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
+          "00741000": {"vr": "CS", "Value": ["SCHEDULED"]}}
+    fast = response_dataset(ds, implicit)
+    assert fast.get_item(0x00404021).is_raw  # the fast path was taken
+    assert encode(fast, implicit, True) == encode(Dataset.from_json(ds), implicit, True)
+
+
+def test_what_it_cannot_encode_exactly_goes_to_pydicom():
+    with pytest.raises(NotEncodable):
+        sequence_bytes([{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller"}]}}], True)
+    items = [{"00100010": {"vr": "PN", "Value": [{"Alphabetic": "Müller"}]}}] * LARGE_SEQUENCE
+    ds = {"00404021": {"vr": "SQ", "Value": items}, "00080005": {"vr": "CS", "Value": ["ISO_IR 192"]}}
+    slow = response_dataset(ds, False)
+    assert not slow.get_item(0x00404021).is_raw
+    assert encode(slow, False, True) == encode(Dataset.from_json(ds), False, True)
