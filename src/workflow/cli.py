@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from workflow import __version__
+from workflow.cli_reconcile import add_parsers as add_reconcile_parsers
 from workflow.config import ConfigError, Settings, load_settings
 from workflow.logs import setup_logging
 
@@ -157,6 +158,20 @@ def _engine(args):
     return make_engine(_settings(args).database_url)
 
 
+def _with_store(func):
+    """A command that needs the settings and a migrated database."""
+    def run(args) -> int:
+        from workflow.store import migrate
+        settings = _settings(args)
+        engine = _engine(args)
+        migrate.upgrade(engine)
+        try:
+            return func(args, settings, engine)
+        finally:
+            engine.dispose()
+    return run
+
+
 def cmd_ups_list(args) -> int:
     from workflow.services.worklist_queries import list_workitems
 
@@ -303,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = psub.add_parser("check", parents=[common], help="validate policy files (file, key and reason)")
     p.add_argument("paths", nargs="*", help="policy files or a folder (default: the configured policies)")
     p.set_defaults(func=cmd_policies_check)
+
+    add_reconcile_parsers(sub, common, _with_store)
 
     p = sub.add_parser("conformance", parents=[common], help="print the DICOM Conformance Statement generated from the code")
     p.add_argument("-o", "--output", help="write to this file instead of standard output")

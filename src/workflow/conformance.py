@@ -55,6 +55,32 @@ def _policies_section(configured: str) -> str:
     return text.replace(str(location.parent) + "/", "")  # the same statement on every machine
 
 
+def render_reconciliation() -> str:
+    from workflow.domain.reconcile import MEANING
+    from workflow.services.reconcile import GIVE_UP_AFTER
+    return f"""#### 3.2.9 SOP specific conformance: Study Root Query/Retrieve FIND SCU (reconciliation)
+
+`wfm reconcile run` compares what IANs announced at an archive (instance locations whose Retrieve AE
+Title is the archive's, or `--retrieve-ae`) with what the archive answers, over one association
+proposing Study Root FIND (Explicit and Implicit VR Little Endian). It asks STUDY level for the
+studies in scope (all by default; Study Date range for `--days`; Modalities in Study; a Study
+Instance UID list) with Number of Study Related Series and Instances, then IMAGE level per study
+(SOP Class and Instance UID, Series Instance UID, Instance Availability, Retrieve URL; Retrieve AE
+Title as the archive adds it). Studies are merged in Study Instance UID order, so memory holds one
+study at a time. A study whose instance count agrees is taken as matching without the IMAGE query only
+with `--count-shortcut`. The expected holdings are fixed at the run's cut-off: instances notified after
+it are not compared. Availability is compared only when the archive reports it, Retrieve AE Title and
+URL only when both sides have one. A study the archive fails to answer for is one ARCHIVE_ERROR (its
+instances are never reported missing); after {GIVE_UP_AFTER} such studies in a row the run ends FAILED.
+Runs, findings and the SHA-256 of the report's canonical JSON are stored (`wfm report list|show|verify`).
+The default policy only reports; nothing the run finds changes availability or readiness.
+
+{_table(("Finding", "Meaning"), [(str(r), m) for r, m in MEANING.items()])}
+
+Inventory Query/Retrieve (Sup 223), Inventory Creation and Repository Query are not used yet.
+"""
+
+
 def render(site: Settings | None = None) -> str:
     """The statement for the defaults; with `site`, its policies are the ones described."""
     d = Settings()
@@ -212,6 +238,7 @@ ones in the published statement; `wfm conformance --config FILE` renders a site'
 
 {render_ups(d)}
 {render_mpps()}
+{render_reconciliation()}
 ### 3.3 Network interfaces
 
 TCP/IP over IPv4 or IPv6, on the address and port configured (`host`, `port`).

@@ -67,6 +67,9 @@ SERVICES = (
 # Sent by this server as SCU over associations it opens to subscribers.
 SCU_SERVICES = (
     ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStepEvent), "SCU", "N-EVENT-REPORT"),
+    # Reconciliation (`wfm reconcile run`): an archive's holdings, study by study.
+    ServiceSpec("Study Root Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.2.2.1", "SCU",
+                "C-FIND"),
 )
 
 
