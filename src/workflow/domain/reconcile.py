@@ -433,17 +433,24 @@ class Comparer:
             expected=str(not_checked), actual=reason))
 
     def _merge_duplicates(self, holdings: Iterable[Holding]) -> Iterator[Holding]:
-        prev: Holding | None = None
-        for h in holdings:
-            if prev is not None and h.key == prev.key:
-                prev = merge_holdings(prev, h)
-                self.tally.duplicates_merged += 1
-                continue
-            if prev is not None:
-                yield prev
-            prev = h
+        def counted() -> None:
+            self.tally.duplicates_merged += 1
+        return merge_runs(holdings, counted)
+
+
+def merge_runs(holdings: Iterable[Holding], on_merge: Callable[[], None] = lambda: None) -> Iterator[Holding]:
+    """Holdings sorted by key, with each run of one key merged into one record (merge_holdings)."""
+    prev: Holding | None = None
+    for h in holdings:
+        if prev is not None and h.key == prev.key:
+            prev = merge_holdings(prev, h)
+            on_merge()
+            continue
         if prev is not None:
             yield prev
+        prev = h
+    if prev is not None:
+        yield prev
 
 
 def _study_or_none(item, study_of) -> str | None:

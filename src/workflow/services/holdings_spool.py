@@ -4,7 +4,7 @@ nothing here must survive a crash) and come back sorted by (Study, Series, SOP I
 chunks, so memory stays bounded whatever the number of records.
 
 Duplicate keys (an instance listed twice, e.g. its study in two inventory records) come back as one
-record, merged by `workflow.domain.reconcile.merge_holdings`: the best availability, removed if any
+record, merged by `workflow.domain.reconcile.merge_runs`: the best availability, removed if any
 record says so, the union of Retrieve AE Titles, otherwise the later non-empty value. The comparer
 applies the same rule, so spooled or not, duplicates mean the same thing.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from workflow.domain.holdings import Holding
-from workflow.domain.reconcile import merge_holdings
+from workflow.domain.reconcile import merge_runs
 
 _COLUMNS = "study, series, sop, sop_class, availability, retrieve_ae, retrieve_url, removed"
 
@@ -77,19 +77,13 @@ class HoldingSpool:
         self._ensure_index()
         where, args = ("WHERE study = ?", (study_uid,)) if study_uid is not None else ("", ())
         cur = self._db.execute(f"SELECT {_COLUMNS} FROM holding {where} ORDER BY study, series, sop, n", args)
-        prev: Holding | None = None
+
+        def rows() -> Iterator[Holding]:
+            while chunk := cur.fetchmany(self._chunk):
+                for row in chunk:
+                    yield Holding(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
         try:
-            while rows := cur.fetchmany(self._chunk):
-                for row in rows:
-                    h = Holding(row[0], row[1], row[2], row[3], row[4], row[5], row[6], bool(row[7]))
-                    if prev is not None and h.key == prev.key:
-                        prev = merge_holdings(prev, h)
-                        continue
-                    if prev is not None:
-                        yield prev
-                    prev = h
-            if prev is not None:
-                yield prev
+            yield from merge_runs(rows())
         finally:
             cur.close()
 

@@ -127,12 +127,11 @@ class ReadinessService:
         row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
         ds = json.loads(row.dataset_json)
         studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
-        written = 0
-        for study in studies[:1]:
-            snapshot = _StudySnapshot(conn, study)
-            written += self._evaluate(conn, row, study, now, snapshot)
-        for study in _studies_of(ds, row.study_instance_uid):  # the requests it names
-            procedures.refresh(conn, study, lambda: _StudySnapshot(conn, study).instances, now)
+        snapshots = {study: _StudySnapshot(conn, study) for study in studies[:1]}
+        written = sum(self._evaluate(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
+        for study in _studies_of(ds, row.study_instance_uid):  # the requests it names; one read of each study
+            snapshot = snapshots.get(study) or _StudySnapshot(conn, study)
+            procedures.refresh(conn, study, lambda: snapshot.instances, now)
         return written
 
     @staticmethod
