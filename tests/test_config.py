@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workflow.config import ConfigError, RemoteAE, load_settings
+from workflow.config import ConfigError, Reconcile, RemoteAE, load_settings
 
 
 def write(tmp_path, text: str):
@@ -34,6 +34,21 @@ def test_config_file_from_wfm_config(tmp_path):
     assert load_settings(None, environ={"WFM_CONFIG": str(path)}).max_associations == 3
 
 
+ARCHIVE = '[[remote_ae]]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 11113\n[remote_ae.reconcile]\n'
+
+
+def test_archive_reconciliation_settings(tmp_path):
+    path = write(tmp_path, ARCHIVE + 'method = "inventory"\nschedule = "30 2 * * *"\ndays = 7\n'
+                                     'modalities = ["CT", "MR"]\nretrieve = "move"\nfeedback = "mark_unavailable"\n'
+                                     '[[remote_ae]]\nae_title = "SUB"\nhost = "127.0.0.1"\nport = 4242\n')
+    s = load_settings(path, environ={})
+    assert s.remote("PACS").reconcile == Reconcile(method="inventory", schedule="30 2 * * *", days=7,
+                                                   modalities=("CT", "MR"), retrieve="move",
+                                                   feedback="mark_unavailable")
+    assert s.remote("SUB").reconcile is None  # a subscriber, not an archive we reconcile
+    assert s.masked()["remote_ae"][0]["reconcile"]["modalities"] == ["CT", "MR"]
+
+
 @pytest.mark.parametrize("text,expected", [
     ('port = "x"', "key 'port': cannot read 'x' as int"),
     ('ae_title = "THIS_IS_TOO_LONG_FOR_AE"', "key 'ae_title'"),
@@ -42,6 +57,14 @@ def test_config_file_from_wfm_config(tmp_path):
     ('[[remote_ae]]\nae_title = "A"\nhost = "h"', "remote_ae[0]: key 'port' is required"),
     ('[[remote_ae]]\nae_title = "A"\nhost = "h"\nport = 70000', "remote_ae[0]: key 'port'"),
     ('port = [', "not valid TOML"),
+    (ARCHIVE + 'schedule = "0 25 * * *"', "remote_ae[0].reconcile: key 'schedule': '0 25 * * *' is not a valid cron"),
+    (ARCHIVE + 'schedule = "daily"', "key 'schedule': 'daily' is not a valid cron expression: expected five fields"),
+    (ARCHIVE + 'method = "ftp"', "remote_ae[0].reconcile: key 'method': 'ftp' is not one of auto, inventory, query"),
+    (ARCHIVE + 'retrieve = "push"', "key 'retrieve': 'push' is not one of get, move"),
+    (ARCHIVE + 'days = 0', "key 'days': 0 is not a positive whole number of days"),
+    (ARCHIVE + 'modalities = "CT"', "key 'modalities': expected a list"),
+    (ARCHIVE + 'feedback = "delete"', "key 'feedback': 'delete' is not one of report, mark_unavailable"),
+    (ARCHIVE + 'scope = "all"', "remote_ae[0].reconcile: key 'scope': unknown setting"),
 ])
 def test_bad_file_names_file_key_and_reason(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -15,28 +15,18 @@ from sqlalchemy import select
 
 
 def cmd_reconcile_run(args, settings, engine) -> int:
-    from workflow.dimse.holdings_query import ArchiveError, StudyRootHoldings
-    from workflow.services.reconcile import ReconcileService, Scope
+    from workflow import reconcile_job
     from workflow.services.reports import RunInProgress
 
-    if args.method != "query":
-        print(f"wfm reconcile: method {args.method!r} is not available yet (only 'query')", file=sys.stderr)
+    target = _target(args, settings)
+    if target is None:
         return 2
-    archive = _archive(args, settings)
-    if archive is None:
-        return 2
-    scope = Scope(days=args.days, modalities=tuple(args.modality or ()), study_uids=tuple(args.study or ()))
-    holdings = StudyRootHoldings(settings.ae_title, archive.ae_title, archive.host, archive.port,
-                                 timeout=settings.network_timeout)
-    try:  # not `with holdings`: an archive that cannot be reached is a FAILED run on record
-        result = ReconcileService(engine).run(
-            archive, holdings, scope, progress=lambda m: print(f"wfm reconcile: {m}", file=sys.stderr),
-            archive_error=ArchiveError)
+    try:
+        result = reconcile_job.run(settings, engine, target, study_uids=tuple(args.study or ()),
+                                   progress=lambda m: print(f"wfm reconcile: {m}", file=sys.stderr))
     except RunInProgress as exc:
         print(f"wfm reconcile: {exc}", file=sys.stderr)
         return 1
-    finally:
-        holdings.close()
     by_reason = {k: v for k, v in result.counts["by_reason"].items() if v}
     print(f"{result.status}: {json.dumps(by_reason) if by_reason else 'no discrepancies'}"
           + (f" ({result.error})" if result.error else ""), file=sys.stderr)
@@ -44,19 +34,25 @@ def cmd_reconcile_run(args, settings, engine) -> int:
     return 0 if result.status == "COMPLETED" else 1
 
 
-def _archive(args, settings):
-    from workflow.services.reconcile import Archive
+def _target(args, settings):
+    """The configured archive with the command line's options over its [remote_ae.reconcile] settings."""
+    from workflow.config import Reconcile
+    from workflow.reconcile_job import Target
 
     if args.archive:
         remote = settings.remote(args.archive)
         if remote is None:
             print(f"wfm reconcile: no [[remote_ae]] named {args.archive!r} in the configuration", file=sys.stderr)
             return None
-        return Archive(remote.ae_title, remote.host, remote.port, args.retrieve_ae or "", args.count_shortcut)
-    if not (args.ae and args.host and args.port):
+        target = Target.of(remote)
+    elif args.ae and args.host and args.port:
+        target = Target(args.ae, args.host, args.port, Reconcile())
+    else:
         print("wfm reconcile: name a configured ARCHIVE, or give --ae, --host and --port", file=sys.stderr)
         return None
-    return Archive(args.ae, args.host, args.port, args.retrieve_ae or "", args.count_shortcut)
+    return target.with_options(method=args.method, retrieve=args.retrieve, retrieve_ae_title=args.retrieve_ae,
+                               days=args.days, modalities=tuple(args.modality) if args.modality else None,
+                               count_shortcut=args.count_shortcut or None)
 
 
 def _run_id(engine, run_uid: str) -> int | None:
@@ -125,7 +121,9 @@ def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
     p.add_argument("--ae", help="the archive's AE title (a one-off run)")
     p.add_argument("--host")
     p.add_argument("--port", type=int)
-    p.add_argument("--method", choices=("query", "inventory", "auto"), default="query")
+    p.add_argument("--method", choices=("query", "inventory", "auto"),
+                   help="how to list the archive's holdings (default: the configured method, else auto)")
+    p.add_argument("--retrieve", choices=("get", "move"), help="Inventory instances by C-GET or C-MOVE")
     p.add_argument("--retrieve-ae", help="the Retrieve AE Title IANs name for this archive (default: --ae)")
     p.add_argument("--days", type=int, help="only studies of the last N days")
     p.add_argument("--modality", action="append", help="only studies with this modality (repeatable)")

@@ -20,6 +20,34 @@ class ConfigError(ValueError):
     """A configuration value is wrong. The message names the source (file or env var), key and reason."""
 
 
+RECONCILE_METHODS = ("auto", "inventory", "query")
+INVENTORY_RETRIEVE = ("get", "move")
+FEEDBACK_MODES = ("report", "mark_unavailable")
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    """How an archive is reconciled (`[remote_ae.reconcile]`). Defaults: the whole archive, compared at
+    instance level, the holdings method chosen from what the archive negotiates, findings only reported."""
+
+    # inventory: Inventory Q/R (Sup 223); query: Study Root C-FIND; auto: inventory when negotiated.
+    method: str = "auto"
+    # Five-field cron expression (minute hour day month weekday), server local time; empty: no schedule.
+    schedule: str = ""
+    # Scope: studies of the last N days (empty: all), modalities (empty: all).
+    days: int | None = None
+    modalities: tuple[str, ...] = ()
+    # Inventory instances fetched by C-GET, or by C-MOVE to this server's AE (its Storage SCP).
+    retrieve: str = "get"
+    # The Retrieve AE Title IANs name for this archive's holdings (default: its AE title).
+    retrieve_ae_title: str = ""
+    # Query path only: skip the IMAGE-level query of a study whose instance count agrees.
+    count_shortcut: bool = False
+    # report: findings are only reported; mark_unavailable: instances missing in the archive are marked
+    # UNAVAILABLE at it, so readiness is evaluated again.
+    feedback: str = "report"
+
+
 @dataclass(frozen=True)
 class RemoteAE:
     """A peer this server opens associations to (event subscribers, archives)."""
@@ -29,6 +57,8 @@ class RemoteAE:
     port: int
     # Also told of this server's start and shutdown (UPS SCP Status Change), subscriber or not.
     status_change: bool = False
+    # Reconciliation settings; None: this peer is not an archive we reconcile.
+    reconcile: Reconcile | None = None
 
 
 @dataclass(frozen=True)
@@ -75,11 +105,20 @@ class Settings:
             if f.name == "database_url":
                 value = mask_url(value)
             elif f.name == "remote_ae":
-                value = [vars(r) for r in value]
+                value = [_plain(r) for r in value]
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
         return out
+
+
+def _plain(remote: RemoteAE) -> dict[str, Any]:
+    out = dict(vars(remote))
+    if remote.reconcile is not None:
+        out["reconcile"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(remote.reconcile).items()}
+    else:
+        del out["reconcile"]
+    return out
 
 
 def mask_url(url: str) -> str:
@@ -158,18 +197,71 @@ def _remote_aes(entries: Any, source: str) -> tuple[RemoteAE, ...]:
         port = entry["port"]
         if not isinstance(port, int) or not 0 < port < 65536:
             raise ConfigError(f"{where}: key 'port': {port!r} is not a TCP port")
-        unknown = sorted(set(entry) - {"ae_title", "host", "port", "status_change"})
+        unknown = sorted(set(entry) - {"ae_title", "host", "port", "status_change", "reconcile"})
         if unknown:
             raise ConfigError(f"{where}: key '{unknown[0]}': unknown setting")
         status_change = entry.get("status_change", False)
         if not isinstance(status_change, bool):
             raise ConfigError(f"{where}: key 'status_change': expected true or false")
-        out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port, status_change=status_change))
+        reconcile = _reconcile(entry["reconcile"], f"{where}.reconcile") if "reconcile" in entry else None
+        out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port, status_change=status_change,
+                            reconcile=reconcile))
     titles = [r.ae_title for r in out]
     dupes = sorted({t for t in titles if titles.count(t) > 1})
     if dupes:
         raise ConfigError(f"{source}: remote_ae: AE title {dupes[0]!r} appears more than once")
     return tuple(out)
+
+
+def _reconcile(entry: Any, where: str) -> Reconcile:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a table")
+    known = {f.name: f for f in fields(Reconcile)}
+    unknown = sorted(set(entry) - set(known))
+    if unknown:
+        raise ConfigError(f"{where}: key '{unknown[0]}': unknown setting (known: {', '.join(known)})")
+
+    def choice(key: str, allowed: tuple[str, ...]) -> str:
+        value = entry.get(key, getattr(Reconcile, key))
+        if value not in allowed:
+            raise ConfigError(f"{where}: key '{key}': {value!r} is not one of {', '.join(allowed)}")
+        return value
+
+    days = entry.get("days")
+    if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
+        raise ConfigError(f"{where}: key 'days': {days!r} is not a positive whole number of days")
+    modalities = entry.get("modalities", [])
+    if not isinstance(modalities, list) or not all(isinstance(m, str) and 0 < len(m) <= 16 for m in modalities):
+        raise ConfigError(f"{where}: key 'modalities': expected a list of modality codes such as [\"CT\", \"MR\"]")
+    schedule = entry.get("schedule", "")
+    if not isinstance(schedule, str):
+        raise ConfigError(f"{where}: key 'schedule': expected a cron expression string")
+    if schedule.strip():
+        reason = cron_problem(schedule)
+        if reason:
+            raise ConfigError(f"{where}: key 'schedule': {schedule!r} is not a valid cron expression: {reason}")
+    retrieve_ae = entry.get("retrieve_ae_title", "")
+    if retrieve_ae and not AE_TITLE_RE.match(str(retrieve_ae)):
+        raise ConfigError(f"{where}: key 'retrieve_ae_title': {retrieve_ae!r} is not a valid AE title")
+    for key in ("count_shortcut",):
+        if not isinstance(entry.get(key, False), bool):
+            raise ConfigError(f"{where}: key '{key}': expected true or false")
+    return Reconcile(method=choice("method", RECONCILE_METHODS), schedule=schedule.strip(), days=days,
+                     modalities=tuple(m.strip() for m in modalities), retrieve=choice("retrieve", INVENTORY_RETRIEVE),
+                     retrieve_ae_title=str(retrieve_ae), count_shortcut=entry.get("count_shortcut", False),
+                     feedback=choice("feedback", FEEDBACK_MODES))
+
+
+def cron_problem(expression: str) -> str | None:
+    """Why a five-field cron expression is not valid, or None (APScheduler's own parser decides)."""
+    if len(expression.split()) != 5:
+        return "expected five fields: minute hour day month weekday"
+    try:
+        from apscheduler.triggers.cron import CronTrigger
+        CronTrigger.from_crontab(expression)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 def _check(s: Settings, origin: Mapping[str, str]) -> None:

@@ -107,6 +107,18 @@ class ReconcileService:
                  + (f" ({error})" if error else ""))
         return RunResult(run_uid, status, counts, error)
 
+    def failed(self, archive: Archive, method: str, scope: Scope, error: str) -> RunResult:
+        """Record a run that could not start (no way to list the archive's holdings): FAILED, on record."""
+        cutoff = self.clock()
+        with self.engine.begin() as conn:
+            run_id, run_uid = reports.start_run(conn, archive_ae_title=archive.ae_title, archive_host=archive.host,
+                                                archive_port=archive.port, method=method, scope=scope.as_dict(),
+                                                cutoff=cutoff)
+            tally = Tally()
+            reports.finish_run(conn, run_id, tally, status=FAILED, error=error)
+        log.warning(f"reconciliation {run_uid} of {archive.ae_title} FAILED: {error}")
+        return RunResult(run_uid, FAILED, tally.as_dict(), error)
+
     # ------------------------------------------------------------------ the comparison
 
     def _findings(self, archive: Archive, holdings, scope: Scope, cutoff: datetime, comparer: Comparer,
