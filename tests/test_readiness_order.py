@@ -76,3 +76,36 @@ def test_any_order_gives_the_same_result(services, ians, mpps_at, workitem_at, m
         ops.insert(min(at, len(ops)), ("evaluate", 0))
     state, listed, expected = run(services, ops)
     assert (state, listed) == ("READY", expected)
+
+
+def test_a_burst_is_evaluated_when_quiet_or_after_the_longest_wait(services):
+    """The worker's debounce: a study marked a moment ago is not due until it has been quiet for
+    `quiet` seconds, unless it has been waiting `max_wait` seconds while marks kept coming."""
+    app, study, series = services, generate_uid(), generate_uid()
+    workitem_uid = generate_uid()
+    app.worklist.create(workitem_uid, workitem(StudyInstanceUID=study, InputReadinessState="INCOMPLETE").to_json_dict())
+
+    def ian_at(at: datetime) -> None:
+        ds = make_ian(study, {series: [instance_item(generate_uid())]}).to_json_dict()
+        app.ingest.ingest(Received(generate_uid(), "ARCHIVE", "127.0.0.1:1", at, ds), parse_ian(ds, 1000))
+
+    def listed() -> int:
+        with app.engine.connect() as conn:
+            return len(conn.execute(select(WorkitemInput.sop_instance_uid)
+                                    .where(WorkitemInput.workitem_uid == workitem_uid)).all())
+
+    from datetime import timedelta
+    t0 = datetime.now(timezone.utc)
+    ian_at(t0)
+    app.readiness.run_pending(t0 + timedelta(seconds=0.5), quiet=1.0, max_wait=3.0)
+    assert listed() == 0 and app.readiness.next_due == t0 + timedelta(seconds=1.0)  # not quiet yet
+    for second in (1, 2):  # a mark every 0.9 s: never quiet for 1 s
+        ian_at(t0 + timedelta(seconds=second * 0.9))
+        app.readiness.run_pending(t0 + timedelta(seconds=second * 0.9 + 0.5), quiet=1.0, max_wait=3.0)
+        assert listed() == 0
+    ian_at(t0 + timedelta(seconds=2.7))
+    app.readiness.run_pending(t0 + timedelta(seconds=3.5), quiet=1.0, max_wait=3.0)  # waited 3 s since 0.5
+    assert listed() == 4 and app.readiness.pending() == 0
+    ian_at(t0 + timedelta(seconds=4))
+    app.readiness.run_pending(t0 + timedelta(seconds=5.01), quiet=1.0, max_wait=3.0)  # quiet again
+    assert listed() == 5

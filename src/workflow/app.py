@@ -9,6 +9,7 @@ import time
 
 from sqlalchemy import Engine
 
+from workflow import jobs
 from workflow.config import Settings
 from workflow.dimse.event_sender import EventSender
 from workflow.dimse.ian_scp import IanScp
@@ -47,24 +48,37 @@ class App:
         self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
                                  UpsScp(self.worklist), MppsScp(self.performed_steps))
         self._housekeeping = threading.Event()
+        # Scheduled reconciliation; None while no archive has a schedule (see jobs.py).
+        self.scheduler: jobs.ReconcileScheduler | None = None
 
     def start(self) -> None:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
+        jobs.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
         self.dicom.start()
         self.worklist.status_change("RESTARTED")
         self.events.start()
         threading.Thread(target=self._purge_loop, name="wfm-retention", daemon=True).start()
         threading.Thread(target=self._timer_loop, name="wfm-readiness-timers", daemon=True).start()
         threading.Thread(target=self._readiness_loop, name="wfm-readiness", daemon=True).start()
+        if jobs.scheduled_archives(self.settings):
+            self.scheduler = jobs.ReconcileScheduler(self.settings, self.engine)
+            self.scheduler.start()
 
     def stop(self) -> bool:
+        # One grace for all: requests in flight and a running reconciliation finish within it; a
+        # reconciliation still running then is recorded FAILED "interrupted by shutdown".
+        grace_ends = time.monotonic() + self.settings.shutdown_grace
+        if self.scheduler is not None:
+            self.scheduler.shutdown()
         clean = self.dicom.stop()
         self._housekeeping.set()
         # Subscribers hear we are going down; what cannot be delivered now stays owed.
         self.events.stop()
         self.worklist.status_change("GOING DOWN")
         self.events.deliver_due(final=True)
+        if self.scheduler is not None:
+            self.scheduler.finish(grace_ends)
         self.engine.dispose()
         return clean
 
@@ -88,16 +102,20 @@ class App:
 
     def _readiness_loop(self) -> None:
         """Evaluates the studies IANs and MPPS marked pending (also those left by another process or
-        before a restart: the loop looks every second). It waits `readiness_delay` after a wake-up to
-        take a burst of IANs in one evaluation, and never spends more than half its time evaluating."""
+        before a restart: the loop looks every second). A study is evaluated once it has been quiet for
+        `readiness_delay` (a burst of IANs costs one evaluation), or after `readiness_max_wait` during a
+        long burst; the loop never spends more than half its time evaluating."""
+        delay = self.settings.readiness_delay
+        max_wait = max(delay, self.settings.readiness_max_wait)
         while not self._housekeeping.is_set():
-            self.readiness_wake.wait(1.0)
-            if self._housekeeping.wait(self.settings.readiness_delay):
-                return
+            due = self.readiness.next_due
+            timeout = 1.0 if due is None else min(1.0, max(0.0, (due - utcnow()).total_seconds()))
+            if self.readiness_wake.wait(timeout) and self._housekeeping.wait(delay):
+                return  # woken by a mark: the wait lets the rest of its burst arrive
             self.readiness_wake.clear()
             started = time.monotonic()
             try:
-                if self.readiness.run_pending(utcnow()):
+                if self.readiness.run_pending(utcnow(), quiet=delay, max_wait=max_wait):
                     self.events.wake.set()
             except Exception:  # noqa: BLE001 - the marks stay; the next round retries
                 log.exception("readiness evaluation failed")

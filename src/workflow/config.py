@@ -80,6 +80,10 @@ class Settings:
     # Readiness: seconds the worker waits after an IAN or MPPS before it evaluates the study, so a
     # burst of IANs costs one evaluation (the State Report comes that much later).
     readiness_delay: float = 0.2
+    # Readiness: during a long burst of IANs for one study (never quiet for readiness_delay), the most
+    # seconds its evaluation waits (a whole-study evaluation per short pause would starve the IANs);
+    # never less than readiness_delay.
+    readiness_max_wait: float = 2.0
     # UPS: the Worklist Label given to workitems created without one (PS3.4 CC.2.5.1.3.1).
     default_worklist_label: str = "WFM"
     # UPS: how long COMPLETED and CANCELED workitems stay retrievable (unless a deletion lock holds them).
@@ -89,6 +93,12 @@ class Settings:
     event_retry_initial: float = 1.0
     event_retry_max_interval: float = 60.0
     event_retry_for: float = 86400.0
+    # Scheduled reconciliation: a firing missed (no process running, or all busy) still runs when
+    # picked up within this many seconds of its time; later, it is skipped until the next one.
+    reconcile_misfire_grace: float = 3600.0
+    # A RUNNING reconciliation with no sign of life for this many seconds is ended as FAILED
+    # "abandoned" (at `wfm serve` start and before each scheduled run): its process died.
+    reconcile_stale_after: float = 900.0
     remote_ae: tuple[RemoteAE, ...] = field(default_factory=tuple)
     source: str = "defaults"
 
@@ -285,6 +295,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("shutdown_grace", "must not be negative")
     if not 0 <= s.readiness_delay <= 60:
         fail("readiness_delay", "must be between 0 and 60 seconds")
+    if not 0 < s.readiness_max_wait <= 600:
+        fail("readiness_max_wait", "must be between 0 and 600 seconds")
     if not 0 < len(s.default_worklist_label) <= 64:
         fail("default_worklist_label", "must be 1-64 characters")
     if s.ups_retention_hours < 0:
@@ -293,6 +305,11 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("event_retry_initial", "must be positive and at most event_retry_max_interval")
     if s.event_retry_for < s.event_retry_max_interval:
         fail("event_retry_for", "must be at least event_retry_max_interval")
+    if s.reconcile_misfire_grace <= 0:
+        fail("reconcile_misfire_grace", "must be positive (seconds a late scheduled reconciliation may still start)")
+    if s.reconcile_stale_after < 60:
+        fail("reconcile_stale_after", "must be at least 60 seconds: a live run shows progress only every 100 "
+                                      "studies, and a shorter limit would end it as abandoned")
     if s.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         fail("log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if "://" not in s.database_url:

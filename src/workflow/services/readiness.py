@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from functools import cached_property
@@ -24,6 +24,7 @@ from workflow.store.models import Instance, InstanceLocation, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.store.readiness_models import ReadinessPending, ReadinessTimer, WorkitemInput
 from workflow.store.ups_models import Workitem, WorkitemSeqItem
+from workflow.services.worklist import input_rows
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
@@ -37,6 +38,8 @@ class ReadinessService:
         self.engine = engine
         self.policies = policies
         self.worklist = worklist  # applies the decision: rows, state, outbox
+        self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
+        self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
 
     # ------------------------------------------------------------------ triggers
 
@@ -55,14 +58,31 @@ class ReadinessService:
                                           set_={"generation": PENDING.c.generation + 1,
                                                 "marked_at": stmt.excluded.marked_at})
 
-    def run_pending(self, now: datetime, limit: int = 200) -> int:
+    def run_pending(self, now: datetime, limit: int = 200, quiet: float = 0.0,
+                    max_wait: float | None = None) -> int:
         """Evaluate the studies marked pending, each in its own transaction that also clears its mark
-        (unless a newer mark came meanwhile). Returns how many events were written."""
+        (unless a newer mark came meanwhile). Returns how many events were written.
+
+        A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
+        has waited `max_wait` seconds since this process first saw it pending: each pass reads the
+        whole study, so a pass per short pause would make a large study's cost grow with its square
+        and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
-            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation)
+            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()
+        if len(pending) < limit:  # marks another process cleared
+            self._waiting = {s: at for s, at in self._waiting.items() if s in {p[0] for p in pending}}
+        due, self.next_due = [], None
+        for study_uid, generation, marked_at in pending:
+            at = _aware(marked_at) + timedelta(seconds=quiet)
+            if max_wait is not None:
+                at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
+            if at <= now:
+                due.append((study_uid, generation))
+            else:
+                self.next_due = min(self.next_due or at, at)
         written = 0
-        for study_uid, generation in pending:
+        for study_uid, generation in due:
             with self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":
                     # Several servers on one database: one evaluates a study, the others skip it.
@@ -71,8 +91,12 @@ class ReadinessService:
                     if held is None:
                         continue
                 written += self.evaluate_study(conn, study_uid, now)
-                conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
-                                                   PENDING.c.generation == generation))
+                cleared = conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
+                                                             PENDING.c.generation == generation)).rowcount
+            if cleared:
+                self._waiting.pop(study_uid, None)
+            else:  # marked again while evaluated: the burst goes on, its wait starts now
+                self._waiting[study_uid] = now
         return written
 
     def pending(self) -> int:
@@ -195,7 +219,8 @@ class ReadinessService:
                   snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
         snapshot = snapshot or _StudySnapshot(conn, study_uid)
-        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot)
+        current = input_rows(conn, row.sop_instance_uid)  # read once: what is listed, and what to rewrite
+        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, frozenset(current))
         if policy is None or _declared_ready(row, facts):
             return 0
         ev = snapshot.evaluation(policy, facts)
@@ -206,16 +231,17 @@ class ReadinessService:
         decision = decide(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if decision is None:
             return 0
-        return self.worklist.apply_readiness(conn, row, decision, now, study_uid)
+        return self.worklist.apply_readiness(conn, row, decision, now, study_uid, current)
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
-               snapshot: "_StudySnapshot | None" = None):
+               snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
         study = snapshot or _StudySnapshot(conn, study_uid)
         policy = self.policies.policy_for(_workitem_facts(row, ds), study_uid, study.accessions)
         if policy is None:
             return None, None
-        listed = frozenset(conn.execute(select(INPUT.c.sop_instance_uid)
-                                        .where(INPUT.c.workitem_uid == row.sop_instance_uid)).scalars())
+        if listed is None:
+            listed = frozenset(conn.execute(select(INPUT.c.sop_instance_uid)
+                                            .where(INPUT.c.workitem_uid == row.sop_instance_uid)).scalars())
         facts = Facts(expected=study.expected, instances=study.instances, listed=listed,
                       last_ian_at=study.last_ian_at, now=now)
         return policy, facts

@@ -333,14 +333,16 @@ class WorklistService:
 
     # ------------------------------------------------------------------ readiness (the SCP's own changes)
 
-    def apply_readiness(self, conn: Connection, row, decision, now: datetime, study_uid: str) -> int:
+    def apply_readiness(self, conn: Connection, row, decision, now: datetime, study_uid: str,
+                        current: dict | None = None) -> int:
         """Write a readiness decision into a SCHEDULED workitem inside the caller's transaction: its
-        input rows, its Input Readiness State, and the State Report that change owes. Returns events."""
+        input rows, its Input Readiness State, and the State Report that change owes. Returns events.
+        `current`: the workitem's input rows by SOP Instance UID, when the caller has read them."""
         uid = row.sop_instance_uid
         wanted = {i.instance.sop_instance_uid: i for i in decision.inputs}
-        current = {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+        current = input_rows(conn, uid) if current is None else current
         stale = [u for u, r in current.items()
-                 if u not in wanted or _input_row(uid, wanted[u], study_uid) != dict(r._mapping)]
+                 if u not in wanted or _input_values(wanted[u], study_uid) != _row_values(r)]
         if stale:
             conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
         fresh = [_input_row(uid, i, study_uid) for u, i in wanted.items() if u not in current or u in stale]
@@ -409,6 +411,22 @@ def _empty(tag: str) -> dict[str, Any]:
         return {"vr": dictionary_VR(int(tag, 16)).split(" or ")[0]}
     except KeyError:
         return {"vr": "UN"}
+
+
+def input_rows(conn: Connection, uid: str) -> dict[str, Any]:
+    """The workitem's server-managed input rows, by SOP Instance UID."""
+    return {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+
+
+def _input_values(chosen, study_uid: str) -> tuple:
+    inst = chosen.instance
+    return (inst.sop_class_uid, study_uid, inst.series_instance_uid, chosen.ae_title, chosen.retrieve_url,
+            chosen.file_set_id, chosen.file_set_uid)
+
+
+def _row_values(r) -> tuple:
+    return (r.sop_class_uid, r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, r.retrieve_url,
+            r.file_set_id, r.file_set_uid)
 
 
 def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
