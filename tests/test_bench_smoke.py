@@ -27,3 +27,13 @@ def test_ups_find_benchmark_smoke():
     assert lines[0].split()[:2] == ["backend", "query"]
     assert any(line.startswith("SQLite") for line in lines)
     assert any("claims" in line for line in lines)
+
+
+def test_readiness_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "readiness.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["backend", "case"]
+    assert any("N-GET, 200 inputs" in line for line in lines)
+    assert any("200 instances, 20 IANs" in line for line in lines)
