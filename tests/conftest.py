@@ -84,6 +84,19 @@ test_settings.__test__ = False  # a helper, not a test
 
 
 @pytest.fixture(scope="module")
+def engine(database_url):
+    """The module's database, migrated, without a server (modules that need rows of their own
+    override it)."""
+    from workflow.store import migrate
+    from workflow.store.engine import make_engine
+
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="module")
 def server(database_url):
     app = App(test_settings(database_url))
     app.start()

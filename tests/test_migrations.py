@@ -12,6 +12,8 @@ import workflow.store.mpps_models  # noqa: F401
 import workflow.store.readiness_models  # noqa: F401
 import workflow.store.reconcile_models  # noqa: F401
 import workflow.store.procedure_models  # noqa: F401
+import workflow.store.schedule_models  # noqa: F401
+import workflow.store.inventory_models  # noqa: F401
 from workflow.store import migrate
 from workflow.store.engine import make_engine
 

@@ -16,20 +16,10 @@ from sqlalchemy import select, text
 from workflow.domain.holdings import Holding
 from workflow.domain.reconcile import Comparer, Discrepancy, Expected, Reason, Tally, Unreadable
 from workflow.services import reports
-from workflow.store import migrate
-from workflow.store.engine import make_engine
 from workflow.store.reconcile_models import COMPLETED, FAILED, ReconciliationRun
 
 HOSTILE = 'bad </td><script>alert("x")</script> & <img src=x onerror=alert(1)> "quoted", comma\r\nnewline ü'
 T0 = datetime(2026, 11, 23, 10, 0, 0, 123456, tzinfo=timezone.utc)
-
-
-@pytest.fixture(scope="module")
-def engine(database_url):
-    engine = make_engine(database_url)
-    migrate.upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 _archives = iter(range(1_000_000))

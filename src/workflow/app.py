@@ -14,6 +14,7 @@ from workflow.config import Settings
 from workflow.dimse.event_sender import EventSender
 from workflow.dimse.ian_scp import IanScp
 from workflow.dimse.mpps_scp import MppsScp
+from workflow.dimse.inventory_storage_scp import InventoryStorageScp
 from workflow.dimse.server import DicomServer
 from workflow.dimse.ups_scp import UpsScp
 from workflow.services.ingest import IngestService
@@ -46,7 +47,8 @@ class App:
         self.readiness_wake = threading.Event()
         self.ingest.notify = self.performed_steps.notify = self._changed
         self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
-                                 UpsScp(self.worklist), MppsScp(self.performed_steps))
+                                 UpsScp(self.worklist), MppsScp(self.performed_steps),
+                                 InventoryStorageScp(self.engine))
         self._housekeeping = threading.Event()
         # Scheduled reconciliation; None while no archive has a schedule (see jobs.py).
         self.scheduler: jobs.ReconcileScheduler | None = None

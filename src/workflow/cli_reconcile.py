@@ -1,4 +1,4 @@
-"""`wfm reconcile run` and `wfm report list|show|verify`: reconciliation runs and their reports.
+"""`wfm reconcile run|schedule` and `wfm report list|show|verify`: reconciliation runs and their reports.
 
 Progress goes to stderr, results to stdout; `reconcile run` ends with the run UID on its own line and
 exits 0 when the run completed, whatever it found, 1 when it failed.
@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 def cmd_reconcile_run(args, settings, engine) -> int:
     from workflow import reconcile_job
-    from workflow.services.reports import RunInProgress
+    from workflow.services.reports import RunEnded, RunInProgress
 
     target = _target(args, settings)
     if target is None:
@@ -24,7 +24,7 @@ def cmd_reconcile_run(args, settings, engine) -> int:
     try:
         result = reconcile_job.run(settings, engine, target, study_uids=tuple(args.study or ()),
                                    progress=lambda m: print(f"wfm reconcile: {m}", file=sys.stderr))
-    except RunInProgress as exc:
+    except (RunInProgress, RunEnded) as exc:  # RunEnded: ended as abandoned elsewhere while it ran
         print(f"wfm reconcile: {exc}", file=sys.stderr)
         return 1
     by_reason = {k: v for k, v in result.counts["by_reason"].items() if v}
@@ -131,6 +131,10 @@ def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
     p.add_argument("--count-shortcut", action="store_true",
                    help="skip the instance query of a study whose instance count agrees (opt-in)")
     p.set_defaults(func=wrap(cmd_reconcile_run))
+    p = rsub.add_parser("schedule", parents=[common],
+                        help="each configured archive: method, schedule, scope, next run and last run")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=wrap(_schedule))
 
     p = sub.add_parser("report", help="reconciliation reports")
     rsub = p.add_subparsers(dest="report_command", required=True)
@@ -145,3 +149,8 @@ def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
     p = rsub.add_parser("verify", parents=[common], help="check a report against its recorded SHA-256")
     p.add_argument("run_uid")
     p.set_defaults(func=wrap(cmd_report_verify))
+
+
+def _schedule(args, settings, engine) -> int:
+    from workflow.cli_schedule import cmd_reconcile_schedule
+    return cmd_reconcile_schedule(args, settings, engine)

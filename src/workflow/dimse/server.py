@@ -22,6 +22,7 @@ from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
 from workflow.dimse.ian_scp import IanScp
+from workflow.dimse.inventory_storage_scp import INVENTORY_STORAGE, InventoryStorageScp
 from workflow.dimse.mpps_scp import MppsScp
 from workflow.dimse.ups_scp import FIND_CLASSES, PUSH, UpsScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
@@ -63,6 +64,8 @@ SERVICES = (
     ServiceSpec("Unified Procedure Step - Watch", str(UnifiedProcedureStepWatch), "SCP",
                 "N-ACTION (subscribe, unsubscribe, suspend, request cancel), N-GET, C-FIND"),
     ServiceSpec("Unified Procedure Step - Query", str(UnifiedProcedureStepQuery), "SCP", "C-FIND"),
+    # Reconciliation: Inventory instances an archive C-MOVEs to this AE.
+    ServiceSpec("Inventory Storage", INVENTORY_STORAGE, "SCP", "C-STORE"),
 )
 # Sent by this server as SCU over associations it opens to subscribers.
 SCU_SERVICES = (
@@ -141,7 +144,8 @@ def build_ae(settings: Settings) -> NoDelayAE:
 
 
 class DicomServer:
-    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp, mpps_scp: MppsScp) -> None:
+    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp, mpps_scp: MppsScp,
+                 inventory_scp: InventoryStorageScp) -> None:
         self.settings = settings
         self.ae = build_ae(settings)
         self.in_flight = InFlight()
@@ -150,6 +154,7 @@ class DicomServer:
                                                PUSH: ups_scp.n_create, mpps: mpps_scp.n_create}
         self._n_set: dict[str, Callable] = {PUSH: ups_scp.n_set, mpps: mpps_scp.n_set}
         self.ups = ups_scp
+        self.inventory = inventory_scp
         self._server = None
 
     @property
@@ -164,6 +169,7 @@ class DicomServer:
             (evt.EVT_N_SET, self._route("RequestedSOPClassUID", self._n_set)),
             (evt.EVT_N_ACTION, self._route("RequestedSOPClassUID", {PUSH: self.ups.n_action})),
             (evt.EVT_C_FIND, self._on_c_find),
+            (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
@@ -223,6 +229,10 @@ class DicomServer:
                 yield status_dataset(statuses.Status(0x0122, "Failure", "SOP Class not supported")), None
                 return
             yield from self.ups.c_find(event)
+
+    def _on_c_store(self, event) -> int:
+        with self.in_flight.handler():
+            return self.inventory.c_store(event)
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor

@@ -47,16 +47,7 @@ class ReadinessService:
         """Inside an IAN's or MPPS's transaction: mark the study for evaluation by `run_pending`. An
         evaluation reads the whole study, so doing it once per burst of IANs keeps the cost per
         instance flat (bench/readiness.py). Returns 1: the caller wakes the worker after its commit."""
-        conn.execute(self._mark(conn), {"study": study_uid, "at": now})
-        return 1
-
-    def _mark(self, conn: Connection):
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
-                                              marked_at=bindparam("at"))
-        return stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
-                                          set_={"generation": PENDING.c.generation + 1,
-                                                "marked_at": stmt.excluded.marked_at})
+        return mark_pending(conn, study_uid, now)
 
     def run_pending(self, now: datetime, limit: int = 200, quiet: float = 0.0,
                     max_wait: float | None = None) -> int:
@@ -304,6 +295,19 @@ class _StudySnapshot:
             cls, series, first_at = head[uid]
             out.append(InstanceFacts(uid, cls, series, tuple(locations), _aware(first_at)))
         return tuple(out)
+
+
+def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
+    """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
+    finds it: the marks are rows). Returns 1."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
+                                          marked_at=bindparam("at"))
+    stmt = stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
+                                      set_={"generation": PENDING.c.generation + 1,
+                                            "marked_at": stmt.excluded.marked_at})
+    conn.execute(stmt, {"study": study_uid, "at": now})
+    return 1
 
 
 def _requests(key: str, values) -> Any:

@@ -93,7 +93,7 @@ class ReconcileService:
         seq, status, error = 1, COMPLETED, None
         try:
             for batch in _batches(self._findings(archive, holdings, scope, cutoff, comparer, progress,
-                                                 archive_error), 1000):
+                                                 archive_error, run_id), 1000):
                 with self.engine.begin() as conn:
                     seq = reports.record_findings(conn, run_id, batch, start_seq=seq)
         except ArchiveGone as exc:
@@ -122,7 +122,7 @@ class ReconcileService:
     # ------------------------------------------------------------------ the comparison
 
     def _findings(self, archive: Archive, holdings, scope: Scope, cutoff: datetime, comparer: Comparer,
-                  progress, archive_error) -> Iterator:
+                  progress, archive_error, run_id: int | None = None) -> Iterator:
         counts: dict[str, StudyCount] = {}
 
         def archive_studies() -> Iterator[str]:
@@ -136,6 +136,9 @@ class ReconcileService:
             done += 1
             if done % 100 == 0:
                 progress(f"{done} studies compared")
+                if run_id is not None:  # a long comparison without findings shows it is alive too
+                    with self.engine.begin() as conn:
+                        reports.heartbeat(conn, run_id)
             expected = list(self._expected(archive, pair.study_uid, cutoff)) if pair.expected else []
             if not pair.actual and not pair.expected:
                 continue

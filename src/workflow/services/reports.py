@@ -48,6 +48,11 @@ class RunInProgress(RuntimeError):
     """Another run for the same archive AE title is RUNNING."""
 
 
+class RunEnded(RuntimeError):
+    """The run is no longer RUNNING: it was ended elsewhere (abandoned by stale run recovery, or
+    interrupted by a shutdown), so nothing more is recorded for it and its recorded report stands."""
+
+
 # --- recording a run -----------------------------------------------------------------------------------
 
 def start_run(conn: Db, *, archive_ae_title: str, archive_host: str, archive_port: int, method: str,
@@ -56,11 +61,12 @@ def start_run(conn: Db, *, archive_ae_title: str, archive_host: str, archive_por
     """Insert a RUNNING run; (id, run_uid). The partial unique index refuses a second RUNNING run for
     the same AE title (raised as RunInProgress; the caller's transaction is then unusable)."""
     run_uid = new_run_uid()
+    started_at = started_at or datetime.now(timezone.utc)
     try:
         run_id = conn.execute(insert(_RUN).values(
             run_uid=run_uid, archive_ae_title=archive_ae_title, archive_host=archive_host,
             archive_port=archive_port, method=method, scope=_dumps(dict(scope)), cutoff=cutoff,
-            started_at=started_at or datetime.now(timezone.utc), status=RUNNING,
+            started_at=started_at, heartbeat_at=started_at, status=RUNNING,
             counts=_dumps(normalize_counts({})), software_version=software_version,
         ).returning(_RUN.c.id)).scalar_one()
     except IntegrityError as exc:
@@ -69,7 +75,10 @@ def start_run(conn: Db, *, archive_ae_title: str, archive_host: str, archive_por
 
 
 def record_findings(conn: Db, run_id: int, findings: Iterable[Discrepancy], *, start_seq: int = 1) -> int:
-    """Insert findings numbered from start_seq, BATCH rows per statement; returns the next seq."""
+    """Insert findings numbered from start_seq, BATCH rows per statement; returns the next seq. Also
+    a heartbeat: raises RunEnded (and nothing is inserted, once the caller's transaction rolls back)
+    when the run was ended elsewhere."""
+    heartbeat(conn, run_id)  # first: on PostgreSQL it locks the run row against a concurrent abandon
     seq = start_seq
     rows: list[dict] = []
     for d in findings:
@@ -98,8 +107,46 @@ def finish_run(conn: Db, run: int | Any, counts: Tally | Mapping[str, Any], *, s
     if status == COMPLETED and given["by_reason"] != stored:
         raise ValueError(f"counts by reason {given['by_reason']} disagree with the recorded findings {stored}")
     given["by_reason"] = stored
-    conn.execute(update(_RUN).where(_RUN.c.id == run_id).values(
+    ended = conn.execute(update(_RUN).where(_RUN.c.id == run_id, _RUN.c.status == RUNNING).values(
         status=status, error=error, ended_at=ended_at or datetime.now(timezone.utc), counts=_dumps(given)))
+    if ended.rowcount == 0:  # ended once already: its recorded report must not be rewritten
+        raise RunEnded(f"reconciliation run {run_id} is no longer running")
+    return _record_report(conn, run_id)
+
+
+def heartbeat(conn: Db, run_id: int, at: datetime | None = None) -> None:
+    """A sign of life of a RUNNING run (the service calls it every 100 studies, and with each batch
+    of findings). Raises RunEnded when the run was ended elsewhere: the caller must stop."""
+    alive = conn.execute(update(_RUN).where(_RUN.c.id == run_id, _RUN.c.status == RUNNING)
+                         .values(heartbeat_at=at or datetime.now(timezone.utc)))
+    if alive.rowcount == 0:
+        raise RunEnded(f"reconciliation run {run_id} is no longer running (ended elsewhere)")
+
+
+def abandon_stale(conn: Db, stale_before: datetime, *, now: datetime | None = None) -> list[tuple[str, str]]:
+    """End every RUNNING run with no heartbeat since `stale_before` (its process died, or hangs) as
+    FAILED "abandoned: no progress since ...": counts by reason as recorded so far, the report and its
+    SHA-256 recorded, so `wfm report verify` works on it. Returns (run UID, archive AE title) of each."""
+    last = func.coalesce(_RUN.c.heartbeat_at, _RUN.c.started_at)
+    stale = (_RUN.c.status == RUNNING) & (last < stale_before)
+    ended = []
+    for run in conn.execute(select(_RUN.c.id, _RUN.c.run_uid, _RUN.c.archive_ae_title, _RUN.c.counts,
+                                   last.label("last"))
+                            .where(stale).order_by(_RUN.c.id)).all():
+        counts = normalize_counts(json.loads(run.counts))
+        counts["by_reason"] = _reasons_in_rows(conn, run.id)
+        # The staleness is checked again in the UPDATE itself: a run that beat meanwhile is left alone.
+        done = conn.execute(update(_RUN).where(_RUN.c.id == run.id, stale).values(
+            status=FAILED, error=f"abandoned: no progress since {_iso(run.last)}",
+            ended_at=now or datetime.now(timezone.utc), counts=_dumps(counts)))
+        if done.rowcount:
+            _record_report(conn, run.id)
+            ended.append((run.run_uid, run.archive_ae_title))
+    return ended
+
+
+def _record_report(conn: Db, run_id: int) -> str:
+    """The canonical JSON of the run as now stored, and its SHA-256 (returned), on the run row."""
     row = _run(conn, run_id)
     digest, recorded = _digest(canonical_chunks(row, _findings(conn, run_id)), keep=RECORD_LIMIT)
     conn.execute(update(_RUN).where(_RUN.c.id == run_id).values(

@@ -56,6 +56,9 @@ class ReconciliationRun(SQLModel, table=True):
     # The canonical JSON as recorded at the end; NULL when larger than reports.RECORD_LIMIT (the
     # SHA-256 is always recorded and verifies against the rows).
     report_json: Optional[str] = Field(default=None, sa_column=Column(Text))
+    # Last sign of life of a RUNNING run (its start, each batch of findings, every 100 studies): a run
+    # whose process died stops beating and is ended as FAILED "abandoned" (services/reports.py).
+    heartbeat_at: Optional[datetime] = None
 
 
 class DiscrepancyRow(SQLModel, table=True):
