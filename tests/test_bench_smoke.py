@@ -37,3 +37,22 @@ def test_readiness_benchmark_smoke():
     assert lines[0].split()[:2] == ["backend", "case"]
     assert any("N-GET, 200 inputs" in line for line in lines)
     assert any("200 instances, 20 IANs" in line for line in lines)
+
+
+def test_reconcile_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "reconcile.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["backend", "method", "seconds"]
+    rows = [line for line in lines if line.startswith("SQLite")]
+    assert [row.split()[1] for row in rows] == ["inventory", "query"]
+    # Both paths find the discrepancies the script seeded, and only those.
+    assert all('"MISSING_IN_ARCHIVE": 25' in row and '"UNEXPECTED_IN_ARCHIVE": 5' in row for row in rows)
+
+
+def test_inventory_parse_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "inventory_parse.py"), "--smoke"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "stream reader: 200 instances" in result.stdout and "ratio per instance" in result.stdout

@@ -41,6 +41,9 @@ class Reconcile:
     retrieve: str = "get"
     # The Retrieve AE Title IANs name for this archive's holdings (default: its AE title).
     retrieve_ae_title: str = ""
+    # Inventory path: use a COMPLETE inventory the archive already holds if taken within this many
+    # hours (instances announced after it was taken are not checked); 0: always request a new one.
+    inventory_max_age_hours: float = 24.0
     # Query path only: skip the IMAGE-level query of a study whose instance count agrees.
     count_shortcut: bool = False
     # report: findings are only reported; mark_unavailable: instances missing in the archive are marked
@@ -253,12 +256,16 @@ def _reconcile(entry: Any, where: str) -> Reconcile:
     retrieve_ae = entry.get("retrieve_ae_title", "")
     if retrieve_ae and not AE_TITLE_RE.match(str(retrieve_ae)):
         raise ConfigError(f"{where}: key 'retrieve_ae_title': {retrieve_ae!r} is not a valid AE title")
+    max_age = entry.get("inventory_max_age_hours", 24.0)
+    if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
+        raise ConfigError(f"{where}: key 'inventory_max_age_hours': {max_age!r} is not a number of hours (0 or more)")
     for key in ("count_shortcut",):
         if not isinstance(entry.get(key, False), bool):
             raise ConfigError(f"{where}: key '{key}': expected true or false")
     return Reconcile(method=choice("method", RECONCILE_METHODS), schedule=schedule.strip(), days=days,
                      modalities=tuple(m.strip() for m in modalities), retrieve=choice("retrieve", INVENTORY_RETRIEVE),
                      retrieve_ae_title=str(retrieve_ae), count_shortcut=entry.get("count_shortcut", False),
+                     inventory_max_age_hours=float(max_age),
                      feedback=choice("feedback", FEEDBACK_MODES))
 
 

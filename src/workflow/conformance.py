@@ -58,26 +58,62 @@ def _policies_section(configured: str) -> str:
 def render_reconciliation() -> str:
     from workflow.domain.reconcile import MEANING
     from workflow.services.reconcile import GIVE_UP_AFTER
-    return f"""#### 3.2.9 SOP specific conformance: Study Root Query/Retrieve FIND SCU (reconciliation)
+    return f"""#### 3.2.9 SOP specific conformance: reconciliation (Inventory Q/R and Creation SCU, Study Root FIND SCU, Inventory Storage SCP)
 
-`wfm reconcile run` compares what IANs announced at an archive (instance locations whose Retrieve AE
-Title is the archive's, or `--retrieve-ae`) with what the archive answers, over one association
-proposing Study Root FIND (Explicit and Implicit VR Little Endian). It asks STUDY level for the
-studies in scope (all by default; Study Date range for `--days`; Modalities in Study; a Study
-Instance UID list) with Number of Study Related Series and Instances, then IMAGE level per study
-(SOP Class and Instance UID, Series Instance UID, Instance Availability, Retrieve URL; Retrieve AE
-Title as the archive adds it). Studies are merged in Study Instance UID order, so memory holds one
-study at a time. A study whose instance count agrees is taken as matching without the IMAGE query only
-with `--count-shortcut`. The expected holdings are fixed at the run's cut-off: instances notified after
-it are not compared. Availability is compared only when the archive reports it, Retrieve AE Title and
-URL only when both sides have one. A study the archive fails to answer for is one ARCHIVE_ERROR (its
-instances are never reported missing); after {GIVE_UP_AFTER} such studies in a row the run ends FAILED.
-Runs, findings and the SHA-256 of the report's canonical JSON are stored (`wfm report list|show|verify`).
-The default policy only reports; nothing the run finds changes availability or readiness.
+A reconciliation compares what IANs announced at an archive (instance locations whose Retrieve AE
+Title is the archive's, or its `retrieve_ae_title`) with what the archive holds. It runs on demand
+(`wfm reconcile run`) or on a cron schedule per archive (`[remote_ae.reconcile]`, section 3.4); one run
+per archive at a time, and with several servers on one database a scheduled firing runs once. The
+holdings come from one of two paths, chosen by `method`: `inventory`, `query`, or `auto`, which
+proposes Inventory FIND, GET, MOVE, Creation, Repository Query and Study Root FIND on one association
+and takes the Inventory path when Inventory FIND and the configured retrieve service are accepted,
+else the query path.
+
+**Inventory path (Sup 223).** Inventory FIND looks for a COMPLETE, INSTANCE-level inventory taken
+within `inventory_max_age_hours` (default 24; 0: always a new one) whose Scope of Inventory covers the
+run's scope (matches are grouped per tree and only a root whose Incorporated Inventory Instance
+Sequence accounts for the whole group is used). Otherwise Inventory Creation: N-ACTION type 11
+(Initiate: Inventory Level INSTANCE, Scope of Inventory, a new Transaction UID, Requested Status
+Interval) on the Storage Management SOP Instance 1.2.840.10008.5.1.4.1.1.201.1.1; N-EVENT-REPORT 11
+(terminated with instances), 12 (status) and 13 (terminated without instances) are followed, and
+N-ACTION type 12 (Request Status) polls after 20 s without an event or when the event association
+closes. The root and every incorporated instance are retrieved by C-GET (Inventory Storage in the
+SCP role on the same association) or, with `retrieve = "move"`, by C-MOVE to this AE, whose Inventory
+Storage SCP keeps them in the database. Inventory instances are read as a stream (Explicit and
+Implicit VR Little Endian, defined or undefined lengths), never whole: memory does not grow with the
+archive. A FAILURE or CANCELED production, a failed retrieval or a tree whose record counts do not add
+up ends the run FAILED. A PARTIAL inventory is used for the studies it lists; an announced study it
+does not list is one ARCHIVE_ERROR, never missing (so too with a `days` scope, which the archive
+applies by Study Date, an attribute IANs do not carry). Instance availability is taken from the
+instance record, or from a series or study record that says ONLINE; Removed from Operational Use at
+any level counts; the Retrieve AE Title from the study record or the Study Access End Points.
+
+**Query path.** One association proposing Study Root FIND (Explicit and Implicit VR Little Endian):
+STUDY level for the studies in scope (all by default; Study Date range for `days`; Modalities in
+Study; a Study Instance UID list) with Number of Study Related Series and Instances, then IMAGE level
+per study (SOP Class and Instance UID, Series Instance UID, Instance Availability, Retrieve URL;
+Retrieve AE Title as the archive adds it). Memory holds one study at a time. A study whose instance
+count agrees is taken as matching without the IMAGE query only with `count_shortcut`. A study the
+archive fails to answer for is one ARCHIVE_ERROR; after {GIVE_UP_AFTER} such studies in a row the run ends FAILED.
+Repository Query is not used.
+
+**Both paths.** The expected holdings are fixed at the run's cut-off (its start, or the time a
+ready-made inventory was taken if earlier): instances notified after it are not compared. Both sides
+are merge-joined in key order (the archive's records through a disk spool). Availability is compared
+only when the archive reports it, Retrieve AE Title and URL only when both sides have one. Runs,
+findings and the SHA-256 of the report's canonical JSON are stored (`wfm report list|show|verify`); a
+run whose process died is ended FAILED ("abandoned") after `reconcile_stale_after` seconds without
+progress. With the default `feedback = "report"` nothing a run finds changes availability or
+readiness. With `feedback = "mark_unavailable"`, after a COMPLETED run, an instance missing at the
+archive or Removed from Operational Use becomes UNAVAILABLE at that archive, one reported with another
+availability takes the archive's, unless an IAN touched it after the cut-off; the studies concerned
+are evaluated for readiness again (section 3.2.6).
 
 {_table(("Finding", "Meaning"), [(str(r), m) for r, m in MEANING.items()])}
 
-Inventory Query/Retrieve (Sup 223), Inventory Creation and Repository Query are not used yet.
+The Inventory Storage SCP accepts only Inventory Storage instances (any other SOP class is not
+negotiated), stores each as received in its own transaction before answering Success (0000), and
+answers A700 (Out of Resources) when it cannot.
 """
 
 
@@ -106,7 +142,11 @@ def render(site: Settings | None = None) -> str:
         ("First event retry delay (s)", "`event_retry_initial`", f"{d.event_retry_initial:g}"),
         ("Longest event retry delay (s)", "`event_retry_max_interval`", f"{d.event_retry_max_interval:g}"),
         ("Time before an event is undeliverable (s)", "`event_retry_for`", f"{d.event_retry_for:g}"),
-        ("Peers (event subscribers, status change recipients)", "`[[remote_ae]]`", "none"),
+        ("Peers (event subscribers, status change recipients, archives)", "`[[remote_ae]]`", "none"),
+        ("Reconciliation of an archive: method, cron schedule, scope, retrieve, feedback",
+         "`[remote_ae.reconcile]`", "none (manual runs: auto, whole archive, C-GET, report only)"),
+        ("A RUNNING reconciliation without progress is abandoned after (s)", "`reconcile_stale_after`",
+         f"{d.reconcile_stale_after:g}"),
     ]
     attr_list = ", ".join(f"{s.hex}" for s in (statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE))
     return f"""# DICOM Conformance Statement: wfm, the open DICOM workflow manager

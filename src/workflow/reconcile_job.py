@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, replace
+from datetime import timedelta, timezone
+from pathlib import Path
 from typing import Callable
 
 from sqlalchemy import Engine
 
 from workflow.config import Reconcile, RemoteAE, Settings
-from workflow.services.reconcile import Archive, ReconcileService, RunResult, Scope
+from workflow.services.reconcile import Archive, ReconcileService, RunResult, Scope, client_scope
 
 log = logging.getLogger("workflow.reconcile")
 
@@ -62,8 +64,9 @@ def choose_method(settings: Settings, target: Target) -> str:
 
 def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[str, ...] = (),
         progress: Callable[[str], None] = lambda message: None) -> RunResult:
-    """Reconcile `target` now. Raises RunInProgress when a run of this archive is already RUNNING."""
-    from workflow.dimse.holdings_query import ArchiveError, StudyRootHoldings
+    """Reconcile `target` now, then apply its feedback policy. Raises RunInProgress when a run of
+    this archive is already RUNNING."""
+    from workflow.dimse.holdings_query import ArchiveError
 
     service = ReconcileService(engine)
     archive, scope = target.archive(), target.scope(study_uids)
@@ -71,11 +74,85 @@ def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[st
         method = choose_method(settings, target)
     except (ArchiveError, MethodUnavailable) as exc:
         return service.failed(archive, target.reconcile.method, scope, f"method could not be chosen: {exc}")
+    progress(f"method: {method}")
     if method == "inventory":
-        return service.failed(archive, method, scope, "the Inventory path is not available yet")
+        result = _run_inventory(settings, engine, target, archive, scope, progress)
+    else:
+        result = _run_query(settings, service, target, archive, scope, progress)
+    if target.reconcile.feedback == "mark_unavailable" and result.status == "COMPLETED":
+        from workflow.services import reconcile_feedback
+        done = reconcile_feedback.apply(engine, result.run_uid, archive.retrieve_ae)
+        progress(f"feedback: {done.instances_changed} instance(s) changed in {done.studies_marked} studies")
+    return result
+
+
+def _run_query(settings: Settings, service: ReconcileService, target: Target, archive: Archive, scope: Scope,
+               progress) -> RunResult:
+    from workflow.dimse.holdings_query import ArchiveError, StudyRootHoldings
+
     holdings = StudyRootHoldings(settings.ae_title, target.ae_title, target.host, target.port,
                                  timeout=settings.network_timeout)
     try:  # not `with holdings`: an archive that cannot be reached is a FAILED run on record
         return service.run(archive, holdings, scope, progress=progress, archive_error=ArchiveError)
     finally:
         holdings.close()
+
+
+def _run_inventory(settings: Settings, engine: Engine, target: Target, archive: Archive, scope: Scope,
+                   progress) -> RunResult:
+    import tempfile
+
+    from workflow.dimse.holdings_query import ArchiveError
+    from workflow.dimse.inventory_client import InventoryHoldings
+    from workflow.services.reconcile_inventory import InventoryReconciler
+
+    with tempfile.TemporaryDirectory(prefix="wfm-inventory-") as directory:
+        receiver = DatabaseReceiver(engine, directory) if target.reconcile.retrieve == "move" else None
+        client = InventoryHoldings(settings.ae_title, target.ae_title, target.host, target.port,
+                                   timeout=settings.network_timeout, directory=directory,
+                                   retrieve=target.reconcile.retrieve, receiver=receiver, progress=progress,
+                                   max_age=timedelta(hours=target.reconcile.inventory_max_age_hours))
+        source = _InventorySource(client, scope)
+        return InventoryReconciler(engine, spool_dir=directory).run(archive, source, scope, progress=progress,
+                                                                   archive_error=ArchiveError)
+
+
+class _InventorySource:
+    """The Inventory client as services.reconcile_inventory sees it."""
+
+    def __init__(self, client, scope: Scope) -> None:
+        self.client, self.scope = client, scope
+
+    def fetch(self, progress):
+        from workflow.services.reconcile_inventory import Inventory
+
+        found = self.client.fetch(client_scope(self.scope))
+        # One produced at our request began after the run did: the run's start is the cut-off. One found
+        # ready-made was taken at its Content Date and Time (the archive's local time, to the second).
+        taken = None if found.created else found.content_datetime
+        return Inventory(found.root_uid, found.completion, taken.astimezone(timezone.utc) if taken else None,
+                         found.holdings)
+
+
+class DatabaseReceiver:
+    """Inventory instances C-MOVEd to this server: the Storage SCP of whichever `wfm serve` process
+    took the sub-association stored them in the database; they are written to `directory` here."""
+
+    def __init__(self, engine: Engine, directory: str) -> None:
+        self.engine, self.directory = engine, Path(directory)
+
+    def expect(self, sop_uids) -> None:
+        pass  # the Storage SCP keeps every Inventory instance it is sent
+
+    def wait(self, sop_uid: str, timeout: float):
+        from workflow.dimse.inventory_client import ReceivedInstance
+        from workflow.services import received_inventories
+
+        got = received_inventories.wait(self.engine, sop_uid, timeout)
+        if got is None:
+            raise TimeoutError(f"Inventory instance {sop_uid} did not arrive at this server's Storage SCP "
+                               f"(is `wfm serve` running, and does the archive know this AE's address?)")
+        syntax, data = got
+        path = self.directory / f"{sop_uid}.raw"
+        path.write_bytes(data)
+        return ReceivedInstance(path, syntax)

@@ -70,9 +70,18 @@ SERVICES = (
 # Sent by this server as SCU over associations it opens to subscribers.
 SCU_SERVICES = (
     ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStepEvent), "SCU", "N-EVENT-REPORT"),
-    # Reconciliation (`wfm reconcile run`): an archive's holdings, study by study.
+    # Reconciliation (`wfm reconcile run`): an archive's holdings, study by study (query path) ...
     ServiceSpec("Study Root Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.2.2.1", "SCU",
                 "C-FIND"),
+    # ... or as one Inventory (Inventory path, Sup 223).
+    ServiceSpec("Inventory Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.1.201.2", "SCU",
+                "C-FIND"),
+    ServiceSpec("Inventory Query/Retrieve Information Model - GET", "1.2.840.10008.5.1.4.1.1.201.4", "SCU",
+                "C-GET (with Inventory Storage in the SCP role)"),
+    ServiceSpec("Inventory Query/Retrieve Information Model - MOVE", "1.2.840.10008.5.1.4.1.1.201.3", "SCU",
+                "C-MOVE (to this AE's Inventory Storage SCP)"),
+    ServiceSpec("Inventory Creation", "1.2.840.10008.5.1.4.1.1.201.5", "SCU",
+                "N-ACTION (types 11 and 12); receives N-EVENT-REPORT 11, 12, 13"),
 )
 
 

@@ -92,7 +92,7 @@ class ReconcileService:
         comparer = Comparer(rules, Tally())
         seq, status, error = 1, COMPLETED, None
         try:
-            for batch in _batches(self._findings(archive, holdings, scope, cutoff, comparer, progress,
+            for batch in batches(self._findings(archive, holdings, scope, cutoff, comparer, progress,
                                                  archive_error, run_id), 1000):
                 with self.engine.begin() as conn:
                     seq = reports.record_findings(conn, run_id, batch, start_seq=seq)
@@ -127,7 +127,7 @@ class ReconcileService:
 
         def archive_studies() -> Iterator[str]:
             # Sorted for the merge; the archive's order is its own. Study-level records only.
-            for c in sorted(holdings.studies(_client_scope(scope)), key=lambda c: c.study_uid):
+            for c in sorted(holdings.studies(client_scope(scope)), key=lambda c: c.study_uid):
                 counts[c.study_uid] = c
                 yield c.study_uid
 
@@ -183,10 +183,12 @@ class ReconcileService:
                                    r.availability, archive.retrieve_ae, r.retrieve_url or ""), settled)
 
 
-def _client_scope(scope: Scope):
+def client_scope(scope: Scope):
+    """The scope as the archive clients take it (dimse.holdings_query.HoldingsScope's fields; a
+    plain namespace, since services do not import the DIMSE layer)."""
     from types import SimpleNamespace
     since = date.today() - timedelta(days=scope.days) if scope.days is not None else None
-    return SimpleNamespace(since=since, modalities=scope.modalities, study_uids=scope.study_uids)
+    return SimpleNamespace(since=since, modalities=tuple(scope.modalities), study_uids=tuple(scope.study_uids))
 
 
 def _counts_agree(count: StudyCount, expected: list[Expected]) -> bool:
@@ -198,7 +200,7 @@ def _aware(at: datetime) -> datetime:
     return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
-def _batches(items: Iterator, size: int) -> Iterator[list]:
+def batches(items: Iterator, size: int) -> Iterator[list]:
     batch = []
     for item in items:
         batch.append(item)

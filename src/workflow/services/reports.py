@@ -74,6 +74,15 @@ def start_run(conn: Db, *, archive_ae_title: str, archive_host: str, archive_por
     return run_id, run_uid
 
 
+def set_source(conn: Db, run_id: int, cutoff: datetime, source: Mapping[str, Any]) -> None:
+    """Once the archive's holdings are in hand: the run's cut-off (an inventory taken before the run
+    started moves it back) and what the holdings came from (kept in the scope, under "source")."""
+    scope = json.loads(conn.execute(select(_RUN.c.scope).where(_RUN.c.id == run_id)).scalar_one())
+    scope["source"] = dict(source)
+    conn.execute(update(_RUN).where(_RUN.c.id == run_id, _RUN.c.status == RUNNING)
+                 .values(cutoff=cutoff, scope=_dumps(scope), heartbeat_at=datetime.now(timezone.utc)))
+
+
 def record_findings(conn: Db, run_id: int, findings: Iterable[Discrepancy], *, start_seq: int = 1) -> int:
     """Insert findings numbered from start_seq, BATCH rows per statement; returns the next seq. Also
     a heartbeat: raises RunEnded (and nothing is inserted, once the caller's transaction rolls back)
