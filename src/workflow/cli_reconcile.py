@@ -23,15 +23,33 @@ def cmd_reconcile_run(args, settings, engine) -> int:
         return 2
     try:
         result = reconcile_job.run(settings, engine, target, study_uids=tuple(args.study or ()),
-                                   progress=lambda m: print(f"wfm reconcile: {m}", file=sys.stderr))
+                                   progress=_progress(sys.stderr))
     except (RunInProgress, RunEnded) as exc:  # RunEnded: ended as abandoned elsewhere while it ran
         print(f"wfm reconcile: {exc}", file=sys.stderr)
         return 1
+    if sys.stderr.isatty():
+        print(file=sys.stderr)  # end the status line
     by_reason = {k: v for k, v in result.counts["by_reason"].items() if v}
     print(f"{result.status}: {json.dumps(by_reason) if by_reason else 'no discrepancies'}"
           + (f" ({result.error})" if result.error else ""), file=sys.stderr)
     print(result.run_uid)
     return 0 if result.status == "COMPLETED" else 1
+
+
+def _progress(out):
+    """Progress on stderr: one status line rewritten in place on a terminal (with the seconds since
+    the start), one line per step otherwise (logs, cron mail)."""
+    import time
+    started = time.monotonic()
+
+    def show(message: str) -> None:
+        text = f"wfm reconcile [{time.monotonic() - started:6.1f} s] {message}"
+        if out.isatty():
+            out.write("\r\033[K" + text[:150])
+            out.flush()
+        else:
+            print(text, file=out)
+    return show
 
 
 def _target(args, settings):
