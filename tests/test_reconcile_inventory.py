@@ -128,6 +128,18 @@ def test_an_archive_that_is_gone_gives_a_failed_run_and_nothing_missing(server, 
         archive.faults.creation_fail_after = None
     assert failed.status == FAILED and "inventory could not be obtained" in failed.error
     assert findings(server.engine, failed.run_uid) == set()
+    archive.faults.abort_after(1)  # the archive drops an association once, mid-run
+    try:
+        dropped = reconcile(server, archive, seeded.study_uids)
+    finally:
+        archive.faults.disarm()
+    # Where the events come, the client asks again on a new association and the run completes; during
+    # a retrieval the run fails. Either way nothing is reported missing because of it.
+    assert findings(server.engine, dropped.run_uid) == set()
+    if dropped.status == COMPLETED:
+        assert json.loads(run_row(server.engine, dropped.run_uid).counts)["totals"]["matched"] == 4
+    else:
+        assert dropped.status == FAILED and "inventory could not be obtained" in dropped.error
     nobody = Target(AET, "127.0.0.1", 1, Reconcile(method="inventory"))  # nothing listens on port 1
     gone = reconcile_job.run(server.settings, server.engine, nobody, study_uids=tuple(seeded.study_uids))
     assert gone.status == FAILED and findings(server.engine, gone.run_uid) == set()

@@ -60,9 +60,11 @@ class App:
         self.dicom.start()
         self.worklist.status_change("RESTARTED")
         self.events.start()
-        threading.Thread(target=self._purge_loop, name="wfm-retention", daemon=True).start()
-        threading.Thread(target=self._timer_loop, name="wfm-readiness-timers", daemon=True).start()
-        threading.Thread(target=self._readiness_loop, name="wfm-readiness", daemon=True).start()
+        self._workers = [threading.Thread(target=loop, name=name, daemon=True) for loop, name in (
+            (self._purge_loop, "wfm-retention"), (self._timer_loop, "wfm-readiness-timers"),
+            (self._readiness_loop, "wfm-readiness"))]
+        for worker in self._workers:
+            worker.start()
         if jobs.scheduled_archives(self.settings):
             self.scheduler = jobs.ReconcileScheduler(self.settings, self.engine)
             self.scheduler.start()
@@ -75,6 +77,8 @@ class App:
             self.scheduler.shutdown()
         clean = self.dicom.stop()
         self._housekeeping.set()
+        for worker in getattr(self, "_workers", ()):  # a pass under way finishes before the engine goes
+            worker.join(max(1.0, grace_ends - time.monotonic()))
         # Subscribers hear we are going down; what cannot be delivered now stays owed.
         self.events.stop()
         self.worklist.status_change("GOING DOWN")
@@ -112,8 +116,10 @@ class App:
         while not self._housekeeping.is_set():
             due = self.readiness.next_due
             timeout = 1.0 if due is None else min(1.0, max(0.0, (due - utcnow()).total_seconds()))
-            if self.readiness_wake.wait(timeout) and self._housekeeping.wait(delay):
-                return  # woken by a mark: the wait lets the rest of its burst arrive
+            if self.readiness_wake.wait(timeout):
+                self._housekeeping.wait(delay)  # woken by a mark: the wait lets the rest of its burst arrive
+            if self._housekeeping.is_set():
+                return
             self.readiness_wake.clear()
             started = time.monotonic()
             try:
