@@ -13,6 +13,7 @@ import logging
 from datetime import datetime
 
 from sqlalchemy import Connection, exists, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.domain.availability import Availability
 from workflow.domain.json_model import first, items
@@ -93,12 +94,9 @@ def _ensure(conn: Connection, study_uid: str, names: dict[tuple[str, str], set[s
             conn.execute(update(RP).where(RP.c.id == bare.id).values(
                 accession_number=key[0], requested_procedure_id=key[1], updated_at=now))
         else:
-            conn.execute(RP.insert().values(study_instance_uid=study_uid, accession_number=key[0],
-                                            requested_procedure_id=key[1], state="REQUESTED", sources="",
-                                            created_at=now, updated_at=now))
+            _insert(conn, study_uid, key, now)
     if ("", "") in names and not specific and ("", "") not in rows:
-        conn.execute(RP.insert().values(study_instance_uid=study_uid, accession_number="", requested_procedure_id="",
-                                        state="REQUESTED", sources="", created_at=now, updated_at=now))
+        _insert(conn, study_uid, ("", ""), now)
     out = []
     for row in conn.execute(select(RP).where(RP.c.study_instance_uid == study_uid).order_by(RP.c.id)):
         kinds = set(filter(None, row.sources.split(","))) | names.get(
@@ -108,6 +106,17 @@ def _ensure(conn: Connection, study_uid: str, names: dict[tuple[str, str], set[s
             conn.execute(update(RP).where(RP.c.id == row.id).values(sources=sources))
         out.append(row)
     return out
+
+
+def _insert(conn: Connection, study_uid: str, key: tuple[str, str], now: datetime) -> None:
+    """A new REQUESTED row, unless a concurrent transaction (the readiness worker evaluating the study
+    while a workitem N-CREATE does) inserted it first: on PostgreSQL this waits for that one's commit,
+    then does nothing, where a plain INSERT would fail the caller's whole request."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(dialect.insert(RP).values(
+        study_instance_uid=study_uid, accession_number=key[0], requested_procedure_id=key[1], state="REQUESTED",
+        sources="", created_at=now, updated_at=now).on_conflict_do_nothing(
+        index_elements=[RP.c.study_instance_uid, RP.c.accession_number, RP.c.requested_procedure_id]))
 
 
 def _same_request(row, step: _Step) -> bool:
