@@ -14,7 +14,7 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import Connection, Engine, select, text, update
 
 from workflow.config import Settings
-from workflow.store.engine import reading
+from workflow.store.engine import aware, reading
 from workflow.store.ups_models import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
@@ -58,7 +58,7 @@ class Outbox:
         with reading(self.engine) as conn:
             heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
                                  .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
-        return sorted(ae for ae, next_at in heads if _aware(next_at) <= now)
+        return sorted(ae for ae, next_at in heads if aware(next_at) <= now)
 
     def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
         t = OutboxEvent.__table__
@@ -91,7 +91,7 @@ class Outbox:
         with reading(self.engine) as conn:
             value = conn.execute(select(t.c.next_attempt_at).where(t.c.status == PENDING)
                                  .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
-        return _aware(value) if value else None
+        return aware(value) if value else None
 
     def delivered(self, event_id: int, now: datetime) -> None:
         t = OutboxEvent.__table__
@@ -104,7 +104,7 @@ class Outbox:
         s = self.settings
         attempts = event.attempts + 1
         delay = min(s.event_retry_max_interval, s.event_retry_initial * 2 ** (attempts - 1))
-        give_up = now - _aware(event.created_at) >= timedelta(seconds=s.event_retry_for)
+        give_up = now - aware(event.created_at) >= timedelta(seconds=s.event_retry_for)
         status = UNDELIVERABLE if give_up else PENDING
         t = OutboxEvent.__table__
         with self.engine.begin() as conn:
@@ -137,9 +137,6 @@ def _owed(row) -> OwedEvent:
                      json.loads(row.event_json), row.attempts, row.created_at)
 
 
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-
 
 def _iso(at: datetime | None) -> str | None:
-    return _aware(at).isoformat().replace("+00:00", "Z") if at else None
+    return aware(at).isoformat().replace("+00:00", "Z") if at else None

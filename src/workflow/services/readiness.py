@@ -19,7 +19,7 @@ from workflow.domain.json_model import first, items
 from workflow.domain.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
                                     evaluate)
 from workflow.services import requested_procedures as procedures
-from workflow.store.engine import reading
+from workflow.store.engine import aware, reading
 from workflow.store.models import Instance, InstanceLocation, Notification
 from workflow.store.mpps_models import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.store.readiness_models import ReadinessPending, ReadinessTimer, WorkitemInput
@@ -65,7 +65,7 @@ class ReadinessService:
             self._waiting = {s: at for s, at in self._waiting.items() if s in {p[0] for p in pending}}
         due, self.next_due = [], None
         for study_uid, generation, marked_at in pending:
-            at = _aware(marked_at) + timedelta(seconds=quiet)
+            at = aware(marked_at) + timedelta(seconds=quiet)
             if max_wait is not None:
                 at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
             if at <= now:
@@ -260,7 +260,7 @@ class _StudySnapshot:
     @cached_property
     def last_ian_at(self) -> datetime | None:
         note = Notification.__table__
-        return _aware(self.conn.execute(select(func.max(note.c.received_at))
+        return aware(self.conn.execute(select(func.max(note.c.received_at))
                                         .where(note.c.study_instance_uid == self.study_uid)).scalar())
 
     @cached_property
@@ -289,11 +289,11 @@ class _StudySnapshot:
         for r in rows:
             head[r.sop_instance_uid] = (r.sop_class_uid, r.series_instance_uid, r.first_notified_at)
             grouped[r.sop_instance_uid].append((r.retrieve_ae_title, Availability(r.availability), r.retrieve_url,
-                                                _aware(r.notified_at), r.file_set_id, r.file_set_uid))
+                                                aware(r.notified_at), r.file_set_id, r.file_set_uid))
         out = []
         for uid, locations in grouped.items():
             cls, series, first_at = head[uid]
-            out.append(InstanceFacts(uid, cls, series, tuple(locations), _aware(first_at)))
+            out.append(InstanceFacts(uid, cls, series, tuple(locations), aware(first_at)))
         return tuple(out)
 
 
@@ -338,14 +338,9 @@ def _studies_of(ds: dict, study_uid: str | None) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _aware(at: datetime | None) -> datetime | None:
-    if at is None:
-        return None
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
-
 
 def _iso(at: datetime | None) -> str | None:
-    return _aware(at).isoformat().replace("+00:00", "Z") if at else None
+    return aware(at).isoformat().replace("+00:00", "Z") if at else None
 
 
 def template_workitem(template: Template, study_uid: str, start: datetime) -> dict:

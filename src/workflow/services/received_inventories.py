@@ -5,7 +5,7 @@ before it answers Success; the reconciliation takes them out by SOP Instance UID
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import Engine, delete, select
 
@@ -58,5 +58,3 @@ def present(engine: Engine) -> list[str]:
     with reading(engine) as conn:
         return list(conn.execute(select(R.c.sop_instance_uid)).scalars())
 
-
-RETENTION = timedelta(days=1)

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, select
 from workflow.domain.holdings import Holding, StudyCount
 from workflow.domain.reconcile import Comparer, Expected, Rules, Tally, Unreadable, pair_studies
 from workflow.services import reports
-from workflow.store.engine import reading
+from workflow.store.engine import aware, reading
 from workflow.store.models import Instance, InstanceLocation
 from workflow.store.reconcile_models import COMPLETED, FAILED
 
@@ -178,7 +178,7 @@ class ReconcileService:
                 .join(L, L.c.sop_instance_uid == I.c.sop_instance_uid)
                 .where(I.c.study_instance_uid == study_uid, L.c.retrieve_ae_title == archive.retrieve_ae)).all()
         for r in sorted(rows, key=lambda r: (r.series_instance_uid, r.sop_instance_uid)):
-            settled = _aware(r.notified_at) <= cutoff
+            settled = aware(r.notified_at) <= cutoff
             yield Expected(Holding(study_uid, r.series_instance_uid, r.sop_instance_uid, r.sop_class_uid,
                                    r.availability, archive.retrieve_ae, r.retrieve_url or ""), settled)
 
@@ -195,9 +195,6 @@ def _counts_agree(count: StudyCount, expected: list[Expected]) -> bool:
     return (count.instance_count is not None and all(e.settled for e in expected)
             and count.instance_count == len(expected))
 
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def batches(items: Iterator, size: int) -> Iterator[list]:

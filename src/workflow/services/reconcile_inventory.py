@@ -26,7 +26,7 @@ from workflow.domain.reconcile import Comparer, Expected, Rules, Tally, pair_stu
 from workflow.services import reports
 from workflow.services.holdings_spool import HoldingSpool
 from workflow.services.reconcile import Archive, RunResult, Scope, batches
-from workflow.store.engine import reading
+from workflow.store.engine import aware, reading
 from workflow.store.models import Instance, InstanceLocation
 from workflow.store.reconcile_models import COMPLETED, FAILED
 
@@ -68,7 +68,7 @@ class InventoryReconciler:
         status, error, detail = COMPLETED, None, None
         try:
             inventory = source.fetch(progress)
-            cutoff = min(started, _aware(inventory.taken_at)) if inventory.taken_at else started
+            cutoff = min(started, aware(inventory.taken_at)) if inventory.taken_at else started
             detail = f"inventory {inventory.inventory_uid} ({inventory.completion_status})"
             with self.engine.begin() as conn:
                 reports.set_source(conn, run_id, cutoff, {
@@ -136,7 +136,7 @@ class InventoryReconciler:
                     if listed is not None and r[0] not in listed:
                         continue  # a modality scope: only the archive knows a study's modalities
                     yield Expected(Holding(r[0], r[1], r[2], r[3], r[4], ae, r[5] or ""),
-                                   _aware(r[6]) <= cutoff)
+                                   aware(r[6]) <= cutoff)
 
 
 def _unlisted_reason(inventory: Inventory, scope: Scope) -> str | None:
@@ -166,6 +166,3 @@ def _alive(expected: Iterator[Expected], engine: Engine, run_id: int, progress, 
                 reports.heartbeat(conn, run_id)
         yield e
 
-
-def _aware(at: datetime) -> datetime:
-    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)

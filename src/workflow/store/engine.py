@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from datetime import timezone
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -58,6 +59,13 @@ def reading(engine: Engine) -> Iterator[Connection]:
     commit and never block writers)."""
     with engine.connect() as conn:
         yield conn.execution_options(**{READ_ONLY: True})
+
+
+def aware(at):
+    """A datetime read back from the database, in UTC: SQLite returns them without a zone (None stays None)."""
+    if at is None:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=timezone.utc)
 
 
 def is_sqlite(engine: Engine) -> bool:
