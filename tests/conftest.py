@@ -102,3 +102,12 @@ def server(database_url):
     app.start()
     yield app
     app.stop()
+
+
+@pytest.fixture
+def archive_faults_reset(archive):
+    """The module's reference archive (its own `archive` fixture) with no fault armed, before and after
+    each test: `pytestmark = pytest.mark.usefixtures("archive_faults_reset")`."""
+    archive.faults.reset()
+    yield
+    archive.faults.reset()

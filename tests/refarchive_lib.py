@@ -19,6 +19,7 @@ from pynetdicom.sop_class import (
     InventoryGet,
     InventoryMove,
     InventoryStorage,
+    RepositoryQuery,
     StorageManagementInstance,
     StudyRootQueryRetrieveInformationModelFind,
     Verification,
@@ -53,7 +54,7 @@ class Peer:
 def scu(port: int, calling_ae: str = "RECONCILER", called_ae: str = "REFARCH") -> Iterator[Peer]:
     ae = NoDelayAE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = 10
-    for uid in (Verification, STUDY_ROOT_FIND, InventoryFind, InventoryGet, InventoryMove, InventoryCreation):
+    for uid in (Verification, STUDY_ROOT_FIND, RepositoryQuery, InventoryFind, InventoryGet, InventoryMove, InventoryCreation):
         ae.add_requested_context(uid)
     ae.add_requested_context(CTImageStorage, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.add_requested_context(InventoryStorage, [ExplicitVRLittleEndian])
@@ -112,14 +113,17 @@ def ct_instance(study_uid: str, series_uid: str, sop_uid: str | None = None, *, 
 
 
 def find(assoc, query: Dataset, model=STUDY_ROOT_FIND) -> tuple[list[Dataset], int]:
-    """(matches, final status)."""
-    matches, final = [], None
-    for st, ident in assoc.send_c_find(query, model):
-        if st.Status in (0xFF00, 0xFF01):
+    """(matches, final status). The first status that is not Pending is final: pynetdicom 3.0 would
+    wait for another response after a Repository Query's B001, which a conformant SCP never sends."""
+    matches = []
+    responses = assoc.send_c_find(query, model)
+    for st, ident in responses:
+        if st.get("Status") in (0xFF00, 0xFF01):
             matches.append(ident)
         else:
-            final = st.Status
-    return matches, final
+            responses.close()
+            return matches, st.get("Status")
+    return matches, None
 
 
 def query(level: str, **keys) -> Dataset:

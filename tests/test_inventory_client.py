@@ -34,11 +34,7 @@ def receiver(archive, tmp_path_factory):
         yield r
 
 
-@pytest.fixture(autouse=True)
-def clean_faults(archive):
-    archive.faults.reset()
-    yield
-    archive.faults.reset()
+pytestmark = pytest.mark.usefixtures("archive_faults_reset")
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import evt
-from pynetdicom.sop_class import InventoryCreation, InventoryFind, InventoryGet, InventoryMove, InventoryStorage
+from pynetdicom.sop_class import (InventoryCreation, InventoryFind, InventoryGet, InventoryMove, InventoryStorage,
+                                  RepositoryQuery)
 from refarchive_lib import (
     STUDY_ROOT_FIND,
     action,
@@ -51,11 +52,7 @@ def archive():
         yield arch
 
 
-@pytest.fixture(autouse=True)
-def clean_faults(archive):
-    archive.faults.reset()
-    yield
-    archive.faults.reset()
+pytestmark = pytest.mark.usefixtures("archive_faults_reset")
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +178,54 @@ def test_abort_after_n_find_responses(archive):
         wait_closed(peer.assoc)
         assert peer.assoc.is_aborted
     assert not archive.faults.armed
+
+
+def _pages(assoc, level: str, page: int, **keys) -> tuple[list[Dataset], list[int]]:
+    """Every match of a Repository Query, `page` at a time, continuing after the last Record Key."""
+    matches, finals, prior = [], [], None
+    while True:
+        ask = query(level, RecordKey=b"", MaximumNumberOfRecords=page, **keys)
+        if prior is not None:
+            ask.PriorRecordKey = prior
+        got, final = find(assoc, ask, RepositoryQuery)
+        matches += got
+        finals.append(final)
+        if final != 0xB001:
+            return matches, finals
+        prior = got[-1].RecordKey
+
+
+def test_repository_query_pages_in_record_key_order_and_continues(archive):
+    seeded = archive.holdings.seed(4, 2, 3)
+    archive.holdings.mark_removed(series=seeded.series_uid(1, 1))
+    with scu(archive.port) as peer:
+        images, finals = _pages(peer.assoc, "IMAGE", 5, StudyInstanceUID=seeded.study_uids, SeriesInstanceUID=None,
+                                SOPInstanceUID=None, RemovedFromOperationalUse=None)
+        assert finals == [0xB001] * 4 + [0x0000]  # 24 matches: 4 full pages and the rest
+        keys = [(i.StudyInstanceUID, i.SeriesInstanceUID, i.SOPInstanceUID) for i in images]
+        assert keys == sorted(keys) and len(set(keys)) == 24
+        assert [bytes(i.RecordKey) for i in images] == sorted(bytes(i.RecordKey) for i in images)
+        assert all("PriorRecordKey" not in i and "MaximumNumberOfRecords" not in i for i in images)
+        removed = {i.SOPInstanceUID for i in images if i.RemovedFromOperationalUse == "Y"}
+        assert removed == {seeded.instance_uid(1, 1, k) for k in range(3)}  # the series' removal is inherited
+        studies, finals = _pages(peer.assoc, "STUDY", 3, StudyInstanceUID=seeded.study_uids)
+        assert [s.StudyInstanceUID for s in studies] == sorted(seeded.study_uids) and finals == [0xB001, 0x0000]
+        bad, final = find(peer.assoc, query("IMAGE", StudyInstanceUID=seeded.study_uid(0), SOPInstanceUID=None,
+                                            PriorRecordKey=studies[0].RecordKey), RepositoryQuery)
+        assert bad == [] and final == 0xA710  # a STUDY level key cannot continue an IMAGE level query
+
+
+def test_repository_query_archive_limit_and_study_root_unchanged(archive):
+    seeded = archive.holdings.seed(3)
+    archive._repository.page_limit = 2
+    try:
+        with scu(archive.port) as peer:
+            unlimited, finals = _pages(peer.assoc, "STUDY", 0, StudyInstanceUID=seeded.study_uids)
+            assert finals == [0xB001, 0x0000] and len(unlimited) == 3  # the archive's own limit
+            plain, final = find(peer.assoc, query("STUDY", StudyInstanceUID=seeded.study_uids))
+            assert final == 0x0000 and len(plain) == 3 and "RecordKey" not in plain[0]
+    finally:
+        archive._repository.page_limit = 10_000
 
 
 # -- Inventory Creation, FIND, GET, MOVE -----------------------------------------------------------

@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="produce an inventory of the holdings at start")
     parser.add_argument("--move-dest", type=_destination, action="append", default=[], metavar="AE=HOST:PORT",
                         help="a C-MOVE destination (repeatable)")
+    parser.add_argument("--no-repository-query", dest="repository_query", action="store_false",
+                        help="do not offer the Repository Query SOP Class")
+    parser.add_argument("--repository-page-limit", type=int, default=10_000,
+                        help="matches per Repository Query transaction before B001")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -46,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("refarchive")
 
     archive = ReferenceArchive(args.ae_title, args.port, host=args.host, db_path=args.db,
-                               record_limit=args.record_limit, move_destinations=dict(args.move_dest))
+                               record_limit=args.record_limit, move_destinations=dict(args.move_dest),
+                               repository_query=args.repository_query,
+                               repository_page_limit=args.repository_page_limit)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

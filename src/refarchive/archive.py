@@ -1,5 +1,5 @@
-"""The reference archive: one AE on 127.0.0.1 serving Storage, Study Root FIND, Inventory FIND/GET/
-MOVE and Inventory Creation over the holdings, embeddable in tests and runnable as a demo.
+"""The reference archive: one AE on 127.0.0.1 serving Storage, Study Root FIND, Repository Query,
+Inventory FIND/GET/MOVE and Inventory Creation over the holdings, embeddable in tests and runnable as a demo.
 
     with ReferenceArchive(ae_title="REFARCH") as archive:     # port 0: a free port is picked
         seeded = archive.holdings.seed(studies=10, series_per_study=2, instances_per_series=5)
@@ -26,6 +26,7 @@ from refarchive.constants import (
     INVENTORY_GET,
     INVENTORY_MOVE,
     INVENTORY_STORAGE,
+    REPOSITORY_QUERY,
     STUDY_ROOT_FIND,
 )
 from refarchive.creation import CreationService
@@ -37,6 +38,7 @@ from refarchive.inventory_qr import InventoryQr
 from refarchive.inventory_store import InventoryStore
 from refarchive.nodelay import NoDelayAE, NoDelayAssociationServer
 from refarchive.notifier import Notifier
+from refarchive.repository_scp import RepositoryQuery
 from refarchive.responses import status
 from refarchive.scope import Scope
 from refarchive.storage_scp import StorageScp
@@ -53,10 +55,13 @@ class ReferenceArchive:
                  db_path: str | os.PathLike | None = None, record_limit: int = 1000, fanout: int = 100,
                  move_destinations: dict[str, tuple[str, int]] | None = None, max_transactions: int = 4,
                  status_minute: float = 60.0, uid_root: str = DEFAULT_UID_ROOT, network_timeout: float = 30.0,
-                 max_associations: int = 16) -> None:
+                 max_associations: int = 16, repository_query: bool = True,
+                 repository_page_limit: int = 10_000) -> None:
         """record_limit: study records per Inventory instance (above it the inventory becomes a tree,
         `fanout` children per index node). move_destinations: AE title -> (host, port) for C-MOVE.
-        status_minute: seconds per minute of Requested Status Interval (tests make it small)."""
+        status_minute: seconds per minute of Requested Status Interval (tests make it small).
+        repository_query: offer the Repository Query SOP Class (an archive without it is tested too);
+        repository_page_limit: the archive's own limit of matches per Repository Query transaction."""
         self.ae_title = ae_title
         self.host = host
         self._port = port
@@ -74,6 +79,8 @@ class ReferenceArchive:
                                         max_transactions=max_transactions, minute=status_minute)
         self._storage = StorageScp(self.holdings, self.inventories)
         self._find = StudyRootFind(self.holdings, self.faults)
+        self.repository_query = repository_query
+        self._repository = RepositoryQuery(self.holdings, self.faults, page_limit=repository_page_limit)
         self._inventory_qr = InventoryQr(self.inventories, self.faults, ae_title, self.move_destinations)
         self._server = None
         self._ae = None
@@ -101,6 +108,8 @@ class ReferenceArchive:
         ae.add_supported_context(INVENTORY_STORAGE, INVENTORY_SYNTAXES, scu_role=True, scp_role=True)
         for uid in (STUDY_ROOT_FIND, INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, INVENTORY_CREATION):
             ae.add_supported_context(uid)
+        if self.repository_query:
+            ae.add_supported_context(REPOSITORY_QUERY)
         ae.add_requested_context(INVENTORY_STORAGE, INVENTORY_SYNTAXES)  # C-MOVE sub-associations
         return ae
 
@@ -162,6 +171,8 @@ class ReferenceArchive:
         model = str(event.context.abstract_syntax)
         if model == STUDY_ROOT_FIND:
             yield from self._find.handle(event)
+        elif model == REPOSITORY_QUERY:
+            yield from self._repository.handle(event)
         elif model == INVENTORY_FIND:
             yield from self._inventory_qr.find(event)
         else:

@@ -20,6 +20,7 @@ INVENTORY_GET = str(InventoryGet)  # .201.4
 INVENTORY_CREATION = str(InventoryCreation)  # .201.5
 STORAGE_MANAGEMENT_INSTANCE = str(StorageManagementInstance)  # .201.1.1, the well-known instance
 STUDY_ROOT_FIND = str(StudyRootQueryRetrieveInformationModelFind)
+REPOSITORY_QUERY = "1.2.840.10008.5.1.4.1.1.201.6"  # Study Root FIND, ordered and resumable
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 
 IMPLEMENTATION_CLASS_UID = PYDICOM_IMPLEMENTATION_UID

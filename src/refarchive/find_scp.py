@@ -29,6 +29,10 @@ _STUDY_KEYS = ("StudyInstanceUID", "StudyDate", "StudyTime", "AccessionNumber", 
                "PatientID", "PatientName", "PatientBirthDate", "PatientSex")
 
 
+LEVEL_KEYS = {"STUDY": ("StudyInstanceUID",), "SERIES": ("StudyInstanceUID", "SeriesInstanceUID"),
+              "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}
+
+
 def _split(text: str | None) -> list[str]:
     return sorted(v for v in (text or "").split(",") if v)
 
@@ -64,6 +68,20 @@ def _where(identifier: Dataset, level: str) -> Where:
     return w
 
 
+def _final_warning(event) -> None:
+    """B001 is the final response of a Repository Query transaction (PS3.4 C.6.4.5.2), but pynetdicom
+    3.0's C-FIND SCP sends Success after any warning. Drop that one Success on this association."""
+    dimse, msg_id = event.assoc.dimse, event.request.MessageID
+
+    def send_msg(rsp, context_id):
+        if getattr(rsp, "MessageIDBeingRespondedTo", None) == msg_id and rsp.Status == 0x0000:
+            del dimse.send_msg  # the class's method again
+            return
+        type(dimse).send_msg(dimse, rsp, context_id)
+
+    dimse.send_msg = send_msg
+
+
 class StudyRootFind:
     def __init__(self, holdings: Holdings, faults: Faults) -> None:
         self.holdings = holdings
@@ -81,20 +99,45 @@ class StudyRootFind:
         except (ValueError, TypeError) as exc:
             yield status(0xA900, f"invalid key: {exc}"), None
             return
+        refused = self._narrow(identifier, level, where)
+        if refused is not None:
+            yield refused, None
+            return
+        request, limit, sent = self._echoed(identifier), self._limit(identifier), 0
         with self.holdings.reader() as conn:
             for known in getattr(self, f"_{level.lower()}")(conn, where):
                 if event.is_cancelled:
                     yield 0xFE00, None
+                    return
+                if sent == limit:
+                    _final_warning(event)
+                    yield status(0xB001, "more matches: continue after the last Record Key"), None
                     return
                 if self.faults.should_abort():
                     log.warning("fault: aborting the association mid C-FIND")
                     event.assoc.abort()
                     return
                 known["QueryRetrieveLevel"] = level
-                always = {"STUDY": ("StudyInstanceUID",), "SERIES": ("StudyInstanceUID", "SeriesInstanceUID"),
-                          "IMAGE": ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID")}[level]
-                yield 0xFF00, answer(identifier, known, ("QueryRetrieveLevel", *always, "RetrieveAETitle"))
+                always = LEVEL_KEYS[level]
+                self._decorate(known, level)
+                yield 0xFF00, answer(request, known, ("QueryRetrieveLevel", *always, "RetrieveAETitle"))
+                sent += 1
         yield 0x0000, None
+
+    # Hooks for the Repository Query SCP, which is this one plus ordering keys and continuation.
+
+    def _narrow(self, identifier: Dataset, level: str, where: Where) -> Dataset | None:
+        """Further conditions from the request; a status Dataset refuses it."""
+        return None
+
+    def _limit(self, identifier: Dataset) -> int | None:
+        return None
+
+    def _echoed(self, identifier: Dataset) -> Dataset:
+        return identifier
+
+    def _decorate(self, known: dict, level: str) -> None:
+        pass
 
     @staticmethod
     def _instances(conn, where_sql: str, params) -> tuple:
