@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Reconciliation at scale: 1,000,000 expected instances (10,000 studies of 100) against the
-reference archive's INSTANCE-level inventory of the same holdings, beside a Study Root C-FIND crawl
-(STUDY, then IMAGE level per study) of the same holdings in the same run. Targets for the Inventory
-path: <= 60 s wall and <= 500 MB peak memory; the crawl's time is printed as a ratio to it.
+reference archive's INSTANCE-level inventory of the same holdings, beside two crawls of the same
+holdings in the same run: Repository Query (paged; STUDY, then SERIES and IMAGE level per study) and
+Study Root C-FIND (STUDY, then IMAGE level per study). Targets for the Inventory path: <= 60 s wall
+and <= 500 MB peak memory; each crawl's time is printed as a ratio to it.
 
-    python bench/reconcile.py                  # full size, by hand (the crawl takes several minutes)
+    python bench/reconcile.py                  # full size, by hand (each crawl takes over ten minutes)
     python bench/reconcile.py --smoke          # tiny, to keep the script working (the test suite runs it)
-    python bench/reconcile.py --studies 2000 --no-crawl --backend postgresql
+    python bench/reconcile.py --studies 2000 --no-crawl --no-repository --backend postgresql
 
 Each `wfm reconcile run` is its own process, so its wall time and peak RSS (from wait4) are its own.
 The archive (python -m refarchive) also runs in its own process; with --prebuilt it holds a COMPLETE
@@ -90,6 +91,12 @@ def seed_expected(url: str, seeded, chunk: int = 20_000) -> None:
     engine.dispose()
 
 
+# How each row lists the archive: `wfm reconcile run` options.
+WAYS = {"inventory": ["--method", "inventory"],
+        "repository": ["--method", "query"],  # the reference archive offers Repository Query
+        "query": ["--method", "query", "--no-repository-query"]}  # the Study Root C-FIND crawl
+
+
 def reconcile(url: str, port: int, method: str, workdir: Path) -> dict:
     """One `wfm reconcile run` in its own process: wall seconds, peak RSS, the report's counts."""
     env = {**os.environ, "WFM_DATABASE_URL": url, "WFM_LOG_LEVEL": "WARNING", "WFM_NETWORK_TIMEOUT": "600"}
@@ -97,18 +104,20 @@ def reconcile(url: str, port: int, method: str, workdir: Path) -> dict:
     start = time.perf_counter()
     with open(out_path, "w") as out, open(err_path, "w") as err:
         proc = subprocess.Popen([sys.executable, "-m", "workflow", "reconcile", "run", "--ae", AET, "--host",
-                                 "127.0.0.1", "--port", str(port), "--method", method], env=env, cwd=workdir,
+                                 "127.0.0.1", "--port", str(port), *WAYS[method]], env=env, cwd=workdir,
                                 stdout=out, stderr=err)
         _, status, usage = os.wait4(proc.pid, 0)  # not proc.wait(): wait4 also gives its peak RSS
     seconds = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
-        raise RuntimeError(f"wfm reconcile run --method {method} failed:\n{err_path.read_text()}")
+        raise RuntimeError(f"wfm reconcile run ({method}) failed:\n{err_path.read_text()}")
     out = out_path.read_text()
     run_uid = out.strip().splitlines()[-1]
     report = json.loads(subprocess.run([sys.executable, "-m", "workflow", "report", "show", run_uid],
                                        env=env, cwd=workdir, capture_output=True, text=True, check=True).stdout)
     by_reason = report["counts"].get("by_reason", report["counts"])
+    if report["method"] != method:
+        raise RuntimeError(f"the {method} row ran as {report['method']}")
     return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "status": report["status"],
             "counts": {k: v for k, v in by_reason.items() if v}}
 
@@ -131,6 +140,8 @@ def run_backend(name: str, url: str, args) -> list[tuple]:
         try:
             wait_listening(port, archive, timeout=600)
             results = {"inventory": reconcile(url, port, "inventory", workdir)}
+            if args.repository:
+                results["repository"] = reconcile(url, port, "repository", workdir)
             if args.crawl:
                 results["query"] = reconcile(url, port, "query", workdir)
         finally:
@@ -150,7 +161,9 @@ def main() -> int:
     parser.add_argument("--per-series", type=int, default=50, help="instances per series")
     parser.add_argument("--record-limit", type=int, default=1000, help="study records per Inventory instance")
     parser.add_argument("--prebuilt", action="store_true", help="the archive holds a ready inventory")
-    parser.add_argument("--no-crawl", dest="crawl", action="store_false", help="skip the C-FIND crawl")
+    parser.add_argument("--no-crawl", dest="crawl", action="store_false", help="skip the Study Root C-FIND crawl")
+    parser.add_argument("--no-repository", dest="repository", action="store_false",
+                        help="skip the Repository Query crawl")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
     args = parser.parse_args()
     if args.smoke:

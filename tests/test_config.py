@@ -40,11 +40,12 @@ ARCHIVE = '[[remote_ae]]\nae_title = "PACS"\nhost = "127.0.0.1"\nport = 11113\n[
 def test_archive_reconciliation_settings(tmp_path):
     path = write(tmp_path, ARCHIVE + 'method = "inventory"\nschedule = "30 2 * * *"\ndays = 7\n'
                                      'modalities = ["CT", "MR"]\nretrieve = "move"\nfeedback = "mark_unavailable"\n'
+                                     'repository_query = false\n'
                                      '[[remote_ae]]\nae_title = "SUB"\nhost = "127.0.0.1"\nport = 4242\n')
     s = load_settings(path, environ={})
     assert s.remote("PACS").reconcile == Reconcile(method="inventory", schedule="30 2 * * *", days=7,
                                                    modalities=("CT", "MR"), retrieve="move",
-                                                   feedback="mark_unavailable")
+                                                   feedback="mark_unavailable", repository_query=False)
     assert s.remote("SUB").reconcile is None  # a subscriber, not an archive we reconcile
     assert s.masked()["remote_ae"][0]["reconcile"]["modalities"] == ["CT", "MR"]
 
@@ -65,6 +66,7 @@ def test_archive_reconciliation_settings(tmp_path):
     (ARCHIVE + 'modalities = "CT"', "key 'modalities': expected a list"),
     (ARCHIVE + 'feedback = "delete"', "key 'feedback': 'delete' is not one of report, mark_unavailable"),
     (ARCHIVE + 'scope = "all"', "remote_ae[0].reconcile: key 'scope': unknown setting"),
+    (ARCHIVE + 'repository_query = "yes"', "key 'repository_query': expected true or false"),
 ])
 def test_bad_file_names_file_key_and_reason(tmp_path, text, expected):
     path = write(tmp_path, text)

@@ -145,7 +145,7 @@ def test_a_scheduled_firing_reconciles_the_archive(database_url, engine, archive
         claim = wait_for(lambda: claim_done(engine, "REFARCH", at))
         assert claim.claimed_by == f"{socket.gethostname()}:{os.getpid()}"
         run = run_by_uid(engine, claim.run_uid)
-        assert (run.status, run.method, run.archive_port) == (COMPLETED, "query", archive.port)
+        assert (run.status, run.method, run.archive_port) == (COMPLETED, "repository", archive.port)
         unexpected = {(Reason.UNEXPECTED_IN_ARCHIVE.value, seeded.instance_uid(k, 0, i)) for k in (1, 2) for i in (0, 1)}
         assert findings(engine, run.id) == {(Reason.MISSING_IN_ARCHIVE.value, never_stored)} | unexpected
         assert reports.verify(engine, run.id).ok

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from ianlib import association, instance_item, make_ian, send
+from reconcilelib import RUN, findings
 from refarchive import ReferenceArchive
 from workflow import reconcile_job
 from workflow.config import Reconcile
@@ -20,10 +21,9 @@ from workflow.domain.reconcile import Reason
 from workflow.reconcile_job import Target
 from workflow.services import reconcile_feedback, reports
 from workflow.store.models import InstanceLocation
-from workflow.store.reconcile_models import COMPLETED, FAILED, DiscrepancyRow, ReconciliationRun
+from workflow.store.reconcile_models import COMPLETED, FAILED
 
 AET = "INVARCH"
-RUN, FINDING = ReconciliationRun.__table__, DiscrepancyRow.__table__
 
 
 @pytest.fixture(scope="module")
@@ -53,14 +53,6 @@ def reconcile(server, archive, study_uids, **options):
     options.setdefault("inventory_max_age_hours", 0)  # the archive changes between runs: a new inventory each
     target = Target(AET, "127.0.0.1", archive.port, Reconcile(method="inventory", **options))
     return reconcile_job.run(server.settings, server.engine, target, study_uids=tuple(study_uids))
-
-
-def findings(engine, run_uid: str) -> set[tuple[str, str | None, str | None]]:
-    with engine.connect() as conn:
-        run_id = conn.execute(select(RUN.c.id).where(RUN.c.run_uid == run_uid)).scalar_one()
-        return {(r.reason, r.study_instance_uid, r.sop_instance_uid) for r in conn.execute(
-            select(FINDING.c.reason, FINDING.c.study_instance_uid, FINDING.c.sop_instance_uid)
-            .where(FINDING.c.run_id == run_id))}
 
 
 def run_row(engine, run_uid: str):

@@ -70,7 +70,8 @@ def _target(args, settings):
         return None
     return target.with_options(method=args.method, retrieve=args.retrieve, retrieve_ae_title=args.retrieve_ae,
                                days=args.days, modalities=tuple(args.modality) if args.modality else None,
-                               count_shortcut=args.count_shortcut or None)
+                               count_shortcut=args.count_shortcut or None,
+                               repository_query=False if args.study_root_only else None)
 
 
 def _run_id(engine, run_uid: str) -> int | None:
@@ -148,6 +149,8 @@ def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
     p.add_argument("--study", action="append", help="only this Study Instance UID (repeatable)")
     p.add_argument("--count-shortcut", action="store_true",
                    help="skip the instance query of a study whose instance count agrees (opt-in)")
+    p.add_argument("--no-repository-query", dest="study_root_only", action="store_true",
+                   help="query path: Study Root C-FIND even where the archive offers Repository Query")
     p.set_defaults(func=wrap(cmd_reconcile_run))
     p = rsub.add_parser("schedule", parents=[common],
                         help="each configured archive: method, schedule, scope, next run and last run")

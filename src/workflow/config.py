@@ -30,7 +30,8 @@ class Reconcile:
     """How an archive is reconciled (`[remote_ae.reconcile]`). Defaults: the whole archive, compared at
     instance level, the holdings method chosen from what the archive negotiates, findings only reported."""
 
-    # inventory: Inventory Q/R (Sup 223); query: Study Root C-FIND; auto: inventory when negotiated.
+    # inventory: Inventory Q/R (Sup 223); query: Repository Query or Study Root C-FIND (see
+    # repository_query); auto: inventory when negotiated, else query.
     method: str = "auto"
     # Five-field cron expression (minute hour day month weekday), server local time; empty: no schedule.
     schedule: str = ""
@@ -46,6 +47,9 @@ class Reconcile:
     inventory_max_age_hours: float = 24.0
     # Query path only: skip the IMAGE-level query of a study whose instance count agrees.
     count_shortcut: bool = False
+    # Query path: list through Repository Query (paged, resumable, with Removed from Operational Use)
+    # where the archive negotiates it, else Study Root C-FIND; false: always Study Root C-FIND.
+    repository_query: bool = True
     # report: findings are only reported; mark_unavailable: instances missing in the archive are marked
     # UNAVAILABLE at it, so readiness is evaluated again.
     feedback: str = "report"
@@ -259,12 +263,13 @@ def _reconcile(entry: Any, where: str) -> Reconcile:
     max_age = entry.get("inventory_max_age_hours", 24.0)
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
         raise ConfigError(f"{where}: key 'inventory_max_age_hours': {max_age!r} is not a number of hours (0 or more)")
-    for key in ("count_shortcut",):
+    for key in ("count_shortcut", "repository_query"):
         if not isinstance(entry.get(key, False), bool):
             raise ConfigError(f"{where}: key '{key}': expected true or false")
     return Reconcile(method=choice("method", RECONCILE_METHODS), schedule=schedule.strip(), days=days,
                      modalities=tuple(m.strip() for m in modalities), retrieve=choice("retrieve", INVENTORY_RETRIEVE),
                      retrieve_ae_title=str(retrieve_ae), count_shortcut=entry.get("count_shortcut", False),
+                     repository_query=entry.get("repository_query", True),
                      inventory_max_age_hours=float(max_age),
                      feedback=choice("feedback", FEEDBACK_MODES))
 

@@ -57,8 +57,9 @@ def _policies_section(configured: str) -> str:
 
 def render_reconciliation() -> str:
     from workflow.domain.reconcile import MEANING
+    from workflow.dimse.repository_query import PAGE_SIZE, RESUME_ATTEMPTS
     from workflow.services.reconcile import GIVE_UP_AFTER
-    return f"""#### 3.2.9 SOP specific conformance: reconciliation (Inventory Q/R and Creation SCU, Study Root FIND SCU, Inventory Storage SCP)
+    return f"""#### 3.2.9 SOP specific conformance: reconciliation (Inventory Q/R and Creation SCU, Repository Query and Study Root FIND SCU, Inventory Storage SCP)
 
 A reconciliation compares what IANs announced at an archive (instance locations whose Retrieve AE
 Title is the archive's, or its `retrieve_ae_title`) with what the archive holds. It runs on demand
@@ -88,14 +89,28 @@ applies by Study Date, an attribute IANs do not carry). Instance availability is
 instance record, or from a series or study record that says ONLINE; Removed from Operational Use at
 any level counts; the Retrieve AE Title from the study record or the Study Access End Points.
 
-**Query path.** One association proposing Study Root FIND (Explicit and Implicit VR Little Endian):
-STUDY level for the studies in scope (all by default; Study Date range for `days`; Modalities in
-Study; a Study Instance UID list) with Number of Study Related Series and Instances, then IMAGE level
-per study (SOP Class and Instance UID, Series Instance UID, Instance Availability, Retrieve URL;
-Retrieve AE Title as the archive adds it). Memory holds one study at a time. A study whose instance
-count agrees is taken as matching without the IMAGE query only with `count_shortcut`. A study the
-archive fails to answer for is one ARCHIVE_ERROR; after {GIVE_UP_AFTER} such studies in a row the run ends FAILED.
-Repository Query is not used.
+**Query path.** One association proposing Repository Query and Study Root FIND (Explicit and
+Implicit VR Little Endian); Repository Query is used when accepted (unless `repository_query =
+false`), and the run's method is recorded as `repository`, else `query`. STUDY level for the studies
+in scope (all by default; Study Date range for `days`; Modalities in Study; a Study Instance UID list)
+with Number of Study Related Series and Instances, then IMAGE level per study (SOP Class and Instance
+UID, Series Instance UID, Instance Availability, Retrieve URL; Retrieve AE Title as the archive adds
+it). Memory holds one study at a time. A study whose instance count agrees is taken as matching
+without the IMAGE query only with `count_shortcut`. A study the archive fails to answer for is one
+ARCHIVE_ERROR; after {GIVE_UP_AFTER} such studies in a row the run ends FAILED.
+
+Over Repository Query every request also asks for Record Key (universal matching), Removed from
+Operational Use, and at most {PAGE_SIZE} records (Maximum Number of Records). B001 (the SCU's or the
+SCP's limit reached) is taken as the final response of that C-FIND, as PS3.4 C.6.4.4 requires; the
+association is then released and the same query is sent again with Prior Record Key set to the last
+Record Key received, until Success. Record Key values are opaque: only sent back. When the
+association fails mid-query (aborted, timed out, closed), the query continues after the last Record
+Key received on a new association, up to {RESUME_ATTEMPTS} times in a row; A710 (invalid Prior Record Key)
+or any other failure status fails the query as on Study Root. Each study is also queried at SERIES
+level, and a Y in Removed from Operational Use at STUDY or SERIES level marks every instance below it
+removed (C.6.4.1.2: the higher level supersedes and need not be repeated); a removed instance is an
+AVAILABILITY_MISMATCH (expected availability against REMOVED). Study Root FIND carries no removal:
+over it, removed instances the archive still lists count as held.
 
 **Both paths.** The expected holdings are fixed at the run's cut-off (its start, or the time a
 ready-made inventory was taken if earlier): instances notified after it are not compared. Both sides

@@ -48,18 +48,20 @@ class MethodUnavailable(RuntimeError):
 
 
 def choose_method(settings: Settings, target: Target) -> str:
-    """`auto`: Inventory when the archive negotiates Inventory FIND and a retrieve service; else query."""
+    """`auto`: Inventory when the archive negotiates Inventory FIND and a retrieve service; else query
+    (which itself uses Repository Query where negotiated)."""
     if target.reconcile.method != "auto":
         return target.reconcile.method
-    from workflow.dimse.archive_probe import (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, STUDY_ROOT_FIND,
-                                              probe)
+    from workflow.dimse.archive_probe import (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, REPOSITORY_QUERY,
+                                              STUDY_ROOT_FIND, probe)
     accepted = probe(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout)
     retrieve = INVENTORY_GET if target.reconcile.retrieve == "get" else INVENTORY_MOVE
     if INVENTORY_FIND in accepted and retrieve in accepted:
         return "inventory"
-    if STUDY_ROOT_FIND in accepted:
+    if STUDY_ROOT_FIND in accepted or REPOSITORY_QUERY in accepted:
         return "query"
-    raise MethodUnavailable(f"{target.ae_title} accepts neither Inventory Q/R nor Study Root C-FIND")
+    raise MethodUnavailable(f"{target.ae_title} accepts neither Inventory Q/R nor Study Root C-FIND "
+                            "nor Repository Query")
 
 
 def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[str, ...] = (),
@@ -88,12 +90,21 @@ def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[st
 
 def _run_query(settings: Settings, service: ReconcileService, target: Target, archive: Archive, scope: Scope,
                progress) -> RunResult:
+    """Repository Query where the archive negotiates it (and the configuration allows), else Study
+    Root C-FIND; the run's method says which ("repository" or "query")."""
     from workflow.dimse.holdings_query import ArchiveError, StudyRootHoldings
+    from workflow.dimse.repository_query import RepositoryHoldings
 
-    holdings = StudyRootHoldings(settings.ae_title, target.ae_title, target.host, target.port,
-                                 timeout=settings.network_timeout)
+    kind = RepositoryHoldings if target.reconcile.repository_query else StudyRootHoldings
+    holdings = kind(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout)
     try:  # not `with holdings`: an archive that cannot be reached is a FAILED run on record
-        return service.run(archive, holdings, scope, progress=progress, archive_error=ArchiveError)
+        try:
+            holdings.open()
+        except ArchiveError:
+            pass  # the run's first query fails the same way, and the run is FAILED on record
+        method = "repository" if getattr(holdings, "repository", False) else "query"
+        progress(f"listing by {'Repository Query' if method == 'repository' else 'Study Root C-FIND'}")
+        return service.run(archive, holdings, scope, progress=progress, archive_error=ArchiveError, method=method)
     finally:
         holdings.close()
 

@@ -59,10 +59,12 @@ _SUCCESS = 0x0000
 class ArchiveError(Exception):
     """The archive could not answer (completely). `study_uid`: the study being queried, if any."""
 
-    def __init__(self, message: str, study_uid: str | None = None):
+    def __init__(self, message: str, study_uid: str | None = None, *, connection: bool = False):
         super().__init__(message)
         self.message = message
         self.study_uid = study_uid
+        # The association failed (aborted, timed out, closed): what was received before is sound.
+        self.connection = connection
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class StudyRootHoldings:
 
     Use one query at a time: finish (or abandon) one iterator before starting the next."""
 
+    # Information models proposed, the first one the archive accepts is used (`model`).
+    MODELS: tuple[str, ...] = (str(STUDY_ROOT_FIND),)
+
     def __init__(self, ae_title_local: str, remote_ae: str, host: str, port: int, timeout: float = 30.0,
                  *, multi_valued_modalities: bool = False, uid_batch: int = 100):
         self.local_ae = ae_title_local
@@ -96,7 +101,9 @@ class StudyRootHoldings:
         self.multi_valued_modalities = multi_valued_modalities
         self.uid_batch = uid_batch
         self._ae = NoDelayAE(ae_title=ae_title_local)
-        self._ae.add_requested_context(STUDY_ROOT_FIND, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        for model in self.MODELS:
+            self._ae.add_requested_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        self.model: str | None = None
         self._ae.acse_timeout = self._ae.dimse_timeout = self._ae.network_timeout = timeout
         self._ae.connection_timeout = timeout
         self._assoc: Association | None = None
@@ -106,6 +113,10 @@ class StudyRootHoldings:
     # -- association ---------------------------------------------------------------------------
 
     def __enter__(self) -> "StudyRootHoldings":
+        return self.open()
+
+    def open(self) -> "StudyRootHoldings":
+        """Associate now (else at the first query): `model` then says which model is in use."""
         self._association()
         return self
 
@@ -129,13 +140,17 @@ class StudyRootHoldings:
         try:
             assoc = self._ae.associate(self.host, self.port, ae_title=self.remote_ae)
         except OSError as exc:  # pynetdicom reports most connection failures via is_established
-            raise ArchiveError(f"cannot connect to {self._peer}: {exc}", study_uid) from exc
+            raise ArchiveError(f"cannot connect to {self._peer}: {exc}", study_uid, connection=True) from exc
         if not assoc.is_established:
             reason = "rejected" if assoc.is_rejected else "not established (refused, aborted or no answer)"
-            raise ArchiveError(f"association with {self._peer} {reason}", study_uid)
-        if not any(cx.abstract_syntax == STUDY_ROOT_FIND for cx in assoc.accepted_contexts):
+            raise ArchiveError(f"association with {self._peer} {reason}", study_uid,
+                               connection=not assoc.is_rejected)
+        accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+        chosen = next((m for m in self.MODELS if m in accepted), None)
+        if chosen is None:
             assoc.release()
             raise ArchiveError(f"{self._peer} does not accept Study Root C-FIND", study_uid)
+        self.model = chosen
         # Idle for `timeout` between queries: release politely rather than abort; the next query
         # re-associates.
         assoc.network_timeout_response = "A-RELEASE"
@@ -157,15 +172,21 @@ class StudyRootHoldings:
 
     def _find(self, identifier: Dataset, study_uid: str | None = None) -> Iterator[Dataset]:
         """The matches of one C-FIND, as they arrive; ArchiveError unless it ends with Success."""
+        yield from self._transaction(identifier, study_uid)
+
+    def _transaction(self, identifier: Dataset, study_uid: str | None = None,
+                     final: tuple[int, ...] = (_SUCCESS,)) -> Iterator[Dataset]:
+        """One C-FIND: yields the matches and returns the final status, which must be one of `final`.
+        The first status that is not Pending ends it: nothing more is read from the association."""
         assoc = self._association(study_uid)
         self._msg_id = self._msg_id % 0xFFFF + 1
         strays = self._strays
         _hold_reactor(assoc)
         try:
-            responses = assoc.send_c_find(identifier, STUDY_ROOT_FIND, msg_id=self._msg_id)
+            responses = assoc.send_c_find(identifier, self.model, msg_id=self._msg_id)
         except RuntimeError as exc:  # the association ended just now (released after idling)
             _release_reactor(assoc)
-            raise ArchiveError(f"{self._peer}: {exc}", study_uid) from exc
+            raise ArchiveError(f"{self._peer}: {exc}", study_uid, connection=True) from exc
         except BaseException:
             _release_reactor(assoc)
             raise
@@ -174,12 +195,11 @@ class StudyRootHoldings:
         try:
             for status, match in responses:
                 code = status.get("Status")
-                if code is None:  # pynetdicom: DIMSE timeout, abort or invalid response
-                    finished = True
+                if code is None:  # pynetdicom: DIMSE timeout, abort or invalid response; dropped below
                     waited = time.monotonic() - waited_since
                     what = (f"no C-FIND response within {self.timeout:g} s" if waited >= 0.9 * self.timeout
                             else "association aborted or invalid C-FIND response")
-                    raise ArchiveError(f"{self._peer}: {what}", study_uid)
+                    raise ArchiveError(f"{self._peer}: {what}", study_uid, connection=True)
                 if code in _PENDING:
                     if match is None:
                         raise ArchiveError(f"{self._peer}: undecodable C-FIND response", study_uid)
@@ -190,14 +210,15 @@ class StudyRootHoldings:
                 if self._strays != strays:
                     raise ArchiveError(f"{self._peer}: a C-FIND response was lost locally "
                                        "(pynetdicom reactor race); answer incomplete", study_uid)
-                if code != _SUCCESS:
+                if code not in final:
                     comment = status.get("ErrorComment")
                     raise ArchiveError(f"{self._peer}: C-FIND status 0x{code:04X}"
                                        + (f" ({comment})" if comment else ""), study_uid)
-                return
-            finished = True
-            raise ArchiveError(f"{self._peer}: C-FIND ended without a final status", study_uid)
+                return code
+            raise ArchiveError(f"{self._peer}: C-FIND ended without a final status", study_uid, connection=True)
         finally:
+            responses.close()  # pynetdicom would wait for more after a warning such as B001
+            _release_reactor(assoc)
             if not finished:
                 # Abandoned or failed mid-stream: pending responses would confuse the next query.
                 self._drop(assoc)
@@ -223,7 +244,7 @@ class StudyRootHoldings:
         for uids in batches:
             earlier: set[str] = set()
             for asked in rounds:
-                query = _study_query(uids, scope.since, asked)
+                query = self._asked(_study_query(uids, scope.since, asked))
                 with closing(self._find(query, uids[0] if uids and len(uids) == 1 else None)) as matches:
                     yield from self._study_counts(matches, earlier)
                 earlier.update(asked)
@@ -237,16 +258,19 @@ class StudyRootHoldings:
                              instance_count=_count(match, "NumberOfStudyRelatedInstances"))
 
     def series(self, study_uid: str) -> Iterator[SeriesCount]:
+        for match in self._series_matches(study_uid):
+            yield SeriesCount(_required(match, "SeriesInstanceUID", self._peer, study_uid),
+                              _text(match, "Modality"), _count(match, "NumberOfSeriesRelatedInstances"))
+
+    def _series_matches(self, study_uid: str) -> Iterator[Dataset]:
         query = Dataset()
         query.QueryRetrieveLevel = "SERIES"
         query.StudyInstanceUID = study_uid
         query.SeriesInstanceUID = ""
         query.Modality = ""
         query.NumberOfSeriesRelatedInstances = ""
-        with closing(self._find(query, study_uid)) as matches:
-            for match in matches:
-                yield SeriesCount(_required(match, "SeriesInstanceUID", self._peer, study_uid),
-                                  _text(match, "Modality"), _count(match, "NumberOfSeriesRelatedInstances"))
+        with closing(self._find(self._asked(query), study_uid)) as matches:
+            yield from matches
 
     def instances(self, study_uid: str, series_uid: str | None = None) -> Iterator[Holding]:
         query = Dataset()
@@ -257,9 +281,13 @@ class StudyRootHoldings:
         query.SOPClassUID = ""
         query.InstanceAvailability = ""
         query.RetrieveURL = ""
-        with closing(self._find(query, study_uid)) as matches:
+        with closing(self._find(self._asked(query), study_uid)) as matches:
             for match in matches:
                 yield self._holding(match, study_uid, series_uid)
+
+    def _asked(self, query: Dataset) -> Dataset:
+        """The keys of a query as sent over the model in use (a subclass may ask for more)."""
+        return query
 
     def _holding(self, match: Dataset, study_uid: str, series_uid: str | None) -> Holding:
         return Holding(
@@ -271,6 +299,7 @@ class StudyRootHoldings:
             # Several Retrieve AE Titles are kept in DICOM's multi-value form, "A\\B".
             retrieve_ae=_text(match, "RetrieveAETitle"),
             retrieve_url=_text(match, "RetrieveURL"),
+            removed=removed(match),  # only Repository Query asks for it
         )
 
 
@@ -305,6 +334,11 @@ def _study_query(uids: list[str] | None, since: date | None, modalities: list[st
     query.NumberOfStudyRelatedSeries = ""
     query.NumberOfStudyRelatedInstances = ""
     return query
+
+
+def removed(ds: Dataset) -> bool:
+    """Removed from Operational Use (0008,0405) says Y."""
+    return _text(ds, "RemovedFromOperationalUse").upper() == "Y"
 
 
 def _values(ds: Dataset, keyword: str) -> list[str]:

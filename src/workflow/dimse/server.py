@@ -73,6 +73,8 @@ SCU_SERVICES = (
     # Reconciliation (`wfm reconcile run`): an archive's holdings, study by study (query path) ...
     ServiceSpec("Study Root Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.2.2.1", "SCU",
                 "C-FIND"),
+    ServiceSpec("Repository Query", "1.2.840.10008.5.1.4.1.1.201.6", "SCU",
+                "C-FIND (Record Key continuation, Maximum Number of Records)"),
     # ... or as one Inventory (Inventory path, Sup 223).
     ServiceSpec("Inventory Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.1.201.2", "SCU",
                 "C-FIND"),

@@ -80,15 +80,17 @@ class ReconcileService:
         self.clock = clock
 
     def run(self, archive: Archive, holdings, scope: Scope = Scope(), rules: Rules = Rules(),
-            progress: Callable[[str], None] = lambda message: None, archive_error=Exception) -> RunResult:
+            progress: Callable[[str], None] = lambda message: None, archive_error=Exception,
+            method: str = "query") -> RunResult:
         """Reconcile through the query path. `archive_error`: the exception type the client raises
-        when the archive could not answer (it carries `.study_uid` when one study was concerned)."""
+        when the archive could not answer (it carries `.study_uid` when one study was concerned).
+        `method`: as recorded, "query" (Study Root C-FIND) or "repository" (Repository Query)."""
         cutoff = self.clock()
         with self.engine.begin() as conn:
             run_id, run_uid = reports.start_run(conn, archive_ae_title=archive.ae_title, archive_host=archive.host,
-                                                archive_port=archive.port, method="query", scope=scope.as_dict(),
+                                                archive_port=archive.port, method=method, scope=scope.as_dict(),
                                                 cutoff=cutoff)
-        log.info(f"reconciliation {run_uid} of {archive.ae_title} started (query, cut-off {cutoff.isoformat()})")
+        log.info(f"reconciliation {run_uid} of {archive.ae_title} started ({method}, cut-off {cutoff.isoformat()})")
         comparer = Comparer(rules, Tally())
         seq, status, error = 1, COMPLETED, None
         try:

@@ -18,7 +18,7 @@ UID = 64
 AE = 16
 
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
-METHODS = ("inventory", "query")
+METHODS = ("inventory", "query", "repository")
 
 
 def new_run_uid() -> str:
@@ -42,7 +42,7 @@ class ReconciliationRun(SQLModel, table=True):
     archive_ae_title: str = Field(max_length=AE)
     archive_host: str = Field(max_length=255)
     archive_port: int
-    method: str = Field(max_length=16)  # inventory | query
+    method: str = Field(max_length=16)  # inventory | query | repository
     scope: str = Field(sa_column=Column(Text, nullable=False))  # JSON: what was reconciled
     # Instances first notified after this are not judged (IANs may still be on their way).
     cutoff: datetime
