@@ -48,3 +48,29 @@ def test_inventory_instances_are_kept_as_received_and_taken_once(server):
     assert got.InventoriedStudiesSequence[0].StudyInstanceUID == sent.InventoriedStudiesSequence[0].StudyInstanceUID
     assert received_inventories.take(server.engine, sent.SOPInstanceUID) is None  # taken once
     assert received_inventories.wait(server.engine, sent.SOPInstanceUID, timeout=0.1) is None
+
+
+def test_instances_no_reconciliation_took_are_purged_after_a_day(server):
+    from datetime import timedelta
+
+    from sqlalchemy import update
+
+    from workflow.app import UNTAKEN_INVENTORY_KEPT
+    from workflow.services.outbox import utcnow
+    from workflow.store.inventory_models import ReceivedInventory
+
+    ae = NoDelayAE(ae_title="PACS")
+    ae.add_requested_context(INVENTORY_STORAGE, [ExplicitVRLittleEndian])
+    assoc = ae.associate("127.0.0.1", server.dicom.port, ae_title="WFM")
+    try:
+        orphan, fresh = inventory_instance(), inventory_instance()
+        assert assoc.send_c_store(orphan).Status == 0x0000 and assoc.send_c_store(fresh).Status == 0x0000
+    finally:
+        assoc.release()
+    table = ReceivedInventory.__table__
+    with server.engine.begin() as conn:  # as if its reconciliation had died two days ago
+        conn.execute(update(table).where(table.c.sop_instance_uid == orphan.SOPInstanceUID)
+                     .values(received_at=utcnow() - UNTAKEN_INVENTORY_KEPT - timedelta(hours=1)))
+    assert server.purge()[1] == 1
+    present = received_inventories.present(server.engine)
+    assert orphan.SOPInstanceUID not in present and fresh.SOPInstanceUID in present

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 import time
+from datetime import timedelta
 
 from sqlalchemy import Engine
 
@@ -29,6 +30,9 @@ from workflow.store.resources import policies_location
 from workflow.store.engine import make_engine
 
 log = logging.getLogger("workflow.app")
+# An Inventory instance C-MOVEd to us that no reconciliation took within this long was orphaned by one
+# that died (a live run takes each within its network timeout).
+UNTAKEN_INVENTORY_KEPT = timedelta(hours=24)
 
 
 class App:
@@ -139,14 +143,25 @@ class App:
                 log.exception("readiness timers failed")
 
     def _purge_loop(self, every: float = 600.0) -> None:
-        """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them."""
         while not self._housekeeping.wait(every):
             try:
-                removed = self.worklist.purge_finished()
-                if removed:
-                    log.info(f"retention: removed {removed} finished workitems")
+                self.purge()
             except Exception:  # noqa: BLE001 - housekeeping must not take the server down
                 log.exception("retention purge failed")
+
+    def purge(self) -> tuple[int, int]:
+        """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them;
+        Inventory instances received for a reconciliation and never taken (it died) go after a day.
+        Returns how many of each were removed."""
+        from workflow.services import received_inventories
+
+        workitems = self.worklist.purge_finished()
+        if workitems:
+            log.info(f"retention: removed {workitems} finished workitems")
+        inventories = received_inventories.purge(self.engine, utcnow() - UNTAKEN_INVENTORY_KEPT)
+        if inventories:
+            log.info(f"retention: removed {inventories} received Inventory instances no reconciliation took")
+        return workitems, inventories
 
     def run_until_signalled(self) -> int:
         """`wfm serve`: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""

@@ -57,6 +57,7 @@ def _policies_section(configured: str) -> str:
 
 def render_reconciliation() -> str:
     from workflow.domain.reconcile import MEANING
+    from workflow.app import UNTAKEN_INVENTORY_KEPT
     from workflow.dimse.repository_query import PAGE_SIZE, RESUME_ATTEMPTS
     from workflow.services.reconcile import GIVE_UP_AFTER
     return f"""#### 3.2.9 SOP specific conformance: reconciliation (Inventory Q/R and Creation SCU, Repository Query and Study Root FIND SCU, Inventory Storage SCP)
@@ -128,7 +129,8 @@ are evaluated for readiness again (section 3.2.6).
 
 The Inventory Storage SCP accepts only Inventory Storage instances (any other SOP class is not
 negotiated), stores each as received in its own transaction before answering Success (0000), and
-answers A700 (Out of Resources) when it cannot.
+answers A700 (Out of Resources) when it cannot. An instance no reconciliation takes (its run died, or
+the archive sent it unasked) is deleted after {UNTAKEN_INVENTORY_KEPT.total_seconds() / 3600:g} hours.
 """
 
 
