@@ -8,6 +8,8 @@ back. Each test seeds studies of its own and scopes its run to them."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import pytest
 from sqlalchemy import select
@@ -135,6 +137,31 @@ def test_an_archive_that_is_gone_gives_a_failed_run_and_nothing_missing(server, 
     nobody = Target(AET, "127.0.0.1", 1, Reconcile(method="inventory"))  # nothing listens on port 1
     gone = reconcile_job.run(server.settings, server.engine, nobody, study_uids=tuple(seeded.study_uids))
     assert gone.status == FAILED and findings(server.engine, gone.run_uid) == set()
+
+
+def test_the_archive_stopping_mid_production_fails_the_run_and_reports_nothing_missing(server, monkeypatch):
+    from workflow.dimse import inventory_client
+    monkeypatch.setattr(inventory_client, "POLL_AFTER", 0.5)  # its status polls are refused, quickly
+    with ReferenceArchive(ae_title=AET, record_limit=2, fanout=2) as going:
+        seeded = going.holdings.seed(6, 1, 2)
+        announce(server, seeded)
+        going.faults.creation_study_delay = 0.2  # production takes a while: time to go away in
+
+        def stop_once_producing() -> None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(t.records for t in list(going.creation.transactions.values())):
+                time.sleep(0.01)
+            going.stop()
+
+        stopper = threading.Thread(target=stop_once_producing)
+        stopper.start()
+        try:
+            result = reconcile(server, going, seeded.study_uids)
+        finally:
+            stopper.join()
+        assert going.creation.transactions, "production never started"
+    assert result.status == FAILED and "inventory could not be obtained" in result.error
+    assert findings(server.engine, result.run_uid) == set()
 
 
 def test_mark_unavailable_feeds_findings_back_and_marks_the_studies_for_readiness(server, archive):

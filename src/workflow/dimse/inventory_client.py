@@ -84,6 +84,7 @@ INVENTORY_SYNTAXES = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
 
 INITIATE, REQUEST_STATUS, CANCEL = 11, 12, 13
 TERMINATED_WITH, STATUS_EVENT, TERMINATED_WITHOUT = 11, 12, 13
+POLL_AFTER = 20.0  # seconds without an event before asking for the production's status
 # Worst first wins when the nodes of a tree disagree.
 _COMPLETION_RANK = {"COMPLETE": 0, "PARTIAL": 1, "CANCELED": 2, "FAILURE": 3}
 _PENDING = (0xFF00, 0xFF01)
@@ -447,12 +448,12 @@ class InventoryHoldings:
 
     def __init__(self, ae_title_local: str, remote_ae: str, host: str, port: int, timeout: float = 30.0, *,
                  directory: str | os.PathLike, retrieve: str = "get", receiver: InventoryReceiver | None = None,
-                 max_age: timedelta = timedelta(hours=24), poll_after: float = 20.0,
+                 max_age: timedelta = timedelta(hours=24), poll_after: float | None = None,
                  production_timeout: float = 6 * 3600.0, status_interval: int = 1, uid_batch: int = 50,
                  max_unanswered_polls: int = 3, transfer_syntaxes: Iterable[str] = INVENTORY_SYNTAXES,
                  progress: Callable[[str], None] | None = None) -> None:
         """timeout: seconds for connecting and for each DIMSE response. poll_after: seconds without an
-        event before N-ACTION 12. status_interval: Requested Status Interval, minutes. The receiver
+        event before N-ACTION 12 (default POLL_AFTER). status_interval: Requested Status Interval, minutes. The receiver
         is required with retrieve="move" (its AE title must be `ae_title_local`, known to the archive)."""
         if retrieve not in ("get", "move"):
             raise ValueError('retrieve must be "get" or "move"')
@@ -467,7 +468,7 @@ class InventoryHoldings:
         self.retrieve_mode = retrieve
         self.receiver = receiver
         self.max_age = max_age
-        self.poll_after = poll_after
+        self.poll_after = POLL_AFTER if poll_after is None else poll_after
         self.production_timeout = production_timeout
         self.status_interval = status_interval
         self.uid_batch = uid_batch
