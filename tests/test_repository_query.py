@@ -85,6 +85,16 @@ def test_an_archive_that_keeps_failing_fails_the_query(archive):
         assert repo.resumed == 1
 
 
+def test_an_archive_ignoring_the_prior_record_key_fails_the_query_instead_of_looping(archive):
+    seeded = archive.holdings.seed(1, 1, 6)
+    archive._repository._narrow = lambda identifier, level, where: None  # always from the first record
+    try:
+        with client(archive, page_size=4) as repo, pytest.raises(ArchiveError, match="without advancing"):
+            listing(repo, seeded.study_uids)
+    finally:
+        del archive._repository._narrow
+
+
 def test_without_repository_query_the_archive_is_listed_by_study_root():
     with ReferenceArchive(ae_title="PLAINARCH", repository_query=False) as plain_archive:
         seeded = plain_archive.holdings.seed(2, 1, 3)

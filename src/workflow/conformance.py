@@ -104,7 +104,8 @@ Over Repository Query every request also asks for Record Key (universal matching
 Operational Use, and at most {PAGE_SIZE} records (Maximum Number of Records). B001 (the SCU's or the
 SCP's limit reached) is taken as the final response of that C-FIND, as PS3.4 C.6.4.4 requires; the
 association is then released and the same query is sent again with Prior Record Key set to the last
-Record Key received, until Success. Record Key values are opaque: only sent back. When the
+Record Key received, until Success (a B001 that does not get past the Prior Record Key fails the
+query rather than loop). Record Key values are opaque: only sent back. When the
 association fails mid-query (aborted, timed out, closed), the query continues after the last Record
 Key received on a new association, up to {RESUME_ATTEMPTS} times in a row; A710 (invalid Prior Record Key)
 or any other failure status fails the query as on Study Root. Each study is also queried at SERIES

@@ -94,8 +94,10 @@ class RepositoryHoldings(StudyRootHoldings):
             # B001 was the SCP's last message for this transaction: release rather than let anything
             # it might still send (pynetdicom's SCP does) meet the next query.
             self.close()
-            if self._last_key is None:
-                raise ArchiveError(f"{self._peer}: Repository Query answered B001 without a record", study_uid)
+            if self._last_key is None or self._last_key == prior:
+                # Nothing, or the same records again (Prior Record Key ignored): it would never end.
+                raise ArchiveError(f"{self._peer}: Repository Query answered B001 without advancing past "
+                                   "the Prior Record Key", study_uid)
             prior = self._last_key
 
     def _page(self, ask: Dataset, study_uid: str | None) -> Iterator[Dataset]:
