@@ -46,8 +46,8 @@ def test_reconcile_benchmark_smoke():
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["backend", "method", "seconds"]
     rows = [line for line in lines if line.startswith("SQLite")]
-    assert [row.split()[1] for row in rows] == ["inventory", "query"]
-    # Both paths find the discrepancies the script seeded, and only those.
+    assert [row.split()[1] for row in rows] == ["inventory", "repository", "query"]
+    # Every path finds the discrepancies the script seeded, and only those.
     assert all('"MISSING_IN_ARCHIVE": 25' in row and '"UNEXPECTED_IN_ARCHIVE": 5' in row for row in rows)
 
 
