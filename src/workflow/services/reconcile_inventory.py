@@ -124,7 +124,9 @@ class InventoryReconciler:
                   ) -> Iterator[Expected]:
         """Every expected instance, in key order (byte order: on PostgreSQL the "C" collation, so the
         database sorts as Python compares), read in chunks on one connection."""
-        query = self._expected_query(archive, scope, cutoff)
+        # Settled or not is decided by the database: converting a million timestamps back to aware
+        # datetimes only to compare them was a tenth of the comparison's time.
+        query = self._expected_query(archive, scope, cutoff).add_columns((L.c.notified_at <= cutoff).label("settled"))
         collate = (lambda c: c.collate("C")) if self.engine.dialect.name == "postgresql" else (lambda c: c)
         query = query.order_by(collate(I.c.study_instance_uid), collate(I.c.series_instance_uid),
                                collate(I.c.sop_instance_uid))
@@ -135,8 +137,7 @@ class InventoryReconciler:
                 for r in rows:
                     if listed is not None and r[0] not in listed:
                         continue  # a modality scope: only the archive knows a study's modalities
-                    yield Expected(Holding(r[0], r[1], r[2], r[3], r[4], ae, r[5] or ""),
-                                   aware(r[6]) <= cutoff)
+                    yield Expected(Holding(r[0], r[1], r[2], r[3], r[4], ae, r[5] or ""), bool(r[7]))
 
 
 def _unlisted_reason(inventory: Inventory, scope: Scope) -> str | None:
