@@ -10,7 +10,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from pynetdicom import _config as pynetdicom_config
 from pynetdicom import evt
 from pynetdicom.sop_class import (InstanceAvailabilityNotification, ModalityPerformedProcedureStep,
                                   UnifiedProcedureStepEvent,
@@ -29,11 +28,6 @@ from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.domain import statuses
 
 log = logging.getLogger("workflow.dimse")
-
-# pynetdicom's "standard" handlers format a log line for every PDU even when nobody reads it, and
-# it decodes every C-FIND identifier a second time just to log it.
-pynetdicom_config.LOG_HANDLER_LEVEL = "none"
-pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
 
 # Our own implementation identity (PS3.7 D.3.3.2), stable across pynetdicom versions.
 IMPLEMENTATION_CLASS_UID = "2.25.57341232141535019075580653872591262980"
