@@ -93,11 +93,12 @@ class InventoryReconciler:
 
     def _findings(self, archive: Archive, scope: Scope, cutoff: datetime, comparer: Comparer, spool: HoldingSpool,
                   inventory: Inventory, progress, run_id: int) -> Iterator:
-        expected_studies = self._expected_studies(archive, scope, cutoff)
-        # Announced studies the inventory does not list, and cannot be taken to deny holding.
+        # Announced studies the inventory does not list, and cannot be taken to deny holding. (Our
+        # study list is a whole scan of the expected side: read only when it is needed.)
         why = _unlisted_reason(inventory, scope)
         errors = {}
         if why:
+            expected_studies = self._expected_studies(archive, scope, cutoff)
             errors = {p.study_uid: why for p in pair_studies(expected_studies, spool.studies())
                       if p.expected and not p.actual}
         listed = None if not scope.modalities else set(spool.studies())
