@@ -34,14 +34,13 @@ from typing import Iterator
 from pydicom.dataset import Dataset
 
 from workflow.domain.holdings import Holding, StudyCount
+from workflow.dimse.archive_probe import REPOSITORY_QUERY
 from workflow.dimse.holdings_query import ArchiveError, HoldingsScope, StudyRootHoldings, removed
 
 log = logging.getLogger("workflow.holdings_query")
 
-REPOSITORY_QUERY = "1.2.840.10008.5.1.4.1.1.201.6"
 _MORE = 0xB001  # the SCU's or the SCP's limit was reached and more entities match
 _SUCCESS = 0x0000
-_REQUEST_ONLY = ("RecordKey", "PriorRecordKey", "MaximumNumberOfRecords")
 PAGE_SIZE = 5000  # records asked for per transaction
 RESUME_ATTEMPTS = 2  # consecutive interrupted transactions continued before the query fails
 
@@ -114,9 +113,6 @@ class RepositoryHoldings(StudyRootHoldings):
             if not key:
                 transaction.close()
                 raise ArchiveError(f"{self._peer}: Repository Query match without Record Key", study_uid)
-            for keyword in _REQUEST_ONLY:
-                if keyword in match:
-                    del match[keyword]
             yield match
             self._last_key = bytes(key)
 
