@@ -43,3 +43,26 @@ def test_any_history_moves_only_along_the_table(events):
 ])
 def test_target_states(facts, state):
     assert target_state(facts) == state and state in STATES
+
+
+def test_advance_is_safe_from_several_threads():
+    """The readiness worker and UPS N-CREATE association threads advance procedures at once: one shared
+    table must give each caller its own answer (a shared Machine registering value-equal models raised
+    AttributeError and ValueError here)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cases = [("REQUESTED", ProcedureFacts(frozenset({"COMPLETED"}), True, True)),
+             ("AVAILABLE", ProcedureFacts(frozenset({"COMPLETED"}), True, False)),
+             ("REQUESTED", ProcedureFacts(frozenset(), True, False)),
+             ("IN_PROGRESS", ProcedureFacts(frozenset({"DISCONTINUED"}), True, False))]
+    expected = [advance(state, facts) for state, facts in cases]
+
+    def work(n: int) -> int:
+        wrong = 0
+        for i in range(3000):
+            state, facts = cases[(i + n) % len(cases)]
+            wrong += advance(state, facts) != expected[(i + n) % len(cases)]
+        return wrong
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sum(pool.map(work, range(4))) == 0

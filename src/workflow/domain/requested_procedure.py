@@ -82,15 +82,16 @@ def _path(source: str, dest: str) -> list[str]:
 
 def advance(current: str, facts: ProcedureFacts) -> list[str]:
     """Move a procedure in `current` state to where the facts put it, through the Machine. Returns the
-    triggers fired (empty when the state stays)."""
+    triggers fired (empty when the state stays).
+
+    The model is never registered with the shared Machine: `transitions` finds registered models by
+    `==`, so value-equal models from several threads (readiness worker, N-CREATE associations) broke
+    each other's registration. Each trigger runs on this call's own model, sharing nothing."""
     target = target_state(facts)
     triggers = _path(current, target)
     model = _Procedure(current)
-    _MACHINE.add_model(model, initial=current)
-    try:
-        for trigger in triggers:
-            model.trigger(trigger)
-    finally:
-        _MACHINE.remove_model(model)
+    for trigger in triggers:
+        if not _MACHINE.events[trigger].trigger(model):
+            raise ValueError(f"{trigger} is not allowed from {model.state}")
     assert model.state == target
     return triggers
