@@ -4,20 +4,12 @@
 import os
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import workflow.store.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-import workflow.store.ups_models  # noqa: F401
-import workflow.store.mpps_models  # noqa: F401
-import workflow.store.readiness_models  # noqa: F401
-import workflow.store.reconcile_models  # noqa: F401
-import workflow.store.procedure_models  # noqa: F401
-import workflow.store.schedule_models  # noqa: F401
-import workflow.store.inventory_models  # noqa: F401
+from workflow import schema
 from workflow.store.engine import make_engine
 
 config = context.config
-target_metadata = SQLModel.metadata
+target_metadata = schema.metadata
 
 
 def run_migrations_online() -> None:

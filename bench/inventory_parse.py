@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Inventory parsing speed: the streaming reader (workflow.dimse.inventory_stream) on a whole
+"""Inventory parsing speed: the streaming reader (workflow.reconcile.dimse.inventory_stream) on a whole
 INSTANCE-level inventory of 1,000,000 instances, against pydicom in the same run: `dcmread` of one
 of its leaf files, and the same plus a walk that pulls out what the reader pulls out.
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from pydicom import dcmread
 
 from refarchive import ReferenceArchive
-from workflow.dimse.inventory_stream import EXPLICIT_VR_LE, open_inventory
+from workflow.reconcile.dimse.inventory_stream import EXPLICIT_VR_LE, open_inventory
 
 SIZES = {"full": (10_000, 2, 50), "smoke": (20, 2, 5)}
 
@@ -121,7 +121,7 @@ def main() -> None:
               f"instances it would take ~{per_full * count / 1e6:.0f} s")
 
         if args.client:
-            from workflow.dimse.inventory_client import InventoryHoldings
+            from workflow.reconcile.dimse.inventory_client import InventoryHoldings
 
             client = InventoryHoldings("BENCH", archive.ae_title, "127.0.0.1", archive.port, 60, directory=work)
             t = time.perf_counter()

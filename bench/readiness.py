@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, select
 from ian_ingest import free_port, postgres_database, wait_listening
 from rawscu import RawAssociation
 from workflow.dimse.nodelay import NoDelayAE
-from workflow.store.ups_models import Workitem
+from workflow.ups.tables import Workitem
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 PER_IAN, PER_SERIES = 10, 100

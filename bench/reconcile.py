@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, insert
 from ian_ingest import free_port, postgres_database, wait_listening
 from refarchive.holdings import Holdings
 from workflow.store import migrate
-from workflow.store.models import Instance, InstanceLocation, Notification
+from workflow.ian.tables import Instance, InstanceLocation, Notification
 
 AET = "REFARCH"
 LOST, OFFLINE, UNANNOUNCED = 25, 10, 5  # the seeded discrepancies

@@ -375,8 +375,8 @@ def check_samples(catalog: Catalog) -> None:
     """The seeded rows are what the server itself would have written: `index_workitem` gives the same
     columns and sequence rows, a SCHEDULED data set passes N-CREATE validation, a finished one meets its
     Final State requirements."""
-    from workflow.domain.ups_attributes import check_create, final_state_unmet
-    from workflow.store.ups_index import index_workitem
+    from workflow.ups.rules.attributes import check_create, final_state_unmet
+    from workflow.ups.index import index_workitem
 
     def key(r: dict) -> tuple:
         return (r["sequence_tag"], r["item_index"], r["key"], r["value_index"], r["value"])
@@ -413,7 +413,7 @@ def seed_sqlite(url: str, worklist: Worklist, analyze: bool = True) -> None:
     from sqlalchemy import create_engine, event
 
     from workflow.store import migrate
-    from workflow.store.ups_models import Workitem, WorkitemSeqItem
+    from workflow.ups.tables import Workitem, WorkitemSeqItem
 
     engine = create_engine(url)
 
@@ -461,7 +461,7 @@ def seed_postgres(url: str, worklist: Worklist, analyze: bool = True) -> None:
     from sqlalchemy import create_engine
 
     from workflow.store import migrate
-    from workflow.store.ups_models import Workitem, WorkitemSeqItem
+    from workflow.ups.tables import Workitem, WorkitemSeqItem
 
     engine = create_engine(url)
     migrate.upgrade(engine)
@@ -910,9 +910,9 @@ def explain(name: str, url: str, measured: list[Planned]) -> None:
     from sqlalchemy import text
 
     from workflow.dimse.dicom_json import dataset_bytes_to_json
-    from workflow.domain.ups_matching import parse_query
+    from workflow.ups.rules.matching import parse_query
     from workflow.store.engine import make_engine
-    from workflow.store.ups_query import matching_select
+    from workflow.ups.query import matching_select
 
     engine = make_engine(url)
     try:

@@ -10,21 +10,21 @@ from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from workflow import jobs
+from workflow.reconcile import scheduler as jobs
 from workflow.config import Settings
-from workflow.dimse.event_sender import EventSender
-from workflow.dimse.ian_scp import IanScp
-from workflow.dimse.mpps_scp import MppsScp
-from workflow.dimse.inventory_storage_scp import InventoryStorageScp
+from workflow.ups.dimse.event_sender import EventSender
+from workflow.ian.dimse.scp import IanScp
+from workflow.mpps.dimse.scp import MppsScp
+from workflow.reconcile.dimse.storage_scp import InventoryStorageScp
 from workflow.dimse.server import DicomServer
-from workflow.dimse.ups_scp import UpsScp
-from workflow.services.ingest import IngestService
-from workflow.services.outbox import Outbox
-from workflow.services.outbox import utcnow
-from workflow.services.performed_steps import PerformedStepService
-from workflow.services.readiness import ReadinessService
-from workflow.services.worklist import WorklistService
-from workflow.domain.policy import PolicyError, load_policies
+from workflow.ups.dimse.scp import UpsScp
+from workflow.ian.ingest import IngestService
+from workflow.ups.outbox import Outbox
+from workflow.ups.outbox import utcnow
+from workflow.mpps.service import PerformedStepService
+from workflow.readiness.service import ReadinessService
+from workflow.ups.worklist import WorklistService
+from workflow.readiness.rules.policy import PolicyError, load_policies
 from workflow.store import migrate
 from workflow.store.resources import policies_location
 from workflow.store.engine import make_engine
@@ -153,7 +153,7 @@ class App:
         """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them;
         Inventory instances received for a reconciliation and never taken (it died) go after a day.
         Returns how many of each were removed."""
-        from workflow.services import received_inventories
+        from workflow.reconcile import received as received_inventories
 
         workitems = self.worklist.purge_finished()
         if workitems:

@@ -10,9 +10,9 @@ from pydicom.dataset import Dataset
 
 from workflow.dimse.datasets import request_json, status_dataset
 from workflow.dimse.dicom_json import DecodeError
-from workflow.domain import statuses
-from workflow.domain.statuses import Status
-from workflow.services.results import Outcome
+from workflow.kernel import statuses
+from workflow.kernel.statuses import Status
+from workflow.kernel.outcome import Outcome
 
 
 def decode(raw, event) -> tuple[dict | None, Outcome | None]:

@@ -20,12 +20,12 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
-from workflow.dimse.ian_scp import IanScp
-from workflow.dimse.inventory_storage_scp import INVENTORY_STORAGE, InventoryStorageScp
-from workflow.dimse.mpps_scp import MppsScp
-from workflow.dimse.ups_scp import FIND_CLASSES, PUSH, UpsScp
+from workflow.ian.dimse.scp import IanScp
+from workflow.reconcile.dimse.storage_scp import INVENTORY_STORAGE, InventoryStorageScp
+from workflow.mpps.dimse.scp import MppsScp
+from workflow.ups.dimse.scp import FIND_CLASSES, PUSH, UpsScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
-from workflow.domain import statuses
+from workflow.kernel import statuses
 
 log = logging.getLogger("workflow.dimse")
 

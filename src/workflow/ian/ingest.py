@@ -1,0 +1,152 @@
+"""Use case: ingest one Instance Availability Notification, in one transaction.
+
+Success is returned only after the commit. A retry of the same IAN (same SOP Instance UID, same
+content) changes nothing and succeeds; the same UID with other content is refused as a duplicate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, Callable
+
+from sqlalchemy import Connection, Engine, bindparam, case, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from workflow.ian.rules.notification import Notification
+from workflow.store.engine import reading
+from workflow.ian.tables import Instance, InstanceLocation, InstancePerformedStep
+from workflow.ian.tables import Notification as NotificationRow
+
+
+class IngestResult(Enum):
+    STORED = "stored"
+    ALREADY_STORED = "already stored"  # an identical retry
+    CONFLICT = "conflict"  # same IAN SOP Instance UID, different content
+
+
+@dataclass(frozen=True)
+class Received:
+    """Who sent the IAN, when, and exactly what (DICOM JSON)."""
+
+    sop_instance_uid: str
+    calling_ae_title: str
+    peer_address: str
+    received_at: datetime
+    dataset: dict[str, Any]
+
+
+def canonical_json(dataset: dict[str, Any]) -> str:
+    return json.dumps(dataset, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class IngestService:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        # Built once: constructing an upsert costs more than executing it.
+        self._upsert_instances = self._instance_upsert()
+        self._upsert_locations = self._location_upsert()
+        self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
+        self._earlier_digest = select(NotificationRow.content_sha256).where(
+            NotificationRow.sop_instance_uid == bindparam("uid"))
+        # Readiness, inside the IAN's transaction: returns how much follow-up it left (studies marked
+        # for evaluation); non-zero wakes the workers after the commit.
+        self.after_store: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
+        self.notify: Callable[[], None] = lambda: None  # wakes the event sender after such a commit
+
+    def ingest(self, received: Received, ian: Notification) -> IngestResult:
+        text = canonical_json(received.dataset)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        try:
+            with self.engine.begin() as conn:
+                earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
+                                       ).scalar_one_or_none()
+                if earlier is not None:
+                    return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
+                self._store(conn, received, ian, text, digest)
+                written = self.after_store(conn, ian.study_instance_uid, received.received_at)
+            if written:
+                self.notify()
+            return IngestResult.STORED
+        except IntegrityError:
+            # A concurrent association stored the same IAN UID between our check and insert.
+            with reading(self.engine) as conn:
+                earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
+                                       ).scalar_one_or_none()
+            if earlier is None:
+                raise
+            return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
+
+    def _store(self, conn, received: Received, ian: Notification, text: str, digest: str) -> None:
+        at = received.received_at
+        notification_id = conn.execute(
+            NotificationRow.__table__.insert().returning(NotificationRow.__table__.c.id),
+            dict(sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
+                 calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
+                 received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
+                 content_sha256=digest, dataset_json=text),
+        ).scalar_one()
+        # Within one IAN the last item for an instance wins (a sender listing it twice).
+        by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}
+        if not by_uid:
+            return
+        conn.execute(self._upsert_instances, [
+            dict(sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid,
+                 series_instance_uid=ref.series_instance_uid, study_instance_uid=ian.study_instance_uid,
+                 first_notified_at=at, last_notified_at=at, last_notification_id=notification_id)
+            for uid, ref in by_uid.items()
+        ])
+        locations = [
+            dict(sop_instance_uid=uid, retrieve_ae_title=title, availability=ref.availability.value,
+                 retrieve_url=ref.retrieve_url, retrieve_uri=ref.retrieve_uri,
+                 retrieve_location_uid=ref.retrieve_location_uid, file_set_id=ref.file_set_id,
+                 file_set_uid=ref.file_set_uid, notified_at=at, notification_id=notification_id)
+            for uid, ref in by_uid.items() for title in ref.retrieve_ae_titles
+        ]
+        conn.execute(self._upsert_locations, locations)
+        if ian.pps_uid:
+            conn.execute(self._link_steps, [
+                dict(sop_instance_uid=uid, performed_step_uid=ian.pps_uid,
+                     performed_step_class_uid=ian.pps_class_uid, notification_id=notification_id)
+                for uid in by_uid
+            ])
+
+    def _instance_upsert(self):
+        table = Instance.__table__
+        stmt = self._insert(table)
+        newer = stmt.excluded.last_notified_at >= table.c.last_notified_at
+        # The most recently received IAN names the instance's class, series and study.
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.sop_instance_uid],
+            set_={
+                "sop_class_uid": case((newer, stmt.excluded.sop_class_uid), else_=table.c.sop_class_uid),
+                "series_instance_uid": case((newer, stmt.excluded.series_instance_uid),
+                                            else_=table.c.series_instance_uid),
+                "study_instance_uid": case((newer, stmt.excluded.study_instance_uid),
+                                           else_=table.c.study_instance_uid),
+                "last_notification_id": case((newer, stmt.excluded.last_notification_id),
+                                             else_=table.c.last_notification_id),
+                "last_notified_at": case((newer, stmt.excluded.last_notified_at),
+                                         else_=table.c.last_notified_at),
+            },
+        )
+
+    def _location_upsert(self):
+        table = InstanceLocation.__table__
+        stmt = self._insert(table)
+        keep_earlier = ("retrieve_url", "retrieve_uri", "retrieve_location_uid", "file_set_id", "file_set_uid")
+        set_ = {name: stmt.excluded[name] for name in ("availability", "notified_at", "notification_id")}
+        # An optional attribute a later IAN leaves out keeps its earlier value for this location.
+        set_.update({name: func.coalesce(stmt.excluded[name], table.c[name]) for name in keep_earlier})
+        # The most recently received IAN wins, whatever order concurrent transactions commit in.
+        return stmt.on_conflict_do_update(
+            index_elements=[table.c.sop_instance_uid, table.c.retrieve_ae_title],
+            set_=set_,
+            where=stmt.excluded.notified_at >= table.c.notified_at,
+        )
+

@@ -1,0 +1,382 @@
+"""Readiness: IANs, MPPS and new workitems drive each SCHEDULED workitem's Input Information and
+Input Readiness State, as the site's policies say. Runs inside the transaction of the change that
+caused it, so the State Report it owes is in the outbox when that change commits."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from functools import cached_property
+
+from sqlalchemy import Connection, Engine, bindparam, delete, exists, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
+
+from workflow.ian.rules.availability import Availability
+from workflow.kernel.json_model import first, items
+from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
+                                    evaluate)
+from workflow.readiness import procedures
+from workflow.store.engine import aware, reading
+from workflow.ian.tables import Instance, InstanceLocation, Notification
+from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
+from workflow.readiness.tables import ReadinessPending, ReadinessTimer
+from workflow.ups.tables import WorkitemInput
+from workflow.ups.tables import Workitem, WorkitemSeqItem
+from workflow.ups.worklist import input_rows
+
+W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
+INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
+REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
+WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
+MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
+
+
+class ReadinessService:
+    def __init__(self, engine: Engine, policies: PolicySet, worklist) -> None:
+        self.engine = engine
+        self.policies = policies
+        self.worklist = worklist  # applies the decision: rows, state, outbox
+        self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
+        self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
+
+    # ------------------------------------------------------------------ triggers
+
+    def study_changed(self, conn: Connection, study_uid: str, now: datetime) -> int:
+        """Inside an IAN's or MPPS's transaction: mark the study for evaluation by `run_pending`. An
+        evaluation reads the whole study, so doing it once per burst of IANs keeps the cost per
+        instance flat (bench/readiness.py). Returns 1: the caller wakes the worker after its commit."""
+        return mark_pending(conn, study_uid, now)
+
+    def run_pending(self, now: datetime, limit: int = 200, quiet: float = 0.0,
+                    max_wait: float | None = None) -> int:
+        """Evaluate the studies marked pending, each in its own transaction that also clears its mark
+        (unless a newer mark came meanwhile). Returns how many events were written.
+
+        A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
+        has waited `max_wait` seconds since this process first saw it pending: each pass reads the
+        whole study, so a pass per short pause would make a large study's cost grow with its square
+        and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
+        with reading(self.engine) as conn:
+            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
+                                   .order_by(PENDING.c.marked_at).limit(limit)).all()
+        if len(pending) < limit:  # marks another process cleared
+            self._waiting = {s: at for s, at in self._waiting.items() if s in {p[0] for p in pending}}
+        due, self.next_due = [], None
+        for study_uid, generation, marked_at in pending:
+            at = aware(marked_at) + timedelta(seconds=quiet)
+            if max_wait is not None:
+                at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
+            if at <= now:
+                due.append((study_uid, generation))
+            else:
+                self.next_due = min(self.next_due or at, at)
+        written = 0
+        for study_uid, generation in due:
+            with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":
+                    # Several servers on one database: one evaluates a study, the others skip it.
+                    held = conn.execute(select(PENDING.c.generation).where(
+                        PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
+                    if held is None:
+                        continue
+                written += self.evaluate_study(conn, study_uid, now)
+                cleared = conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
+                                                             PENDING.c.generation == generation)).rowcount
+            if cleared:
+                self._waiting.pop(study_uid, None)
+            else:  # marked again while evaluated: the burst goes on, its wait starts now
+                self._waiting[study_uid] = now
+        return written
+
+    def pending(self) -> int:
+        """How many studies wait for evaluation (for operators and tests)."""
+        with reading(self.engine) as conn:
+            return conn.execute(select(func.count()).select_from(PENDING)).scalar_one()
+
+    def evaluate_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
+        """Apply templates, then re-evaluate every SCHEDULED workitem of the study (by its Study
+        Instance UID or a Referenced Request item). Returns how many events were written."""
+        written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
+        snapshot = _StudySnapshot(conn, study_uid)  # read once for all the study's workitems
+        links = [W.c.study_instance_uid == study_uid, _requests(STUDY_UID, [study_uid])]
+        if snapshot.accessions:  # a policy may link by an Accession Number the study's MPPS names
+            links.append(_requests(ACCESSION, snapshot.accessions))
+        rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
+                            .order_by(W.c.sop_instance_uid)).all()
+        written += sum(self._evaluate(conn, row, study_uid, now, snapshot) for row in rows)
+        procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
+        return written
+
+    def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
+        """Workitems that templates create for a study matching their conditions: one per study and
+        template (a deterministic SOP Instance UID makes a second creation a no-op)."""
+        facts = self._study_facts(conn, study_uid)
+        written = 0
+        for template in self.policies.templates_for(facts):
+            ds = template_workitem(template, study_uid, template.start_at(now))
+            written += self.worklist.create_internal(conn, template.workitem_uid(study_uid), ds, now)
+        return written
+
+    @staticmethod
+    def _study_facts(conn: Connection, study_uid: str) -> StudyFacts:
+        inst, note = Instance.__table__, Notification.__table__
+        p, r = PerformedStep.__table__, PerformedStepRequest.__table__
+        classes = frozenset(conn.execute(select(inst.c.sop_class_uid).where(
+            inst.c.study_instance_uid == study_uid).distinct()).scalars())
+        callers = frozenset(conn.execute(select(note.c.calling_ae_title).where(
+            note.c.study_instance_uid == study_uid).distinct()).scalars())
+        modalities, codes, descriptions = set(), set(), []
+        for text in conn.execute(select(p.c.dataset_json).join(r, r.c.performed_step_uid == p.c.sop_instance_uid)
+                                 .where(r.c.study_instance_uid == study_uid)).scalars():
+            step = json.loads(text)
+            if first(step, MODALITY):
+                modalities.add(first(step, MODALITY))
+            codes |= {(first(c, CODE_VALUE), first(c, CODE_SCHEME)) for c in items(step, PROCEDURE_CODES)}
+            descriptions += [d for d in (first(step, PPS_DESCRIPTION),) if d]
+        return StudyFacts(study_uid, frozenset(modalities), classes, callers, frozenset(codes),
+                          " ".join(descriptions) or None)
+
+    def workitem_created(self, conn: Connection, uid: str, now: datetime) -> int:
+        row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
+        ds = json.loads(row.dataset_json)
+        studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
+        snapshots = {study: _StudySnapshot(conn, study) for study in studies[:1]}
+        written = sum(self._evaluate(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
+        for study in _studies_of(ds, row.study_instance_uid):  # the requests it names; one read of each study
+            snapshot = snapshots.get(study) or _StudySnapshot(conn, study)
+            procedures.refresh(conn, study, lambda: snapshot.instances, now)
+        return written
+
+    @staticmethod
+    def _studies_by_accession(conn: Connection, ds: dict) -> list[str]:
+        """Studies whose MPPS names an Accession Number of the workitem's Referenced Request Sequence
+        (for policies that link by Accession Number)."""
+        accessions = {a for a in (first(r, ACCESSION) for r in items(ds, REQUEST_SEQ)) if a}
+        if not accessions:
+            return []
+        r = PerformedStepRequest.__table__
+        return list(conn.execute(select(r.c.study_instance_uid).where(r.c.accession_number.in_(accessions))
+                                 .distinct().order_by(r.c.study_instance_uid)).scalars())
+
+    def fire_due_timers(self, now: datetime) -> int:
+        """Settle timers that are due (they live in the database, so a restart loses none)."""
+        with reading(self.engine) as conn:
+            due = conn.execute(select(TIMER.c.workitem_uid, TIMER.c.study_instance_uid)
+                               .where(TIMER.c.due_at <= now)).all()
+        written = 0
+        for uid, study in due:
+            with self.engine.begin() as conn:
+                conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == uid))
+                row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
+                if row is not None and row.procedure_step_state == "SCHEDULED":
+                    written += self._evaluate(conn, row, study, now)
+        return written
+
+    # ------------------------------------------------------------------ evaluation
+
+    def explain(self, uid: str, now: datetime) -> dict[str, Any] | None:
+        """Why a workitem is or is not READY: the policy, the expected set, what is available, what is
+        missing, the pending timer. Read-only."""
+        with reading(self.engine) as conn:
+            row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
+            if row is None:
+                return None
+            ds = json.loads(row.dataset_json)
+            studies = _studies_of(ds, row.study_instance_uid)
+            timer = conn.execute(select(TIMER.c.due_at).where(TIMER.c.workitem_uid == uid)).scalar_one_or_none()
+            out: dict[str, Any] = {"workitem_uid": uid, "procedure_step_state": row.procedure_step_state,
+                                   "input_readiness_state": row.input_readiness_state, "studies": studies,
+                                   "settle_timer_due_at": _iso(timer)}
+            if not studies:
+                out["reason"] = "the workitem names no study (Study Instance UID or Referenced Request Sequence)"
+                return out
+            policy, facts = self._facts(conn, row, ds, studies[0], now)
+            if policy is None:
+                out["reason"] = "no policy concerns this workitem for its study"
+                return out
+            ev = evaluate(policy, facts)
+        out.update(policy=policy.name, evaluated_readiness=ev.readiness.value,
+                   expected=sorted(facts.expected) if facts.expected is not None else None,
+                   available=[i.instance.sop_instance_uid for i in ev.inputs], missing=list(ev.missing),
+                   not_available=list(ev.not_available), reasons=list(ev.reasons),
+                   settle_due_at=_iso(ev.settle_due_at),
+                   note=("IN PROGRESS and final workitems are not changed by readiness"
+                         if row.procedure_step_state != "SCHEDULED" else None))
+        return out
+
+    def _evaluate(self, conn: Connection, row, study_uid: str, now: datetime,
+                  snapshot: "_StudySnapshot | None" = None) -> int:
+        ds = json.loads(row.dataset_json)
+        snapshot = snapshot or _StudySnapshot(conn, study_uid)
+        current = input_rows(conn, row.sop_instance_uid)  # read once: what is listed, and what to rewrite
+        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, frozenset(current))
+        if policy is None or _declared_ready(row, facts):
+            return 0
+        ev = snapshot.evaluation(policy, facts)
+        conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == row.sop_instance_uid))
+        if ev.settle_due_at is not None:
+            conn.execute(TIMER.insert().values(workitem_uid=row.sop_instance_uid, study_instance_uid=study_uid,
+                                               due_at=ev.settle_due_at))
+        decision = decide(policy, row.procedure_step_state, row.input_readiness_state, ev)
+        if decision is None:
+            return 0
+        return self.worklist.apply_readiness(conn, row, decision, now, study_uid, current)
+
+    def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
+               snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
+        study = snapshot or _StudySnapshot(conn, study_uid)
+        policy = self.policies.policy_for(_workitem_facts(row, ds), study_uid, study.accessions)
+        if policy is None:
+            return None, None
+        if listed is None:
+            listed = frozenset(conn.execute(select(INPUT.c.sop_instance_uid)
+                                            .where(INPUT.c.workitem_uid == row.sop_instance_uid)).scalars())
+        facts = Facts(expected=study.expected, instances=study.instances, listed=listed,
+                      last_ian_at=study.last_ian_at, now=now)
+        return policy, facts
+
+
+class _StudySnapshot:
+    """What readiness needs to know of one study, read once per evaluation however many workitems
+    watch the study; the expensive parts (every instance and location) only when a policy applies."""
+
+    def __init__(self, conn: Connection, study_uid: str) -> None:
+        self.conn, self.study_uid = conn, study_uid
+        self._evaluations: dict[tuple, tuple] = {}
+        r = PerformedStepRequest.__table__
+        self.accessions = frozenset(a for a in conn.execute(select(r.c.accession_number).where(
+            r.c.study_instance_uid == study_uid)).scalars() if a)
+
+    def evaluation(self, policy, facts: Facts):
+        """Workitems of one study under one policy with the same inputs listed (the usual case: they
+        were all filled from the same IANs) share one evaluation."""
+        key = (id(policy), facts.listed, facts.now)
+        if key not in self._evaluations:
+            self._evaluations[key] = (policy, evaluate(policy, facts))  # policy kept: id() stays unique
+        return self._evaluations[key][1]
+
+    @cached_property
+    def last_ian_at(self) -> datetime | None:
+        note = Notification.__table__
+        return aware(self.conn.execute(select(func.max(note.c.received_at))
+                                        .where(note.c.study_instance_uid == self.study_uid)).scalar())
+
+    @cached_property
+    def expected(self) -> frozenset[str] | None:
+        """The union of the Performed Series of the study's COMPLETED MPPS; None when it has none."""
+        p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
+        completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
+            p.c.status == "COMPLETED", r.c.study_instance_uid == self.study_uid)
+        steps = set(self.conn.execute(completed).scalars())
+        if not steps:
+            return None
+        return frozenset(self.conn.execute(select(i.c.sop_instance_uid)
+                                           .where(i.c.performed_step_uid.in_(steps))).scalars())
+
+    @cached_property
+    def instances(self) -> tuple[InstanceFacts, ...]:
+        inst, loc = Instance.__table__, InstanceLocation.__table__
+        rows = self.conn.execute(select(inst.c.sop_instance_uid, inst.c.sop_class_uid, inst.c.series_instance_uid,
+                                        inst.c.first_notified_at, loc.c.retrieve_ae_title, loc.c.availability,
+                                        loc.c.retrieve_url, loc.c.notified_at, loc.c.file_set_id,
+                                        loc.c.file_set_uid)
+                                 .join(loc, loc.c.sop_instance_uid == inst.c.sop_instance_uid)
+                                 .where(inst.c.study_instance_uid == self.study_uid)).all()
+        grouped: dict[str, list] = defaultdict(list)
+        head: dict[str, tuple] = {}
+        for r in rows:
+            head[r.sop_instance_uid] = (r.sop_class_uid, r.series_instance_uid, r.first_notified_at)
+            grouped[r.sop_instance_uid].append((r.retrieve_ae_title, Availability(r.availability), r.retrieve_url,
+                                                aware(r.notified_at), r.file_set_id, r.file_set_uid))
+        out = []
+        for uid, locations in grouped.items():
+            cls, series, first_at = head[uid]
+            out.append(InstanceFacts(uid, cls, series, tuple(locations), aware(first_at)))
+        return tuple(out)
+
+
+def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
+    """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
+    finds it: the marks are rows). Returns 1."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
+                                          marked_at=bindparam("at"))
+    stmt = stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
+                                      set_={"generation": PENDING.c.generation + 1,
+                                            "marked_at": stmt.excluded.marked_at})
+    conn.execute(stmt, {"study": study_uid, "at": now})
+    return 1
+
+
+def _requests(key: str, values) -> Any:
+    """A workitem whose Referenced Request Sequence has an item with `key` among `values`."""
+    return exists().where(SEQ.c.workitem_uid == W.c.sop_instance_uid, SEQ.c.sequence_tag == REQUEST_SEQ,
+                          SEQ.c.key == key, SEQ.c.value.in_(list(values)))
+
+
+def _declared_ready(row, facts: Facts) -> bool:
+    """A workitem its creator made READY, with inputs the server did not choose, is the creator's
+    responsibility: the server leaves it alone (one it made READY has server-managed input rows)."""
+    return row.input_readiness_state == "READY" and not facts.listed
+
+
+def _workitem_facts(row, ds: dict) -> WorkitemFacts:
+    requests = items(ds, REQUEST_SEQ)
+    return WorkitemFacts(
+        study_instance_uid=row.study_instance_uid,
+        accession_numbers=frozenset(a for a in (first(r, ACCESSION) for r in requests) if a),
+        scheduled_workitem_codes=frozenset((first(c, CODE_VALUE), first(c, CODE_SCHEME))
+                                           for c in items(ds, WORKITEM_CODES) if first(c, CODE_VALUE)),
+        worklist_label=row.worklist_label)
+
+
+def _studies_of(ds: dict, study_uid: str | None) -> list[str]:
+    found = [study_uid] if study_uid else []
+    found += [s for s in (first(r, STUDY_UID) for r in items(ds, REQUEST_SEQ)) if s]
+    return list(dict.fromkeys(found))
+
+
+
+def _iso(at: datetime | None) -> str | None:
+    return aware(at).isoformat().replace("+00:00", "Z") if at else None
+
+
+def template_workitem(template: Template, study_uid: str, start: datetime) -> dict:
+    """The N-CREATE data set of a workitem a template creates: every Type 1 and Type 2 attribute of
+    Table CC.2.5-3, INCOMPLETE until the policy says otherwise."""
+    from pydicom.dataset import Dataset
+
+    def code(c) -> Dataset:
+        item = Dataset()
+        item.CodeValue, item.CodingSchemeDesignator = c.value, c.scheme
+        item.CodeMeaning = c.meaning or c.value
+        return item
+
+    spec = template.creates
+    ds = Dataset()
+    ds.TransactionUID = None
+    ds.ScheduledProcedureStepPriority = spec.priority.value
+    ds.ProcedureStepLabel = spec.procedure_step_label
+    ds.WorklistLabel = spec.worklist_label
+    ds.ScheduledStationNameCodeSequence = [code(spec.station_name_code)] if spec.station_name_code else []
+    ds.ScheduledStationClassCodeSequence = []
+    ds.ScheduledStationGeographicLocationCodeSequence = []
+    ds.ScheduledProcedureStepStartDateTime = start.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S")
+    ds.ScheduledWorkitemCodeSequence = [code(spec.scheduled_workitem_code)]
+    ds.InputReadinessState = "INCOMPLETE"
+    ds.InputInformationSequence = []
+    ds.StudyInstanceUID = study_uid
+    ds.ScheduledProcessingParametersSequence = []
+    ds.CommentsOnTheScheduledProcedureStep = f"created by template {template.name}"
+    for keyword in ("PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex",
+                    "AdmissionID", "AdmittingDiagnosesDescription"):
+        setattr(ds, keyword, None)
+    for keyword in ("IssuerOfPatientIDQualifiersSequence", "OtherPatientIDsSequence", "IssuerOfAdmissionIDSequence",
+                    "AdmittingDiagnosesCodeSequence", "ReferencedRequestSequence",
+                    "ProcedureStepProgressInformationSequence", "UnifiedProcedureStepPerformedProcedureSequence"):
+        setattr(ds, keyword, [])
+    ds.ProcedureStepState = "SCHEDULED"
+    return ds.to_json_dict()

@@ -1,0 +1,56 @@
+"""Readiness: pending studies, settle timers and requested procedures. Changing them needs an Alembic
+migration."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Optional
+
+from sqlalchemy import Column, ForeignKey, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+UID = 64
+
+
+class ReadinessTimer(SQLModel, table=True):
+    """When a workitem's readiness must be evaluated again with no new facts (a settle time)."""
+
+    __tablename__ = "readiness_timer"
+
+    workitem_uid: str = Field(
+        sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
+    study_instance_uid: str = Field(max_length=UID)
+    due_at: datetime = Field(index=True)
+
+
+class ReadinessPending(SQLModel, table=True):
+    """A study whose workitems must be evaluated again: marked in the transaction of the IAN or MPPS
+    that changed it, cleared by the readiness worker's transaction that evaluated it. Evaluating once
+    per burst of IANs, not once per IAN, keeps the cost per instance flat for large studies; the row
+    lives in the database, so a restart evaluates what was pending."""
+
+    __tablename__ = "readiness_pending"
+
+    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    # Bumped by every new mark: the worker clears the row only if no mark came after its read.
+    generation: int
+    marked_at: datetime = Field(index=True)
+
+
+class RequestedProcedure(SQLModel, table=True):
+    """One requested procedure: its study, and the Accession Number and Requested Procedure ID that
+    named it ("" when no source gave them: a study known only from IANs)."""
+
+    __tablename__ = "requested_procedure"
+    __table_args__ = (UniqueConstraint("study_instance_uid", "accession_number", "requested_procedure_id",
+                                       name="uq_requested_procedure_key"),)
+
+    id: Optional[int] = Field(default=None, primary_key=True)
+    study_instance_uid: str = Field(max_length=UID, index=True)
+    accession_number: str = Field(default="", max_length=16)
+    requested_procedure_id: str = Field(default="", max_length=16)
+    state: str = Field(max_length=16)
+    # Which kinds of source named it: a comma-separated subset of UPS, MPPS, IAN.
+    sources: str = Field(max_length=32)
+    created_at: datetime
+    updated_at: datetime

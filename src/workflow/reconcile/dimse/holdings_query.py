@@ -1,0 +1,370 @@
+"""Study Root C-FIND client: streams what an archive actually holds, study by study.
+
+One association per `StudyRootHoldings` (a context manager). Responses are consumed as they arrive
+(pynetdicom's `send_c_find` is a generator), never collected, so listing a large archive costs
+constant memory. Records come in the archive's order; callers that need key order spool and sort.
+
+Anything that prevents a complete answer raises `ArchiveError` (association refused, rejected or
+aborted, a C-FIND failure or cancel status, no response within `timeout`, an undecodable or incomplete
+response). Records already yielded for that query are then incomplete: the caller records
+ARCHIVE_ERROR for what it was checking and must not report those instances missing.
+
+Choices:
+- Re-association: before each query, if the association is gone (the archive closed it, or we released
+  it after `timeout` idle seconds), associate again, once. A query that fails mid-stream is not retried:
+  records already yielded cannot be taken back, so the caller decides.
+- Abandoning a stream (breaking out of the loop, an exception in the consumer) aborts the association:
+  the pending responses cannot be skipped otherwise; the next query re-associates.
+- Modalities: one query per modality by default (single-value matching is what every SCP supports);
+  a study with several of the asked modalities is reported once, by the query for the first of them
+  it contains (from the returned Modalities in Study), so no set of seen studies is kept. Archives that
+  support multiple-value matching (Orthanc does) can get one query with `multi_valued_modalities=True`.
+- Study UIDs: List of UID matching (allowed at the query level by the baseline hierarchical search,
+  PS3.4 C.4.1.2.1), `uid_batch` UIDs per query.
+- Retrieve AE Title is read from every response but not sent as a key: PS3.4 C.4.1.1.3.2 makes it a
+  response attribute the SCP adds, and Orthanc 1.10 echoes it empty when it is asked for.
+- pynetdicom 3.0 race (cf. pynetdicom issue #875): its reactor thread can take a C-FIND response off
+  the queue just after a request is sent and drop it ("Received unexpected C-FIND service message"),
+  ~0.3% of queries on one association here; a lost match would look like a missing instance. Before
+  each request we hold the reactor until it is blocked (`_hold_reactor`), and any response it still
+  takes makes the query fail with ArchiveError (`_count_strays`), never a silently short answer.
+- IMAGE level queries give the Study UID only (Series UID universal), as Orthanc and most archives
+  accept; `instances(study, series_uid=...)` gives a strict hierarchical query for one series.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import date
+from typing import Iterator, NamedTuple, Sequence
+
+from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
+from pynetdicom.association import Association
+from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT_FIND
+
+from workflow.reconcile.rules.holdings import Holding, StudyCount
+from workflow.dimse.nodelay import NoDelayAE
+
+log = logging.getLogger("workflow.holdings_query")
+
+_PENDING = (0xFF00, 0xFF01)
+_SUCCESS = 0x0000
+
+
+class ArchiveError(Exception):
+    """The archive could not answer (completely). `study_uid`: the study being queried, if any."""
+
+    def __init__(self, message: str, study_uid: str | None = None, *, connection: bool = False):
+        super().__init__(message)
+        self.message = message
+        self.study_uid = study_uid
+        # The association failed (aborted, timed out, closed): what was received before is sound.
+        self.connection = connection
+
+
+@dataclass(frozen=True)
+class HoldingsScope:
+    """Which studies to list; the criteria combine with AND. The default lists every study.
+    `since` matches Study Date >= since (studies without a Study Date do not match a range)."""
+
+    since: date | None = None
+    modalities: Sequence[str] = ()
+    study_uids: Sequence[str] = ()
+
+
+class SeriesCount(NamedTuple):
+    series_uid: str
+    modality: str
+    instance_count: int | None
+
+
+class StudyRootHoldings:
+    """`with StudyRootHoldings("WFM", "PACS", host, port) as archive: for s in archive.studies(): ...`
+
+    Use one query at a time: finish (or abandon) one iterator before starting the next."""
+
+    # Information models proposed, the first one the archive accepts is used (`model`).
+    MODELS: tuple[str, ...] = (str(STUDY_ROOT_FIND),)
+
+    def __init__(self, ae_title_local: str, remote_ae: str, host: str, port: int, timeout: float = 30.0,
+                 *, multi_valued_modalities: bool = False, uid_batch: int = 100):
+        self.local_ae = ae_title_local
+        self.remote_ae = remote_ae
+        self.host = host
+        self.port = port
+        self.timeout = timeout
+        self.multi_valued_modalities = multi_valued_modalities
+        self.uid_batch = uid_batch
+        self._ae = NoDelayAE(ae_title=ae_title_local)
+        for model in self.MODELS:
+            self._ae.add_requested_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+        self.model: str | None = None
+        self._ae.acse_timeout = self._ae.dimse_timeout = self._ae.network_timeout = timeout
+        self._ae.connection_timeout = timeout
+        self._assoc: Association | None = None
+        self._msg_id = 0
+        self._strays = 0  # responses pynetdicom's reactor took instead of the query
+
+    # -- association ---------------------------------------------------------------------------
+
+    def __enter__(self) -> "StudyRootHoldings":
+        return self.open()
+
+    def open(self) -> "StudyRootHoldings":
+        """Associate now (else at the first query): `model` then says which model is in use."""
+        self._association()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        assoc, self._assoc = self._assoc, None
+        if assoc is not None and assoc.is_established:
+            assoc.release()
+
+    @property
+    def _peer(self) -> str:
+        return f"{self.remote_ae} at {self.host}:{self.port}"
+
+    def _association(self, study_uid: str | None = None) -> Association:
+        if self._assoc is not None and self._assoc.is_established:
+            return self._assoc
+        if self._assoc is not None:
+            log.info(f"association with {self._peer} was closed; associating again")
+        try:
+            assoc = self._ae.associate(self.host, self.port, ae_title=self.remote_ae)
+        except OSError as exc:  # pynetdicom reports most connection failures via is_established
+            raise ArchiveError(f"cannot connect to {self._peer}: {exc}", study_uid, connection=True) from exc
+        if not assoc.is_established:
+            reason = "rejected" if assoc.is_rejected else "not established (refused, aborted or no answer)"
+            raise ArchiveError(f"association with {self._peer} {reason}", study_uid,
+                               connection=not assoc.is_rejected)
+        accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
+        chosen = next((m for m in self.MODELS if m in accepted), None)
+        if chosen is None:
+            assoc.release()
+            raise ArchiveError(f"{self._peer} does not accept Study Root C-FIND", study_uid)
+        self.model = chosen
+        # Idle for `timeout` between queries: release politely rather than abort; the next query
+        # re-associates.
+        assoc.network_timeout_response = "A-RELEASE"
+        self._count_strays(assoc)
+        self._assoc = assoc
+        return assoc
+
+    def _count_strays(self, assoc: Association) -> None:
+        serve = assoc._serve_request
+
+        def counting(msg, context_id):
+            if not msg.is_valid_request:  # a response, taken by the reactor: lost to the query
+                self._strays += 1
+            serve(msg, context_id)
+
+        assoc._serve_request = counting
+
+    # -- the C-FIND stream ---------------------------------------------------------------------
+
+    def _find(self, identifier: Dataset, study_uid: str | None = None) -> Iterator[Dataset]:
+        """The matches of one C-FIND, as they arrive; ArchiveError unless it ends with Success."""
+        yield from self._transaction(identifier, study_uid)
+
+    def _transaction(self, identifier: Dataset, study_uid: str | None = None,
+                     final: tuple[int, ...] = (_SUCCESS,)) -> Iterator[Dataset]:
+        """One C-FIND: yields the matches and returns the final status, which must be one of `final`.
+        The first status that is not Pending ends it: nothing more is read from the association."""
+        assoc = self._association(study_uid)
+        self._msg_id = self._msg_id % 0xFFFF + 1
+        strays = self._strays
+        _hold_reactor(assoc)
+        try:
+            responses = assoc.send_c_find(identifier, self.model, msg_id=self._msg_id)
+        except RuntimeError as exc:  # the association ended just now (released after idling)
+            _release_reactor(assoc)
+            raise ArchiveError(f"{self._peer}: {exc}", study_uid, connection=True) from exc
+        except BaseException:
+            _release_reactor(assoc)
+            raise
+        finished = False
+        waited_since = time.monotonic()
+        try:
+            for status, match in responses:
+                code = status.get("Status")
+                if code is None:  # pynetdicom: DIMSE timeout, abort or invalid response; dropped below
+                    waited = time.monotonic() - waited_since
+                    what = (f"no C-FIND response within {self.timeout:g} s" if waited >= 0.9 * self.timeout
+                            else "association aborted or invalid C-FIND response")
+                    raise ArchiveError(f"{self._peer}: {what}", study_uid, connection=True)
+                if code in _PENDING:
+                    if match is None:
+                        raise ArchiveError(f"{self._peer}: undecodable C-FIND response", study_uid)
+                    yield match
+                    waited_since = time.monotonic()
+                    continue
+                finished = True
+                if self._strays != strays:
+                    raise ArchiveError(f"{self._peer}: a C-FIND response was lost locally "
+                                       "(pynetdicom reactor race); answer incomplete", study_uid)
+                if code not in final:
+                    comment = status.get("ErrorComment")
+                    raise ArchiveError(f"{self._peer}: C-FIND status 0x{code:04X}"
+                                       + (f" ({comment})" if comment else ""), study_uid)
+                return code
+            raise ArchiveError(f"{self._peer}: C-FIND ended without a final status", study_uid, connection=True)
+        finally:
+            responses.close()  # pynetdicom would wait for more after a warning such as B001
+            _release_reactor(assoc)
+            if not finished:
+                # Abandoned or failed mid-stream: pending responses would confuse the next query.
+                self._drop(assoc)
+
+    def _drop(self, assoc: Association) -> None:
+        if assoc.is_established:
+            assoc.abort()
+        self._assoc = None
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def studies(self, scope: HoldingsScope | None = None) -> Iterator[StudyCount]:
+        """The studies in scope, with the series and instance counts the archive reports."""
+        scope = scope or HoldingsScope()
+        batches = ([list(scope.study_uids[i:i + self.uid_batch])
+                    for i in range(0, len(scope.study_uids), self.uid_batch)]
+                   if scope.study_uids else [None])
+        modalities = [m.strip().upper() for m in scope.modalities if m.strip()]
+        if not modalities or self.multi_valued_modalities:
+            rounds: list[list[str]] = [modalities]
+        else:
+            rounds = [[m] for m in modalities]
+        for uids in batches:
+            earlier: set[str] = set()
+            for asked in rounds:
+                query = self._asked(_study_query(uids, scope.since, asked))
+                with closing(self._find(query, uids[0] if uids and len(uids) == 1 else None)) as matches:
+                    yield from self._study_counts(matches, earlier)
+                earlier.update(asked)
+
+    def _study_counts(self, matches: Iterator[Dataset], earlier: set[str]) -> Iterator[StudyCount]:
+        for match in matches:
+            if earlier and earlier & set(_values(match, "ModalitiesInStudy")):
+                continue  # reported by the query for an earlier modality
+            yield StudyCount(study_uid=_required(match, "StudyInstanceUID", self._peer, None),
+                             series_count=_count(match, "NumberOfStudyRelatedSeries"),
+                             instance_count=_count(match, "NumberOfStudyRelatedInstances"))
+
+    def series(self, study_uid: str) -> Iterator[SeriesCount]:
+        for match in self._series_matches(study_uid):
+            yield SeriesCount(_required(match, "SeriesInstanceUID", self._peer, study_uid),
+                              _text(match, "Modality"), _count(match, "NumberOfSeriesRelatedInstances"))
+
+    def _series_matches(self, study_uid: str) -> Iterator[Dataset]:
+        query = Dataset()
+        query.QueryRetrieveLevel = "SERIES"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = ""
+        query.Modality = ""
+        query.NumberOfSeriesRelatedInstances = ""
+        with closing(self._find(self._asked(query), study_uid)) as matches:
+            yield from matches
+
+    def instances(self, study_uid: str, series_uid: str | None = None) -> Iterator[Holding]:
+        query = Dataset()
+        query.QueryRetrieveLevel = "IMAGE"
+        query.StudyInstanceUID = study_uid
+        query.SeriesInstanceUID = series_uid or ""
+        query.SOPInstanceUID = ""
+        query.SOPClassUID = ""
+        query.InstanceAvailability = ""
+        query.RetrieveURL = ""
+        with closing(self._find(self._asked(query), study_uid)) as matches:
+            for match in matches:
+                yield self._holding(match, study_uid, series_uid)
+
+    def _asked(self, query: Dataset) -> Dataset:
+        """The keys of a query as sent over the model in use (a subclass may ask for more)."""
+        return query
+
+    def _holding(self, match: Dataset, study_uid: str, series_uid: str | None) -> Holding:
+        return Holding(
+            study_uid=study_uid,
+            series_uid=series_uid or _required(match, "SeriesInstanceUID", self._peer, study_uid),
+            sop_uid=_required(match, "SOPInstanceUID", self._peer, study_uid),
+            sop_class_uid=_text(match, "SOPClassUID"),
+            availability=_text(match, "InstanceAvailability").upper(),
+            # Several Retrieve AE Titles are kept in DICOM's multi-value form, "A\\B".
+            retrieve_ae=_text(match, "RetrieveAETitle"),
+            retrieve_url=_text(match, "RetrieveURL"),
+            removed=removed(match),  # only Repository Query asks for it
+        )
+
+
+def _hold_reactor(assoc: Association, limit: float = 1.0) -> None:
+    """Block pynetdicom's reactor thread before sending a request, so that it cannot take a response.
+
+    pynetdicom pauses it itself but only checks a flag that is still True just after the reactor left
+    its wait; here we wait until the reactor actually waits on the cleared checkpoint (CPython's
+    Event keeps its waiters in `_cond._waiters`). The request's generator releases it at the end."""
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
+    if checkpoint is None or waiters is None:
+        return  # another pynetdicom: the stray count still catches a lost response
+    checkpoint.clear()
+    deadline = time.monotonic() + limit
+    while not waiters and assoc.is_established and time.monotonic() < deadline:
+        time.sleep(0.0001)
+
+
+def _release_reactor(assoc: Association) -> None:
+    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
+    if checkpoint is not None:
+        checkpoint.set()
+
+
+def _study_query(uids: list[str] | None, since: date | None, modalities: list[str]) -> Dataset:
+    query = Dataset()
+    query.QueryRetrieveLevel = "STUDY"
+    query.StudyInstanceUID = uids if uids else ""
+    query.StudyDate = f"{since:%Y%m%d}-" if since else ""
+    query.ModalitiesInStudy = modalities if modalities else ""
+    query.NumberOfStudyRelatedSeries = ""
+    query.NumberOfStudyRelatedInstances = ""
+    return query
+
+
+def removed(ds: Dataset) -> bool:
+    """Removed from Operational Use (0008,0405) says Y."""
+    return _text(ds, "RemovedFromOperationalUse").upper() == "Y"
+
+
+def _values(ds: Dataset, keyword: str) -> list[str]:
+    value = ds.get(keyword)
+    if value is None or value == "":
+        return []
+    items = value if isinstance(value, (list, tuple, MultiValue)) else [value]
+    return [str(v).strip() for v in items if str(v).strip()]
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    return "\\".join(_values(ds, keyword))
+
+
+def _count(ds: Dataset, keyword: str) -> int | None:
+    text = _text(ds, keyword)
+    try:
+        return int(text) if text else None
+    except ValueError:
+        return None
+
+
+def _required(ds: Dataset, keyword: str, peer: str, study_uid: str | None) -> str:
+    # A match without its unique key cannot be attributed: treat the answer as unusable rather
+    # than let the instance look missing.
+    value = _text(ds, keyword)
+    if not value:
+        raise ArchiveError(f"{peer}: C-FIND response without {keyword}", study_uid)
+    return value

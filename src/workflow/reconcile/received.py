@@ -1,0 +1,60 @@
+"""Inventory instances that arrive at this server's Storage SCP (an archive's C-MOVE sub-operations)
+and the reconciliation waiting for them. The Storage SCP stores each one in its own transaction
+before it answers Success; the reconciliation takes them out by SOP Instance UID."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+from sqlalchemy import Engine, delete, select
+
+from workflow.store.engine import reading
+from workflow.reconcile.inventory_tables import ReceivedInventory
+
+R = ReceivedInventory.__table__
+
+
+def store(engine: Engine, sop_instance_uid: str, calling_ae: str, transfer_syntax: str, data: bytes,
+          now: datetime) -> None:
+    """Keep one received instance (a second copy of the same UID replaces the first)."""
+    with engine.begin() as conn:
+        conn.execute(delete(R).where(R.c.sop_instance_uid == sop_instance_uid))
+        conn.execute(R.insert().values(sop_instance_uid=sop_instance_uid, calling_ae_title=calling_ae,
+                                       transfer_syntax_uid=transfer_syntax, received_at=now, size=len(data),
+                                       dataset=data))
+
+
+def take(engine: Engine, sop_instance_uid: str) -> tuple[str, bytes] | None:
+    """(transfer syntax, encoded data set) of a received instance, removed from the table; None if
+    it has not arrived."""
+    with engine.begin() as conn:
+        row = conn.execute(select(R.c.transfer_syntax_uid, R.c.dataset)
+                           .where(R.c.sop_instance_uid == sop_instance_uid)).first()
+        if row is None:
+            return None
+        conn.execute(delete(R).where(R.c.sop_instance_uid == sop_instance_uid))
+    return row.transfer_syntax_uid, bytes(row.dataset)
+
+
+def wait(engine: Engine, sop_instance_uid: str, timeout: float, every: float = 0.05) -> tuple[str, bytes] | None:
+    """`take`, polling until the instance arrives or `timeout` seconds pass. A C-MOVE's success
+    response comes after its sub-operations, so a caller normally finds it on the first look."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = take(engine, sop_instance_uid)
+        if got is not None or time.monotonic() >= deadline:
+            return got
+        time.sleep(every)
+
+
+def purge(engine: Engine, older_than: datetime) -> int:
+    """Remove instances nobody took (a reconciliation that died, or an archive sending unasked)."""
+    with engine.begin() as conn:
+        return conn.execute(delete(R).where(R.c.received_at < older_than)).rowcount
+
+
+def present(engine: Engine) -> list[str]:
+    with reading(engine) as conn:
+        return list(conn.execute(select(R.c.sop_instance_uid)).scalars())
+

@@ -1,0 +1,142 @@
+"""The event outbox: N-EVENT-REPORTs owed to subscribers, written in the same transaction as the
+change they report, delivered in order per subscriber, retried with capped backoff, and marked
+undeliverable only after `event_retry_for` seconds."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Iterable, Iterator
+
+from sqlalchemy import Connection, Engine, select, text, update
+
+from workflow.config import Settings
+from workflow.store.engine import aware, reading
+from workflow.ups.tables import OutboxEvent
+
+PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class OwedEvent:
+    id: int
+    receiving_ae: str
+    workitem_uid: str
+    event_type_id: int
+    event: dict[str, Any]
+    attempts: int
+    created_at: datetime
+
+
+def enqueue(conn: Connection, recipients: Iterable[str], workitem_uid: str, event_type_id: int,
+            event: dict[str, Any], now: datetime) -> int:
+    """Write one event per recipient inside the caller's transaction. Returns how many."""
+    rows = [dict(receiving_ae=ae, workitem_uid=workitem_uid, event_type_id=event_type_id,
+                 event_json=json.dumps(event, sort_keys=True), status=PENDING, attempts=0,
+                 created_at=now, next_attempt_at=now)
+            for ae in dict.fromkeys(recipients)]
+    if rows:
+        conn.execute(OutboxEvent.__table__.insert(), rows)
+    return len(rows)
+
+
+class Outbox:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.engine = engine
+        self.settings = settings
+
+    def due_subscribers(self, now: datetime) -> list[str]:
+        """Subscribers whose oldest pending event is due (later ones wait behind it: order)."""
+        t = OutboxEvent.__table__
+        with reading(self.engine) as conn:
+            heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
+                                 .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
+        return sorted(ae for ae, next_at in heads if aware(next_at) <= now)
+
+    def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
+        t = OutboxEvent.__table__
+        with reading(self.engine) as conn:
+            rows = conn.execute(select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae)
+                                .order_by(t.c.id).limit(limit)).all()
+        return [_owed(r) for r in rows]
+
+    @contextmanager
+    def lease(self, receiving_ae: str) -> Iterator[bool]:
+        """One delivery to a subscriber at a time across every server process on this database:
+        a PostgreSQL advisory lock per subscriber (SQLite serves one process). Yields False when
+        another process is delivering to it now."""
+        if self.engine.dialect.name != "postgresql":
+            yield True
+            return
+        key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
+        with reading(self.engine) as conn:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+            try:
+                yield bool(got)
+            finally:
+                if got:
+                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+                    conn.commit()
+
+    def next_due(self) -> datetime | None:
+        t = OutboxEvent.__table__
+        with reading(self.engine) as conn:
+            value = conn.execute(select(t.c.next_attempt_at).where(t.c.status == PENDING)
+                                 .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
+        return aware(value) if value else None
+
+    def delivered(self, event_id: int, now: datetime) -> None:
+        t = OutboxEvent.__table__
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == event_id)
+                         .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
+
+    def failed(self, event: OwedEvent, error: str, now: datetime) -> str:
+        """Record a failed attempt; back off, or give up after event_retry_for. Returns the new status."""
+        s = self.settings
+        attempts = event.attempts + 1
+        delay = min(s.event_retry_max_interval, s.event_retry_initial * 2 ** (attempts - 1))
+        give_up = now - aware(event.created_at) >= timedelta(seconds=s.event_retry_for)
+        status = UNDELIVERABLE if give_up else PENDING
+        t = OutboxEvent.__table__
+        with self.engine.begin() as conn:
+            conn.execute(update(t).where(t.c.id == event.id).values(
+                status=status, attempts=attempts, last_attempt_at=now, last_error=error[:2000],
+                next_attempt_at=now + timedelta(seconds=delay)))
+        return status
+
+    def listing(self, include_delivered: bool = False) -> list[dict[str, Any]]:
+        t = OutboxEvent.__table__
+        query = select(t).order_by(t.c.id)
+        if not include_delivered:
+            query = query.where(t.c.status != DELIVERED)
+        with reading(self.engine) as conn:
+            rows = conn.execute(query).all()
+        return [{"id": r.id, "workitem_uid": r.workitem_uid, "event_type_id": r.event_type_id,
+                 "subscriber": r.receiving_ae, "status": r.status, "attempts": r.attempts,
+                 "created_at": _iso(r.created_at), "next_attempt_at": _iso(r.next_attempt_at),
+                 "last_error": r.last_error} for r in rows]
+
+
+def _oldest_pending_ids():
+    from sqlalchemy import func
+    t = OutboxEvent.__table__
+    return select(func.min(t.c.id)).where(t.c.status == PENDING).group_by(t.c.receiving_ae)
+
+
+def _owed(row) -> OwedEvent:
+    return OwedEvent(row.id, row.receiving_ae, row.workitem_uid, row.event_type_id,
+                     json.loads(row.event_json), row.attempts, row.created_at)
+
+
+
+def _iso(at: datetime | None) -> str | None:
+    return aware(at).isoformat().replace("+00:00", "Z") if at else None

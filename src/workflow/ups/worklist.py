@@ -1,0 +1,499 @@
+"""UPS use cases (PS3.4 Annex CC), one transaction each: create, get, set, change state, request
+cancel, subscribe / unsubscribe / suspend, find. Every change a subscriber should hear about is
+written to the outbox in the same transaction. No pynetdicom here: the same calls serve UPS-RS."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable, Iterator
+
+from pydicom.uid import generate_uid
+from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from workflow.config import Settings
+from workflow.kernel import statuses
+from workflow.ups.rules import events as ups_events
+from workflow.ian.rules.notification import is_uid
+from workflow.kernel.json_model import JsonDataset, first, items, tag_of
+from workflow.ups.rules.attributes import (UPSRejected, apply_create_defaults, check_create, check_set,
+                                            final_state_unmet, merge_set, with_cancellation, with_state)
+from workflow.ups.rules.matching import QueryRejected, parse_query
+from workflow.ups.rules.state import (CREATED_WITH_MODIFICATIONS, INVALID_ARGUMENT_VALUE, NO_SUCH_UPS, UPSState, decide_change_state,
+                                       decide_create, decide_request_cancel, decide_set, parse_state)
+from workflow.ups import subscriptions as subs
+from workflow.ups.outbox import enqueue
+from workflow.kernel.outcome import Outcome
+from workflow.ups.index import index_workitem
+from workflow.ups.tables import WorkitemInput
+from workflow.ups.tables import Workitem, WorkitemSeqItem
+from workflow.ups.query import matching_select
+from workflow.store.engine import reading
+
+W = Workitem.__table__
+SEQ = WorkitemSeqItem.__table__
+INPUTS = WorkitemInput.__table__
+
+STATE, READINESS, TXN = tag_of("ProcedureStepState"), tag_of("InputReadinessState"), tag_of("TransactionUID")
+SOP_CLASS, SOP_INSTANCE = tag_of("SOPClassUID"), tag_of("SOPInstanceUID")
+PROGRESS = tag_of("ProcedureStepProgressInformationSequence")
+INPUT_INFORMATION = tag_of("InputInformationSequence")
+RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
+SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
+RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
+# When the SCP cancels a SCHEDULED workitem itself and the requester named no reason code, this one
+# satisfies the Final State requirement (X) for the Discontinuation Reason Code Sequence.
+UNSPECIFIED_DISCONTINUATION = {"00080100": {"vr": "SH", "Value": ["110513"]},
+                               "00080102": {"vr": "SH", "Value": ["DCM"]},
+                               "00080104": {"vr": "LO", "Value": ["Discontinued for unspecified reason"]}}
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def dicom_dt(at: datetime) -> str:
+    return at.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S.%f") + "+0000"
+
+
+class WorklistService:
+    def __init__(self, engine: Engine, settings: Settings, notify: Callable[[], None] = lambda: None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.notify = notify  # wakes the event sender after a commit that wrote events
+        self.clock = clock
+        self._postgres = engine.dialect.name == "postgresql"
+        # Called inside the N-CREATE transaction (readiness evaluation); returns events written.
+        self.after_create: Callable[[Connection, str, datetime], int] = lambda conn, uid, now: 0
+
+    # ------------------------------------------------------------------ helpers
+
+    def _load(self, conn: Connection, uid: str, lock: bool = True):
+        stmt = select(W).where(W.c.sop_instance_uid == uid)
+        if lock and self._postgres:
+            stmt = stmt.with_for_update()
+        return conn.execute(stmt).first()
+
+    def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool,
+               transaction_uid: str | None = None, finished: bool = False, sequences: bool = True) -> None:
+        """Store the workitem and its matching columns; `sequences=False` when no matchable
+        sequence can have changed (a state change), to skip rewriting its sequence-item rows."""
+        columns, seq_rows = index_workitem(ds)
+        values = dict(columns, dataset_json=json.dumps(ds, sort_keys=True), updated_at=now,
+                      transaction_uid=transaction_uid)
+        if finished:
+            values["finished_at"] = now
+        if insert:
+            conn.execute(W.insert().values(sop_instance_uid=uid, created_at=now, **values))
+        else:
+            conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(**values))
+            if not sequences:
+                return
+            conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))
+        if seq_rows:
+            conn.execute(SEQ.insert(), [dict(row, workitem_uid=uid) for row in seq_rows])
+
+    def _emit(self, conn: Connection, uid: str, created_at: datetime, event_type: int, event: JsonDataset,
+              now: datetime, only: list[str] | None = None) -> int:
+        to = only if only is not None else subs.recipients(conn, uid, created_at)
+        return enqueue(conn, to, uid, event_type, event, now)
+
+    def _done(self, written: int, outcome: Outcome) -> Outcome:
+        if written:
+            self.notify()
+        return outcome
+
+    # ------------------------------------------------------------------ N-CREATE
+
+    def create(self, uid: str | None, ds: JsonDataset) -> Outcome:
+        if uid is not None and not is_uid(uid):
+            return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment="SOP Instance UID is not a valid UID")
+        try:
+            check_create(ds)
+        except UPSRejected as exc:
+            return Outcome(exc.status, comment=exc.comment, tags=exc.tags)
+        now = self.clock()
+        assigned = uid is None
+        uid = uid or generate_uid()
+        ds, coerced = apply_create_defaults(ds, dicom_dt(now), self.settings.default_worklist_label,
+                                            sop_instance_uid=uid)
+        try:
+            with self.engine.begin() as conn:
+                decision = decide_create(self._load(conn, uid) is not None)
+                if decision.status.code != 0:
+                    return Outcome(decision.status, comment="a workitem with this SOP Instance UID exists", uid=uid)
+                written = self._insert_new(conn, uid, ds, now)
+        except IntegrityError:  # a concurrent N-CREATE of the same UID committed first
+            return Outcome(decide_create(True).status, comment="a workitem with this SOP Instance UID exists", uid=uid)
+        status = CREATED_WITH_MODIFICATIONS if coerced else statuses.SUCCESS
+        reply = {SOP_INSTANCE: {"vr": "UI", "Value": [uid]}} if assigned else None
+        return self._done(written, Outcome(status, dataset=reply, uid=uid, notes=tuple(coerced)))
+
+    def _insert_new(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
+        """Store a checked new workitem, report it, evaluate its readiness. Returns events written."""
+        self._write(conn, uid, ds, now, insert=True)
+        written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
+        if ups_events.assignment_changed(None, ds):
+            written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+        return written + self.after_create(conn, uid, now)
+
+    def create_internal(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
+        """A workitem the SCP creates itself (a template), inside the caller's transaction, under the
+        same N-CREATE rules (CC.2.5.3). Returns events written; 0 if it exists already (idempotent)."""
+        if self._load(conn, uid, lock=False) is not None:
+            return 0
+        check_create(ds)
+        ds, _ = apply_create_defaults(ds, dicom_dt(now), self.settings.default_worklist_label, sop_instance_uid=uid)
+        return self._insert_new(conn, uid, ds, now)
+
+    # ------------------------------------------------------------------ N-GET
+
+    def get(self, uid: str, tags: list[str] | None) -> Outcome:
+        with reading(self.engine) as conn:
+            row = self._load(conn, uid, lock=False)
+            ds = with_inputs(conn, uid, json.loads(row.dataset_json)) if row else None
+        if row is None:
+            return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=uid)
+        if not tags:
+            return Outcome(statuses.SUCCESS, dataset=ds, uid=uid)
+        # The lock is never returned (CC.2.7); requested attributes the workitem lacks come back empty.
+        out = {tag: ds.get(tag) or _empty(tag) for tag in tags if tag != TXN}
+        return Outcome(statuses.SUCCESS, dataset=out, uid=uid)
+
+    # ------------------------------------------------------------------ N-SET
+
+    def set(self, uid: str, modification: JsonDataset) -> Outcome:
+        txn = first(modification, TXN)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = self._load(conn, uid)
+            current_state = parse_state(row.procedure_step_state) if row else None
+            decision = decide_set(current_state, txn, row.transaction_uid if row else None)
+            if decision.status.code != 0:
+                return Outcome(decision.status, comment=decision.status.meaning, uid=uid)
+            try:
+                check_set(modification, current_state)
+            except UPSRejected as exc:
+                return Outcome(exc.status, comment=exc.comment, tags=exc.tags, uid=uid)
+            before = json.loads(row.dataset_json)
+            changes = {k: v for k, v in modification.items() if k != TXN}
+            after = merge_set(before, changes, dicom_dt(now))
+            self._write(conn, uid, after, now, insert=False, transaction_uid=row.transaction_uid)
+            written = 0
+            if first(after, READINESS) != first(before, READINESS):
+                written += self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+                                      ups_events.state_report(after), now)
+            if after.get(PROGRESS) != before.get(PROGRESS):
+                written += self._emit(conn, uid, row.created_at, ups_events.PROGRESS_REPORT,
+                                      ups_events.progress_report(after), now)
+            if ups_events.assignment_changed(before, after):
+                written += self._emit(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now)
+        return self._done(written, Outcome(statuses.SUCCESS, uid=uid))
+
+    # ------------------------------------------------------------------ N-ACTION 1: change state
+
+    def change_state(self, uid: str, info: JsonDataset) -> Outcome:
+        requested = first(info, STATE)
+        txn = first(info, TXN)
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = self._load(conn, uid)
+            current = parse_state(row.procedure_step_state) if row else None
+            ds = json.loads(row.dataset_json) if row else {}
+            if requested == UPSState.CANCELED.value:
+                ds = with_cancellation(ds, dicom_dt(now))  # the SCP fills the Cancellation DateTime
+            unmet = final_state_unmet(ds, requested) if row and requested in ("COMPLETED", "CANCELED") else []
+            decision = decide_change_state(current, requested or "", txn, row.transaction_uid if row else None,
+                                           not unmet)
+            if decision.status.category == "Failure":
+                comment = (f"final state requirements unmet: {', '.join(unmet)}"
+                           if decision.status.code == 0xC304 else decision.status.meaning)
+                return Outcome(decision.status, comment=comment, uid=uid)
+            if decision.new_state is None:
+                return Outcome(decision.status, uid=uid)
+            ds = with_state(ds, decision.new_state)
+            stored_txn = None if decision.clear_transaction_uid else (txn if decision.store_transaction_uid
+                                                                       else row.transaction_uid)
+            self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn, sequences=False,
+                        finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
+            written = sum(self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+                                     ups_events.state_report(ds, state.value), now) for state in decision.reports)
+        return self._done(written, Outcome(decision.status, uid=uid))
+
+    # ------------------------------------------------------------------ N-ACTION 2: request cancel
+
+    def request_cancel(self, uid: str, info: JsonDataset, requesting_ae: str) -> Outcome:
+        now = self.clock()
+        with self.engine.begin() as conn:
+            row = self._load(conn, uid)
+            current = parse_state(row.procedure_step_state) if row else None
+            decision = decide_request_cancel(current)
+            if decision.status.category == "Failure":
+                return Outcome(decision.status, comment=decision.status.meaning, uid=uid)
+            written = 0
+            if decision.cancel_requested:
+                event = ups_events.cancel_requested(requesting_ae, info)
+                written += self._emit(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
+            if decision.new_state is not None:
+                ds = with_state(_cancelled(json.loads(row.dataset_json), info, dicom_dt(now)), decision.new_state)
+                self._write(conn, uid, ds, now, insert=False, transaction_uid=None, finished=True)
+                for state in decision.reports:
+                    written += self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+                                          ups_events.state_report(ds, state.value), now)
+        return self._done(written, Outcome(decision.status, uid=uid))
+
+    # ------------------------------------------------------------------ N-ACTION 3-5: subscriptions
+
+    def subscribe(self, target_uid: str, info: JsonDataset) -> Outcome:
+        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
+        lock_text = (first(info, DELETION_LOCK) or "").strip().upper()
+        if not receiving_ae:
+            return _no_receiving_ae()
+        if lock_text not in ("TRUE", "FALSE"):
+            return Outcome(INVALID_ARGUMENT_VALUE, comment="Deletion Lock (0074,1230) must be TRUE or FALSE",
+                           tags=(DELETION_LOCK,))
+        if self.settings.remote(receiving_ae) is None:
+            return Outcome(RECEIVING_AE_UNKNOWN, comment=f"Receiving AE {receiving_ae} is not known")
+        lock = lock_text == "TRUE"
+        now = self.clock()
+        with self.engine.begin() as conn:
+            if target_uid in (subs.GLOBAL_UID, subs.FILTERED_UID):
+                filter_ = None
+                if target_uid == subs.FILTERED_UID:
+                    filter_ = {k: v for k, v in info.items() if k not in SUBSCRIPTION_KEYS}
+                    try:
+                        parse_query(filter_)
+                    except QueryRejected as exc:
+                        return Outcome(INVALID_ARGUMENT_VALUE, comment=exc.comment, tags=exc.tags[:1])
+                subs.subscribe_global(conn, receiving_ae, lock, now, filter_)
+                written = self._initial_reports(conn, receiving_ae, filter_, now) if lock else 0
+            else:
+                row = self._load(conn, target_uid, lock=False)
+                if row is None:
+                    return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=target_uid)
+                subs.subscribe_workitem(conn, receiving_ae, target_uid, lock, now)
+                ds = json.loads(row.dataset_json)
+                written = self._emit(conn, target_uid, row.created_at, ups_events.STATE_REPORT,
+                                     ups_events.state_report(ds), now, only=[receiving_ae])
+        return self._done(written, Outcome(statuses.SUCCESS, uid=target_uid))
+
+    def _initial_reports(self, conn: Connection, receiving_ae: str, filter_: dict | None, now: datetime) -> int:
+        """A global subscription with a deletion lock gets a State Report for each workitem not yet in
+        a final state that it covers (finished ones are already reported)."""
+        query = matching_select(parse_query(filter_ or {})).where(
+            W.c.procedure_step_state.in_((UPSState.SCHEDULED.value, UPSState.IN_PROGRESS.value)))
+        written = 0
+        for row in conn.execute(query):
+            written += self._emit(conn, row.sop_instance_uid, row.created_at, ups_events.STATE_REPORT,
+                                  ups_events.state_report(json.loads(row.dataset_json)), now, only=[receiving_ae])
+        return written
+
+    def unsubscribe(self, target_uid: str, info: JsonDataset) -> Outcome:
+        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
+        if not receiving_ae:
+            return _no_receiving_ae()
+        now = self.clock()
+        with self.engine.begin() as conn:
+            if target_uid in (subs.GLOBAL_UID, subs.FILTERED_UID):
+                subs.unsubscribe_global(conn, receiving_ae, filtered_only=target_uid == subs.FILTERED_UID)
+            else:
+                if self._load(conn, target_uid, lock=False) is None:
+                    return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=target_uid)
+                subs.unsubscribe_workitem(conn, receiving_ae, target_uid, now)
+        return Outcome(statuses.SUCCESS, uid=target_uid)
+
+    def suspend(self, target_uid: str, info: JsonDataset) -> Outcome:
+        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
+        if target_uid not in (subs.GLOBAL_UID, subs.FILTERED_UID):
+            return Outcome(NO_SUCH_UPS, comment="suspend applies to the global subscription")
+        if not receiving_ae:
+            return _no_receiving_ae()
+        with self.engine.begin() as conn:
+            subs.suspend_global(conn, receiving_ae, self.clock())
+        return Outcome(statuses.SUCCESS, uid=target_uid)
+
+    # ------------------------------------------------------------------ C-FIND
+
+    def find(self, identifier: JsonDataset, cancelled: Callable[[], bool] = lambda: False,
+             batch: int = 200) -> Iterator[JsonDataset]:
+        """Matches as DICOM JSON with the identifier's return keys filled; raises QueryRejected."""
+        query = parse_query(identifier)
+        stmt = matching_select(query)
+        wants_inputs = INPUT_INFORMATION in identifier
+        with reading(self.engine) as conn:
+            result = conn.execution_options(yield_per=batch).execute(stmt)
+            for row in result:
+                if cancelled():
+                    return
+                ds = json.loads(row.dataset_json)
+                if wants_inputs:  # same connection: a checkout per match costs more than the query
+                    ds = with_inputs(conn, row.sop_instance_uid, ds)
+                yield _return_keys(ds, identifier)
+
+    # ------------------------------------------------------------------ readiness (the SCP's own changes)
+
+    def apply_readiness(self, conn: Connection, row, decision, now: datetime, study_uid: str,
+                        current: dict | None = None) -> int:
+        """Write a readiness decision into a SCHEDULED workitem inside the caller's transaction: its
+        input rows, its Input Readiness State, and the State Report that change owes. Returns events.
+        `current`: the workitem's input rows by SOP Instance UID, when the caller has read them."""
+        uid = row.sop_instance_uid
+        wanted = {i.instance.sop_instance_uid: i for i in decision.inputs}
+        current = input_rows(conn, uid) if current is None else current
+        stale = [u for u, r in current.items()
+                 if u not in wanted or _input_values(wanted[u], study_uid) != _row_values(r)]
+        if stale:
+            conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
+        fresh = [_input_row(uid, i, study_uid) for u, i in wanted.items() if u not in current or u in stale]
+        if fresh:
+            conn.execute(INPUTS.insert(), fresh)
+        if decision.readiness.value == row.input_readiness_state:
+            return 0
+        ds = json.loads(row.dataset_json)
+        ds[READINESS] = {"vr": "CS", "Value": [decision.readiness.value]}
+        conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(
+            input_readiness_state=decision.readiness.value, dataset_json=json.dumps(ds, sort_keys=True),
+            updated_at=now))
+        return self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
+
+    # ------------------------------------------------------------------ retention
+
+    def purge_finished(self) -> int:
+        """Delete COMPLETED and CANCELED workitems older than the retention period, unless locked."""
+        cutoff = self.clock() - timedelta(hours=self.settings.ups_retention_hours)
+        removed = 0
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(W.c.sop_instance_uid, W.c.created_at)
+                                .where(W.c.finished_at.is_not(None), W.c.finished_at < cutoff)).all()
+            for uid, created_at in rows:
+                if subs.is_locked(conn, uid, created_at):
+                    continue
+                conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))
+                conn.execute(delete(W).where(W.c.sop_instance_uid == uid))
+                removed += 1
+        return removed
+
+    # ------------------------------------------------------------------ SCP status change
+
+    def status_change(self, status: str) -> int:
+        """Queue an SCP Status Change (event type 4) for every subscriber and every remote AE marked
+        for it. Returns how many were queued."""
+        now = self.clock()
+        with self.engine.begin() as conn:
+            to = subs.subscribers(conn) + [r.ae_title for r in self.settings.remote_ae if r.status_change]
+            written = enqueue(conn, to, subs.GLOBAL_UID, ups_events.SCP_STATUS_CHANGE,
+                              ups_events.scp_status_change(status), now)
+        return self._done(written, written)
+
+
+def _cancelled(ds: JsonDataset, info: JsonDataset, now_dt: str) -> JsonDataset:
+    """The cancellation the SCP records when it cancels a SCHEDULED workitem itself: Cancellation
+    DateTime, the requester's reason and codes (or "unspecified reason"), and contact details."""
+    codes = tuple(items(info, tag_of("ProcedureStepDiscontinuationReasonCodeSequence"))) or (
+        UNSPECIFIED_DISCONTINUATION,)
+    out = with_cancellation(ds, now_dt, reason=first(info, tag_of("ReasonForCancellation")), reason_codes=codes)
+    progress = out[PROGRESS]["Value"][0]
+    for keyword in ("ContactURI", "ContactDisplayName"):
+        if tag_of(keyword) in info:
+            progress[tag_of(keyword)] = info[tag_of(keyword)]
+    return out
+
+
+def _no_receiving_ae() -> Outcome:
+    # N-ACTION has no "missing attribute" status (PS3.7 10.1.4.1.10): an absent argument is invalid.
+    return Outcome(INVALID_ARGUMENT_VALUE, comment="Receiving AE (0074,1234) missing", tags=(RECEIVING_AE,))
+
+
+def _empty(tag: str) -> dict[str, Any]:
+    from pydicom.datadict import dictionary_VR
+    try:
+        return {"vr": dictionary_VR(int(tag, 16)).split(" or ")[0]}
+    except KeyError:
+        return {"vr": "UN"}
+
+
+def input_rows(conn: Connection, uid: str) -> dict[str, Any]:
+    """The workitem's server-managed input rows, by SOP Instance UID."""
+    return {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+
+
+def _input_values(chosen, study_uid: str) -> tuple:
+    inst = chosen.instance
+    return (inst.sop_class_uid, study_uid, inst.series_instance_uid, chosen.ae_title, chosen.retrieve_url,
+            chosen.file_set_id, chosen.file_set_uid)
+
+
+def _row_values(r) -> tuple:
+    return (r.sop_class_uid, r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, r.retrieve_url,
+            r.file_set_id, r.file_set_uid)
+
+
+def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
+    inst = chosen.instance
+    return dict(workitem_uid=uid, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
+                study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
+                retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
+                file_set_id=chosen.file_set_id, file_set_uid=chosen.file_set_uid)
+
+
+def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
+    """The workitem with its Input Information Sequence assembled from the server-managed rows (one
+    item per series and retrieve location), when the server manages its inputs."""
+    rows = conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid)
+                        .order_by(INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
+                                  INPUTS.c.sop_instance_uid)).all()
+    if not rows:
+        return ds
+    groups: dict[tuple, list] = {}
+    for r in rows:
+        key = (r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, _url_base(r.retrieve_url),
+               r.file_set_id, r.file_set_uid)
+        groups.setdefault(key, []).append(r)
+    out = dict(ds)
+    out[INPUT_INFORMATION] = {"vr": "SQ", "Value": [_input_item(key, members) for key, members in groups.items()]}
+    return out
+
+
+def _url_base(url: str | None) -> str | None:
+    """A WADO-RS URL of one instance names its series: items group by the series URL."""
+    if url and "/instances/" in url:
+        return url.split("/instances/")[0]
+    return url
+
+
+def _input_item(key: tuple, members: list) -> JsonDataset:
+    """An Input Information item (Referenced Instances and Access macro, PS3.3 Table 10-3b)."""
+    study_uid, series_uid, ae_title, url, file_set_id, file_set_uid = key
+    item: JsonDataset = {
+        "0040E020": {"vr": "CS", "Value": ["DICOM"]},
+        "0020000D": {"vr": "UI", "Value": [study_uid]},
+        "0020000E": {"vr": "UI", "Value": [series_uid]},
+        "00081199": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": [m.sop_class_uid]},
+                                            "00081155": {"vr": "UI", "Value": [m.sop_instance_uid]}}
+                                           for m in members]},
+        "0040E021": {"vr": "SQ", "Value": [{"00080054": {"vr": "AE", "Value": [ae_title]}}]},
+    }
+    if url:
+        item["0040E025"] = {"vr": "SQ", "Value": [{"00081190": {"vr": "UR", "Value": [url]}}]}
+    if file_set_uid:  # Storage Media File-Set UID is Type 1 in the item (PS3.3 Table 10-3b); the ID Type 2
+        media: JsonDataset = {"00880130": {"vr": "SH"}, "00880140": {"vr": "UI", "Value": [file_set_uid]}}
+        if file_set_id:
+            media["00880130"]["Value"] = [file_set_id]
+        item["0040E022"] = {"vr": "SQ", "Value": [media]}
+    return item
+
+
+def _return_keys(ds: JsonDataset, identifier: JsonDataset) -> JsonDataset:
+    """The identifier's keys filled from the workitem; unknown ones come back empty. The Transaction
+    UID is never returned."""
+    out: dict[str, Any] = {}
+    for tag, key in identifier.items():
+        if tag == TXN or tag.startswith("0000"):
+            continue
+        if tag in ds:
+            out[tag] = ds[tag]
+        else:
+            out[tag] = {"vr": key.get("vr", "UN")}
+    return out

@@ -1,0 +1,1 @@
+"""What the tests share: clients, peers and data builders (imported as `testkit.*`)."""
