@@ -4,7 +4,6 @@ database; and the `wfm` commands that read what it stored."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess

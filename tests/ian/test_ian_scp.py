@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import evt
 from pynetdicom.sop_class import InstanceAvailabilityNotification

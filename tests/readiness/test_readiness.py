@@ -12,8 +12,8 @@ from pynetdicom.sop_class import ModalityPerformedProcedureStep as MPPS
 
 from testkit.db import drop_database, new_database_url, test_settings
 from testkit.ian import association, instance_item, make_ian, send
-from test_mpps_scp import completed, in_progress
-from testkit.ups import GLOBAL, PULL, PUSH, EventReceiver, action, claim, get, ups_association, workitem
+from testkit.mpps import completed, in_progress
+from testkit.ups import PULL, PUSH, EventReceiver, action, claim, get, ups_association, workitem
 from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.dimse.nodelay import NoDelayAE

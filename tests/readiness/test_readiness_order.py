@@ -3,7 +3,6 @@ the workitem ends with the same Input Information and Input Readiness State (pro
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 
 import pytest
@@ -13,7 +12,7 @@ from sqlalchemy import select
 
 from testkit.db import test_settings
 from testkit.ian import instance_item, make_ian
-from test_mpps_scp import completed, in_progress
+from testkit.mpps import completed, in_progress
 from testkit.ups import workitem
 from workflow.app import App
 from workflow.ian.rules.notification import parse_ian

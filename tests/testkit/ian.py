@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import InstanceAvailabilityNotification, Verification
 
 from workflow.dimse import response_fields  # noqa: F401  (decode Attribute Identifier List)

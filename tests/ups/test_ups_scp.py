@@ -11,8 +11,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from testkit.db import test_settings
-from testkit.ups import (FILTERED, GLOBAL, PULL, PUSH, QUERY, WATCH, EventReceiver, action, claim, code, free_port,
-                    get, ups_association, workitem)
+from testkit.ups import (FILTERED, GLOBAL, PULL, PUSH, QUERY, WATCH, EventReceiver, action, claim, code, get, ups_association, workitem)
 from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.ups.tables import Workitem

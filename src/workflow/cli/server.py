@@ -1,0 +1,82 @@
+"""`wfm serve`, `wfm config show`, `wfm db`, `wfm conformance`: running and inspecting the server."""
+
+from __future__ import annotations
+
+from workflow.logs import setup_logging
+import json
+import os
+import sys
+from pathlib import Path
+
+from workflow.cli.common import settings_of
+
+
+def cmd_serve(args) -> int:
+    from workflow.app import App
+
+    settings = settings_of(args)
+    setup_logging(settings.log_level)
+    return App(settings).run_until_signalled()
+
+
+def cmd_config_show(args) -> int:
+    settings = settings_of(args)
+    data = settings.masked()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return 0
+    print(f"# effective settings (from {settings.source} and WFM_* environment variables)")
+    for key, value in data.items():
+        if key != "remote_ae":
+            print(f"{key} = {json.dumps(value)}")
+    for remote in data["remote_ae"]:
+        print(f"\n[[remote_ae]]\nae_title = {json.dumps(remote['ae_title'])}\n"
+              f"host = {json.dumps(remote['host'])}\nport = {remote['port']}")
+    return 0
+
+
+def cmd_db(args) -> int:
+    from workflow.store import migrate
+    from workflow.store.engine import make_engine
+
+    engine = make_engine(settings_of(args).database_url)
+    if args.db_command == "upgrade":
+        migrate.upgrade(engine)
+    current = migrate.current_revision(engine)
+    head = migrate.head_revision(engine)
+    state = "up to date" if current == head else f"head is {head}: run 'wfm db upgrade'"
+    print(f"{current or 'empty (no schema)'} ({state})")
+    return 0
+
+
+def cmd_conformance(args) -> int:
+    from workflow.conformance import render
+
+    text = render(settings_of(args) if args.config or os.environ.get("WFM_CONFIG") else None)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    p = sub.add_parser("serve", parents=[common], help="run the DICOM server until SIGTERM/SIGINT")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("config", help="settings")
+    csub = p.add_subparsers(dest="config_command", required=True)
+    p = csub.add_parser("show", parents=[common], help="print the effective settings (secrets masked)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_config_show)
+
+    p = sub.add_parser("db", help="database schema")
+    dsub = p.add_subparsers(dest="db_command", required=True)
+    for name, text in (("upgrade", "upgrade the schema to the newest revision"),
+                       ("current", "print the schema revision")):
+        dsub.add_parser(name, parents=[common], help=text).set_defaults(func=cmd_db)
+
+    p = sub.add_parser("conformance", parents=[common],
+                       help="print the DICOM Conformance Statement generated from the code")
+    p.add_argument("-o", "--output", help="write to this file instead of standard output")
+    p.set_defaults(func=cmd_conformance)
