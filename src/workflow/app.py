@@ -87,7 +87,8 @@ class App:
         self.readiness_worker.start()
         self.housekeeping.start()
         if reconcile_scheduler.scheduled_archives(self.settings):
-            self.scheduler = reconcile_scheduler.ReconcileScheduler(self.settings, self.engine)
+            self.scheduler = reconcile_scheduler.ReconcileScheduler(self.settings, self.engine,
+                                                                    studies=self.readiness)
             self.scheduler.start()
 
     def stop(self) -> bool:

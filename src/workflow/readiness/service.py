@@ -309,6 +309,17 @@ class _StudySnapshot:
         return tuple(out)
 
 
+class PendingMarks:
+    """StudyChanges for a process without a readiness worker (`wfm reconcile run`): the marks are rows,
+    which a server's worker finds within its fallback interval."""
+
+    def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
+        mark_pending(conn, study_uid, at)
+
+    def committed(self) -> None:
+        pass
+
+
 def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
     """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
     finds it: the marks are rows). Returns 1."""
