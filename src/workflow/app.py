@@ -3,6 +3,7 @@ DICOM face with every feature's routes; says who tells whom what; starts and sto
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
 import threading
@@ -40,6 +41,24 @@ log = logging.getLogger("workflow.app")
 OFFERED = (VERIFICATION, ian_scp.SERVICE, mpps_scp.SERVICE, *ups_scp.SERVICES, storage_scp.SERVICE)
 USED = (event_sender.SERVICE, *reconcile_services.CLIENT_SERVICES)
 HOUSEKEEPING_EVERY = 600.0  # seconds between retention rounds
+
+
+class StartupError(Exception):
+    """The server cannot start for a reason its operator can fix; the message says how."""
+
+
+def listen_problem(face: str, host: str, port: int, setting: str, exc: OSError) -> str:
+    """One line on why a listener could not start, naming the setting that changes it."""
+    env = f"WFM_{setting.upper()}"
+    if exc.errno == errno.EADDRINUSE:
+        return (f"cannot listen for {face} on {host}:{port}: the port is already in use (another wfm or "
+                f"server?); choose another with `{setting}` in the config file or {env}")
+    if exc.errno == errno.EACCES:
+        return (f"cannot listen for {face} on {host}:{port}: permission denied (ports below 1024 need "
+                f"privileges); choose another with `{setting}` or {env}")
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen for {face} on {host}:{port}: no such local address; check `host` or WFM_HOST"
+    return f"cannot listen for {face} on {host}:{port}: {exc.strerror or exc}"
 
 
 class App:
@@ -81,7 +100,11 @@ class App:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
         reconcile_scheduler.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
-        self.dicom.start()
+        try:
+            self.dicom.start()
+        except OSError as exc:
+            self.engine.dispose()
+            raise StartupError(listen_problem("DICOM", self.settings.host, self.settings.port, "port", exc)) from None
         self.worklist.status_change("RESTARTED")
         self.events.start()
         self.readiness_worker.start()

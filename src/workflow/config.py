@@ -162,6 +162,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
                 raw = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"{path}: configuration file not found") from None
+        except (IsADirectoryError, PermissionError) as exc:
+            raise ConfigError(f"{path}: configuration file cannot be read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         origin = {k: f"{path}: key '{k}'" for k in raw}

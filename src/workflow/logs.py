@@ -43,7 +43,9 @@ class TextFormatter(logging.Formatter):
         return line
 
 
-def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
+def setup_logging(level: str = "INFO", json_lines: bool | None = None, *, tool: bool = False) -> None:
+    """`tool`: a command-line tool, which says itself why a request failed: pynetdicom's own error
+    lines (a refused connection, a rejection) would only repeat it, so they are silenced."""
     if json_lines is None:
         json_lines = not sys.stderr.isatty()
     handler = logging.StreamHandler(sys.stderr)
@@ -51,5 +53,7 @@ def setup_logging(level: str = "INFO", json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pynetdicom narrates every PDU at INFO; our own lines say what matters.
-    logging.getLogger("pynetdicom").setLevel(logging.WARNING)
+    # pynetdicom narrates every PDU at INFO, transitions every state callback: our own lines say what
+    # matters.
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL if tool else logging.WARNING)
+    logging.getLogger("transitions").setLevel(logging.WARNING)

@@ -135,7 +135,7 @@ def test_a_study_known_only_from_ians_is_tracked_then_named_by_its_mpps(app):
     port, study = app.dicom.port, Study()
     study.ian(port, next(iter(study.series)))
     evaluated(app)
-    assert procedures(app, study) == [("", "", "IN_PROGRESS", ["IAN"])]
+    assert procedures(app, study) == [("", "", "IN PROGRESS", ["IAN"])]
     study.mpps(port)
     evaluated(app)
     assert procedures(app, study) == [("ACC1", "RP1", "PERFORMED", ["MPPS", "IAN"])]

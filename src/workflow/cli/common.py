@@ -1,28 +1,76 @@
-"""What every `wfm` command shares: settings, the database engine, plain-text tables."""
+"""What every `wfm` command shares: settings, the database (opened without ever creating it for a
+command that only reads), plain-text tables, and the one-line errors a user gets instead of tracebacks."""
 
 from __future__ import annotations
 
-from workflow.config import Settings, load_settings
+from pathlib import Path
+
+from workflow.config import Settings, load_settings, mask_url
+
+
+class CliError(Exception):
+    """A mistake the user can make (wrong port, missing file, no database): one line, what to do."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def settings_of(args) -> Settings:
     return load_settings(args.config)
 
 
-def engine_of(args):
+def engine_of(args, *, allow_old_schema: bool = False):
+    """The database of a command that only reads: it must exist with this version's schema (any schema,
+    with `allow_old_schema`). A read never creates a database (on SQLite: no empty file left behind)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from workflow.store import migrate
     from workflow.store.engine import make_engine
-    return make_engine(settings_of(args).database_url)
+
+    settings = settings_of(args)
+    url = make_url(settings.database_url)
+    shown = mask_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).exists():
+            raise CliError(f"no database at {Path(url.database).resolve()} (database_url = {shown}): "
+                           "`wfm serve` creates it on its first start, or set database_url (--config, "
+                           "WFM_DATABASE_URL) to the server's database")
+    engine = make_engine(settings.database_url)
+    try:
+        current, head = migrate.current_revision(engine), migrate.head_revision(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        raise CliError(f"cannot open the database {shown}: {getattr(exc, 'orig', exc)}") from None
+    if current != head and not (allow_old_schema and current is not None):
+        engine.dispose()
+        state = "has no schema" if current is None else f"is at schema revision {current}, this wfm needs {head}"
+        raise CliError(f"the database {shown} {state}: run `wfm db upgrade`")
+    return engine
 
 
 def with_store(func):
-    """A command that needs the settings and a migrated database."""
+    """A command that writes: the settings and a migrated database (created when missing)."""
     def run(args) -> int:
         from workflow.store import migrate
+        from workflow.store.engine import make_engine
         settings = settings_of(args)
-        engine = engine_of(args)
+        engine = make_engine(settings.database_url)
         migrate.upgrade(engine)
         try:
             return func(args, settings, engine)
+        finally:
+            engine.dispose()
+    return run
+
+
+def with_read_store(func):
+    """A command that only reads: the settings and the existing database (see engine_of)."""
+    def run(args) -> int:
+        engine = engine_of(args)
+        try:
+            return func(args, settings_of(args), engine)
         finally:
             engine.dispose()
     return run

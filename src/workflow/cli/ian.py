@@ -7,8 +7,18 @@ import sys
 
 
 def cmd_ian_send(args) -> int:
-    from workflow.ian.dimse.scu import AssociationFailed, build_ians, scan, send_ians
+    from workflow.ian.dimse.scu import AssociationFailed, build_ians, scan, send_ians, url_template_problem
+    from workflow.kernel.attributes import is_ae_title
 
+    problems = [f"--{flag} {value!r} is not a valid AE title (1-16 characters, no backslash)"
+                for flag, values in (("retrieve-ae", args.retrieve_ae), ("aec", [args.aec]), ("aet", [args.aet]))
+                for value in values if not is_ae_title(value)]
+    if args.retrieve_url and (problem := url_template_problem(args.retrieve_url)):
+        problems.append(f"--retrieve-url: {problem}")
+    if problems:
+        for problem in problems:
+            print(f"wfm ian send: {problem}", file=sys.stderr)
+        return 2
     ians = build_ians(scan(args.paths), args.availability, args.retrieve_ae, args.retrieve_url, args.pps_uid)
     if not ians:
         print("no DICOM instances found in the given paths", file=sys.stderr)
@@ -16,7 +26,7 @@ def cmd_ian_send(args) -> int:
     try:
         results = send_ians(ians, args.host, args.port, args.aec, args.aet, args.timeout)
     except (AssociationFailed, OSError) as exc:
-        print(f"failed: {exc}", file=sys.stderr)
+        print(f"wfm ian send: {exc}", file=sys.stderr)
         return 2
     for r in results:
         status = "no response" if r.status is None else f"0x{r.status:04X}"
@@ -31,14 +41,15 @@ def add_parsers(sub, common) -> None:
     isub = p.add_subparsers(dest="ian_command", required=True)
     p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP")
     p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=11112)
+    p.add_argument("--host", default="127.0.0.1", help="the IAN SCP's address")
+    p.add_argument("--port", type=int, default=11112, help="the IAN SCP's port")
     p.add_argument("--aec", default="WFM", help="called AE title (the IAN SCP)")
     p.add_argument("--aet", default="WFMSCU", help="our calling AE title")
-    p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"])
+    p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"],
+                   help="Instance Availability of every instance")
     p.add_argument("--retrieve-ae", action="append", required=True,
                    help="Retrieve AE Title where the instances are (repeat for several)")
     p.add_argument("--retrieve-url", help="Retrieve URL template with {study}, {series}, {instance}")
     p.add_argument("--pps-uid", help="SOP Instance UID of the MPPS to reference")
-    p.add_argument("--timeout", type=float, default=30.0)
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the SCP")
     p.set_defaults(func=cmd_ian_send)

@@ -66,8 +66,8 @@ def cmd_explain(args) -> int:
 
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("explain", parents=[common], help="why a workitem is or is not READY")
-    p.add_argument("uid")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("uid", help="the workitem's SOP Instance UID")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("policies", help="readiness policies")

@@ -90,6 +90,9 @@ def cmd_report_list(args, settings, engine) -> int:
     with reading(engine) as conn:
         rows = conn.execute(select(R.run_uid, R.archive_ae_title, R.method, R.status, R.started_at, R.counts)
                             .order_by(R.started_at.desc()).limit(args.limit)).all()
+    if not rows:
+        print("no reconciliation runs yet: `wfm reconcile run ARCHIVE` starts one (see `wfm reconcile run --help`)",
+              file=sys.stderr)
     for r in rows:
         found = sum(json.loads(r.counts or "{}").get("by_reason", {}).values())
         print(f"{r.run_uid}  {r.archive_ae_title:<16} {r.method:<9} {r.status:<9} "
@@ -132,15 +135,16 @@ def cmd_report_verify(args, settings, engine) -> int:
     return 1
 
 
-def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
-    """`wrap(func)` gives the argparse handler: it loads settings and the engine, then calls func."""
+def add_parsers(sub, common: argparse.ArgumentParser, *, writes, reads) -> None:
+    """`writes(func)` / `reads(func)` give the argparse handler: settings and the engine (a migrated
+    database; for `reads` one that exists already), then func."""
     p = sub.add_parser("reconcile", help="inventory reconciliation against an archive")
     rsub = p.add_subparsers(dest="reconcile_command", required=True)
     p = rsub.add_parser("run", parents=[common], help="reconcile one archive now; prints the run UID last")
     p.add_argument("archive", nargs="?", help="a configured [[remote_ae]] title")
     p.add_argument("--ae", help="the archive's AE title (a one-off run)")
-    p.add_argument("--host")
-    p.add_argument("--port", type=int)
+    p.add_argument("--host", help="the archive's address (a one-off run)")
+    p.add_argument("--port", type=int, help="the archive's port (a one-off run)")
     p.add_argument("--method", choices=("query", "inventory", "auto"),
                    help="how to list the archive's holdings (default: the configured method, else auto)")
     p.add_argument("--retrieve", choices=("get", "move"), help="Inventory instances by C-GET or C-MOVE")
@@ -152,25 +156,25 @@ def add_parsers(sub, common: argparse.ArgumentParser, wrap) -> None:
                    help="skip the instance query of a study whose instance count agrees (opt-in)")
     p.add_argument("--no-repository-query", dest="study_root_only", action="store_true",
                    help="query path: Study Root C-FIND even where the archive offers Repository Query")
-    p.set_defaults(func=wrap(cmd_reconcile_run))
+    p.set_defaults(func=writes(cmd_reconcile_run))
     p = rsub.add_parser("schedule", parents=[common],
                         help="each configured archive: method, schedule, scope, next run and last run")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=wrap(_schedule))
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=reads(_schedule))
 
     p = sub.add_parser("report", help="reconciliation reports")
     rsub = p.add_subparsers(dest="report_command", required=True)
     p = rsub.add_parser("list", parents=[common], help="runs, most recent first")
-    p.add_argument("--limit", type=int, default=50)
-    p.set_defaults(func=wrap(cmd_report_list))
+    p.add_argument("--limit", type=int, default=50, help="at most this many runs")
+    p.set_defaults(func=reads(cmd_report_list))
     p = rsub.add_parser("show", parents=[common], help="one run's report")
-    p.add_argument("run_uid")
-    p.add_argument("--format", choices=("json", "csv", "html"), default="json")
+    p.add_argument("run_uid", help="the run's UID (`wfm report list`)")
+    p.add_argument("--format", choices=("json", "csv", "html"), default="json", help="report format")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
-    p.set_defaults(func=wrap(cmd_report_show))
+    p.set_defaults(func=reads(cmd_report_show))
     p = rsub.add_parser("verify", parents=[common], help="check a report against its recorded SHA-256")
-    p.add_argument("run_uid")
-    p.set_defaults(func=wrap(cmd_report_verify))
+    p.add_argument("run_uid", help="the run's UID (`wfm report list`)")
+    p.set_defaults(func=reads(cmd_report_verify))
 
 
 def _schedule(args, settings, engine) -> int:

@@ -8,15 +8,20 @@ import os
 import sys
 from pathlib import Path
 
-from workflow.cli.common import settings_of
+from workflow.cli.common import CliError, engine_of, settings_of
 
 
 def cmd_serve(args) -> int:
     from workflow.app import App
 
+    from workflow.app import StartupError
+
     settings = settings_of(args)
     setup_logging(settings.log_level)
-    return App(settings).run_until_signalled()
+    try:
+        return App(settings).run_until_signalled()
+    except StartupError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_config_show(args) -> int:
@@ -39,11 +44,14 @@ def cmd_db(args) -> int:
     from workflow.store import migrate
     from workflow.store.engine import make_engine
 
-    engine = make_engine(settings_of(args).database_url)
-    if args.db_command == "upgrade":
+    if args.db_command == "current":
+        engine = engine_of(args, allow_old_schema=True)
+    else:
+        engine = make_engine(settings_of(args).database_url)
         migrate.upgrade(engine)
     current = migrate.current_revision(engine)
     head = migrate.head_revision(engine)
+    engine.dispose()
     state = "up to date" if current == head else f"head is {head}: run 'wfm db upgrade'"
     print(f"{current or 'empty (no schema)'} ({state})")
     return 0
@@ -67,7 +75,7 @@ def add_parsers(sub, common) -> None:
     p = sub.add_parser("config", help="settings")
     csub = p.add_subparsers(dest="config_command", required=True)
     p = csub.add_parser("show", parents=[common], help="print the effective settings (secrets masked)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="as JSON")
     p.set_defaults(func=cmd_config_show)
 
     p = sub.add_parser("db", help="database schema")

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import sys
 
-from workflow.cli.common import settings_of, print_table
+from workflow.cli.common import engine_of, print_table
 
 
 def cmd_study(args) -> int:
     from workflow.overview.study import study_report
-    from workflow.store.engine import make_engine
 
-    report = study_report(make_engine(settings_of(args).database_url), args.study_uid)
+    report = study_report(engine_of(args), args.study_uid)
     if report is None:
         print(f"unknown study: no IAN has named {args.study_uid}", file=sys.stderr)
         return 1
@@ -45,6 +44,6 @@ def cmd_study(args) -> int:
 
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("study", parents=[common], help="what the server knows about a study")
-    p.add_argument("study_uid")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("study_uid", help="the Study Instance UID")
+    p.add_argument("--json", action="store_true", help="as JSON (what the read API returns)")
     p.set_defaults(func=cmd_study)

@@ -19,6 +19,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import InstanceAvailabilityNotification
 
+from workflow.dimse.client import AssociationFailed, associate  # noqa: F401  (AssociationFailed: raised)
 from workflow.dimse.nodelay import NoDelayAE
 
 log = logging.getLogger("workflow.ian_scu")
@@ -47,6 +48,22 @@ def scan(paths: Iterable[str | Path]) -> Iterator[FileInstance]:
                                    str(ds.SOPInstanceUID), str(ds.SOPClassUID))
             except (InvalidDicomError, AttributeError, OSError) as exc:
                 log.warning(f"skipped {file}: not a DICOM instance with study, series and SOP UIDs ({exc})")
+
+
+URL_PLACEHOLDERS = ("study", "series", "instance")
+
+
+def url_template_problem(template: str) -> str | None:
+    """Why a Retrieve URL template cannot be filled in, or None."""
+    import string
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        return f"{exc} (write a literal brace as {{{{ or }}}})"
+    unknown = [n for n in names if n not in URL_PLACEHOLDERS]
+    if unknown:
+        return (f"unknown placeholder {{{unknown[0]}}}; use " + ", ".join(f"{{{n}}}" for n in URL_PLACEHOLDERS))
+    return None
 
 
 def build_ians(instances: Iterable[FileInstance], availability: str, retrieve_ae_titles: list[str],
@@ -100,20 +117,13 @@ class SendResult:
         return self.status is not None and (self.status == 0 or self.status >> 12 == 0xB)
 
 
-class AssociationFailed(ConnectionError):
-    pass
-
-
 def send_ians(ians: list[Dataset], host: str, port: int, called_ae: str, calling_ae: str = "WFMSCU",
               timeout: float = 30.0) -> list[SendResult]:
     """Send the IANs over one association; each gets its own new SOP Instance UID."""
     ae = NoDelayAE(ae_title=calling_ae)
     ae.add_requested_context(InstanceAvailabilityNotification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    assoc = ae.associate(host, port, ae_title=called_ae)
-    if not assoc.is_established:
-        reason = "rejected" if assoc.is_rejected else "aborted" if assoc.is_aborted else "not established"
-        raise AssociationFailed(f"association with {called_ae} at {host}:{port} {reason}")
+    assoc = associate(ae, host, port, called_ae)
     results = []
     try:
         for ds in ians:

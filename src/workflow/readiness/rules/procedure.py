@@ -17,7 +17,7 @@ from transitions import Machine
 # State -> what it means (the conformance statement and `wfm study` print these).
 STATES: dict[str, str] = {
     "REQUESTED": "named by a UPS Referenced Request or an MPPS Scheduled Step; nothing performed or announced yet",
-    "IN_PROGRESS": "an MPPS for it is IN PROGRESS, or IANs announced instances of its study with no MPPS final",
+    "IN PROGRESS": "an MPPS for it is IN PROGRESS, or IANs announced instances of its study with no MPPS final",
     "PERFORMED": "an MPPS for it is COMPLETED (its Performed Series are the expected set), not all of them "
                  "available ONLINE yet",
     "AVAILABLE": "every instance of the expected set is available ONLINE at some Retrieve AE",
@@ -26,9 +26,9 @@ STATES: dict[str, str] = {
 
 # (trigger, sources, destination): the only moves allowed.
 TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
-    ("start", ("REQUESTED", "DISCONTINUED"), "IN_PROGRESS"),
-    ("complete", ("REQUESTED", "IN_PROGRESS", "DISCONTINUED"), "PERFORMED"),
-    ("discontinue", ("REQUESTED", "IN_PROGRESS"), "DISCONTINUED"),
+    ("start", ("REQUESTED", "DISCONTINUED"), "IN PROGRESS"),
+    ("complete", ("REQUESTED", "IN PROGRESS", "DISCONTINUED"), "PERFORMED"),
+    ("discontinue", ("REQUESTED", "IN PROGRESS"), "DISCONTINUED"),
     ("all_available", ("PERFORMED",), "AVAILABLE"),
     ("instances_lost", ("AVAILABLE",), "PERFORMED"),
 )
@@ -45,10 +45,10 @@ def target_state(facts: ProcedureFacts) -> str:
     if "COMPLETED" in facts.step_statuses:
         return "AVAILABLE" if facts.expected_available else "PERFORMED"
     if "IN PROGRESS" in facts.step_statuses:
-        return "IN_PROGRESS"
+        return "IN PROGRESS"
     if "DISCONTINUED" in facts.step_statuses:
         return "DISCONTINUED"
-    return "IN_PROGRESS" if facts.announced else "REQUESTED"
+    return "IN PROGRESS" if facts.announced else "REQUESTED"
 
 
 @dataclass
