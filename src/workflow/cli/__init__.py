@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command != "serve":
         setup_logging("WARNING", tool=True)
     try:
-        return args.func(args)
+        status = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
+        return status
     except ConfigError as exc:
         print(f"wfm: configuration error: {exc}", file=sys.stderr)
         return 2
