@@ -17,7 +17,12 @@ AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: default repe
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong. The message names the source (file or env var), key and reason."""
+    """Configuration is wrong. `problems`: every problem found, each naming the source (file or
+    environment variable), the key and the reason; the message lists them one a line."""
+
+    def __init__(self, *problems: object) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems: tuple[object, ...] = problems
 
 
 RECONCILE_METHODS = ("auto", "inventory", "query")

@@ -261,34 +261,53 @@ def test_explain_and_study_say_why(app, database_url, tmp_path):
                                    "input_readiness_state": "INCOMPLETE", "procedure_step_label": "CT head review"}]
 
 
-def test_a_template_creates_one_workitem_per_study(database_url, tmp_path, request):
+TEMPLATES = """
+[[template]]
+name = "ct-review"
+conditions = { calling_ae_titles = ["ARCHIVE"], modalities = ["CT"] }
+[template.creates]
+scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }
+procedure_step_label = "CT review"
+priority = "HIGH"
+worklist_label = "AUTO"
+
+[[template]]
+name = "mr-review"
+conditions = { modalities = ["MR"] }
+[template.creates]
+scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }
+procedure_step_label = "MR review"
+worklist_label = "AUTO-MR"
+"""
+
+
+def test_a_ct_template_fires_from_ians_alone_once_per_study(database_url, tmp_path, request):
+    """No MPPS names the modality: the CT Image Storage instances the IANs announce imply CT."""
     admin = request.getfixturevalue("postgres_admin_url") if database_url.startswith("postgresql") else None
     url = new_database_url("postgresql" if admin else "sqlite", tmp_path, admin)
     policies = tmp_path / "policies"
     policies.mkdir()
     shipped = (__import__("pathlib").Path(__file__).resolve().parents[2] / "policies" / "default.toml").read_text()
     (policies / "default.toml").write_text(shipped)
-    (policies / "templates.toml").write_text(
-        '[[template]]\nname = "ct-review"\n[template.conditions]\ncalling_ae_titles = ["ARCHIVE"]\n'
-        'modalities = ["CT"]\n[template.creates]\n'
-        'scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }\n'
-        'procedure_step_label = "CT review"\npriority = "HIGH"\nworklist_label = "AUTO"\n')
+    (policies / "templates.toml").write_text(TEMPLATES)
     app = App(test_settings(url, policies=str(policies)))
     app.start()
     try:
         port, study = app.dicom.port, Study()
-        study.ian(port, next(iter(study.series)))  # no MPPS yet: the modality is unknown, no workitem
+        study.ian(port, next(iter(study.series)))  # CT Image Storage instances, no MPPS
         evaluated(app)
         with ups_association(port) as assoc:
-            found = lambda: [ds for status, ds in assoc.send_c_find(_label_query("AUTO"), PULL)  # noqa: E731
-                             if status.Status == 0xFF00]
-            assert found() == []
+            def found(label: str) -> list[Dataset]:
+                return [ds for status, ds in assoc.send_c_find(_label_query(label), PULL) if status.Status == 0xFF00]
+
+            [created] = found("AUTO")
+            assert found("AUTO-MR") == []
             study.mpps(port)
             for series in list(study.series)[1:]:
                 study.ian(port, series)
             study.ian(port, next(iter(study.series)))  # again: still one workitem
             evaluated(app)
-            [created] = found()
+            assert [ds.SOPInstanceUID for ds in found("AUTO")] == [created.SOPInstanceUID]
         assert created.ProcedureStepLabel == "CT review" and created.ScheduledProcedureStepPriority == "HIGH"
         assert created.StudyInstanceUID == study.uid
         assert readiness(port, created.SOPInstanceUID) == ("READY", study.all())

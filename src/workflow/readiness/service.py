@@ -20,8 +20,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
 from workflow.kernel.json_model import first, items
-from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
-                                    evaluate)
+from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts,
+                                             evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
 from workflow.store.engine import aware, reading
 from workflow.ian.tables import Instance, InstanceLocation, Notification
@@ -92,7 +92,7 @@ class ReadinessService:
                         PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
                     if held is None:
                         continue
-                written += self.evaluate_study(conn, study_uid, now)
+                written += self.update_study(conn, study_uid, now)
                 cleared = conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
                                                              PENDING.c.generation == generation)).rowcount
             if cleared:
@@ -106,7 +106,7 @@ class ReadinessService:
         with reading(self.engine) as conn:
             return conn.execute(select(func.count()).select_from(PENDING)).scalar_one()
 
-    def evaluate_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
+    def update_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Apply templates, then re-evaluate every SCHEDULED workitem of the study (by its Study
         Instance UID or a Referenced Request item). Returns how many events were written."""
         written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
@@ -116,7 +116,7 @@ class ReadinessService:
             links.append(_requests(ACCESSION, snapshot.accessions))
         rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
                             .order_by(W.c.sop_instance_uid)).all()
-        written += sum(self._evaluate(conn, row, study_uid, now, snapshot) for row in rows)
+        written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
         procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
 
@@ -155,7 +155,7 @@ class ReadinessService:
         ds = json.loads(row.dataset_json)
         studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
         snapshots = {study: _StudySnapshot(conn, study) for study in studies[:1]}
-        written = sum(self._evaluate(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
+        written = sum(self._update_workitem(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
         for study in _studies_of(ds, row.study_instance_uid):  # the requests it names; one read of each study
             snapshot = snapshots.get(study) or _StudySnapshot(conn, study)
             procedures.refresh(conn, study, lambda: snapshot.instances, now)
@@ -183,7 +183,7 @@ class ReadinessService:
                 conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == uid))
                 row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
                 if row is not None and row.procedure_step_state == "SCHEDULED":
-                    written += self._evaluate(conn, row, study, now)
+                    written += self._update_workitem(conn, row, study, now)
         return written
 
     # ------------------------------------------------------------------ evaluation
@@ -208,7 +208,7 @@ class ReadinessService:
             if policy is None:
                 out["reason"] = "no policy concerns this workitem for its study"
                 return out
-            ev = evaluate(policy, facts)
+            ev = evaluate_readiness(policy, facts)
         out.update(policy=policy.name, evaluated_readiness=ev.readiness.value,
                    expected=sorted(facts.expected) if facts.expected is not None else None,
                    available=[i.instance.sop_instance_uid for i in ev.inputs], missing=list(ev.missing),
@@ -218,7 +218,7 @@ class ReadinessService:
                          if row.procedure_step_state != "SCHEDULED" else None))
         return out
 
-    def _evaluate(self, conn: Connection, row, study_uid: str, now: datetime,
+    def _update_workitem(self, conn: Connection, row, study_uid: str, now: datetime,
                   snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
         snapshot = snapshot or _StudySnapshot(conn, study_uid)
@@ -231,10 +231,10 @@ class ReadinessService:
         if ev.settle_due_at is not None:
             conn.execute(TIMER.insert().values(workitem_uid=row.sop_instance_uid, study_instance_uid=study_uid,
                                                due_at=ev.settle_due_at))
-        decision = decide(policy, row.procedure_step_state, row.input_readiness_state, ev)
-        if decision is None:
+        change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
+        if change is None:
             return 0
-        return apply_readiness(conn, row, decision, now, study_uid, current)
+        return apply_readiness(conn, row, change, now, study_uid, current)
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -266,7 +266,7 @@ class _StudySnapshot:
         were all filled from the same IANs) share one evaluation."""
         key = (id(policy), facts.listed, facts.now)
         if key not in self._evaluations:
-            self._evaluations[key] = (policy, evaluate(policy, facts))  # policy kept: id() stays unique
+            self._evaluations[key] = (policy, evaluate_readiness(policy, facts))  # policy kept: id() stays unique
         return self._evaluations[key][1]
 
     @cached_property
