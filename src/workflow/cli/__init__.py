@@ -32,5 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"wfm: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"wfm: configuration error: {problem}", file=sys.stderr)
         return 2
