@@ -619,3 +619,54 @@ def test_missing_file_and_empty_directory(tmp_path):
     (tmp_path / "latin1.toml").write_bytes('version = 1 # \u00e9\n'.encode("latin-1"))
     with pytest.raises(PolicyError, match="UTF-8|TOML"):
         load_policies(tmp_path)
+
+
+SEVERAL_TYPOS = """\
+verison = 1
+[[policy]]
+name = "site"
+ordr = 5
+applies_to.worklist_labels = ["A", "B", "A"]
+inputs.accepted_availability = ["ONLINE", "ONLIEN"]
+on_downgrade = "IGNORE"
+complete_when = { all_of = [ { settled = "600" }, { expected_sets_available = true } ] }
+
+[[policy]]
+name = "fallback"
+complete_when = { expected_count = 0 }
+
+[[template]]
+name = "t"
+conditions.modalities = ["ct"]
+creates.scheduled_workitem_code = { value = "A", scheme = "B" }
+creates.procedure_step_label = "L"
+"""
+
+
+def test_a_file_with_several_typos_reports_every_problem_in_one_run(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "site.toml"
+    path.write_text(SEVERAL_TYPOS)
+    result = subprocess.run([sys.executable, "-m", "workflow", "policies", "check", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"{path}: {key}: {reason}" for key, reason in [
+        ("verison", "unknown key; did you mean 'version'? (allowed here: version, policy, template)"),
+        ("policy[0].ordr", "unknown key; did you mean 'order'? (allowed here: name, description, order, "
+                           "applies_to, inputs, complete_when, on_downgrade)"),
+        ("policy[0].applies_to.worklist_labels[2]", "'A' is listed twice (also at policy[0].applies_to.worklist_labels[0])"),
+        ("policy[0].inputs.accepted_availability[1]",
+         "expected one of 'ONLINE', 'NEARLINE', 'OFFLINE', 'UNAVAILABLE', got the string 'ONLIEN'"),
+        ("policy[0].on_downgrade", "expected one of 'INCOMPLETE', 'UNAVAILABLE', 'ignore', got the string 'IGNORE' "
+                                   "(values are case-sensitive)"),
+        ("policy[0].complete_when.all_of[0].settled", "expected a number of seconds, got the string '600'"),
+        ("policy[0].complete_when.all_of[1].expected_sets_available",
+         "unknown key; did you mean 'expected_set_available'? (allowed here: all_of, any_of, expected_set_available, "
+         "expected_set_known, expected_count, listed_instances_available, settled)"),
+        ("policy[1].complete_when.expected_count", "must be at least 1, got 0"),
+        ("template[0].conditions.modalities[0]", "'ct' is not a Modality code string (upper-case letters, digits, "
+                                                 "space or underscore, at most 16), e.g. 'CT'"),
+        ("template[0].creates.scheduled_workitem_code.meaning", "required key is missing"),
+    ]]

@@ -1,8 +1,10 @@
-"""`wfm policies check` and `wfm explain`: readiness policies and why a workitem is (not) READY."""
+"""`wfm policies init` / `check` and `wfm explain`: a site's readiness policies, and why a workitem is
+(not) READY or a template did (not) create one."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,14 +30,38 @@ def cmd_policies_check(args) -> int:
     return 0
 
 
-def cmd_explain(args) -> int:
-    from workflow.readiness.rules.policy import load_policies
-    from workflow.kernel.clock import utcnow
-    from workflow.readiness.service import ReadinessService
+def cmd_policies_init(args) -> int:
+    """Copy the shipped policy files into a folder of the site's own, never over an existing file."""
     from workflow.store.resources import policies_location
 
-    settings = settings_of(args)
-    service = ReadinessService(engine_of(args), load_policies(policies_location(settings.policies)), None)
+    shipped = policies_location("")
+    target = Path(args.dir).resolve()
+    files = [f for f in sorted(shipped.iterdir()) if f.suffix == ".toml" or f.name == "README.md"]
+    if target.exists() and not target.is_dir():
+        print(f"wfm: {target} is a file, not a folder", file=sys.stderr)
+        return 1
+    taken = [target / f.name for f in files if (target / f.name).exists()]
+    if taken:
+        for path in taken:
+            print(f"wfm: {path} exists; policies init never overwrites a file (move it away, or choose "
+                  "another folder)", file=sys.stderr)
+        return 1
+    target.mkdir(parents=True, exist_ok=True)
+    for f in files:
+        shutil.copyfile(f, target / f.name)
+    print(f"copied {', '.join(f.name for f in files)} to {target}")
+    print("edit them there, check them with `wfm policies check`, and put this line in the configuration file "
+          "(or set WFM_POLICIES); a running server reads them again on SIGHUP:")
+    print(f"policies = {json.dumps(str(target))}")
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from workflow.readiness.service import ReadinessService
+    from workflow.readiness.site_policies import load_site_policies
+    from workflow.kernel.clock import utcnow
+
+    service = ReadinessService(engine_of(args), load_site_policies(settings_of(args).policies), None)
     why = service.explain(args.uid, utcnow())
     if why is None:
         print(f"unknown workitem: {args.uid}", file=sys.stderr)
@@ -72,6 +98,9 @@ def add_parsers(sub, common) -> None:
 
     p = sub.add_parser("policies", help="readiness policies")
     psub = p.add_subparsers(dest="policies_command", required=True)
+    p = psub.add_parser("init", help="copy the shipped policy files into a folder of your own, to edit there")
+    p.add_argument("dir", help="the folder (created if missing; existing files are never overwritten)")
+    p.set_defaults(func=cmd_policies_init)
     p = psub.add_parser("check", parents=[common], help="validate policy files (file, key and reason)")
     p.add_argument("paths", nargs="*", help="policy files or a folder (default: the configured policies)")
     p.set_defaults(func=cmd_policies_check)
