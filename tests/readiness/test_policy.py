@@ -670,3 +670,58 @@ def test_a_file_with_several_typos_reports_every_problem_in_one_run(tmp_path):
                                                  "space or underscore, at most 16), e.g. 'CT'"),
         ("template[0].creates.scheduled_workitem_code.meaning", "required key is missing"),
     ]]
+
+
+# --- the modality a study's SOP classes imply -----------------------------------------------------------
+
+def _template(conditions: str):
+    return loads_policies(GOOD + '[[template]]\nname = "t"\n' + conditions +
+                          '\ncreates.scheduled_workitem_code = { value = "A", scheme = "B", meaning = "C" }\n'
+                          'creates.procedure_step_label = "L"\n').templates[0]
+
+
+def test_a_modality_condition_uses_the_mpps_else_the_modality_the_sop_classes_imply():
+    from pydicom.uid import EnhancedCTImageStorage, SecondaryCaptureImageStorage
+
+    ct = _template('conditions.modalities = ["CT"]')
+    only_ians = StudyFacts("1.5", sop_class_uids=frozenset({EnhancedCTImageStorage, SR}))
+    [check] = ct.check(only_ians)
+    assert check.held and check.found == ("CT",)
+    assert check.text == "modality ['CT'] (implied by the SOP classes of its instances) is in ['CT']"
+    # an MPPS that names a modality is believed over the SOP classes
+    named = StudyFacts("1.5", modalities=frozenset({"MR"}), sop_class_uids=frozenset({CT}))
+    assert ct.mismatches(named) == ("modality ['MR'] (named by the study's MPPS) not in ['CT']",)
+    # Secondary Capture implies no modality: the condition cannot hold, and says why
+    sc = StudyFacts("1.5", sop_class_uids=frozenset({SecondaryCaptureImageStorage}))
+    assert ct.mismatches(sc) == ("modality unknown (no MPPS names one and no SOP class of its instances implies "
+                                 "one) not in ['CT']",)
+
+
+def test_every_condition_of_a_template_is_checked_with_the_facts():
+    t = _template('conditions = { sop_class_uids = ["1.2.840.10008.5.1.4.1.1.2"], calling_ae_titles = ["CT1"], '
+                  'procedure_codes = [{ value = "P1", scheme = "99L" }], study_description = "(?i)head" }')
+    study = StudyFacts("1.5", sop_class_uids=frozenset({SR}), calling_ae_titles=frozenset({"CT1"}),
+                       procedure_codes=frozenset({("P2", "99L")}), study_description="Head CT")
+    assert [(c.condition, c.held) for c in t.check(study)] == [
+        ("sop_class_uids", False), ("calling_ae_titles", True), ("procedure_codes", False), ("study_description", True)]
+    assert t.mismatches(study) == (f"SOP class ['{SR}'] not in ['{CT}']", "procedure code ['(P2, 99L)'] not in ['(P1, 99L)']")
+    assert t.check(study)[3].as_dict() == {"condition": "study_description", "held": True, "wanted": ["(?i)head"],
+                                           "found": ["Head CT"], "text": "study description 'Head CT' matches /(?i)head/"}
+
+
+def test_the_implied_modality_table_names_storage_sop_classes_of_that_modality():
+    from pydicom.uid import UID_dictionary
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import uid_to_service_class
+
+    from workflow.readiness.rules.policy.modalities import IMPLIED_MODALITY, NO_MODALITY
+
+    for uid in (*IMPLIED_MODALITY, *NO_MODALITY):
+        assert UID_dictionary[uid][1] == "SOP Class" and uid_to_service_class(uid) is StorageServiceClass, uid
+    assert not set(NO_MODALITY) & set(IMPLIED_MODALITY)
+    wanted = {"CT Image Storage": "CT", "Enhanced CT Image Storage": "CT", "MR Image Storage": "MR",
+              "Digital X-Ray Image Storage - For Presentation": "DX", "Ultrasound Image Storage": "US",
+              "Digital Mammography X-Ray Image Storage - For Presentation": "MG"}
+    by_name = {UID_dictionary[uid][0]: modality for uid, modality in IMPLIED_MODALITY.items()}
+    assert {name: by_name[name] for name in wanted} == wanted
+    assert "Secondary Capture Image Storage" not in by_name

@@ -61,7 +61,12 @@ def cmd_explain(args) -> int:
     from workflow.readiness.site_policies import load_site_policies
     from workflow.kernel.clock import utcnow
 
+    if (args.uid is None) == (args.study is None):
+        print("wfm explain: give a workitem UID or --study STUDY_UID (one of them)", file=sys.stderr)
+        return 2
     service = ReadinessService(engine_of(args), load_site_policies(settings_of(args).policies), None)
+    if args.study is not None:
+        return _explain_study(service, args.study, args.json)
     why = service.explain(args.uid, utcnow())
     if why is None:
         print(f"unknown workitem: {args.uid}", file=sys.stderr)
@@ -90,9 +95,42 @@ def cmd_explain(args) -> int:
     return 0
 
 
+def _explain_study(service, study_uid: str, as_json: bool) -> int:
+    from workflow.readiness.rules.policy.words import sop_class_text
+
+    why = service.explain_study(study_uid)
+    if why is None:
+        print(f"unknown study: {study_uid}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(why, indent=2))
+        return 0
+    facts = why["facts"]
+    print(f"Study {study_uid}")
+    print(f"- modality: {', '.join(facts['modalities']) or 'unknown'} ({facts['modality_source']})")
+    print(f"- SOP classes: {', '.join(sop_class_text(u) for u in facts['sop_class_uids']) or 'none'}")
+    print(f"- calling AEs: {', '.join(facts['calling_ae_titles']) or 'none'}")
+    print(f"- procedure codes: {', '.join(f'({v}, {s})' for v, s in facts['procedure_codes']) or 'none'}")
+    print(f"- study description: {facts['study_description'] or 'none'}")
+    if not why["templates"]:
+        print("No template is enabled: notifications never create workitems.")
+    for t in why["templates"]:
+        outcome = {"created": f"created workitem {t['workitem_uid']} ({t['procedure_step_state']})",
+                   "would create": f"would create workitem {t['workitem_uid']} (at the study's next evaluation)",
+                   "does not fire": "creates no workitem"}[t["outcome"]]
+        print(f"Template {t['template']} ({t['source']}): {outcome}")
+        for c in t["conditions"]:
+            print(f"  {'holds' if c['held'] else 'FAILS'}: {c['condition']}: {c['text']}")
+        if not t["conditions"]:
+            print("  no conditions: it fires for every study")
+    return 0
+
+
 def add_parsers(sub, common) -> None:
-    p = sub.add_parser("explain", parents=[common], help="why a workitem is or is not READY")
-    p.add_argument("uid")
+    p = sub.add_parser("explain", parents=[common],
+                       help="why a workitem is or is not READY, or (--study) why templates did or did not fire")
+    p.add_argument("uid", nargs="?", help="a workitem's SOP Instance UID")
+    p.add_argument("--study", metavar="STUDY_UID", help="explain each template for this study instead")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_explain)
 

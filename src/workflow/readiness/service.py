@@ -8,6 +8,7 @@ in its N-CREATE's transaction (`NewWorkitems.evaluate`), so the State Report it 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -23,14 +24,18 @@ from workflow.kernel.json_model import first, items
 from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts,
                                              evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
+from workflow.readiness.rules.policy.modalities import study_modalities
 from workflow.store.engine import aware, reading
 from workflow.ian.tables import Instance, InstanceLocation, Notification
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.readiness.tables import ReadinessPending, ReadinessTimer
 from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
+from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
 from workflow.readiness.inputs import apply_readiness, input_rows
+
+log = logging.getLogger("workflow.readiness")
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
@@ -122,12 +127,26 @@ class ReadinessService:
 
     def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Workitems that templates create for a study matching their conditions: one per study and
-        template (a deterministic SOP Instance UID makes a second creation a no-op)."""
+        template (a deterministic SOP Instance UID makes a second creation a no-op). Each creation is
+        logged with the conditions that held, and at DEBUG why each other template did not fire."""
         facts = self._study_facts(conn, study_uid)
         written = 0
-        for template in self.policies.templates_for(facts):
+        for template in self.policies.templates:
+            checks = template.check(facts)
+            uid = template.workitem_uid(study_uid)
+            failed = [c.text for c in checks if not c.held]
+            if failed:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(f"template {template.name!r} did not fire: {'; '.join(failed)}",
+                              extra=_template_context(facts, uid, "not created", failed))
+                continue
+            if conn.execute(select(W.c.sop_instance_uid).where(W.c.sop_instance_uid == uid)).first() is not None:
+                continue
             ds = template_workitem(template, study_uid, template.start_at(now))
-            written += self.worklist.create_internal(conn, template.workitem_uid(study_uid), ds, now)
+            written += self.worklist.create_internal(conn, uid, ds, now)
+            held = [c.text for c in checks] or ["it has no conditions"]
+            log.info(f"template {template.name!r} created workitem {uid}: {'; '.join(held)}",
+                     extra=_template_context(facts, uid, "created", held))
         return written
 
     @staticmethod
@@ -187,6 +206,37 @@ class ReadinessService:
         return written
 
     # ------------------------------------------------------------------ evaluation
+
+    def explain_study(self, study_uid: str) -> dict[str, Any] | None:
+        """Why each template did or did not create a workitem for a study: the study's facts and, per
+        template, each condition checked against them. Read-only; None for a study nothing is known of."""
+        with reading(self.engine) as conn:
+            facts = self._study_facts(conn, study_uid)
+            r = PerformedStepRequest.__table__
+            if not (facts.sop_class_uids or facts.calling_ae_titles or conn.execute(
+                    select(r.c.performed_step_uid).where(r.c.study_instance_uid == study_uid).limit(1)).first()):
+                return None
+            uids = {t.name: t.workitem_uid(study_uid) for t in self.policies.templates}
+            existing = dict(conn.execute(select(W.c.sop_instance_uid, W.c.procedure_step_state)
+                                         .where(W.c.sop_instance_uid.in_(list(uids.values())))).all())
+        modalities, source = study_modalities(facts.modalities, facts.sop_class_uids)
+        templates = []
+        for t in self.policies.templates:
+            checks, uid = t.check(facts), uids[t.name]
+            fires = all(c.held for c in checks)
+            outcome = "created" if uid in existing else "would create" if fires else "does not fire"
+            templates.append({"template": t.name, "source": t.source, "fires": fires, "outcome": outcome,
+                              "workitem_uid": uid if outcome != "does not fire" else None,
+                              "procedure_step_state": existing.get(uid),
+                              "failed": [c.condition for c in checks if not c.held],
+                              "conditions": [c.as_dict() for c in checks]})
+        return {"study_instance_uid": study_uid,
+                "facts": {"modalities": sorted(modalities), "modality_source": source,
+                          "sop_class_uids": sorted(facts.sop_class_uids),
+                          "calling_ae_titles": sorted(facts.calling_ae_titles),
+                          "procedure_codes": [list(c) for c in sorted(facts.procedure_codes)],
+                          "study_description": facts.study_description},
+                "templates": templates}
 
     def explain(self, uid: str, now: datetime) -> dict[str, Any] | None:
         """Why a workitem is or is not READY: the policy, the expected set, what is available, what is
@@ -360,6 +410,12 @@ def _studies_of(ds: dict, study_uid: str | None) -> list[str]:
     found += [s for s in (first(r, STUDY_UID) for r in items(ds, REQUEST_SEQ)) if s]
     return list(dict.fromkeys(found))
 
+
+
+def _template_context(facts: StudyFacts, uid: str, outcome: str, reasons: list[str]) -> dict[str, str]:
+    """The log fields of a template's decision: the study, the workitem, the AEs whose IANs it rests on."""
+    return {"study_instance_uid": facts.study_instance_uid, "sop_class": UPS_PUSH_SOP_CLASS_UID, "sop_instance": uid,
+            "calling_ae": ",".join(sorted(facts.calling_ae_titles)), "outcome": outcome, "reason": "; ".join(reasons)}
 
 
 def _iso(at: datetime | None) -> str | None:
