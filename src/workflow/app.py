@@ -21,8 +21,9 @@ from workflow.kernel.ports import Signal
 from workflow.kernel.worker import Periodic
 from workflow.mpps.dimse import scp as mpps_scp
 from workflow.mpps.service import PerformedStepService
-from workflow.readiness.rules.policy import PolicyError, load_policies
+from workflow.readiness.rules.policy import PolicyError
 from workflow.readiness.service import ReadinessService
+from workflow.readiness.site_policies import load_site_policies
 from workflow.readiness.worker import ReadinessWorker
 from workflow.reconcile import received as received_inventories
 from workflow.reconcile import scheduler as reconcile_scheduler
@@ -65,7 +66,7 @@ class App:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
-        self.policies = load_policies(policies_location(settings.policies))
+        self.policies = load_site_policies(settings.policies)
         # Fired after a commit that wrote UPS event reports: every face that delivers them wakes.
         self.events_written = Signal()
 
@@ -137,12 +138,12 @@ class App:
         """SIGHUP: load the policy files again; a set with any error is refused whole and the policies
         in force stay."""
         try:
-            policies = load_policies(policies_location(self.settings.policies))
+            policies = load_site_policies(self.settings.policies, "policies reloaded")
         except PolicyError as exc:
-            log.error(f"policies not reloaded, the previous ones stay in force: {exc}")
+            log.error(f"policies in {policies_location(self.settings.policies)} not reloaded, the previous "
+                      f"ones stay in force:\n{exc}")
             return False
         self.policies = self.readiness.policies = policies
-        log.info(f"policies reloaded: {len(policies.policies)} policies, {len(policies.templates)} templates")
         return True
 
     def purge(self) -> tuple[int, int]:

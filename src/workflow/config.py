@@ -1,7 +1,8 @@
 """Settings: one TOML file plus WFM_* environment overrides, validated into one object.
 
 Precedence: defaults < TOML file < environment. Every top-level key has a `WFM_<KEY>` override;
-lists are comma-separated. A bad value fails at start-up naming the source, the key and the reason.
+lists are comma-separated. Bad values fail at start-up, every one of them named with its source,
+key and reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: default repe
 
 
 class ConfigError(ValueError):
-    """A configuration value is wrong. The message names the source (file or env var), key and reason."""
+    """Configuration is wrong. `problems`: every problem found, each naming the source (file or
+    environment variable), the key and the reason; the message lists them one a line."""
+
+    def __init__(self, *problems: object) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems: tuple[object, ...] = problems
 
 
 RECONCILE_METHODS = ("auto", "inventory", "query")
@@ -149,12 +155,14 @@ SCALAR_KEYS = [f.name for f in fields(Settings) if f.name not in ("remote_ae", "
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
-    """Build Settings from defaults, the TOML file (`path` or WFM_CONFIG) and WFM_* variables."""
+    """Build Settings from defaults, the TOML file (`path` or WFM_CONFIG) and WFM_* variables, or raise
+    ConfigError with every problem found (a file with several wrong keys is fixed in one run)."""
     environ = os.environ if environ is None else environ
     path = path or environ.get("WFM_CONFIG") or None
     raw: dict[str, Any] = {}
     origin: dict[str, str] = {}
     source = "defaults"
+    problems: list[str] = []
     if path:
         source = str(path)
         try:
@@ -167,9 +175,8 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         origin = {k: f"{path}: key '{k}'" for k in raw}
-        unknown = sorted(set(raw) - set(SCALAR_KEYS) - {"remote_ae"})
-        if unknown:
-            raise ConfigError(f"{path}: key '{unknown[0]}': unknown setting (known: {', '.join(SCALAR_KEYS + ['remote_ae'])})")
+        for key in sorted(set(raw) - set(SCALAR_KEYS) - {"remote_ae"}):
+            problems.append(f"{path}: key '{key}': unknown setting (known: {', '.join(SCALAR_KEYS + ['remote_ae'])})")
     for key in SCALAR_KEYS:
         env_name = f"WFM_{key.upper()}"
         if env_name in environ:
@@ -179,104 +186,110 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
     defaults = Settings()
     for key in SCALAR_KEYS:
         if key in raw:
-            values[key] = _coerce(key, raw[key], type(getattr(defaults, key)), origin[key])
-    values["remote_ae"] = _remote_aes(raw.get("remote_ae", []), source)
+            try:
+                values[key] = _coerce(raw[key], type(getattr(defaults, key)))
+            except (TypeError, ValueError) as exc:
+                kind = type(getattr(defaults, key)).__name__
+                problems.append(f"{origin[key]}: cannot read {raw[key]!r} as {kind}: {exc}")
+    values["remote_ae"] = _remote_aes(raw.get("remote_ae", []), source, problems)
     settings = Settings(**values)
-    _check(settings, origin)
+    problems += _check(settings, origin)
+    if problems:
+        raise ConfigError(*problems)
     return settings
 
 
-def _coerce(key: str, value: Any, kind: type, where: str) -> Any:
-    try:
-        if kind is tuple:
-            items = value.split(",") if isinstance(value, str) else value
-            if not isinstance(items, list | tuple):
-                raise TypeError("expected a list")
-            return tuple(str(v).strip() for v in items if str(v).strip())
-        if kind is bool:
-            return str(value).lower() in ("1", "true", "yes", "on")
-        if kind is int and isinstance(value, float):
-            raise TypeError("expected a whole number")
-        return kind(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{where}: cannot read {value!r} as {kind.__name__}: {exc}") from None
+def _coerce(value: Any, kind: type) -> Any:
+    if kind is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list | tuple):
+            raise TypeError("expected a list")
+        return tuple(str(v).strip() for v in items if str(v).strip())
+    if kind is bool:
+        return str(value).lower() in ("1", "true", "yes", "on")
+    if kind is int and isinstance(value, float):
+        raise TypeError("expected a whole number")
+    return kind(value)
 
 
-def _remote_aes(entries: Any, source: str) -> tuple[RemoteAE, ...]:
+def _remote_aes(entries: Any, source: str, problems: list[str]) -> tuple[RemoteAE, ...]:
+    """The `[[remote_ae]]` tables; each problem goes to `problems` and its entry is left out."""
     if not isinstance(entries, list):
-        raise ConfigError(f"{source}: key 'remote_ae': expected [[remote_ae]] tables")
+        problems.append(f"{source}: key 'remote_ae': expected [[remote_ae]] tables")
+        return ()
     out = []
     for i, entry in enumerate(entries):
         where = f"{source}: remote_ae[{i}]"
         if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a table")
-        missing = [k for k in ("ae_title", "host", "port") if k not in entry]
-        if missing:
-            raise ConfigError(f"{where}: key '{missing[0]}' is required")
-        title = str(entry["ae_title"])
-        if not AE_TITLE_RE.match(title) or not title.strip():
-            raise ConfigError(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
-        port = entry["port"]
-        if not isinstance(port, int) or not 0 < port < 65536:
-            raise ConfigError(f"{where}: key 'port': {port!r} is not a TCP port")
-        unknown = sorted(set(entry) - {"ae_title", "host", "port", "status_change", "reconcile"})
-        if unknown:
-            raise ConfigError(f"{where}: key '{unknown[0]}': unknown setting")
-        status_change = entry.get("status_change", False)
-        if not isinstance(status_change, bool):
-            raise ConfigError(f"{where}: key 'status_change': expected true or false")
-        reconcile = _reconcile(entry["reconcile"], f"{where}.reconcile") if "reconcile" in entry else None
-        out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port, status_change=status_change,
-                            reconcile=reconcile))
+            problems.append(f"{where}: expected a table")
+            continue
+        found = [f"{where}: key '{k}' is required" for k in ("ae_title", "host", "port") if k not in entry]
+        title, port = str(entry.get("ae_title", "")), entry.get("port")
+        if "ae_title" in entry and (not AE_TITLE_RE.match(title) or not title.strip()):
+            found.append(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
+        if "port" in entry and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
+            found.append(f"{where}: key 'port': {port!r} is not a TCP port")
+        found += [f"{where}: key '{k}': unknown setting"
+                  for k in sorted(set(entry) - {"ae_title", "host", "port", "status_change", "reconcile"})]
+        if not isinstance(entry.get("status_change", False), bool):
+            found.append(f"{where}: key 'status_change': expected true or false")
+        reconcile = _reconcile(entry["reconcile"], f"{where}.reconcile", found) if "reconcile" in entry else None
+        problems += found
+        if not found:
+            out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port,
+                                status_change=entry.get("status_change", False), reconcile=reconcile))
     titles = [r.ae_title for r in out]
-    dupes = sorted({t for t in titles if titles.count(t) > 1})
-    if dupes:
-        raise ConfigError(f"{source}: remote_ae: AE title {dupes[0]!r} appears more than once")
+    problems += [f"{source}: remote_ae: AE title {t!r} appears more than once"
+                 for t in sorted({t for t in titles if titles.count(t) > 1})]
     return tuple(out)
 
 
-def _reconcile(entry: Any, where: str) -> Reconcile:
+def _reconcile(entry: Any, where: str, problems: list[str]) -> Reconcile | None:
+    """`[remote_ae.reconcile]`; None (and `problems`) when it has any."""
     if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: expected a table")
-    known = {f.name: f for f in fields(Reconcile)}
-    unknown = sorted(set(entry) - set(known))
-    if unknown:
-        raise ConfigError(f"{where}: key '{unknown[0]}': unknown setting (known: {', '.join(known)})")
+        problems.append(f"{where}: expected a table")
+        return None
+    found: list[str] = []
 
-    def choice(key: str, allowed: tuple[str, ...]) -> str:
+    def bad(key: str, reason: str) -> None:
+        found.append(f"{where}: key '{key}': {reason}")
+
+    known = {f.name: f for f in fields(Reconcile)}
+    for key in sorted(set(entry) - set(known)):
+        bad(key, f"unknown setting (known: {', '.join(known)})")
+    for key, allowed in (("method", RECONCILE_METHODS), ("retrieve", INVENTORY_RETRIEVE), ("feedback", FEEDBACK_MODES)):
         value = entry.get(key, getattr(Reconcile, key))
         if value not in allowed:
-            raise ConfigError(f"{where}: key '{key}': {value!r} is not one of {', '.join(allowed)}")
-        return value
-
+            bad(key, f"{value!r} is not one of {', '.join(allowed)}")
     days = entry.get("days")
     if days is not None and (not isinstance(days, int) or isinstance(days, bool) or days < 1):
-        raise ConfigError(f"{where}: key 'days': {days!r} is not a positive whole number of days")
+        bad("days", f"{days!r} is not a positive whole number of days")
     modalities = entry.get("modalities", [])
     if not isinstance(modalities, list) or not all(isinstance(m, str) and 0 < len(m) <= 16 for m in modalities):
-        raise ConfigError(f"{where}: key 'modalities': expected a list of modality codes such as [\"CT\", \"MR\"]")
+        bad("modalities", 'expected a list of modality codes such as ["CT", "MR"]')
     schedule = entry.get("schedule", "")
     if not isinstance(schedule, str):
-        raise ConfigError(f"{where}: key 'schedule': expected a cron expression string")
-    if schedule.strip():
-        reason = cron_problem(schedule)
-        if reason:
-            raise ConfigError(f"{where}: key 'schedule': {schedule!r} is not a valid cron expression: {reason}")
+        bad("schedule", "expected a cron expression string")
+    elif schedule.strip() and (reason := cron_problem(schedule)):
+        bad("schedule", f"{schedule!r} is not a valid cron expression: {reason}")
     retrieve_ae = entry.get("retrieve_ae_title", "")
     if retrieve_ae and not AE_TITLE_RE.match(str(retrieve_ae)):
-        raise ConfigError(f"{where}: key 'retrieve_ae_title': {retrieve_ae!r} is not a valid AE title")
+        bad("retrieve_ae_title", f"{retrieve_ae!r} is not a valid AE title")
     max_age = entry.get("inventory_max_age_hours", 24.0)
     if isinstance(max_age, bool) or not isinstance(max_age, (int, float)) or max_age < 0:
-        raise ConfigError(f"{where}: key 'inventory_max_age_hours': {max_age!r} is not a number of hours (0 or more)")
+        bad("inventory_max_age_hours", f"{max_age!r} is not a number of hours (0 or more)")
     for key in ("count_shortcut", "repository_query"):
         if not isinstance(entry.get(key, False), bool):
-            raise ConfigError(f"{where}: key '{key}': expected true or false")
-    return Reconcile(method=choice("method", RECONCILE_METHODS), schedule=schedule.strip(), days=days,
-                     modalities=tuple(m.strip() for m in modalities), retrieve=choice("retrieve", INVENTORY_RETRIEVE),
-                     retrieve_ae_title=str(retrieve_ae), count_shortcut=entry.get("count_shortcut", False),
-                     repository_query=entry.get("repository_query", True),
-                     inventory_max_age_hours=float(max_age),
-                     feedback=choice("feedback", FEEDBACK_MODES))
+            bad(key, "expected true or false")
+    problems += found
+    if found:
+        return None
+    return Reconcile(method=entry.get("method", Reconcile.method), schedule=schedule.strip(), days=days,
+                     modalities=tuple(m.strip() for m in modalities),
+                     retrieve=entry.get("retrieve", Reconcile.retrieve), retrieve_ae_title=str(retrieve_ae),
+                     count_shortcut=entry.get("count_shortcut", False),
+                     repository_query=entry.get("repository_query", True), inventory_max_age_hours=float(max_age),
+                     feedback=entry.get("feedback", Reconcile.feedback))
 
 
 def cron_problem(expression: str) -> str | None:
@@ -291,9 +304,12 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
-def _check(s: Settings, origin: Mapping[str, str]) -> None:
+def _check(s: Settings, origin: Mapping[str, str]) -> list[str]:
+    """Every value out of its range, naming where it came from."""
+    problems: list[str] = []
+
     def fail(key: str, reason: str) -> None:
-        raise ConfigError(f"{origin.get(key, f'default {key}')}: {reason}")
+        problems.append(f"{origin.get(key, f'default {key}')}: {reason}")
 
     if not AE_TITLE_RE.match(s.ae_title) or not s.ae_title.strip():
         fail("ae_title", f"{s.ae_title!r} is not a valid AE title (1-16 characters, no backslash)")
@@ -333,3 +349,4 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("log_level", "must be DEBUG, INFO, WARNING or ERROR")
     if "://" not in s.database_url:
         fail("database_url", "expected a URL such as sqlite:///wfm.db or postgresql+psycopg://user@host/db")
+    return problems

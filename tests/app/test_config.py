@@ -88,3 +88,47 @@ def test_missing_file():
 def test_password_is_masked():
     s = load_settings(None, environ={"WFM_DATABASE_URL": "postgresql+psycopg://wfm:secret@db/wfm"})
     assert s.masked()["database_url"] == "postgresql+psycopg://wfm:***@db/wfm"
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path):
+    path = write(tmp_path, 'colour = "blue"\nport = "x"\nmax_associations = 0\ntype2_absent = "ignore"\n'
+                           '[[remote_ae]]\nae_title = "A"\nhost = "h"\n'
+                           '[[remote_ae]]\nae_title = "B"\nhost = "h"\nport = 104\nstatus_change = "yes"\n'
+                           '[remote_ae.reconcile]\nmethod = "ftp"\ndays = 0\n')
+    with pytest.raises(ConfigError) as err:
+        load_settings(path, environ={"WFM_NETWORK_TIMEOUT": "soon"})
+    expected = [
+        f"{path}: key 'colour': unknown setting",
+        f"{path}: key 'port': cannot read 'x' as int",
+        "environment variable WFM_NETWORK_TIMEOUT: cannot read 'soon' as float",
+        f"{path}: remote_ae[0]: key 'port' is required",
+        f"{path}: remote_ae[1]: key 'status_change': expected true or false",
+        f"{path}: remote_ae[1].reconcile: key 'method': 'ftp' is not one of auto, inventory, query",
+        f"{path}: remote_ae[1].reconcile: key 'days': 0 is not a positive whole number of days",
+        f"{path}: key 'type2_absent': 'ignore' is not one of accept, refuse",
+        f"{path}: key 'max_associations': must be at least 1",
+    ]
+    lines = str(err.value).splitlines()
+    assert len(lines) == len(expected) == len(err.value.problems)
+    for line, start in zip(lines, expected):
+        assert line.startswith(start), (line, start)
+
+
+def test_wfm_prints_every_problem_on_its_own_line(tmp_path):
+    import subprocess
+    import sys
+
+    path = write(tmp_path, 'colour = "blue"\nport = "x"\nlog_level = "LOUD"\n')
+    result = subprocess.run([sys.executable, "-m", "workflow", "config", "show", "--config", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 3 and all(line.startswith(f"wfm: configuration error: {path}: key '") for line in lines)
+    assert ["colour" in lines[0], "'port'" in lines[1], "log_level" in lines[2]] == [True, True, True]
+
+
+def test_type2_absent_setting():
+    assert load_settings(None, environ={}).type2_absent == "accept"
+    assert load_settings(None, environ={"WFM_TYPE2_ABSENT": "refuse"}).type2_absent == "refuse"
+    with pytest.raises(ConfigError, match="environment variable WFM_TYPE2_ABSENT: 'reject' is not one of accept, refuse"):
+        load_settings(None, environ={"WFM_TYPE2_ABSENT": "reject"})

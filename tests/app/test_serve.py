@@ -249,10 +249,63 @@ def test_policies_check_and_a_server_that_refuses_a_bad_policy(tmp_path):
     assert serve.returncode == 2 and "site.toml" in serve.stderr and "settled" in serve.stderr
 
 
-def test_sighup_reloads_policies(served):
-    served.proc.send_signal(signal.SIGHUP)
-    wait_for_log(served, lambda r: r.get("msg", "").startswith("policies reloaded"))
-    assert served.proc.poll() is None
+def test_policies_init_then_an_edit_and_sighup_put_the_edit_in_force(tmp_path):
+    """The site's own copy of the policies: made by `wfm policies init`, read by `wfm serve`, edited, and
+    in force after SIGHUP: the edited policy makes a workitem READY that the shipped one kept INCOMPLETE."""
+    from testkit.ups import PUSH, get, ups_association, workitem
+
+    folder = tmp_path / "site-policies"
+    init = subprocess.run([sys.executable, "-m", "workflow", "policies", "init", str(folder)],
+                          capture_output=True, text=True, timeout=60)
+    assert init.returncode == 0, init.stderr
+    assert f'policies = "{folder}"' in init.stdout.splitlines()
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "default.toml"]
+    (folder / "default.toml").write_text("# mine\n" + (folder / "default.toml").read_text())
+    again = subprocess.run([sys.executable, "-m", "workflow", "policies", "init", str(folder)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and f"{folder / 'default.toml'} exists" in again.stderr
+    assert (folder / "default.toml").read_text().startswith("# mine")  # never overwritten
+
+    port = free_port()
+    config = tmp_path / "wfm.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "wfm.db"}"\nhost = "127.0.0.1"\nport = {port}\n'
+                      f'readiness_delay = 0.02\npolicies = "{folder}"\n')
+    server = Served(config, port, tmp_path / "wfm.log")
+    server.start()
+    try:
+        wait_for_log(server, lambda r: r.get("msg", "").startswith(f"policies loaded from {folder}: default.toml;"))
+        study, series = generate_uid(), generate_uid()
+        uid = generate_uid()
+        with ups_association(port) as assoc:
+            assert assoc.send_n_create(workitem(StudyInstanceUID=study, InputReadinessState="INCOMPLETE"),
+                                       PUSH, uid)[0].Status in (0x0000, 0xB300)
+
+        def announce(count: int) -> None:
+            with association(port) as assoc:
+                status, _ = send(assoc, make_ian(study, {series: [instance_item() for _ in range(count)]}))
+            assert status.Status == 0
+
+        def inputs_when(done) -> tuple[str, int]:
+            deadline = time.monotonic() + 20
+            while True:
+                with ups_association(port) as assoc:
+                    _, ds = get(assoc, uid, "InputReadinessState", "InputInformationSequence")
+                found = (ds.InputReadinessState, sum(len(i.ReferencedSOPSequence) for i in ds.InputInformationSequence))
+                if done(found) or time.monotonic() > deadline:
+                    return found
+                time.sleep(0.05)
+
+        announce(2)  # no MPPS: the shipped policy waits 600 s of quiet, so the inputs are listed, not READY
+        assert inputs_when(lambda f: f[1] == 2) == ("INCOMPLETE", 2)
+        text = (folder / "default.toml").read_text()
+        assert "{ settled = 600 }" in text
+        (folder / "default.toml").write_text(text.replace("{ settled = 600 }", "{ expected_count = 3 }"))
+        server.proc.send_signal(signal.SIGHUP)
+        wait_for_log(server, lambda r: r.get("msg", "").startswith(f"policies reloaded from {folder}: default.toml;"))
+        announce(1)  # a third instance: the edited policy (3 instances, no MPPS) decides READY
+        assert inputs_when(lambda f: f[0] == "READY") == ("READY", 3)
+    finally:
+        assert server.stop() == 0
 
 
 def test_a_bad_policy_set_is_refused_whole_on_reload(tmp_path):

@@ -15,8 +15,8 @@ from workflow.ian.rules.availability import Availability
 from workflow.kernel.attributes import is_uid
 from workflow.readiness.rules.policy import (
     AllOf, AnyOf, Evaluation, ExpectedSetAvailable, ExpectedSetKnown, Facts, InstanceFacts, Location,
-    OnDowngrade, PolicyError, PolicySet, Priority, Readiness, Settled, StudyFacts, WorkitemFacts, decide,
-    describe, evaluate, load_policies, loads_policies,
+    OnDowngrade, PolicyError, PolicySet, Priority, Readiness, Settled, StudyFacts, WorkitemFacts, describe,
+    evaluate_readiness, load_policies, loads_policies, readiness_change,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,7 +104,7 @@ def test_readme_examples_load_next_to_the_default(tmp_path):
 # --- evaluate: expected set ----------------------------------------------------------------------------
 
 def test_expected_set_fully_online_is_ready_with_exactly_those_inputs():
-    e = evaluate(default_policy(), facts(inst("1.1"), inst("1.2"), inst("1.3"), inst("1.9"),
+    e = evaluate_readiness(default_policy(), facts(inst("1.1"), inst("1.2"), inst("1.3"), inst("1.9"),
                                          expected={"1.1", "1.2", "1.3"}))
     assert e.readiness is Readiness.READY
     assert uids(e) == ["1.1", "1.2", "1.3"]  # 1.9 is not expected: not an input
@@ -113,7 +113,7 @@ def test_expected_set_fully_online_is_ready_with_exactly_those_inputs():
 
 
 def test_one_expected_instance_not_announced_is_incomplete_and_missing():
-    e = evaluate(default_policy(), facts(inst("1.1"), inst("1.2"), expected={"1.1", "1.2", "1.3"}))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1"), inst("1.2"), expected={"1.1", "1.2", "1.3"}))
     assert e.readiness is Readiness.INCOMPLETE
     assert e.missing == ("1.3",) and e.not_available == ()
     assert uids(e) == ["1.1", "1.2"]
@@ -122,7 +122,7 @@ def test_one_expected_instance_not_announced_is_incomplete_and_missing():
 
 
 def test_one_expected_instance_offline_is_unavailable():
-    e = evaluate(default_policy(), facts(inst("1.1"), inst("1.2", loc("ARCH", OFF)), expected={"1.1", "1.2"}))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1"), inst("1.2", loc("ARCH", OFF)), expected={"1.1", "1.2"}))
     assert e.readiness is Readiness.UNAVAILABLE
     assert e.missing == ("1.2",) and e.not_available == ("1.2",)
     assert uids(e) == ["1.1"]
@@ -130,33 +130,33 @@ def test_one_expected_instance_offline_is_unavailable():
 
 
 def test_expected_instance_unavailable_everywhere_is_unavailable():
-    e = evaluate(default_policy(), facts(inst("1.1"), inst("1.2", loc("PACS", GONE)), expected={"1.1", "1.2"}))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1"), inst("1.2", loc("PACS", GONE)), expected={"1.1", "1.2"}))
     assert e.readiness is Readiness.UNAVAILABLE and e.not_available == ("1.2",)
 
 
 def test_unannounced_wins_over_offline():
-    e = evaluate(default_policy(), facts(inst("1.1", loc("ARCH", OFF)), expected={"1.1", "1.2"}))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1", loc("ARCH", OFF)), expected={"1.1", "1.2"}))
     assert e.readiness is Readiness.INCOMPLETE
     assert e.missing == ("1.1", "1.2") and e.not_available == ("1.1",)
 
 
 def test_offline_elsewhere_does_not_matter_when_online_somewhere():
-    e = evaluate(default_policy(), facts(inst("1.1", loc("ARCH", OFF), loc("PACS", ON)), expected={"1.1"}))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1", loc("ARCH", OFF), loc("PACS", ON)), expected={"1.1"}))
     assert e.readiness is Readiness.READY and e.inputs[0].ae_title == "PACS"
 
 
 def test_nearline_accepted_or_not():
     f = facts(inst("1.1"), inst("1.2", loc("ARCH", NEAR)), expected={"1.1", "1.2"})
-    assert evaluate(default_policy(), f).readiness is Readiness.UNAVAILABLE
+    assert evaluate_readiness(default_policy(), f).readiness is Readiness.UNAVAILABLE
     near = one_policy("""
         inputs.accepted_availability = ["ONLINE", "NEARLINE"]
         complete_when = { expected_set_available = true }
     """)
-    e = evaluate(near, f)
+    e = evaluate_readiness(near, f)
     assert e.readiness is Readiness.READY and uids(e) == ["1.1", "1.2"]
     assert e.inputs[1].availability is NEAR and e.inputs[1].ae_title == "ARCH"
     # OFFLINE is still not accepted
-    e = evaluate(near, facts(inst("1.1", loc("ARCH", OFF)), expected={"1.1"}))
+    e = evaluate_readiness(near, facts(inst("1.1", loc("ARCH", OFF)), expected={"1.1"}))
     assert e.readiness is Readiness.UNAVAILABLE
 
 
@@ -167,14 +167,14 @@ def test_sop_class_filter():
     """)
     # the SR is expected, but not of an allowed class: neither required nor an input
     f = facts(inst("1.1"), inst("1.2", sop=SR), expected={"1.1", "1.2"})
-    e = evaluate(ct_only, f)
+    e = evaluate_readiness(ct_only, f)
     assert e.readiness is Readiness.READY and uids(e) == ["1.1"]
-    assert evaluate(default_policy(), f).inputs[1].instance.sop_class_uid == SR
+    assert evaluate_readiness(default_policy(), f).inputs[1].instance.sop_class_uid == SR
     # an SR that is offline does not block either
-    assert evaluate(ct_only, facts(inst("1.1"), inst("1.2", loc("A", OFF), sop=SR),
+    assert evaluate_readiness(ct_only, facts(inst("1.1"), inst("1.2", loc("A", OFF), sop=SR),
                                    expected={"1.1", "1.2"})).readiness is Readiness.READY
     # an expected instance not announced yet may be a CT: still required
-    e = evaluate(ct_only, facts(inst("1.1"), expected={"1.1", "1.3"}))
+    e = evaluate_readiness(ct_only, facts(inst("1.1"), expected={"1.1", "1.3"}))
     assert e.readiness is Readiness.INCOMPLETE and e.missing == ("1.3",)
 
 
@@ -184,27 +184,27 @@ def test_preferred_retrieve_ae_order_chooses_the_location():
              loc("OTHER", ON, later + timedelta(seconds=5)))
     f = facts(i, expected={"1.1"})
     # no preference: best availability (all ONLINE), then the most recent
-    assert evaluate(default_policy(), f).inputs[0].ae_title == "OTHER"
+    assert evaluate_readiness(default_policy(), f).inputs[0].ae_title == "OTHER"
     prefer = one_policy("""
         inputs.preferred_retrieve_aes = ["ARCHIVE", "PACS"]
         complete_when = { expected_set_available = true }
     """)
-    chosen = evaluate(prefer, f).inputs[0]
+    chosen = evaluate_readiness(prefer, f).inputs[0]
     assert (chosen.ae_title, chosen.retrieve_url) == ("ARCHIVE", "http://arch/1.1")
     # a preferred AE whose availability is not accepted is skipped
     f2 = facts(inst("1.1", loc("PACS", ON, later), loc("ARCHIVE", NEAR, T0), loc("X", ON, later)),
                expected={"1.1"})
-    assert evaluate(prefer, f2).inputs[0].ae_title == "PACS"
+    assert evaluate_readiness(prefer, f2).inputs[0].ae_title == "PACS"
     # preference comes before availability when both are accepted
     prefer_near = one_policy("""
         inputs.preferred_retrieve_aes = ["ARCHIVE"]
         inputs.accepted_availability = ["ONLINE", "NEARLINE"]
         complete_when = { expected_set_available = true }
     """)
-    assert evaluate(prefer_near, f2).inputs[0].ae_title == "ARCHIVE"
+    assert evaluate_readiness(prefer_near, f2).inputs[0].ae_title == "ARCHIVE"
     # unlisted AEs: best availability first
     f3 = facts(inst("1.1", loc("B", NEAR, later), loc("C", ON, T0)), expected={"1.1"})
-    assert evaluate(prefer_near, f3).inputs[0].ae_title == "C"
+    assert evaluate_readiness(prefer_near, f3).inputs[0].ae_title == "C"
 
 
 # --- evaluate: settle (no MPPS) ------------------------------------------------------------------------
@@ -213,11 +213,11 @@ def test_no_mpps_settles_after_600_seconds_without_new_ian():
     p = default_policy()
     last = T0 + timedelta(minutes=3)
     instances = (inst("1.1"), inst("1.2"))
-    before = evaluate(p, facts(*instances, last=last, now=last + timedelta(seconds=599)))
+    before = evaluate_readiness(p, facts(*instances, last=last, now=last + timedelta(seconds=599)))
     assert before.readiness is Readiness.INCOMPLETE
     assert before.settle_due_at == last + timedelta(seconds=600)
     assert uids(before) == ["1.1", "1.2"]  # inputs are filled in while waiting
-    at = evaluate(p, facts(*instances, last=last, now=last + timedelta(seconds=600)))
+    at = evaluate_readiness(p, facts(*instances, last=last, now=last + timedelta(seconds=600)))
     assert at.readiness is Readiness.READY and at.settle_due_at is None
     assert uids(at) == ["1.1", "1.2"]
 
@@ -225,19 +225,19 @@ def test_no_mpps_settles_after_600_seconds_without_new_ian():
 def test_settled_with_an_offline_instance_is_unavailable_and_withdrawn_ones_are_ignored():
     p = default_policy()
     later = T0 + timedelta(hours=1)
-    e = evaluate(p, facts(inst("1.1"), inst("1.2", loc("A", OFF)), now=later))
+    e = evaluate_readiness(p, facts(inst("1.1"), inst("1.2", loc("A", OFF)), now=later))
     assert e.readiness is Readiness.UNAVAILABLE and e.not_available == ("1.2",)
-    e = evaluate(p, facts(inst("1.1"), inst("1.2", loc("A", GONE)), now=later))
+    e = evaluate_readiness(p, facts(inst("1.1"), inst("1.2", loc("A", GONE)), now=later))
     assert e.readiness is Readiness.READY and uids(e) == ["1.1"]
 
 
 def test_no_ian_at_all_is_incomplete_without_timer():
-    e = evaluate(default_policy(), facts(last=None))
+    e = evaluate_readiness(default_policy(), facts(last=None))
     assert e.readiness is Readiness.INCOMPLETE and e.settle_due_at is None and e.inputs == ()
 
 
 def test_settle_never_makes_ready_once_an_mpps_is_known():
-    e = evaluate(default_policy(), facts(inst("1.1"), expected={"1.1", "1.2"}, now=T0 + timedelta(days=1)))
+    e = evaluate_readiness(default_policy(), facts(inst("1.1"), expected={"1.1", "1.2"}, now=T0 + timedelta(days=1)))
     assert e.readiness is Readiness.INCOMPLETE and e.missing == ("1.2",)
 
 
@@ -248,11 +248,11 @@ def test_all_of_count_and_settle():
         complete_when = { all_of = [ { expected_count = 3 }, { settled = 60 } ] }
     """)
     three = (inst("1.1"), inst("1.2"), inst("1.3"))
-    e = evaluate(p, facts(*three[:2], now=T0 + timedelta(seconds=61)))
+    e = evaluate_readiness(p, facts(*three[:2], now=T0 + timedelta(seconds=61)))
     assert e.readiness is Readiness.INCOMPLETE and e.settle_due_at is None  # time alone will not help
-    e = evaluate(p, facts(*three, now=T0 + timedelta(seconds=10)))
+    e = evaluate_readiness(p, facts(*three, now=T0 + timedelta(seconds=10)))
     assert e.readiness is Readiness.INCOMPLETE and e.settle_due_at == T0 + timedelta(seconds=60)
-    assert evaluate(p, facts(*three, now=T0 + timedelta(seconds=60))).readiness is Readiness.READY
+    assert evaluate_readiness(p, facts(*three, now=T0 + timedelta(seconds=60))).readiness is Readiness.READY
 
 
 def test_any_of_count_or_listed():
@@ -261,34 +261,34 @@ def test_any_of_count_or_listed():
         any_of = [ { expected_count = 5 }, { listed_instances_available = true } ]
     """)
     f = facts(inst("1.1"), inst("1.2"), inst("1.3", loc("A", OFF)), listed={"1.1", "1.2"})
-    e = evaluate(p, f)
+    e = evaluate_readiness(p, f)
     assert e.readiness is Readiness.READY and uids(e) == ["1.1", "1.2"] and e.missing == ()
     # a listed instance offline, count not reached: UNAVAILABLE beats INCOMPLETE in any_of
-    e = evaluate(p, facts(inst("1.1"), inst("1.2", loc("A", OFF)), listed={"1.1", "1.2"}))
+    e = evaluate_readiness(p, facts(inst("1.1"), inst("1.2", loc("A", OFF)), listed={"1.1", "1.2"}))
     assert e.readiness is Readiness.UNAVAILABLE and e.not_available == ("1.2",)
     # a listed instance never announced
-    e = evaluate(p, facts(inst("1.1"), listed={"1.1", "1.7"}))
+    e = evaluate_readiness(p, facts(inst("1.1"), listed={"1.1", "1.7"}))
     assert e.readiness is Readiness.INCOMPLETE and e.missing == ("1.7",)
 
 
 def test_all_of_takes_the_lowest_any_of_the_highest():
     f = facts(inst("1.1", loc("A", OFF)), expected={"1.1"})  # expected_set_available -> UNAVAILABLE
     both = "{ expected_set_available = true }, { expected_count = 2 }"  # the count -> INCOMPLETE
-    assert evaluate(one_policy(f"complete_when = {{ all_of = [ {both} ] }}"), f).readiness is Readiness.INCOMPLETE
-    assert evaluate(one_policy(f"complete_when = {{ any_of = [ {both} ] }}"), f).readiness is Readiness.UNAVAILABLE
+    assert evaluate_readiness(one_policy(f"complete_when = {{ all_of = [ {both} ] }}"), f).readiness is Readiness.INCOMPLETE
+    assert evaluate_readiness(one_policy(f"complete_when = {{ any_of = [ {both} ] }}"), f).readiness is Readiness.UNAVAILABLE
 
 
 def test_expected_count_unavailable_when_enough_are_announced():
     p = one_policy("complete_when = { expected_count = 2 }")
-    e = evaluate(p, facts(inst("1.1"), inst("1.2", loc("A", OFF))))
+    e = evaluate_readiness(p, facts(inst("1.1"), inst("1.2", loc("A", OFF))))
     assert e.readiness is Readiness.UNAVAILABLE
-    assert evaluate(p, facts(inst("1.1"))).readiness is Readiness.INCOMPLETE
-    assert evaluate(p, facts(inst("1.1"), inst("1.2"), inst("1.3"))).readiness is Readiness.READY
+    assert evaluate_readiness(p, facts(inst("1.1"))).readiness is Readiness.INCOMPLETE
+    assert evaluate_readiness(p, facts(inst("1.1"), inst("1.2"), inst("1.3"))).readiness is Readiness.READY
 
 
 def test_never_ready_without_an_input():
     p = one_policy("complete_when = { expected_set_known = false }")
-    e = evaluate(p, facts(inst("1.1", loc("A", OFF))))
+    e = evaluate_readiness(p, facts(inst("1.1", loc("A", OFF))))
     assert e.readiness is Readiness.INCOMPLETE and any("never READY" in r for r in e.reasons)
 
 
@@ -297,33 +297,33 @@ def test_restrict_to_expected_set_off_lists_every_instance():
         inputs.restrict_to_expected_set = false
         complete_when = { expected_set_available = true }
     """)
-    e = evaluate(p, facts(inst("1.1"), inst("1.9"), expected={"1.1"}))
+    e = evaluate_readiness(p, facts(inst("1.1"), inst("1.9"), expected={"1.1"}))
     assert e.readiness is Readiness.READY and uids(e) == ["1.1", "1.9"]
 
 
-# --- decide: which workitems change --------------------------------------------------------------------
+# --- readiness_change: which workitems change --------------------------------------------------------------------
 
-def test_decide_never_touches_in_progress_or_final():
-    ready = evaluate(default_policy(), facts(inst("1.1"), expected={"1.1"}))
-    offline = evaluate(default_policy(), facts(inst("1.1", loc("A", OFF)), expected={"1.1"}))
+def test_readiness_change_never_touches_in_progress_or_final():
+    ready = evaluate_readiness(default_policy(), facts(inst("1.1"), expected={"1.1"}))
+    offline = evaluate_readiness(default_policy(), facts(inst("1.1", loc("A", OFF)), expected={"1.1"}))
     for state in ("IN PROGRESS", "COMPLETED", "CANCELED"):
-        assert decide(default_policy(), state, "READY", offline) is None
-        assert decide(default_policy(), state, "INCOMPLETE", ready) is None
+        assert readiness_change(default_policy(), state, "READY", offline) is None
+        assert readiness_change(default_policy(), state, "INCOMPLETE", ready) is None
 
 
-def test_decide_downgrade_follows_on_downgrade():
+def test_readiness_change_downgrade_follows_on_downgrade():
     offline = facts(inst("1.1", loc("A", OFF)), inst("1.2"), expected={"1.1", "1.2"})
     p = default_policy()
-    d = decide(p, "SCHEDULED", "READY", evaluate(p, offline))
+    d = readiness_change(p, "SCHEDULED", "READY", evaluate_readiness(p, offline))
     assert d.readiness is Readiness.INCOMPLETE and [i.instance.sop_instance_uid for i in d.inputs] == ["1.2"]
     for value, expected in (("UNAVAILABLE", Readiness.UNAVAILABLE), ("ignore", None)):
         q = one_policy(f'on_downgrade = "{value}"\ncomplete_when = {{ expected_set_available = true }}')
-        d = decide(q, "SCHEDULED", "READY", evaluate(q, offline))
+        d = readiness_change(q, "SCHEDULED", "READY", evaluate_readiness(q, offline))
         assert (d.readiness if d else None) == expected
     # not READY before: the evaluation is written as it is
-    assert decide(p, "SCHEDULED", "INCOMPLETE", evaluate(p, offline)).readiness is Readiness.UNAVAILABLE
-    ok = evaluate(p, facts(inst("1.1"), expected={"1.1"}))
-    assert decide(p, "SCHEDULED", None, ok).readiness is Readiness.READY
+    assert readiness_change(p, "SCHEDULED", "INCOMPLETE", evaluate_readiness(p, offline)).readiness is Readiness.UNAVAILABLE
+    ok = evaluate_readiness(p, facts(inst("1.1"), expected={"1.1"}))
+    assert readiness_change(p, "SCHEDULED", None, ok).readiness is Readiness.READY
 
 
 # --- selection -----------------------------------------------------------------------------------------
@@ -471,11 +471,11 @@ def test_evaluate_does_not_depend_on_the_order_of_instances_or_locations(instanc
                                                                          which, data):
     policy = _policies[which]()
     now = T0 + timedelta(minutes=minutes)
-    base = evaluate(policy, Facts(expected, tuple(instances), listed, T0, now))
+    base = evaluate_readiness(policy, Facts(expected, tuple(instances), listed, T0, now))
     shuffled = [InstanceFacts(i.sop_instance_uid, i.sop_class_uid, i.series_instance_uid,
                               tuple(data.draw(st.permutations(i.locations))), i.first_notified_at)
                 for i in data.draw(st.permutations(instances))]
-    again = evaluate(policy, Facts(expected, tuple(shuffled), listed, T0, now))
+    again = evaluate_readiness(policy, Facts(expected, tuple(shuffled), listed, T0, now))
     assert again == base
     # and the readiness is one of the three states, READY only with inputs
     assert base.readiness in Readiness and (base.readiness is not Readiness.READY or base.inputs)
@@ -607,7 +607,7 @@ def test_every_problem_is_reported_and_nothing_half_loaded(tmp_path):
         load_policies(tmp_path)
     assert [(p.key, p.file.endswith("b_bad.toml")) for p in info.value.problems] == [
         ("policy[0].complete_when.settled", True), ("policy[1].on_downgrade", True)]
-    assert "(and 1 more problem)" in str(info.value)
+    assert str(info.value).splitlines() == [str(p) for p in info.value.problems]
 
 
 def test_missing_file_and_empty_directory(tmp_path):
@@ -619,3 +619,109 @@ def test_missing_file_and_empty_directory(tmp_path):
     (tmp_path / "latin1.toml").write_bytes('version = 1 # \u00e9\n'.encode("latin-1"))
     with pytest.raises(PolicyError, match="UTF-8|TOML"):
         load_policies(tmp_path)
+
+
+SEVERAL_TYPOS = """\
+verison = 1
+[[policy]]
+name = "site"
+ordr = 5
+applies_to.worklist_labels = ["A", "B", "A"]
+inputs.accepted_availability = ["ONLINE", "ONLIEN"]
+on_downgrade = "IGNORE"
+complete_when = { all_of = [ { settled = "600" }, { expected_sets_available = true } ] }
+
+[[policy]]
+name = "fallback"
+complete_when = { expected_count = 0 }
+
+[[template]]
+name = "t"
+conditions.modalities = ["ct"]
+creates.scheduled_workitem_code = { value = "A", scheme = "B" }
+creates.procedure_step_label = "L"
+"""
+
+
+def test_a_file_with_several_typos_reports_every_problem_in_one_run(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "site.toml"
+    path.write_text(SEVERAL_TYPOS)
+    result = subprocess.run([sys.executable, "-m", "workflow", "policies", "check", str(path)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [f"{path}: {key}: {reason}" for key, reason in [
+        ("verison", "unknown key; did you mean 'version'? (allowed here: version, policy, template)"),
+        ("policy[0].ordr", "unknown key; did you mean 'order'? (allowed here: name, description, order, "
+                           "applies_to, inputs, complete_when, on_downgrade)"),
+        ("policy[0].applies_to.worklist_labels[2]", "'A' is listed twice (also at policy[0].applies_to.worklist_labels[0])"),
+        ("policy[0].inputs.accepted_availability[1]",
+         "expected one of 'ONLINE', 'NEARLINE', 'OFFLINE', 'UNAVAILABLE', got the string 'ONLIEN'"),
+        ("policy[0].on_downgrade", "expected one of 'INCOMPLETE', 'UNAVAILABLE', 'ignore', got the string 'IGNORE' "
+                                   "(values are case-sensitive)"),
+        ("policy[0].complete_when.all_of[0].settled", "expected a number of seconds, got the string '600'"),
+        ("policy[0].complete_when.all_of[1].expected_sets_available",
+         "unknown key; did you mean 'expected_set_available'? (allowed here: all_of, any_of, expected_set_available, "
+         "expected_set_known, expected_count, listed_instances_available, settled)"),
+        ("policy[1].complete_when.expected_count", "must be at least 1, got 0"),
+        ("template[0].conditions.modalities[0]", "'ct' is not a Modality code string (upper-case letters, digits, "
+                                                 "space or underscore, at most 16), e.g. 'CT'"),
+        ("template[0].creates.scheduled_workitem_code.meaning", "required key is missing"),
+    ]]
+
+
+# --- the modality a study's SOP classes imply -----------------------------------------------------------
+
+def _template(conditions: str):
+    return loads_policies(GOOD + '[[template]]\nname = "t"\n' + conditions +
+                          '\ncreates.scheduled_workitem_code = { value = "A", scheme = "B", meaning = "C" }\n'
+                          'creates.procedure_step_label = "L"\n').templates[0]
+
+
+def test_a_modality_condition_uses_the_mpps_else_the_modality_the_sop_classes_imply():
+    from pydicom.uid import EnhancedCTImageStorage, SecondaryCaptureImageStorage
+
+    ct = _template('conditions.modalities = ["CT"]')
+    only_ians = StudyFacts("1.5", sop_class_uids=frozenset({EnhancedCTImageStorage, SR}))
+    [check] = ct.check(only_ians)
+    assert check.held and check.found == ("CT",)
+    assert check.text == "modality ['CT'] (implied by the SOP classes of its instances) is in ['CT']"
+    # an MPPS that names a modality is believed over the SOP classes
+    named = StudyFacts("1.5", modalities=frozenset({"MR"}), sop_class_uids=frozenset({CT}))
+    assert ct.mismatches(named) == ("modality ['MR'] (named by the study's MPPS) not in ['CT']",)
+    # Secondary Capture implies no modality: the condition cannot hold, and says why
+    sc = StudyFacts("1.5", sop_class_uids=frozenset({SecondaryCaptureImageStorage}))
+    assert ct.mismatches(sc) == ("modality unknown (no MPPS names one and no SOP class of its instances implies "
+                                 "one) not in ['CT']",)
+
+
+def test_every_condition_of_a_template_is_checked_with_the_facts():
+    t = _template('conditions = { sop_class_uids = ["1.2.840.10008.5.1.4.1.1.2"], calling_ae_titles = ["CT1"], '
+                  'procedure_codes = [{ value = "P1", scheme = "99L" }], study_description = "(?i)head" }')
+    study = StudyFacts("1.5", sop_class_uids=frozenset({SR}), calling_ae_titles=frozenset({"CT1"}),
+                       procedure_codes=frozenset({("P2", "99L")}), study_description="Head CT")
+    assert [(c.condition, c.held) for c in t.check(study)] == [
+        ("sop_class_uids", False), ("calling_ae_titles", True), ("procedure_codes", False), ("study_description", True)]
+    assert t.mismatches(study) == (f"SOP class ['{SR}'] not in ['{CT}']", "procedure code ['(P2, 99L)'] not in ['(P1, 99L)']")
+    assert t.check(study)[3].as_dict() == {"condition": "study_description", "held": True, "wanted": ["(?i)head"],
+                                           "found": ["Head CT"], "text": "study description 'Head CT' matches /(?i)head/"}
+
+
+def test_the_implied_modality_table_names_storage_sop_classes_of_that_modality():
+    from pydicom.uid import UID_dictionary
+    from pynetdicom.service_class import StorageServiceClass
+    from pynetdicom.sop_class import uid_to_service_class
+
+    from workflow.readiness.rules.policy.modalities import IMPLIED_MODALITY, NO_MODALITY
+
+    for uid in (*IMPLIED_MODALITY, *NO_MODALITY):
+        assert UID_dictionary[uid][1] == "SOP Class" and uid_to_service_class(uid) is StorageServiceClass, uid
+    assert not set(NO_MODALITY) & set(IMPLIED_MODALITY)
+    wanted = {"CT Image Storage": "CT", "Enhanced CT Image Storage": "CT", "MR Image Storage": "MR",
+              "Digital X-Ray Image Storage - For Presentation": "DX", "Ultrasound Image Storage": "US",
+              "Digital Mammography X-Ray Image Storage - For Presentation": "MG"}
+    by_name = {UID_dictionary[uid][0]: modality for uid, modality in IMPLIED_MODALITY.items()}
+    assert {name: by_name[name] for name in wanted} == wanted
+    assert "Secondary Capture Image Storage" not in by_name

@@ -3,6 +3,8 @@ Input Readiness State as the default policy says, with State Reports at a real s
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 
 import pytest
@@ -235,7 +237,6 @@ def _settle_across_restart(database_url, tmp_path):
 
 
 def test_explain_and_study_say_why(app, database_url, tmp_path):
-    import json
     import subprocess
     import sys
     port, study = app.dicom.port, Study()
@@ -255,46 +256,110 @@ def test_explain_and_study_say_why(app, database_url, tmp_path):
     assert why["policy"] == "default" and why["input_readiness_state"] == "INCOMPLETE"
     assert len(why["expected"]) == 6 and len(why["available"]) == 2 and len(why["missing"]) == 4
     assert "missing" in wfm("explain", uid)
+    assert "No template is enabled" in wfm("explain", "--study", study.uid)
+    for args, status, message in ((["--study", "1.2.3.999"], 1, "unknown study: 1.2.3.999"),
+                                  ([], 2, "give a workitem UID or --study"), ([uid, "--study", study.uid], 2, "one of them")):
+        result = subprocess.run([sys.executable, "-m", "workflow", "explain", *args, "--config", str(config)],
+                                capture_output=True, text=True, timeout=60)
+        assert (result.returncode, message in result.stderr) == (status, True), result.stderr
     shown = json.loads(wfm("study", study.uid, "--json"))
     assert shown["performed_steps"][0]["status"] == "COMPLETED"
     assert shown["workitems"] == [{"sop_instance_uid": uid, "procedure_step_state": "SCHEDULED",
                                    "input_readiness_state": "INCOMPLETE", "procedure_step_label": "CT head review"}]
 
 
-def test_a_template_creates_one_workitem_per_study(database_url, tmp_path, request):
+TEMPLATES = """
+[[template]]
+name = "ct-review"
+conditions = { calling_ae_titles = ["ARCHIVE"], modalities = ["CT"] }
+[template.creates]
+scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }
+procedure_step_label = "CT review"
+priority = "HIGH"
+worklist_label = "AUTO"
+
+[[template]]
+name = "mr-review"
+conditions = { modalities = ["MR"] }
+[template.creates]
+scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }
+procedure_step_label = "MR review"
+worklist_label = "AUTO-MR"
+"""
+
+
+def test_a_ct_template_fires_from_ians_alone_once_per_study(database_url, tmp_path, request, caplog):
+    """No MPPS names the modality: the CT Image Storage instances the IANs announce imply CT."""
+    caplog.set_level(logging.DEBUG, logger="workflow.readiness")
     admin = request.getfixturevalue("postgres_admin_url") if database_url.startswith("postgresql") else None
     url = new_database_url("postgresql" if admin else "sqlite", tmp_path, admin)
     policies = tmp_path / "policies"
     policies.mkdir()
     shipped = (__import__("pathlib").Path(__file__).resolve().parents[2] / "policies" / "default.toml").read_text()
     (policies / "default.toml").write_text(shipped)
-    (policies / "templates.toml").write_text(
-        '[[template]]\nname = "ct-review"\n[template.conditions]\ncalling_ae_titles = ["ARCHIVE"]\n'
-        'modalities = ["CT"]\n[template.creates]\n'
-        'scheduled_workitem_code = { value = "110005", scheme = "DCM", meaning = "Interpretation" }\n'
-        'procedure_step_label = "CT review"\npriority = "HIGH"\nworklist_label = "AUTO"\n')
+    (policies / "templates.toml").write_text(TEMPLATES)
     app = App(test_settings(url, policies=str(policies)))
     app.start()
     try:
         port, study = app.dicom.port, Study()
-        study.ian(port, next(iter(study.series)))  # no MPPS yet: the modality is unknown, no workitem
+        study.ian(port, next(iter(study.series)))  # CT Image Storage instances, no MPPS
         evaluated(app)
         with ups_association(port) as assoc:
-            found = lambda: [ds for status, ds in assoc.send_c_find(_label_query("AUTO"), PULL)  # noqa: E731
-                             if status.Status == 0xFF00]
-            assert found() == []
+            def found(label: str) -> list[Dataset]:
+                return [ds for status, ds in assoc.send_c_find(_label_query(label), PULL) if status.Status == 0xFF00]
+
+            [created] = found("AUTO")
+            assert found("AUTO-MR") == []
+            [fired] = [r for r in caplog.records if r.getMessage().startswith("template 'ct-review' created")]
+            assert (fired.levelname, fired.sop_instance, fired.study_instance_uid, fired.calling_ae) == (
+                "INFO", created.SOPInstanceUID, study.uid, "ARCHIVE")
+            assert "modality ['CT'] (implied by the SOP classes of its instances) is in ['CT']" in fired.reason
+            not_fired = [r for r in caplog.records if r.getMessage().startswith("template 'mr-review' did not fire")]
+            assert not_fired and not_fired[0].levelname == "DEBUG"
+            assert not_fired[0].reason == ("modality ['CT'] (implied by the SOP classes of its instances) "
+                                           "not in ['MR']")
+            why = json.loads(_explain_study(url, policies, study.uid, "--json"))
+            assert (why["facts"]["modalities"], why["facts"]["modality_source"]) == (
+                ["CT"], "implied by the SOP classes of its instances")
+            assert [(t["template"], t["outcome"], t["failed"]) for t in why["templates"]] == [
+                ("ct-review", "created", []), ("mr-review", "does not fire", ["modalities"])]
             study.mpps(port)
             for series in list(study.series)[1:]:
                 study.ian(port, series)
             study.ian(port, next(iter(study.series)))  # again: still one workitem
             evaluated(app)
-            [created] = found()
+            assert [ds.SOPInstanceUID for ds in found("AUTO")] == [created.SOPInstanceUID]
         assert created.ProcedureStepLabel == "CT review" and created.ScheduledProcedureStepPriority == "HIGH"
         assert created.StudyInstanceUID == study.uid
         assert readiness(port, created.SOPInstanceUID) == ("READY", study.all())
+        why = json.loads(_explain_study(url, policies, study.uid, "--json"))
+        assert why["facts"]["modality_source"] == "named by the study's MPPS"  # it came later
+        ct, mr = why["templates"]
+        assert (ct["outcome"], ct["workitem_uid"], ct["procedure_step_state"]) == (
+            "created", created.SOPInstanceUID, "SCHEDULED")
+        assert (mr["outcome"], mr["workitem_uid"], mr["failed"]) == ("does not fire", None, ["modalities"])
+        [condition] = mr["conditions"]
+        assert (condition["held"], condition["wanted"], condition["found"]) == (False, ["MR"], ["CT"])
+        text = _explain_study(url, policies, study.uid)
+        assert (f"Template ct-review ({policies / 'templates.toml'}: template[0]): created workitem "
+                f"{created.SOPInstanceUID} (SCHEDULED)") in text
+        assert "FAILS: modalities: modality ['CT'] (named by the study's MPPS) not in ['MR']" in text
     finally:
         app.stop()
         drop_database(url, admin)
+
+
+def _explain_study(url: str, policies, study_uid: str, *args: str) -> str:
+    """`wfm explain --study` as an operator runs it, against the test's database and policies."""
+    import subprocess
+    import sys
+
+    config = policies.parent / "cli.toml"
+    config.write_text(f'database_url = "{url}"\npolicies = "{policies}"\n')
+    result = subprocess.run([sys.executable, "-m", "workflow", "explain", "--study", study_uid, *args,
+                             "--config", str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 def _label_query(label: str) -> Dataset:

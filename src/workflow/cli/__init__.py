@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler below, not at exit
         return status
     except ConfigError as exc:
-        print(f"wfm: configuration error: {exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"wfm: configuration error: {problem}", file=sys.stderr)
         return 2
     except CliError as exc:
         print(f"wfm: {exc}", file=sys.stderr)

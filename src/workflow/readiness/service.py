@@ -8,6 +8,7 @@ in its N-CREATE's transaction (`NewWorkitems.evaluate`), so the State Report it 
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
@@ -20,17 +21,21 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
 from workflow.kernel.json_model import first, items
-from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts, decide,
-                                    evaluate)
+from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts,
+                                             evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
+from workflow.readiness.rules.policy.modalities import study_modalities
 from workflow.store.engine import aware, reading
 from workflow.ian.tables import Instance, InstanceLocation, Notification
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.readiness.tables import ReadinessPending, ReadinessTimer
 from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
+from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
 from workflow.readiness.inputs import apply_readiness, input_rows
+
+log = logging.getLogger("workflow.readiness")
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
@@ -92,7 +97,7 @@ class ReadinessService:
                         PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
                     if held is None:
                         continue
-                written += self.evaluate_study(conn, study_uid, now)
+                written += self.update_study(conn, study_uid, now)
                 cleared = conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
                                                              PENDING.c.generation == generation)).rowcount
             if cleared:
@@ -106,7 +111,7 @@ class ReadinessService:
         with reading(self.engine) as conn:
             return conn.execute(select(func.count()).select_from(PENDING)).scalar_one()
 
-    def evaluate_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
+    def update_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Apply templates, then re-evaluate every SCHEDULED workitem of the study (by its Study
         Instance UID or a Referenced Request item). Returns how many events were written."""
         written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
@@ -116,18 +121,32 @@ class ReadinessService:
             links.append(_requests(ACCESSION, snapshot.accessions))
         rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
                             .order_by(W.c.sop_instance_uid)).all()
-        written += sum(self._evaluate(conn, row, study_uid, now, snapshot) for row in rows)
+        written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
         procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
 
     def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Workitems that templates create for a study matching their conditions: one per study and
-        template (a deterministic SOP Instance UID makes a second creation a no-op)."""
+        template (a deterministic SOP Instance UID makes a second creation a no-op). Each creation is
+        logged with the conditions that held, and at DEBUG why each other template did not fire."""
         facts = self._study_facts(conn, study_uid)
         written = 0
-        for template in self.policies.templates_for(facts):
+        for template in self.policies.templates:
+            checks = template.check(facts)
+            uid = template.workitem_uid(study_uid)
+            failed = [c.text for c in checks if not c.held]
+            if failed:
+                if log.isEnabledFor(logging.DEBUG):
+                    log.debug(f"template {template.name!r} did not fire: {'; '.join(failed)}",
+                              extra=_template_context(facts, uid, "not created", failed))
+                continue
+            if conn.execute(select(W.c.sop_instance_uid).where(W.c.sop_instance_uid == uid)).first() is not None:
+                continue
             ds = template_workitem(template, study_uid, template.start_at(now))
-            written += self.worklist.create_internal(conn, template.workitem_uid(study_uid), ds, now)
+            written += self.worklist.create_internal(conn, uid, ds, now)
+            held = [c.text for c in checks] or ["it has no conditions"]
+            log.info(f"template {template.name!r} created workitem {uid}: {'; '.join(held)}",
+                     extra=_template_context(facts, uid, "created", held))
         return written
 
     @staticmethod
@@ -155,7 +174,7 @@ class ReadinessService:
         ds = json.loads(row.dataset_json)
         studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
         snapshots = {study: _StudySnapshot(conn, study) for study in studies[:1]}
-        written = sum(self._evaluate(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
+        written = sum(self._update_workitem(conn, row, study, now, snapshot) for study, snapshot in snapshots.items())
         for study in _studies_of(ds, row.study_instance_uid):  # the requests it names; one read of each study
             snapshot = snapshots.get(study) or _StudySnapshot(conn, study)
             procedures.refresh(conn, study, lambda: snapshot.instances, now)
@@ -183,10 +202,41 @@ class ReadinessService:
                 conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == uid))
                 row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
                 if row is not None and row.procedure_step_state == "SCHEDULED":
-                    written += self._evaluate(conn, row, study, now)
+                    written += self._update_workitem(conn, row, study, now)
         return written
 
     # ------------------------------------------------------------------ evaluation
+
+    def explain_study(self, study_uid: str) -> dict[str, Any] | None:
+        """Why each template did or did not create a workitem for a study: the study's facts and, per
+        template, each condition checked against them. Read-only; None for a study nothing is known of."""
+        with reading(self.engine) as conn:
+            facts = self._study_facts(conn, study_uid)
+            r = PerformedStepRequest.__table__
+            if not (facts.sop_class_uids or facts.calling_ae_titles or conn.execute(
+                    select(r.c.performed_step_uid).where(r.c.study_instance_uid == study_uid).limit(1)).first()):
+                return None
+            uids = {t.name: t.workitem_uid(study_uid) for t in self.policies.templates}
+            existing = dict(conn.execute(select(W.c.sop_instance_uid, W.c.procedure_step_state)
+                                         .where(W.c.sop_instance_uid.in_(list(uids.values())))).all())
+        modalities, source = study_modalities(facts.modalities, facts.sop_class_uids)
+        templates = []
+        for t in self.policies.templates:
+            checks, uid = t.check(facts), uids[t.name]
+            fires = all(c.held for c in checks)
+            outcome = "created" if uid in existing else "would create" if fires else "does not fire"
+            templates.append({"template": t.name, "source": t.source, "fires": fires, "outcome": outcome,
+                              "workitem_uid": uid if outcome != "does not fire" else None,
+                              "procedure_step_state": existing.get(uid),
+                              "failed": [c.condition for c in checks if not c.held],
+                              "conditions": [c.as_dict() for c in checks]})
+        return {"study_instance_uid": study_uid,
+                "facts": {"modalities": sorted(modalities), "modality_source": source,
+                          "sop_class_uids": sorted(facts.sop_class_uids),
+                          "calling_ae_titles": sorted(facts.calling_ae_titles),
+                          "procedure_codes": [list(c) for c in sorted(facts.procedure_codes)],
+                          "study_description": facts.study_description},
+                "templates": templates}
 
     def explain(self, uid: str, now: datetime) -> dict[str, Any] | None:
         """Why a workitem is or is not READY: the policy, the expected set, what is available, what is
@@ -208,7 +258,7 @@ class ReadinessService:
             if policy is None:
                 out["reason"] = "no policy concerns this workitem for its study"
                 return out
-            ev = evaluate(policy, facts)
+            ev = evaluate_readiness(policy, facts)
         out.update(policy=policy.name, evaluated_readiness=ev.readiness.value,
                    expected=sorted(facts.expected) if facts.expected is not None else None,
                    available=[i.instance.sop_instance_uid for i in ev.inputs], missing=list(ev.missing),
@@ -218,7 +268,7 @@ class ReadinessService:
                          if row.procedure_step_state != "SCHEDULED" else None))
         return out
 
-    def _evaluate(self, conn: Connection, row, study_uid: str, now: datetime,
+    def _update_workitem(self, conn: Connection, row, study_uid: str, now: datetime,
                   snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
         snapshot = snapshot or _StudySnapshot(conn, study_uid)
@@ -231,10 +281,10 @@ class ReadinessService:
         if ev.settle_due_at is not None:
             conn.execute(TIMER.insert().values(workitem_uid=row.sop_instance_uid, study_instance_uid=study_uid,
                                                due_at=ev.settle_due_at))
-        decision = decide(policy, row.procedure_step_state, row.input_readiness_state, ev)
-        if decision is None:
+        change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
+        if change is None:
             return 0
-        return apply_readiness(conn, row, decision, now, study_uid, current)
+        return apply_readiness(conn, row, change, now, study_uid, current)
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -266,7 +316,7 @@ class _StudySnapshot:
         were all filled from the same IANs) share one evaluation."""
         key = (id(policy), facts.listed, facts.now)
         if key not in self._evaluations:
-            self._evaluations[key] = (policy, evaluate(policy, facts))  # policy kept: id() stays unique
+            self._evaluations[key] = (policy, evaluate_readiness(policy, facts))  # policy kept: id() stays unique
         return self._evaluations[key][1]
 
     @cached_property
@@ -360,6 +410,12 @@ def _studies_of(ds: dict, study_uid: str | None) -> list[str]:
     found += [s for s in (first(r, STUDY_UID) for r in items(ds, REQUEST_SEQ)) if s]
     return list(dict.fromkeys(found))
 
+
+
+def _template_context(facts: StudyFacts, uid: str, outcome: str, reasons: list[str]) -> dict[str, str]:
+    """The log fields of a template's decision: the study, the workitem, the AEs whose IANs it rests on."""
+    return {"study_instance_uid": facts.study_instance_uid, "sop_class": UPS_PUSH_SOP_CLASS_UID, "sop_instance": uid,
+            "calling_ae": ",".join(sorted(facts.calling_ae_titles)), "outcome": outcome, "reason": "; ".join(reasons)}
 
 
 def _iso(at: datetime | None) -> str | None:

@@ -1,0 +1,271 @@
+"""Evaluation: what a policy says of a workitem, given the facts (pure: no database, no clock).
+
+* Input Readiness State (0040,4041) follows the three meanings of PS3.3: INCOMPLETE = the list of input
+  instances may not be complete; UNAVAILABLE = the list is complete but some are not available; READY =
+  the list is complete and all are available. Applied to what this server can list (an item of the
+  Input Information Sequence needs a Retrieve AE Title, so only announced instances can be listed):
+  - an instance the policy needs that no IAN has announced yet makes the list incomplete: INCOMPLETE;
+  - when every instance the policy needs has been announced and some of them have no location at an
+    accepted availability (OFFLINE, NEARLINE when only ONLINE is accepted, UNAVAILABLE everywhere), the
+    list is complete but not available: UNAVAILABLE;
+  - both at once: INCOMPLETE (the list is not complete yet).
+* Every condition of `complete_when` yields one of MET > UNAVAILABLE > INCOMPLETE; `all_of` takes the
+  lowest of its parts, `any_of` the highest. MET makes the workitem READY if at least one instance is an
+  input (a workitem never becomes READY with an empty Input Information Sequence).
+* `settled` (N seconds): met when the last IAN for the study is at least N seconds old and every known
+  input candidate of the study is available in an accepted way; candidates UNAVAILABLE at every location
+  count as withdrawn from the study and are ignored by this condition. Every IAN (upgrade or downgrade)
+  restarts the clock. `Evaluation.settle_due_at` is the earliest moment at which the passing of time
+  alone would change the readiness (None when no timer is needed).
+* `evaluate_readiness` is a pure function of `Facts`: instances and locations are put in a canonical
+  order when the facts are built, ties are broken on values, so the order in which IANs arrived never
+  matters.
+* `readiness_change` never touches a workitem that is not SCHEDULED (IN PROGRESS, COMPLETED, CANCELED).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import IntEnum
+from typing import Iterable
+
+from workflow.ian.rules.availability import Availability
+from workflow.readiness.rules.policy.facts import Facts, InstanceFacts
+from workflow.readiness.rules.policy.model import (AllOf, AnyOf, Condition, ExpectedCount, ExpectedSetAvailable,
+                                                   ExpectedSetKnown, InputRules, ListedInstancesAvailable,
+                                                   OnDowngrade, Policy, Readiness, Settled)
+from workflow.readiness.rules.policy.words import seconds_text, uid_list
+
+
+@dataclass(frozen=True)
+class Input:
+    """One item for the Input Information Sequence: the instance and the location chosen for it."""
+
+    instance: InstanceFacts
+    ae_title: str
+    retrieve_url: str | None
+    availability: Availability
+    file_set_id: str | None = None
+    file_set_uid: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """readiness: what complete_when says. inputs: the instances to list (sorted by series, instance).
+    missing: SOP Instance UIDs a failing condition needs that are not inputs (empty when READY).
+    not_available: those of `missing` that were announced but have no accepted location.
+    reasons: one line per condition, in the order of the policy. settle_due_at: see `evaluate_readiness`."""
+
+    policy: str
+    readiness: Readiness
+    inputs: tuple[Input, ...]
+    missing: tuple[str, ...]
+    not_available: tuple[str, ...]
+    reasons: tuple[str, ...]
+    settle_due_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ReadinessChange:
+    """What to write into a SCHEDULED workitem: its Input Readiness State and Input Information."""
+
+    readiness: Readiness
+    inputs: tuple[Input, ...]
+    reason: str
+
+
+class _Truth(IntEnum):
+    INCOMPLETE = 0
+    UNAVAILABLE = 1
+    MET = 2
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    truth: _Truth
+    reason: str
+    missing: frozenset[str] = frozenset()
+    not_available: frozenset[str] = frozenset()
+
+
+class _Study:
+    """The facts seen through one policy (independent of `now`)."""
+
+    def __init__(self, policy: Policy, facts: Facts) -> None:
+        rules = policy.inputs
+        self.facts = facts
+        self.accept_words = rules.accepted_words
+        self.known = {i.sop_instance_uid: i for i in facts.instances}
+        self.filtered_out = frozenset(u for u, i in self.known.items() if not rules.allows(i.sop_class_uid))
+        self.accepted: dict[str, Input] = {}
+        for uid, inst in self.known.items():
+            if uid not in self.filtered_out and (chosen := _choose(inst, rules)) is not None:
+                self.accepted[uid] = chosen
+        relevant = [u for u in self.known if u not in self.filtered_out]
+        if facts.expected is not None and rules.restrict_to_expected_set:
+            relevant = [u for u in relevant if u in facts.expected]
+        self.candidates = frozenset(relevant)
+        self.inputs = tuple(sorted((self.accepted[u] for u in self.candidates if u in self.accepted),
+                                   key=lambda x: (x.instance.series_instance_uid, x.instance.sop_instance_uid)))
+        self.expected = None if facts.expected is None else facts.expected - self.filtered_out
+        self.listed = facts.listed - self.filtered_out
+
+    def required(self, name: str, required: frozenset[str], what: str) -> _Outcome:
+        """All of `required` must be accepted: MET, else INCOMPLETE if one is unannounced, else UNAVAILABLE."""
+        missing = frozenset(u for u in required if u not in self.accepted)
+        n = len(required)
+        if not missing:
+            return _Outcome(_Truth.MET, f"{name}: all {n} {what} are available {self.accept_words}")
+        unannounced = frozenset(u for u in missing if u not in self.known)
+        unavailable = missing - unannounced
+        parts = []
+        if unannounced:
+            parts.append(f"{len(unannounced)} of {n} {what} not yet announced by any IAN ({uid_list(unannounced)})")
+        if unavailable:
+            parts.append(f"{len(unavailable)} of {n} {what} announced but not available {self.accept_words} "
+                         f"({self.states(unavailable)})")
+        truth = _Truth.INCOMPLETE if unannounced else _Truth.UNAVAILABLE
+        return _Outcome(truth, f"{name}: " + "; ".join(parts), missing, unavailable)
+
+    def states(self, uids: Iterable[str]) -> str:
+        return uid_list(uids, lambda u: f"{u} {self.known[u].best_availability.value}")
+
+
+def _choose(inst: InstanceFacts, rules: InputRules) -> Input | None:
+    """The location an input is retrieved from: among locations at an accepted availability, the first
+    in preferred_retrieve_aes order (unlisted AEs after listed ones), then the best availability, then the
+    most recently notified; remaining ties by AE title and URL."""
+    locs = [x for x in inst.locations if x.availability in rules.accepted_availability]
+    if not locs:
+        return None
+    pref = {ae: i for i, ae in enumerate(rules.preferred_retrieve_aes)}
+    rank = lambda x: (pref.get(x.ae_title, len(pref)), x.availability.rank)  # noqa: E731
+    top = min(rank(x) for x in locs)
+    locs = [x for x in locs if rank(x) == top]
+    latest = max(x.notified_at for x in locs)
+    best = min((x for x in locs if x.notified_at == latest), key=lambda x: (x.ae_title, x.retrieve_url or ""))
+    return Input(inst, best.ae_title, best.retrieve_url, best.availability, best.file_set_id, best.file_set_uid)
+
+
+def _leaf(cond: Condition, s: _Study, now: datetime) -> _Outcome:
+    facts = s.facts
+    if isinstance(cond, ExpectedSetAvailable):
+        if s.expected is None:
+            return _Outcome(_Truth.INCOMPLETE, "expected_set_available: no expected set (no COMPLETED MPPS "
+                                               "is known for the study)")
+        return s.required("expected_set_available", s.expected, "expected instances")
+    if isinstance(cond, ExpectedSetKnown):
+        known = facts.expected is not None
+        words = f"an expected set of {len(facts.expected)} instances is known" if known else "no expected set is known"
+        return _Outcome(_Truth.MET if known == cond.known else _Truth.INCOMPLETE,
+                        f"expected_set_known = {str(cond.known).lower()}: {words}")
+    if isinstance(cond, ListedInstancesAvailable):
+        if not s.listed:
+            return _Outcome(_Truth.INCOMPLETE, "listed_instances_available: the workitem lists no input instance"
+                                               " of an accepted SOP class")
+        return s.required("listed_instances_available", s.listed, "listed instances")
+    if isinstance(cond, ExpectedCount):
+        have = len(s.inputs)
+        if have >= cond.count:
+            return _Outcome(_Truth.MET, f"expected_count = {cond.count}: {have} instances are inputs")
+        waiting = frozenset(u for u in s.candidates if u not in s.accepted and not s.known[u].withdrawn)
+        truth = _Truth.UNAVAILABLE if have + len(waiting) >= cond.count else _Truth.INCOMPLETE
+        extra = f"; {len(waiting)} more announced but not available {s.accept_words}" if waiting else ""
+        return _Outcome(truth, f"expected_count = {cond.count}: {have} instances are inputs{extra}", waiting, waiting)
+    if isinstance(cond, Settled):
+        return _settled(cond, s, now)
+    raise TypeError(f"not a condition: {cond!r}")
+
+
+def _settled(cond: Settled, s: _Study, now: datetime) -> _Outcome:
+    last, name = s.facts.last_ian_at, f"settled = {seconds_text(cond.seconds)}"
+    if last is None:
+        return _Outcome(_Truth.INCOMPLETE, f"{name}: no IAN received for the study")
+    due = last + timedelta(seconds=cond.seconds)
+    if now < due:
+        return _Outcome(_Truth.INCOMPLETE, f"{name}: last IAN at {last.isoformat()}, settles at {due.isoformat()}")
+    considered = frozenset(u for u in s.candidates if not s.known[u].withdrawn)
+    if not considered:
+        return _Outcome(_Truth.INCOMPLETE, f"{name}: settled, but no instance of the study is an input candidate")
+    bad = frozenset(u for u in considered if u not in s.accepted)
+    if bad:
+        return _Outcome(_Truth.UNAVAILABLE, f"{name}: settled, but {len(bad)} of {len(considered)} known "
+                                            f"instances are not available {s.accept_words} ({s.states(bad)})",
+                        bad, bad)
+    return _Outcome(_Truth.MET, f"{name}: no IAN since {last.isoformat()}; all {len(considered)} known "
+                                f"instances are available {s.accept_words}")
+
+
+def _truth(cond: Condition, s: _Study, now: datetime, leaves: list[_Outcome]) -> _Truth:
+    if isinstance(cond, (AllOf, AnyOf)):
+        parts = [_truth(c, s, now, leaves) for c in cond.conditions]  # every leaf, for the reasons
+        return min(parts) if isinstance(cond, AllOf) else max(parts)
+    outcome = _leaf(cond, s, now)
+    leaves.append(outcome)
+    return outcome.truth
+
+
+def _readiness(truth: _Truth, s: _Study) -> Readiness:
+    if truth is _Truth.MET:
+        return Readiness.READY if s.inputs else Readiness.INCOMPLETE
+    return Readiness.UNAVAILABLE if truth is _Truth.UNAVAILABLE else Readiness.INCOMPLETE
+
+
+def _settle_times(cond: Condition, last: datetime) -> set[datetime]:
+    if isinstance(cond, (AllOf, AnyOf)):
+        return set().union(*(_settle_times(c, last) for c in cond.conditions))
+    return {last + timedelta(seconds=cond.seconds)} if isinstance(cond, Settled) else set()
+
+
+def evaluate_readiness(policy: Policy, facts: Facts) -> Evaluation:
+    """The readiness and inputs `policy` gives a workitem with `facts` (pure; see the module docstring).
+
+    inputs: instances of an allowed SOP class (and of the expected set, when one is known and
+    restrict_to_expected_set) with at least one location at an accepted availability, each with its
+    chosen location (`_choose`). settle_due_at: the earliest time after `now` at which, with no new facts,
+    the readiness would change because a `settled` condition matures; None if none would."""
+    s = _Study(policy, facts)
+    leaves: list[_Outcome] = []
+    truth = _truth(policy.complete_when, s, facts.now, leaves)
+    readiness = _readiness(truth, s)
+    reasons = [o.reason for o in leaves]
+    if truth is _Truth.MET and not s.inputs:
+        reasons.append("no instance is an input yet (no candidate has a location "
+                       f"{s.accept_words}); a workitem is never READY with no input")
+    missing: frozenset[str] = frozenset()
+    not_available: frozenset[str] = frozenset()
+    if readiness is not Readiness.READY:
+        for o in leaves:
+            if o.truth is not _Truth.MET:
+                missing |= o.missing
+                not_available |= o.not_available
+    due = None
+    if facts.last_ian_at is not None:
+        for when in sorted(t for t in _settle_times(policy.complete_when, facts.last_ian_at) if t > facts.now):
+            if _readiness(_truth(policy.complete_when, s, when, []), s) is not readiness:
+                due = when
+                break
+    return Evaluation(policy.name, readiness, s.inputs, tuple(sorted(missing)), tuple(sorted(not_available)),
+                      tuple(reasons), due)
+
+
+def readiness_change(policy: Policy, ups_state: str, current_readiness: str | None,
+                     evaluation: Evaluation) -> ReadinessChange | None:
+    """What to write into a workitem after `evaluate_readiness`, or None to leave it untouched.
+
+    Only SCHEDULED workitems change: IN PROGRESS, COMPLETED and CANCELED ones are never touched. A READY
+    workitem whose evaluation is no longer READY (a downgrade: an input went OFFLINE or UNAVAILABLE, or an
+    MPPS now expects instances not yet available) follows `on_downgrade`: INCOMPLETE or UNAVAILABLE, or
+    "ignore" (it stays READY with its Input Information unchanged). Otherwise the evaluation is written."""
+    if str(ups_state).strip() != "SCHEDULED":
+        return None
+    if evaluation.readiness is Readiness.READY:
+        return ReadinessChange(Readiness.READY, evaluation.inputs, "; ".join(evaluation.reasons))
+    if current_readiness is not None and str(current_readiness).strip() == Readiness.READY:
+        if policy.on_downgrade is OnDowngrade.IGNORE:
+            return None
+        return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs,
+                               f"downgrade from READY (on_downgrade = {policy.on_downgrade.value}): "
+                               + "; ".join(evaluation.reasons))
+    return ReadinessChange(evaluation.readiness, evaluation.inputs, "; ".join(evaluation.reasons))
