@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
+from workflow.cli.common import add_peer_arguments
 
 
 def cmd_ian_send(args) -> int:
@@ -29,16 +31,14 @@ def cmd_ian_send(args) -> int:
 def add_parsers(sub, common) -> None:
     p = sub.add_parser("ian", help="Instance Availability Notification tools")
     isub = p.add_subparsers(dest="ian_command", required=True)
-    p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP")
+    p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=11112)
-    p.add_argument("--aec", default="WFM", help="called AE title (the IAN SCP)")
-    p.add_argument("--aet", default="WFMSCU", help="our calling AE title")
-    p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"])
+    add_peer_arguments(p, what="IAN SCP")
+    p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"],
+                   help="Instance Availability of every instance")
     p.add_argument("--retrieve-ae", action="append", required=True,
                    help="Retrieve AE Title where the instances are (repeat for several)")
     p.add_argument("--retrieve-url", help="Retrieve URL template with {study}, {series}, {instance}")
     p.add_argument("--pps-uid", help="SOP Instance UID of the MPPS to reference")
-    p.add_argument("--timeout", type=float, default=30.0)
     p.set_defaults(func=cmd_ian_send)
