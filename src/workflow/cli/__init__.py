@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from workflow import __version__
-from workflow.cli import ian, policies, reconcile, server, study, ups
+from workflow.cli import demo, ian, mpps, policies, reconcile, server, study, ups
 from workflow.cli.common import with_store
 from workflow.config import ConfigError
 from workflow.logs import setup_logging
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      parents=[common])
     parser.add_argument("--version", action="version", version=f"wfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (server, study, policies, ian, ups):
+    for module in (server, study, policies, ian, ups, mpps, demo):
         module.add_parsers(sub, common)
     reconcile.add_parsers(sub, common, with_store)
     return parser
