@@ -51,6 +51,13 @@ def peer_of(args):
     return Peer(args.host, args.port, args.aec, args.aet, args.timeout)
 
 
+def quiet_pynetdicom() -> None:
+    """A tool says itself what failed, once: pynetdicom's error lines (e.g. a refused connection) would
+    repeat it as log lines."""
+    import logging
+    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)
+
+
 class BadInput(ValueError):
     """A mistake in a command line or a file: one line, exit status 1."""
 
@@ -60,12 +67,10 @@ def scu_command(name: str, func):
     printed on stderr. Exit status 0 when every request succeeded, 1 for bad input, 2 when no
     association came about, 3 when a request failed."""
     def run(args) -> int:
-        import logging
-
         from workflow.dimse.client import AssociationFailed, Step
         from workflow.ups.dimse.scu import InputError
 
-        logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # we say what failed, once
+        quiet_pynetdicom()
         try:
             lines = func(args)
         except (BadInput, InputError) as exc:

@@ -10,15 +10,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from workflow.cli.common import quiet_pynetdicom
+
 
 def cmd_demo(args) -> int:
-    import logging
-
     from workflow.demo.processes import StartFailed
     from workflow.demo.story import StepFailed, Story
     from workflow.dimse.client import AssociationFailed
 
-    logging.getLogger("pynetdicom").setLevel(logging.CRITICAL)  # failures are narrated, once
+    quiet_pynetdicom()
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="wfm-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     if any(folder.iterdir()):

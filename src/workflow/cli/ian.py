@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from workflow.cli.common import add_peer_arguments
+from workflow.cli.common import add_peer_arguments, quiet_pynetdicom
 
 
 def cmd_ian_send(args) -> int:
     from workflow.ian.dimse.scu import AssociationFailed, build_ians, scan, send_ians
 
+    quiet_pynetdicom()
     ians = build_ians(scan(args.paths), args.availability, args.retrieve_ae, args.retrieve_url, args.pps_uid)
     if not ians:
         print("no DICOM instances found in the given paths", file=sys.stderr)

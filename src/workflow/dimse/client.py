@@ -129,9 +129,10 @@ class Step:
 
 
 def logged(step: Step, peer: Peer, sop_class: str, sop_instance: str | None) -> Step:
-    """Log one request's outcome (INFO; WARNING for a failure) with its DICOM context, and return it."""
+    """Log one request's outcome with its DICOM context (INFO: a tool prints it to its user anyway), and
+    return it."""
     answer = step.answer
-    log.log(logging.INFO if answer.ok else logging.WARNING, str(step),
-            extra={"called_ae": peer.called_ae, "calling_ae": peer.calling_ae, "sop_class": sop_class,
-                   "sop_instance": sop_instance, "status": None if answer.status is None else f"{answer.status:04X}"})
+    log.info(str(step),
+             extra={"called_ae": peer.called_ae, "calling_ae": peer.calling_ae, "sop_class": sop_class,
+                    "sop_instance": sop_instance, "status": None if answer.status is None else f"{answer.status:04X}"})
     return step
