@@ -70,13 +70,18 @@ class Story:
 
     # ------------------------------------------------------------------ the servers
 
-    def start_archive(self) -> None:
-        child = start("reference archive", ["-m", "refarchive", "--ae-title", ARCHIVE, "--port",
-                                            str(self.ports[ARCHIVE]), "--db", str(self.folder / "archive.db"),
-                                            "--log-level", "WARNING"],
-                      self.folder / "archive.log", outlive_us=self.keep)
+    def _start(self, name: str, ae_title: str, args: list[str], log: str) -> Child:
+        """A server as a child process, ready once it answers C-ECHO."""
+        child = start(name, args, self.folder / log, outlive_us=self.keep)
         self.children.append(child)
-        wait_ready(child, self.peer(ARCHIVE, "DEMO"))
+        wait_ready(child, self.peer(ae_title, "DEMO"))
+        return child
+
+    def start_archive(self) -> None:
+        child = self._start("reference archive", ARCHIVE, ["-m", "refarchive", "--ae-title", ARCHIVE, "--port",
+                                                           str(self.ports[ARCHIVE]), "--db",
+                                                           str(self.folder / "archive.db"), "--log-level", "WARNING"],
+                            "archive.log")
         self.say(f"reference archive {ARCHIVE} listening on 127.0.0.1:{self.ports[ARCHIVE]} "
                  f"(pid {child.pid}, python -m refarchive)")
 
@@ -102,10 +107,7 @@ port = {self.ports[ARCHIVE]}
 [remote_ae.reconcile]
 method = "auto"
 """, encoding="utf-8")
-        child = start("wfm server", ["-m", "workflow", "serve", "--config", str(self.config)],
-                      self.folder / "wfm.log", outlive_us=self.keep)
-        self.children.append(child)
-        wait_ready(child, self.peer(SERVER, "DEMO"))
+        child = self._start("wfm server", SERVER, ["-m", "workflow", "serve", "--config", str(self.config)], "wfm.log")
         self.say(f"wfm server {SERVER} listening on 127.0.0.1:{self.ports[SERVER]} (pid {child.pid}, "
                  f"wfm serve --config {self.config})")
 

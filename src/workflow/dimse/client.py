@@ -58,6 +58,22 @@ def association(peer: Peer, abstract_syntaxes: Iterable[str]) -> Iterator:
             assoc.release()
 
 
+class Client:
+    """One association to an SCP for a tool's requests; a subclass names the SOP classes it proposes."""
+
+    abstract_syntaxes: tuple[str, ...] = ()
+
+    def __init__(self, assoc, peer: Peer) -> None:
+        self.assoc = assoc
+        self.peer = peer
+
+    @classmethod
+    @contextmanager
+    def open(cls, peer: Peer) -> Iterator:
+        with association(peer, cls.abstract_syntaxes) as assoc:
+            yield cls(assoc, peer)
+
+
 def _why_not(assoc, peer: Peer) -> str:
     if assoc.is_rejected:
         return "rejected (is the called AE title right, and is our calling AE title allowed?)"

@@ -7,17 +7,16 @@ Non-Image Composite SOP Instance Sequence)."""
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from pydicom.dataset import Dataset
 from pydicom.uid import UID, generate_uid
 from pynetdicom.sop_class import ModalityPerformedProcedureStep
 
-from workflow.dimse.client import Peer, Step, association, logged, reply
+from workflow.dimse.client import Client, Step, logged, reply
 from workflow.dimse.files import headers
 
 log = logging.getLogger("workflow.scu")
@@ -132,18 +131,10 @@ def _series_item(series_uid: str, series: PerformedSeries) -> Dataset:
     return item
 
 
-class MppsClient:
+class MppsClient(Client):
     """One association to an MPPS SCP."""
 
-    def __init__(self, assoc, peer: Peer) -> None:
-        self.assoc = assoc
-        self.peer = peer
-
-    @classmethod
-    @contextmanager
-    def open(cls, peer: Peer) -> Iterator["MppsClient"]:
-        with association(peer, (MPPS,)) as assoc:
-            yield cls(assoc, peer)
+    abstract_syntaxes = (MPPS,)
 
     def create(self, ds: Dataset, uid: str) -> Step:
         step = Step(f"MPPS N-CREATE {uid}", reply(*self.assoc.send_n_create(ds, MPPS, uid)))

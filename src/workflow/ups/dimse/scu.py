@@ -13,17 +13,16 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydicom.datadict import dictionary_VR, tag_for_keyword
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepWatch
 
-from workflow.dimse.client import AssociationFailed, Peer, Step, association, logged, reply
+from workflow.dimse.client import AssociationFailed, Client, Step, logged, reply
 from workflow.ups.rules.attributes import REQUEST_ITEM, UPS_ATTRIBUTES
 
 PUSH, PULL, WATCH = str(UnifiedProcedureStepPush), str(UnifiedProcedureStepPull), str(UnifiedProcedureStepWatch)
@@ -190,18 +189,10 @@ def _cancellation(reason: str | None, reason_code: Dataset | None, into: Dataset
 
 # --- Requests ------------------------------------------------------------------------------------------
 
-class UpsClient:
+class UpsClient(Client):
     """One association to a UPS SCP proposing Push, Pull and Watch."""
 
-    def __init__(self, assoc, peer: Peer) -> None:
-        self.assoc = assoc
-        self.peer = peer
-
-    @classmethod
-    @contextmanager
-    def open(cls, peer: Peer) -> Iterator["UpsClient"]:
-        with association(peer, (PUSH, PULL, WATCH)) as assoc:
-            yield cls(assoc, peer)
+    abstract_syntaxes = (PUSH, PULL, WATCH)
 
     def _via(self, *candidates: str) -> str:
         """The first of the SOP classes offering a request that the SCP accepted."""
