@@ -1,4 +1,5 @@
-"""The composition root: builds the store, the services and the DICOM server; starts and stops them."""
+"""The composition root: builds the store, each feature's services and background workers, and the
+DICOM face with every feature's routes; says who tells whom what; starts and stops them in order."""
 
 from __future__ import annotations
 
@@ -6,71 +7,88 @@ import logging
 import signal
 import threading
 import time
-from datetime import timedelta
 
 from sqlalchemy import Engine
 
-from workflow.reconcile import scheduler as jobs
 from workflow.config import Settings
-from workflow.ups.dimse.event_sender import EventSender
-from workflow.ian.dimse.scp import IanScp
-from workflow.mpps.dimse.scp import MppsScp
-from workflow.reconcile.dimse.storage_scp import InventoryStorageScp
-from workflow.dimse.server import DicomServer
-from workflow.ups.dimse.scp import UpsScp
+from workflow.dimse.routing import Routes
+from workflow.dimse.server import VERIFICATION, DicomServer
+from workflow.ian.dimse import scp as ian_scp
 from workflow.ian.ingest import IngestService
-from workflow.ups.outbox import Outbox
-from workflow.ups.outbox import utcnow
+from workflow.kernel.clock import utcnow
+from workflow.kernel.ports import Signal
+from workflow.kernel.worker import Periodic
+from workflow.mpps.dimse import scp as mpps_scp
 from workflow.mpps.service import PerformedStepService
-from workflow.readiness.service import ReadinessService
-from workflow.ups.worklist import WorklistService
 from workflow.readiness.rules.policy import PolicyError, load_policies
+from workflow.readiness.service import ReadinessService
+from workflow.readiness.worker import ReadinessWorker
+from workflow.reconcile import received as received_inventories
+from workflow.reconcile import scheduler as reconcile_scheduler
+from workflow.reconcile.dimse import services as reconcile_services
+from workflow.reconcile.dimse import storage_scp
 from workflow.store import migrate
-from workflow.store.resources import policies_location
 from workflow.store.engine import make_engine
+from workflow.store.resources import policies_location
+from workflow.ups.dimse import event_sender, scp as ups_scp
+from workflow.ups.outbox import Outbox
+from workflow.ups.worklist import WorklistService
 
 log = logging.getLogger("workflow.app")
-# An Inventory instance C-MOVEd to us that no reconciliation took within this long was orphaned by one
-# that died (a live run takes each within its network timeout).
-UNTAKEN_INVENTORY_KEPT = timedelta(hours=24)
+
+# The SOP classes the DICOM face offers and uses, in the order the conformance statement lists them.
+OFFERED = (VERIFICATION, ian_scp.SERVICE, mpps_scp.SERVICE, *ups_scp.SERVICES, storage_scp.SERVICE)
+USED = (event_sender.SERVICE, *reconcile_services.CLIENT_SERVICES)
+HOUSEKEEPING_EVERY = 600.0  # seconds between retention rounds
 
 
 class App:
     def __init__(self, settings: Settings, engine: Engine | None = None) -> None:
         self.settings = settings
         self.engine = engine or make_engine(settings.database_url)
-        self.ingest = IngestService(self.engine)
-        self.outbox = Outbox(self.engine, settings)
-        self.events = EventSender(self.outbox, settings)
-        self.worklist = WorklistService(self.engine, settings, notify=self.events.wake.set)
-        self.performed_steps = PerformedStepService(self.engine)
         self.policies = load_policies(policies_location(settings.policies))
+        # Fired after a commit that wrote UPS event reports: every face that delivers them wakes.
+        self.events_written = Signal()
+
+        # Features, from the bottom up: each is told, in its constructor, whom it tells of a change.
+        self.worklist = WorklistService(self.engine, settings, events=self.events_written)
         self.readiness = ReadinessService(self.engine, self.policies, self.worklist)
-        self.ingest.after_store = self.performed_steps.after_change = self.readiness.study_changed
-        self.worklist.after_create = self.readiness.workitem_created
-        self.readiness_wake = threading.Event()
-        self.ingest.notify = self.performed_steps.notify = self._changed
-        self.dicom = DicomServer(settings, IanScp(self.ingest, settings.max_instances_per_ian),
-                                 UpsScp(self.worklist), MppsScp(self.performed_steps),
-                                 InventoryStorageScp(self.engine))
-        self._housekeeping = threading.Event()
-        # Scheduled reconciliation; None while no archive has a schedule (see jobs.py).
-        self.scheduler: jobs.ReconcileScheduler | None = None
+        self.worklist.new_workitems = self.readiness  # a new workitem is evaluated in its N-CREATE
+        self.ingest = IngestService(self.engine, max_instances=settings.max_instances_per_ian,
+                                    type2_absent=settings.type2_absent, studies=self.readiness)
+        self.performed_steps = PerformedStepService(self.engine, type2_absent=settings.type2_absent,
+                                                    studies=self.readiness)
+
+        # Background workers.
+        self.outbox = Outbox(self.engine, settings)
+        self.events = event_sender.EventSender(self.outbox, settings)
+        self.events_written.connect(self.events.wake.set)
+        self.readiness_worker = ReadinessWorker(self.readiness, settings, self.events_written)
+        self.housekeeping = Periodic("wfm-housekeeping", self.purge, every=HOUSEKEEPING_EVERY)
+        # Scheduled reconciliation; None while no archive has a schedule.
+        self.scheduler: reconcile_scheduler.ReconcileScheduler | None = None
+
+        # The DICOM face: every feature's handlers, routed by SOP class.
+        self.dicom = DicomServer(settings, Routes.merge(
+            ian_scp.IanScp(self.ingest).routes(),
+            mpps_scp.MppsScp(self.performed_steps).routes(),
+            ups_scp.UpsScp(self.worklist).routes(),
+            storage_scp.InventoryStorageScp(self.engine).routes(),
+            Routes(uses=(event_sender.SERVICE,)),
+        ))
 
     def start(self) -> None:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
-        jobs.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
+        reconcile_scheduler.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
         self.dicom.start()
         self.worklist.status_change("RESTARTED")
         self.events.start()
-        self._workers = [threading.Thread(target=loop, name=name, daemon=True) for loop, name in (
-            (self._purge_loop, "wfm-retention"), (self._timer_loop, "wfm-readiness-timers"),
-            (self._readiness_loop, "wfm-readiness"))]
-        for worker in self._workers:
-            worker.start()
-        if jobs.scheduled_archives(self.settings):
-            self.scheduler = jobs.ReconcileScheduler(self.settings, self.engine)
+        self.readiness_worker.start()
+        self.housekeeping.start()
+        if reconcile_scheduler.scheduled_archives(self.settings):
+            self.scheduler = reconcile_scheduler.ReconcileScheduler(self.settings, self.engine,
+                                                                    studies=self.readiness)
             self.scheduler.start()
 
     def stop(self) -> bool:
@@ -80,9 +98,9 @@ class App:
         if self.scheduler is not None:
             self.scheduler.shutdown()
         clean = self.dicom.stop()
-        self._housekeeping.set()
-        for worker in getattr(self, "_workers", ()):  # a pass under way finishes before the engine goes
-            worker.join(max(1.0, grace_ends - time.monotonic()))
+        # A round under way finishes before the engine goes.
+        self.housekeeping.stop(max(1.0, grace_ends - time.monotonic()))
+        self.readiness_worker.stop(max(1.0, grace_ends - time.monotonic()))
         # Subscribers hear we are going down; what cannot be delivered now stays owed.
         self.events.stop()
         self.worklist.status_change("GOING DOWN")
@@ -104,64 +122,11 @@ class App:
         log.info(f"policies reloaded: {len(policies.policies)} policies, {len(policies.templates)} templates")
         return True
 
-    def _changed(self) -> None:
-        """After an IAN or MPPS commit: the readiness worker has a study to evaluate, and the event
-        sender may have reports to send."""
-        self.readiness_wake.set()
-        self.events.wake.set()
-
-    def _readiness_loop(self) -> None:
-        """Evaluates the studies IANs and MPPS marked pending (also those left by another process or
-        before a restart: the loop looks every second). A study is evaluated once it has been quiet for
-        `readiness_delay` (a burst of IANs costs one evaluation), or after `readiness_max_wait` during a
-        long burst; the loop never spends more than half its time evaluating."""
-        delay = self.settings.readiness_delay
-        max_wait = max(delay, self.settings.readiness_max_wait)
-        while not self._housekeeping.is_set():
-            due = self.readiness.next_due
-            timeout = 1.0 if due is None else min(1.0, max(0.0, (due - utcnow()).total_seconds()))
-            if self.readiness_wake.wait(timeout):
-                self._housekeeping.wait(delay)  # woken by a mark: the wait lets the rest of its burst arrive
-            if self._housekeeping.is_set():
-                return
-            self.readiness_wake.clear()
-            started = time.monotonic()
-            try:
-                if self.readiness.run_pending(utcnow(), quiet=delay, max_wait=max_wait):
-                    self.events.wake.set()
-            except Exception:  # noqa: BLE001 - the marks stay; the next round retries
-                log.exception("readiness evaluation failed")
-            self._housekeeping.wait(time.monotonic() - started)
-
-    def _timer_loop(self, every: float = 1.0) -> None:
-        """Readiness settle timers, kept in the database: those due (also while we were down) fire."""
-        while not self._housekeeping.wait(every):
-            try:
-                if self.readiness.fire_due_timers(utcnow()):
-                    self.events.wake.set()
-            except Exception:  # noqa: BLE001 - the next round retries
-                log.exception("readiness timers failed")
-
-    def _purge_loop(self, every: float = 600.0) -> None:
-        while not self._housekeeping.wait(every):
-            try:
-                self.purge()
-            except Exception:  # noqa: BLE001 - housekeeping must not take the server down
-                log.exception("retention purge failed")
-
     def purge(self) -> tuple[int, int]:
-        """Retention: finished workitems past `ups_retention_hours` go, unless a deletion lock holds them;
-        Inventory instances received for a reconciliation and never taken (it died) go after a day.
-        Returns how many of each were removed."""
-        from workflow.reconcile import received as received_inventories
-
-        workitems = self.worklist.purge_finished()
-        if workitems:
-            log.info(f"retention: removed {workitems} finished workitems")
-        inventories = received_inventories.purge(self.engine, utcnow() - UNTAKEN_INVENTORY_KEPT)
-        if inventories:
-            log.info(f"retention: removed {inventories} received Inventory instances no reconciliation took")
-        return workitems, inventories
+        """One housekeeping round: finished workitems past their retention (unless a deletion lock holds
+        them), Inventory instances received for a reconciliation and never taken. Returns how many of
+        each were removed."""
+        return self.worklist.purge_finished(), received_inventories.purge(self.engine, utcnow())
 
     def run_until_signalled(self) -> int:
         """`wfm serve`: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""

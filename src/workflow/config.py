@@ -76,6 +76,9 @@ class Settings:
     port: int = 11112
     allowed_calling_aes: tuple[str, ...] = ()
     max_instances_per_ian: int = 50_000
+    # IAN, MPPS and UPS N-CREATE without a Type 2 attribute: "accept" (stored as empty, logged) or
+    # "refuse" (0120 naming every absent attribute in the Attribute Identifier List).
+    type2_absent: str = "accept"
     max_associations: int = 20
     # Seconds a request may take before pynetdicom gives up on a silent peer.
     network_timeout: float = 60.0
@@ -299,6 +302,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> None:
         fail("port", f"{s.port} is not a TCP port")
     if s.max_instances_per_ian < 1:
         fail("max_instances_per_ian", "must be at least 1")
+    if s.type2_absent not in ("accept", "refuse"):
+        fail("type2_absent", f"{s.type2_absent!r} is not one of accept, refuse")
     if s.max_associations < 1:
         fail("max_associations", "must be at least 1")
     if s.network_timeout <= 0:

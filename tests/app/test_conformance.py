@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from workflow.conformance import render
-from workflow.conformance.ups import STATUS_CONDITIONS as UPS_STATUS_CONDITIONS
+from workflow.ups.worklist import STATUS_CONDITIONS as UPS_STATUS_CONDITIONS
 from workflow.mpps.rules.procedure_step import STATUS_CONDITIONS as MPPS_STATUS_CONDITIONS
-from workflow.ian.dimse.scp import STATUS_CONDITIONS
+from workflow.ian.ingest import STATUS_CONDITIONS
 from workflow.ian.rules.availability import Availability
 
 CHECKED_IN = Path(__file__).resolve().parents[2] / "conformance" / "CONFORMANCE.md"

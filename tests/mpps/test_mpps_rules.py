@@ -12,8 +12,9 @@ from pydicom.dataset import Dataset
 
 from workflow.mpps.rules import procedure_step as mpps
 from workflow.kernel import statuses
+from workflow.kernel.attributes import PRECEDENCE, Attr, Rejected
 from workflow.mpps.rules.procedure_step import (ACCEPTED_UNCHECKED, MPPS_ATTRIBUTES, STATE_TABLE, STATUS_CONDITIONS, Decision,
-                                  MPPSAttr, MPPSRejected, MPPSStatus, check_create, decide_create, decide_set,
+                                  MPPSStatus, check_create, decide_create, decide_set,
                                   expected_instances, final_unmet, merge_set, request_keys, state_table_markdown)
 
 STUDY = "1.2.826.0.1.3680043.10.3.1"
@@ -122,8 +123,8 @@ def completion(status: str = "COMPLETED", *series_items: Dataset, **extra) -> di
     return ds.to_json_dict()
 
 
-def rejected(ds: dict, **kwargs) -> MPPSRejected:
-    with pytest.raises(MPPSRejected) as info:
+def rejected(ds: dict, **kwargs) -> Rejected:
+    with pytest.raises(Rejected) as info:
         check_create(ds, **kwargs)
     assert len(info.value.comment) <= 64 and info.value.comment.isascii()
     return info.value
@@ -133,7 +134,7 @@ def tag(keyword: str) -> str:
     return f"{tag_for_keyword(keyword):08X}"
 
 
-def walk(rules: tuple[MPPSAttr, ...]) -> Iterator[MPPSAttr]:
+def walk(rules: tuple[Attr, ...]) -> Iterator[Attr]:
     for rule in rules:
         yield rule
         yield from walk(rule.items)
@@ -172,7 +173,7 @@ def test_requirement_codes_are_the_tables():
 
 def test_complete_create_is_accepted_without_notes():
     assert check_create(create_dataset()) == []
-    assert check_create(create_dataset(), require_type2=True) == []
+    assert check_create(create_dataset(), type2_absent="refuse") == []
 
 
 def test_absent_type2_is_taken_as_empty_and_noted():
@@ -185,7 +186,7 @@ def test_absent_type2_is_taken_as_empty_and_noted():
     assert "ScheduledStepAttributesSequence[0].AccessionNumber absent (Type 2); treated as empty" in notes
     assert len(notes) == 5
 
-    strict = rejected(ds, require_type2=True)
+    strict = rejected(ds, type2_absent="refuse")
     assert strict.status == statuses.MISSING_ATTRIBUTE
     assert set(strict.tags) == {tag("PatientName"), tag("StudyID"), tag("PerformedSeriesSequence"),
                                 tag("PerformedProcedureStepEndDate"), tag("AccessionNumber")}
@@ -418,7 +419,7 @@ def test_absent_type2_in_a_replaced_item_is_noted_or_refused():
     decision = decide_set(P, update, stored=stored())
     assert decision.accepted
     assert decision.notes == ("PerformedSeriesSequence[0].SeriesDescription absent (Type 2); treated as empty",)
-    strict = decide_set(P, update, stored=stored(), require_type2=True)
+    strict = decide_set(P, update, stored=stored(), type2_absent="refuse")
     assert (strict.status, strict.tags) == (statuses.MISSING_ATTRIBUTE_VALUE, (tag("SeriesDescription"),))
 
 
@@ -484,7 +485,7 @@ def test_status_conditions_cover_every_status_decided():
     listed = {status for status, _ in STATUS_CONDITIONS}
     decided = {cell.outcome.status for cells in STATE_TABLE.values() for cell in cells}
     decided |= {cell.otherwise.status for cells in STATE_TABLE.values() for cell in cells if cell.otherwise}
-    decided |= set(mpps.PRECEDENCE)
+    decided |= set(PRECEDENCE)
     assert decided <= listed
 
 

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from workflow.config import ConfigError
 from workflow.ian.rules.availability import Availability
-from workflow.ian.rules.notification import is_uid
+from workflow.kernel.attributes import is_uid
 from workflow.readiness.rules.policy import (
     AllOf, AnyOf, Evaluation, ExpectedSetAvailable, ExpectedSetKnown, Facts, InstanceFacts, Location,
     OnDowngrade, PolicyError, PolicySet, Priority, Readiness, Settled, StudyFacts, WorkitemFacts, decide,

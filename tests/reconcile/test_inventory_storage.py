@@ -55,8 +55,8 @@ def test_instances_no_reconciliation_took_are_purged_after_a_day(server):
 
     from sqlalchemy import update
 
-    from workflow.app import UNTAKEN_INVENTORY_KEPT
-    from workflow.ups.outbox import utcnow
+    from workflow.kernel.clock import utcnow
+    from workflow.reconcile.received import UNTAKEN_KEPT as UNTAKEN_INVENTORY_KEPT
     from workflow.reconcile.inventory_tables import ReceivedInventory
 
     ae = NoDelayAE(ae_title="PACS")

@@ -55,7 +55,7 @@ def announce(server, seeded, skip: set[str] = frozenset(), extra: dict[int, str]
 def reconcile(server, archive, study_uids, **options):
     options.setdefault("inventory_max_age_hours", 0)  # the archive changes between runs: a new inventory each
     target = Target(AET, "127.0.0.1", archive.port, Reconcile(method="inventory", **options))
-    return reconcile_job.run(server.settings, server.engine, target, study_uids=tuple(study_uids))
+    return reconcile_job.run(server.settings, server.engine, target, study_uids=tuple(study_uids), studies=server.readiness)
 
 
 def run_row(engine, run_uid: str):
@@ -136,7 +136,7 @@ def test_an_archive_that_is_gone_gives_a_failed_run_and_nothing_missing(server, 
     else:
         assert dropped.status == FAILED and "inventory could not be obtained" in dropped.error
     nobody = Target(AET, "127.0.0.1", 1, Reconcile(method="inventory"))  # nothing listens on port 1
-    gone = reconcile_job.run(server.settings, server.engine, nobody, study_uids=tuple(seeded.study_uids))
+    gone = reconcile_job.run(server.settings, server.engine, nobody, study_uids=tuple(seeded.study_uids), studies=server.readiness)
     assert gone.status == FAILED and findings(server.engine, gone.run_uid) == set()
 
 
@@ -180,10 +180,10 @@ def test_mark_unavailable_feeds_findings_back_and_marks_the_studies_for_readines
 
     reported = reconcile(server, archive, seeded.study_uids)  # the default: findings only reported
     assert reported.status == COMPLETED and availability() == {lost: "ONLINE", nearline: "ONLINE", later: "ONLINE"}
-    applied = reconcile_feedback.apply(server.engine, reported.run_uid, AET)
+    applied = reconcile_feedback.apply(server.engine, reported.run_uid, AET, server.readiness)
     assert (applied.instances_changed, applied.studies_marked) == (2, 2)
     assert availability() == {lost: "UNAVAILABLE", nearline: "NEARLINE", later: "ONLINE"}
-    assert reconcile_feedback.apply(server.engine, reported.run_uid, AET).instances_changed == 0  # idempotent
+    assert reconcile_feedback.apply(server.engine, reported.run_uid, AET, server.readiness).instances_changed == 0  # idempotent
 
     archive.holdings.set_availability("OFFLINE", instance=later)
     fed = reconcile(server, archive, seeded.study_uids, feedback="mark_unavailable")

@@ -169,7 +169,7 @@ def test_the_query_path_finds_exactly_the_seeded_discrepancies_through_repositor
     removed = {(Reason.AVAILABILITY_MISMATCH, seeded.study_uid(3), seeded.instance_uid(3, 1, i)) for i in range(3)}
 
     target = Target(AET, "127.0.0.1", archive.port, Reconcile(method="query"))
-    result = reconcile_job.run(server.settings, server.engine, target, study_uids=studies)
+    result = reconcile_job.run(server.settings, server.engine, target, study_uids=studies, studies=server.readiness)
     assert result.status == COMPLETED, result.error
     assert findings(server.engine, result.run_uid) == drift | removed
     with server.engine.connect() as conn:
@@ -179,7 +179,7 @@ def test_the_query_path_finds_exactly_the_seeded_discrepancies_through_repositor
 
     # Study Root C-FIND (configured, or the archive's only model) cannot see removal from operational use.
     plain = Target(AET, "127.0.0.1", archive.port, Reconcile(method="query", repository_query=False))
-    result = reconcile_job.run(server.settings, server.engine, plain, study_uids=studies)
+    result = reconcile_job.run(server.settings, server.engine, plain, study_uids=studies, studies=server.readiness)
     assert result.status == COMPLETED, result.error
     assert findings(server.engine, result.run_uid) == drift
     with server.engine.connect() as conn:

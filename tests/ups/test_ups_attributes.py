@@ -10,10 +10,12 @@ from pydicom.datadict import dictionary_VM, dictionary_VR, keyword_for_tag
 from pydicom.uid import UID
 
 from workflow.ups.rules import attributes as ups
-from workflow.ups.rules.attributes import (UPS_ATTRIBUTES, UPSAttr, UPSRejected, apply_create_defaults,
+from workflow.ups.rules.attributes import (UPS_ATTRIBUTES, apply_create_defaults,
                                             check_create, check_set, final_state_unmet, merge_set,
                                             with_cancellation, with_state)
 from workflow.ups.rules.state import UPSState
+from workflow.kernel.attributes import Attr, Rejected
+from workflow.kernel.json_model import first
 
 NOW = "20250102030405"
 STUDY = "1.2.826.0.1.3680043.10.2.1"
@@ -63,14 +65,14 @@ def workitem() -> dict:
     }
 
 
-def rejected(ds: dict, **kwargs) -> UPSRejected:
-    with pytest.raises(UPSRejected) as info:
+def rejected(ds: dict, **kwargs) -> Rejected:
+    with pytest.raises(Rejected) as info:
         check_create(ds, **kwargs)
     assert len(info.value.comment) <= 64 and info.value.comment.isascii()
     return info.value
 
 
-def walk(rules: tuple[UPSAttr, ...]) -> Iterator[UPSAttr]:
+def walk(rules: tuple[Attr, ...]) -> Iterator[Attr]:
     for rule in rules:
         yield rule
         yield from walk(rule.items)
@@ -84,7 +86,7 @@ TYPE2 = [r.keyword for r in UPS_ATTRIBUTES if r.n_create == "2" and not r.scp_fi
 # --- the table itself ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("rule", list(walk(UPS_ATTRIBUTES)), ids=lambda r: r.keyword)
-def test_rows_match_pydicom_dictionary(rule: UPSAttr) -> None:
+def test_rows_match_pydicom_dictionary(rule: Attr) -> None:
     tag = int(rule.tag, 16)
     assert keyword_for_tag(tag) == rule.keyword
     assert rule.is_sequence is (dictionary_VR(tag) == "SQ")
@@ -153,11 +155,27 @@ def test_type1_empty_is_0121(keyword: str) -> None:
 
 
 @pytest.mark.parametrize("keyword", TYPE2)
-def test_type2_missing_is_0120_unless_the_site_allows_it(keyword: str) -> None:
+def test_type2_missing_is_accepted_as_empty_unless_the_site_refuses_it(keyword: str) -> None:
     ds = workitem()
     del ds[TOP[keyword].tag]
-    assert rejected(ds).status.code == 0x0120
-    assert f"{keyword} absent (Type 2); treated as empty" in check_create(ds, require_type2=False)
+    assert f"{keyword} absent (Type 2); treated as empty" in check_create(ds)
+    stored, _ = apply_create_defaults(ds, NOW, "WFM")
+    assert TOP[keyword].tag in stored and first(stored, TOP[keyword].tag) is None  # stored empty
+    assert rejected(ds, type2_absent="refuse").status.code == 0x0120
+
+
+def test_refused_type2_absences_are_all_named() -> None:
+    """An integrator finds every missing attribute at once: the Attribute Identifier List names them all,
+    nested ones included (the Error Comment has room for one)."""
+    ds = workitem()
+    request = ds["0040A370"]["Value"][0]
+    for keyword in ("PatientName", "PatientBirthDate"):
+        del ds[TOP[keyword].tag]
+    del request["00400026"]  # Order Placer Identifier Sequence, Type 2 inside a Referenced Request item
+    error = rejected(ds, type2_absent="refuse")
+    assert error.status.code == 0x0120
+    assert set(error.tags) == {TOP["PatientName"].tag, TOP["PatientBirthDate"].tag, "00400026"}
+    assert "(+2 more)" in error.comment
 
 
 def test_worklist_label_may_be_left_to_the_scp() -> None:
@@ -315,14 +333,14 @@ def test_valid_modification_passes() -> None:
 
 @pytest.mark.parametrize("tag", ["00100010", "00741000", "0040A370", "00080018", "00080016", "00100020"])
 def test_not_allowed_in_n_set_is_0105(tag: str) -> None:
-    with pytest.raises(UPSRejected) as info:
+    with pytest.raises(Rejected) as info:
         check_set({tag: v(dictionary_VR(int(tag, 16)))}, UPSState.SCHEDULED)
     assert info.value.status.code == 0x0105 and info.value.tags == (tag,)
 
 
 @pytest.mark.parametrize("state", [UPSState.COMPLETED, UPSState.CANCELED])
 def test_n_set_in_final_state_is_c300(state: UPSState) -> None:
-    with pytest.raises(UPSRejected) as info:
+    with pytest.raises(Rejected) as info:
         check_set({"00741200": v("CS", "HIGH")}, state)
     assert info.value.status.code == 0xC300
 
@@ -334,7 +352,7 @@ def test_n_set_in_final_state_is_c300(state: UPSState) -> None:
     ({"00404021": {"vr": "LO", "Value": ["x"]}}, 0x0106),
 ])
 def test_n_set_value_rules(modification: dict, code: int) -> None:
-    with pytest.raises(UPSRejected) as info:
+    with pytest.raises(Rejected) as info:
         check_set(modification, UPSState.IN_PROGRESS)
     assert info.value.status.code == code
 
@@ -362,7 +380,7 @@ def test_merge_keeps_a_character_set_covering_both(old, new, expected) -> None:
     current = {"00080005": v("CS", old)} if old else {}
     modification = {"00080005": v("CS", new)} if new else {}
     merged = merge_set(current, modification, NOW)
-    assert ups.first_value(merged, "00080005") == expected
+    assert first(merged, "00080005") == expected
 
 
 # --- Final State ---------------------------------------------------------------------------------------

@@ -116,11 +116,9 @@ def test_create_without_uid_gets_one_assigned(assoc, ups):
     ({"ProcedureStepState": "IN PROGRESS"}, 0xC309),
     ({"ScheduledProcedureStepPriority": ...}, 0x0120),
     ({"ProcedureStepLabel": None}, 0x0121),
-    ({"ScheduledWorkitemCodeSequence": ...}, 0x0120),
     ({"ScheduledProcedureStepPriority": "URGENT"}, 0x0106),
     ({"InputReadinessState": "MAYBE"}, 0x0106),
-], ids=["state in progress", "priority missing", "label empty", "type 2 missing", "bad priority",
-        "bad readiness"])
+], ids=["state in progress", "priority missing", "label empty", "bad priority", "bad readiness"])
 def test_create_validation(assoc, overrides, expected):
     uid = generate_uid()
     status, _ = assoc.send_n_create(workitem(**overrides), PUSH, uid)

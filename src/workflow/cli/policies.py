@@ -30,7 +30,7 @@ def cmd_policies_check(args) -> int:
 
 def cmd_explain(args) -> int:
     from workflow.readiness.rules.policy import load_policies
-    from workflow.ups.outbox import utcnow
+    from workflow.kernel.clock import utcnow
     from workflow.readiness.service import ReadinessService
     from workflow.store.resources import policies_location
 

@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 
 def cmd_reconcile_run(args, settings, engine) -> int:
+    from workflow.readiness.service import PendingMarks
     from workflow.reconcile import job as reconcile_job
     from workflow.reconcile.reports import RunEnded, RunInProgress
 
@@ -23,7 +24,7 @@ def cmd_reconcile_run(args, settings, engine) -> int:
         return 2
     try:
         result = reconcile_job.run(settings, engine, target, study_uids=tuple(args.study or ()),
-                                   progress=_progress(sys.stderr))
+                                   progress=_progress(sys.stderr), studies=PendingMarks())
     except (RunInProgress, RunEnded) as exc:  # RunEnded: ended as abandoned elsewhere while it ran
         print(f"wfm reconcile: {exc}", file=sys.stderr)
         return 1

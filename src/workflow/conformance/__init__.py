@@ -9,13 +9,14 @@ from pydicom.uid import UID
 
 from workflow import __version__
 from workflow.config import Settings
-from workflow.ian.dimse.scp import STATUS_CONDITIONS
+from workflow.ian.ingest import STATUS_CONDITIONS
 from workflow.conformance.ups import render_mpps, render_ups
-from workflow.dimse.server import (IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, SCU_SERVICES, SERVICES,
-                                   TRANSFER_SYNTAXES)
+from workflow.app import OFFERED as SERVICES, USED as SCU_SERVICES
+from workflow.dimse.server import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, TRANSFER_SYNTAXES
 from workflow.kernel import statuses
 from workflow.ian.rules.availability import BEHAVIOUR, Availability
-from workflow.ian.rules.notification import IAN_ATTRIBUTES, Attr
+from workflow.ian.rules.notification import IAN_ATTRIBUTES
+from workflow.kernel.attributes import Attr, absence_rules
 
 TYPE_MEANING = {
     "1": "required, with a value",
@@ -38,9 +39,10 @@ def _attribute_rows(attrs: tuple[Attr, ...], depth: int = 0) -> list[tuple[str, 
             check = "a sequence" + (f" of at most {attr.max_items} item" if attr.max_items else "")
         else:
             check = attr.check.describe if attr.check else "any value"
-        absent = {"1": "0120", "2": "accepted, treated as empty, logged as a warning", "3": "accepted"}[attr.type]
-        empty = "0121" if attr.type == "1" else "accepted"
-        rows.append((name, attr.tag_text, attr.type, check, absent, empty,
+        absent = {"1": "0120", "2": "accepted as empty, logged (0120 with `type2_absent = \"refuse\"`)",
+                  "3": "accepted"}[attr.n_create]
+        empty = "0121" if attr.n_create == "1" else "accepted"
+        rows.append((name, attr.tag_text, attr.n_create, check, absent, empty,
                      "0106" if attr.check or attr.is_sequence else "-"))
         rows += _attribute_rows(attr.items, depth + 1)
     return rows
@@ -57,7 +59,7 @@ def _policies_section(configured: str) -> str:
 
 def render_reconciliation() -> str:
     from workflow.reconcile.rules.compare import MEANING
-    from workflow.app import UNTAKEN_INVENTORY_KEPT
+    from workflow.reconcile.received import UNTAKEN_KEPT as UNTAKEN_INVENTORY_KEPT
     from workflow.reconcile.dimse.repository_query import PAGE_SIZE, RESUME_ATTEMPTS
     from workflow.reconcile.query_path import GIVE_UP_AFTER
     return f"""#### 3.2.9 SOP specific conformance: reconciliation (Inventory Q/R and Creation SCU, Repository Query and Study Root FIND SCU, Inventory Storage SCP)
@@ -153,6 +155,8 @@ def render(site: Settings | None = None) -> str:
         ("Calling AE titles accepted", "`allowed_calling_aes`", "any (empty list), with a warning at start-up"),
         ("Maximum simultaneous associations", "`max_associations`", str(d.max_associations)),
         ("Maximum referenced instances per IAN", "`max_instances_per_ian`", str(d.max_instances_per_ian)),
+        ("IAN, MPPS and UPS N-CREATE without a Type 2 attribute", "`type2_absent`",
+         f"{d.type2_absent} (stored as empty and logged; refuse: 0120)"),
         ("Network, ACSE and DIMSE timeout (s)", "`network_timeout`", f"{d.network_timeout:g}"),
         ("Time given to requests in flight on shutdown (s)", "`shutdown_grace`", f"{d.shutdown_grace:g}"),
         ("Worklist Label given when absent", "`default_worklist_label`", d.default_worklist_label),
@@ -272,9 +276,11 @@ C-ECHO requests are answered with status 0000.
 #### 3.2.6 SOP specific conformance: Instance Availability Notification SCP
 
 **Validation.** Each N-CREATE data set is checked against PS3.4 Table R.3.2-1 before anything is
-stored. The first violation found decides the status; a rejected IAN stores nothing, and the server
-keeps serving the association. Error Comment (0000,0902) names the attribute; for {attr_list} the
-Attribute Identifier List (0000,1005) carries its tag. Every outcome is logged with calling AE title,
+stored, by the same attribute-rule engine as MPPS and UPS data sets: when it breaks several rules, the
+answer is the first kind of 0105, 0120, 0121, 0106, and a rejected IAN stores nothing; the server
+keeps serving the association. Error Comment (0000,0902) names the first attribute; for {attr_list}
+the Attribute Identifier List (0000,1005) names every one. {absence_rules(d.type2_absent)} The
+notification itself is kept exactly as received. Every outcome is logged with calling AE title,
 SOP Class, SOP Instance UID, Study Instance UID and status.
 
 {_table(("Attribute", "Tag", "Type", "Value must be", "Status when absent", "Status when empty",

@@ -5,54 +5,12 @@ from __future__ import annotations
 from workflow.config import Settings
 from workflow.readiness.rules import procedure
 from workflow.mpps.rules import procedure_step as mpps
-from workflow.kernel import statuses
 from workflow.ups.rules import state as st
-from workflow.ups.rules.attributes import UPS_ATTRIBUTES, UPSAttr
+from workflow.kernel.attributes import Attr, absence_rules
+from workflow.ups.rules.attributes import UPS_ATTRIBUTES
+from workflow.ups.worklist import STATUS_CONDITIONS
 from workflow.ups.rules.events import EVENT_NAMES
 from workflow.ups.rules.matching import iter_matching_keys
-from workflow.ups.worklist import RECEIVING_AE_UNKNOWN
-
-NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
-IDENTIFIER_MISMATCH = statuses.Status(0xA900, "Failure", "Identifier does not match SOP Class")
-
-STATUS_CONDITIONS: tuple[tuple[statuses.Status, str], ...] = (
-    (statuses.SUCCESS, "The operation was committed (state changes, subscriptions and the events they owe "
-                       "in one transaction); for Request Cancel of an IN PROGRESS workitem: the request was "
-                       "passed to the subscribers (not that the workitem was canceled)."),
-    (st.CREATED_WITH_MODIFICATIONS, "N-CREATE: the SCP changed what the SCU sent (default Worklist Label, or a "
-                                    "Modification DateTime or SOP Class UID it replaced)."),
-    (st.ALREADY_CANCELED, "Change State to CANCELED, or Request Cancel, on a CANCELED workitem."),
-    (st.ALREADY_COMPLETED_WARNING, "Change State to COMPLETED on a COMPLETED workitem, with its Transaction UID."),
-    (statuses.Status(0x0105, "Failure", "No such attribute"),
-     "N-CREATE or N-SET carries an attribute that Table CC.2.5-3 does not allow there."),
-    (statuses.INVALID_ATTRIBUTE_VALUE, "An enumerated value outside its terms, a malformed UID, a Transaction "
-                                       "UID with a value in N-CREATE, or items in a sequence that must be created empty."),
-    (st.INVALID_ARGUMENT_VALUE, "Change State names no state or an unknown one; Subscribe, Unsubscribe or "
-                                "Suspend without Receiving AE; Deletion Lock not TRUE or FALSE; a filtered "
-                                "subscription's keys that C-FIND would refuse."),
-    (statuses.PROCESSING_FAILURE, "The data set cannot be decoded, or the database refused the transaction."),
-    (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
-    (statuses.MISSING_ATTRIBUTE, "N-CREATE without a Type 1 or Type 2 attribute. The Attribute Identifier List "
-                                 "names them."),
-    (statuses.MISSING_ATTRIBUTE_VALUE, "A Type 1 attribute empty (N-CREATE), or emptied (N-SET)."),
-    (NO_SUCH_ACTION, "N-ACTION with an Action Type ID other than 1-5."),
-    (st.NO_LONGER_UPDATABLE, "N-SET on a COMPLETED or CANCELED workitem; state changes the table refuses."),
-    (st.WRONG_TRANSACTION_UID, "N-SET or Change State without the Transaction UID that locks the workitem."),
-    (st.ALREADY_IN_PROGRESS, "Change State to IN PROGRESS on an IN PROGRESS workitem."),
-    (st.SCHEDULED_ONLY_BY_CREATE, "Change State to SCHEDULED."),
-    (st.FINAL_STATE_NOT_MET, "COMPLETED or CANCELED requested while Final State requirements are unmet; "
-                             "Error Comment names the first missing attributes."),
-    (st.NO_SUCH_UPS, "No workitem with that SOP Instance UID (N-GET, N-SET, N-ACTION); Suspend on a UID "
-                     "other than the global subscription instances."),
-    (RECEIVING_AE_UNKNOWN, "Subscribe names a Receiving AE that is not a configured `[[remote_ae]]`."),
-    (st.CREATE_NOT_SCHEDULED, "N-CREATE with a Procedure Step State other than SCHEDULED."),
-    (st.NOT_IN_PROGRESS, "Change State to COMPLETED or CANCELED on a SCHEDULED workitem; N-SET with a "
-                         "Transaction UID on a SCHEDULED workitem."),
-    (st.ALREADY_COMPLETED, "Request Cancel on a COMPLETED workitem."),
-    (IDENTIFIER_MISMATCH, "C-FIND identifier with a malformed range, a bad UID, a sequence key with several "
-                          "items or several values outside a UID list."),
-)
-
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
@@ -60,7 +18,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
-def _attribute_rows(attrs: tuple[UPSAttr, ...], depth: int = 0) -> list[tuple[str, ...]]:
+def _attribute_rows(attrs: tuple[Attr, ...], depth: int = 0) -> list[tuple[str, ...]]:
     rows = []
     for a in attrs:
         rows.append((">" * depth + a.keyword, a.tag_text if hasattr(a, "tag_text") else a.tag,
@@ -99,7 +57,7 @@ gets B304/B306, not C301), and is never returned by N-GET or C-FIND.
 
 **N-CREATE.** Validated against Table CC.2.5-3 (below): Type 1 present and not empty, Type 2
 present, Procedure Step State SCHEDULED (else C309, checked first), Transaction UID empty, Progress
-Information and Performed Procedure sequences created empty. Coercions (answered with B300 when the
+Information and Performed Procedure sequences created empty. {absence_rules(d.type2_absent)} Coercions (answered with B300 when the
 SCU can see them): Worklist Label defaults to `default_worklist_label` (`{d.default_worklist_label}`);
 Scheduled Procedure Step Modification DateTime is stamped with the time of creation (and of every
 N-SET); SOP Class UID and SOP Instance UID are set. A request without Affected SOP Instance UID gets
@@ -204,8 +162,8 @@ def render_mpps() -> str:
 Follows PS3.4 Annex F. N-CREATE must carry Performed Procedure Step Status IN PROGRESS; N-SET
 updates the step (sequences replaced whole) and may set COMPLETED or DISCONTINUED when the Final
 State requirements of Table F.7.2-1 hold (Performed Procedure Step End Date and Time, and a Performed
-Series Sequence whose items carry Series Instance UID and Protocol Name). Absent Type 2 attributes
-are accepted as empty and logged. A COMPLETED or DISCONTINUED step is no longer updated. Each
+Series Sequence whose items carry Series Instance UID and Protocol Name). {absence_rules(Settings().type2_absent)}
+A COMPLETED or DISCONTINUED step is no longer updated. Each
 request is one database transaction, answered after the commit.
 
 The step's Scheduled Step Attributes Sequence items (Study Instance UID, Accession Number, Requested

@@ -11,7 +11,7 @@ from pydicom.tag import Tag
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
 from workflow.dimse.dicom_json import dataset_bytes_to_json
 from workflow.dimse.json_encoder import response_dataset
-from workflow.ian.rules.notification import error_comment
+from workflow.kernel.attributes import error_comment
 from workflow.kernel.statuses import CARRIES_ATTRIBUTE_LIST, Status
 
 

@@ -30,9 +30,10 @@ def context(event, uid) -> dict:
 
 
 def log_outcome(log: logging.Logger, event, operation: str, status: Status, started: float, uid,
-                detail: str | None = None) -> None:
+                detail: str | None = None, facts: dict | None = None) -> None:
     extra = dict(context(event, uid), status=status.hex, outcome=status.meaning,
                  duration_ms=round((time.perf_counter() - started) * 1000, 1))
+    extra.update(facts or {})
     level = logging.WARNING if status.category == "Failure" else logging.INFO
     log.log(level, f"{operation}: {status.meaning}" + (f" ({detail})" if detail else ""), extra=extra)
 
@@ -41,7 +42,7 @@ def answer(log: logging.Logger, event, operation: str, outcome: Outcome, started
     """Log the outcome and return its status data set. N-GET, N-SET and N-ACTION responses may name
     the attributes concerned with any failure; N-CREATE only with 0120/0121; C-FIND never."""
     log_outcome(log, event, operation, outcome.status, started, uid,
-                outcome.comment or ("; ".join(outcome.notes) if outcome.notes else None))
+                outcome.comment or ("; ".join(outcome.notes) if outcome.notes else None), outcome.facts)
     return status_dataset(outcome.status, outcome.comment, outcome.tags,
                           any_status=not operation.split()[-1].startswith(("N-CREATE", "C-FIND")),
                           error_id=outcome.error_id)

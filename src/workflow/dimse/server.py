@@ -7,24 +7,17 @@ import logging
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from pynetdicom import evt
-from pynetdicom.sop_class import (InstanceAvailabilityNotification, ModalityPerformedProcedureStep,
-                                  UnifiedProcedureStepEvent,
-                                  UnifiedProcedureStepPull, UnifiedProcedureStepPush,
-                                  UnifiedProcedureStepQuery, UnifiedProcedureStepWatch, Verification)
+from pynetdicom.sop_class import Verification
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
-from workflow.ian.dimse.scp import IanScp
-from workflow.reconcile.dimse.storage_scp import INVENTORY_STORAGE, InventoryStorageScp
-from workflow.mpps.dimse.scp import MppsScp
-from workflow.ups.dimse.scp import FIND_CLASSES, PUSH, UpsScp
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.kernel import statuses
 
 log = logging.getLogger("workflow.dimse")
@@ -37,48 +30,8 @@ IMPLEMENTATION_VERSION_NAME = f"WFM_{__version__}"[:16]
 TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    """One SOP class this AE offers: what the conformance statement says about it."""
-
-    name: str
-    sop_class_uid: str
-    role: str
-    dimse: str
-
-
-SERVICES = (
-    ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO"),
-    ServiceSpec("Instance Availability Notification", str(InstanceAvailabilityNotification), "SCP", "N-CREATE"),
-    ServiceSpec("Modality Performed Procedure Step", str(ModalityPerformedProcedureStep), "SCP", "N-CREATE, N-SET"),
-    ServiceSpec("Unified Procedure Step - Push", str(UnifiedProcedureStepPush), "SCP",
-                "N-CREATE, N-GET, N-ACTION (request cancel)"),
-    ServiceSpec("Unified Procedure Step - Pull", str(UnifiedProcedureStepPull), "SCP",
-                "C-FIND, N-GET, N-SET, N-ACTION (change state)"),
-    ServiceSpec("Unified Procedure Step - Watch", str(UnifiedProcedureStepWatch), "SCP",
-                "N-ACTION (subscribe, unsubscribe, suspend, request cancel), N-GET, C-FIND"),
-    ServiceSpec("Unified Procedure Step - Query", str(UnifiedProcedureStepQuery), "SCP", "C-FIND"),
-    # Reconciliation: Inventory instances an archive C-MOVEs to this AE.
-    ServiceSpec("Inventory Storage", INVENTORY_STORAGE, "SCP", "C-STORE"),
-)
-# Sent by this server as SCU over associations it opens to subscribers.
-SCU_SERVICES = (
-    ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStepEvent), "SCU", "N-EVENT-REPORT"),
-    # Reconciliation (`wfm reconcile run`): an archive's holdings, study by study (query path) ...
-    ServiceSpec("Study Root Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.2.2.1", "SCU",
-                "C-FIND"),
-    ServiceSpec("Repository Query", "1.2.840.10008.5.1.4.1.1.201.6", "SCU",
-                "C-FIND (Record Key continuation, Maximum Number of Records)"),
-    # ... or as one Inventory (Inventory path, Sup 223).
-    ServiceSpec("Inventory Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.1.201.2", "SCU",
-                "C-FIND"),
-    ServiceSpec("Inventory Query/Retrieve Information Model - GET", "1.2.840.10008.5.1.4.1.1.201.4", "SCU",
-                "C-GET (with Inventory Storage in the SCP role)"),
-    ServiceSpec("Inventory Query/Retrieve Information Model - MOVE", "1.2.840.10008.5.1.4.1.1.201.3", "SCU",
-                "C-MOVE (to this AE's Inventory Storage SCP)"),
-    ServiceSpec("Inventory Creation", "1.2.840.10008.5.1.4.1.1.201.5", "SCU",
-                "N-ACTION (types 11 and 12); receives N-EVENT-REPORT 11, 12, 13"),
-)
+VERIFICATION = ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO")
+SOP_CLASS_NOT_SUPPORTED = statuses.Status(0x0122, "Failure", "SOP Class not supported")
 
 
 class InFlight:
@@ -134,11 +87,11 @@ class InFlight:
             return self._cond.wait_for(lambda: not self._handlers and not any(self._pending.values()), timeout)
 
 
-def build_ae(settings: Settings) -> NoDelayAE:
+def build_ae(settings: Settings, offers: tuple[ServiceSpec, ...]) -> NoDelayAE:
     ae = NoDelayAE(ae_title=settings.ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    for spec in SERVICES:
+    for spec in (VERIFICATION, *offers):
         ae.add_supported_context(spec.sop_class_uid, list(TRANSFER_SYNTAXES))
     ae.require_calling_aet = list(settings.allowed_calling_aes)
     ae.maximum_associations = settings.max_associations
@@ -149,17 +102,13 @@ def build_ae(settings: Settings) -> NoDelayAE:
 
 
 class DicomServer:
-    def __init__(self, settings: Settings, ian_scp: IanScp, ups_scp: UpsScp, mpps_scp: MppsScp,
-                 inventory_scp: InventoryStorageScp) -> None:
+    """The Application Entity: Verification, and every SOP class the features' routes offer."""
+
+    def __init__(self, settings: Settings, routes: Routes) -> None:
         self.settings = settings
-        self.ae = build_ae(settings)
+        self.routes = routes
+        self.ae = build_ae(settings, routes.offers)
         self.in_flight = InFlight()
-        mpps = str(ModalityPerformedProcedureStep)
-        self._n_create: dict[str, Callable] = {str(InstanceAvailabilityNotification): ian_scp.handle_n_create,
-                                               PUSH: ups_scp.n_create, mpps: mpps_scp.n_create}
-        self._n_set: dict[str, Callable] = {PUSH: ups_scp.n_set, mpps: mpps_scp.n_set}
-        self.ups = ups_scp
-        self.inventory = inventory_scp
         self._server = None
 
     @property
@@ -169,10 +118,10 @@ class DicomServer:
     def start(self) -> None:
         handlers = [
             (evt.EVT_C_ECHO, self._on_echo),
-            (evt.EVT_N_CREATE, self._route("AffectedSOPClassUID", self._n_create)),
-            (evt.EVT_N_GET, self._route("RequestedSOPClassUID", {PUSH: self.ups.n_get})),
-            (evt.EVT_N_SET, self._route("RequestedSOPClassUID", self._n_set)),
-            (evt.EVT_N_ACTION, self._route("RequestedSOPClassUID", {PUSH: self.ups.n_action})),
+            (evt.EVT_N_CREATE, self._route("AffectedSOPClassUID", self.routes.n_create)),
+            (evt.EVT_N_GET, self._route("RequestedSOPClassUID", self.routes.n_get)),
+            (evt.EVT_N_SET, self._route("RequestedSOPClassUID", self.routes.n_set)),
+            (evt.EVT_N_ACTION, self._route("RequestedSOPClassUID", self.routes.n_action)),
             (evt.EVT_C_FIND, self._on_c_find),
             (evt.EVT_C_STORE, self._on_c_store),
             (evt.EVT_REJECTED, self._on_rejected),
@@ -230,14 +179,16 @@ class DicomServer:
 
     def _on_c_find(self, event):
         with self.in_flight.handler():
-            if str(event.context.abstract_syntax) not in FIND_CLASSES:
-                yield status_dataset(statuses.Status(0x0122, "Failure", "SOP Class not supported")), None
+            handler = self.routes.c_find.get(str(event.context.abstract_syntax))
+            if handler is None:
+                yield status_dataset(SOP_CLASS_NOT_SUPPORTED), None
                 return
-            yield from self.ups.c_find(event)
+            yield from handler(event)
 
     def _on_c_store(self, event) -> int:
         with self.in_flight.handler():
-            return self.inventory.c_store(event)
+            handler = self.routes.c_store.get(str(event.context.abstract_syntax))
+            return SOP_CLASS_NOT_SUPPORTED.code if handler is None else handler(event)
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor

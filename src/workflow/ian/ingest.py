@@ -1,23 +1,31 @@
-"""Use case: ingest one Instance Availability Notification, in one transaction.
+"""Use case: receive one Instance Availability Notification: validate it (PS3.4 Table R.3.2-1) and
+store it in one transaction, whatever face it came through (DIMSE N-CREATE, HTTP).
 
 Success is returned only after the commit. A retry of the same IAN (same SOP Instance UID, same
 content) changes nothing and succeeds; the same UID with other content is refused as a duplicate.
+Each stored IAN marks its study for readiness evaluation in the same transaction (`StudyChanges`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
-from typing import Any, Callable
+from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, select
+from pydicom.uid import generate_uid
+from sqlalchemy import Engine, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from workflow.ian.rules.notification import Notification
+from workflow.ian.rules.notification import ATTRIBUTE_STATUSES, Notification, parse_ian
+from workflow.kernel import statuses
+from workflow.kernel.attributes import Rejected, is_uid
+from workflow.kernel.outcome import Outcome
+from workflow.kernel.ports import NoStudyChanges, StudyChanges
 from workflow.store.engine import reading
 from workflow.ian.tables import Instance, InstanceLocation, InstancePerformedStep
 from workflow.ian.tables import Notification as NotificationRow
@@ -29,15 +37,34 @@ class IngestResult(Enum):
     CONFLICT = "conflict"  # same IAN SOP Instance UID, different content
 
 
+log = logging.getLogger("workflow.ian")
+
+# Every status an IAN gets and when, whatever face it came through: the conformance statement's table.
+STATUS_CONDITIONS = statuses.conditions(
+    ((statuses.SUCCESS, "The IAN was validated and committed to the database; or it repeats an IAN already "
+                        "stored under the same SOP Instance UID with identical content (nothing is stored twice)."),),
+    ATTRIBUTE_STATUSES,
+    ((statuses.INVALID_ATTRIBUTE_VALUE, "Also: the Affected SOP Instance UID is malformed."),
+     (statuses.MISSING_ATTRIBUTE, "Also: the request has no data set."),
+     (statuses.PROCESSING_FAILURE, "The data set cannot be decoded (Error Comment says why), or the database "
+                                   "refused the transaction (nothing was stored; the sender may retry)."),
+     (statuses.DUPLICATE_SOP_INSTANCE, "An IAN with the same SOP Instance UID but different content was "
+                                       "stored earlier. The earlier IAN is kept unchanged."),
+     (statuses.RESOURCE_LIMITATION, "The IAN references more instances than `max_instances_per_ian`."),
+     (statuses.NO_SUCH_SOP_CLASS, "An N-CREATE for a SOP Class other than IAN reached the server.")),
+)
+
+
 @dataclass(frozen=True)
 class Received:
-    """Who sent the IAN, when, and exactly what (DICOM JSON)."""
+    """Who sent the IAN, when, and exactly what (DICOM JSON; None when the request had no data set).
+    No SOP Instance UID: the SCP assigns one (PS3.7 10.1.5) and returns it."""
 
-    sop_instance_uid: str
+    sop_instance_uid: str | None
     calling_ae_title: str
     peer_address: str
     received_at: datetime
-    dataset: dict[str, Any]
+    dataset: dict[str, Any] | None
 
 
 def canonical_json(dataset: dict[str, Any]) -> str:
@@ -45,8 +72,12 @@ def canonical_json(dataset: dict[str, Any]) -> str:
 
 
 class IngestService:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, max_instances: int = 50_000, type2_absent: str = "accept",
+                 studies: StudyChanges = NoStudyChanges()) -> None:
         self.engine = engine
+        self.max_instances = max_instances
+        self.type2_absent = type2_absent
+        self.studies = studies
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # Built once: constructing an upsert costs more than executing it.
         self._upsert_instances = self._instance_upsert()
@@ -54,12 +85,43 @@ class IngestService:
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
-        # Readiness, inside the IAN's transaction: returns how much follow-up it left (studies marked
-        # for evaluation); non-zero wakes the workers after the commit.
-        self.after_store: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
-        self.notify: Callable[[], None] = lambda: None  # wakes the event sender after such a commit
+
+    def receive(self, received: Received) -> Outcome:
+        """Validate and store one IAN. The outcome's `uid` is the IAN's (assigned when absent; then its
+        `dataset` carries it back), `notes` its accepted deviations, `facts` what the log line names."""
+        uid = received.sop_instance_uid
+        assigned = uid is None
+        if assigned:
+            uid = generate_uid()
+            received = replace(received, sop_instance_uid=uid)
+        if not is_uid(uid):
+            return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment="Affected SOP Instance UID is not a valid UID",
+                           uid=uid, facts={"outcome": "rejected"})
+        if received.dataset is None:
+            return Outcome(statuses.MISSING_ATTRIBUTE, comment="IAN has no data set", uid=uid,
+                           facts={"outcome": "rejected"})
+        try:
+            ian = parse_ian(received.dataset, self.max_instances, type2_absent=self.type2_absent)
+        except Rejected as exc:
+            return Outcome(exc.status, comment=exc.comment, tags=exc.tags, uid=uid,
+                           facts={"outcome": "rejected", "reason": exc.path or exc.comment})
+        facts = {"study_instance_uid": ian.study_instance_uid, "instances": len(ian.instances)}
+        try:
+            result = self.ingest(received, ian)
+        except Exception:  # noqa: BLE001 - answered with 0110; the sender may retry
+            log.exception("IAN could not be stored", extra={"sop_instance": uid, "calling_ae": received.calling_ae_title,
+                                                            **facts})
+            return Outcome(statuses.PROCESSING_FAILURE, comment="could not store the IAN; nothing was kept",
+                           uid=uid, facts={**facts, "outcome": "failed"})
+        if result is IngestResult.CONFLICT:
+            return Outcome(statuses.DUPLICATE_SOP_INSTANCE, comment="an IAN with this SOP Instance UID and other "
+                           "content exists", uid=uid, facts={**facts, "outcome": "conflict"})
+        reply = {"00080018": {"vr": "UI", "Value": [uid]}} if assigned else None
+        return Outcome(statuses.SUCCESS, dataset=reply, uid=uid, notes=ian.warnings,
+                       facts={**facts, "outcome": result.value})
 
     def ingest(self, received: Received, ian: Notification) -> IngestResult:
+        """Store a validated IAN in one transaction (the study marked for evaluation in it)."""
         text = canonical_json(received.dataset)
         digest = hashlib.sha256(text.encode()).hexdigest()
         try:
@@ -69,9 +131,8 @@ class IngestService:
                 if earlier is not None:
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
                 self._store(conn, received, ian, text, digest)
-                written = self.after_store(conn, ian.study_instance_uid, received.received_at)
-            if written:
-                self.notify()
+                self.studies.mark(conn, ian.study_instance_uid, received.received_at)
+            self.studies.committed()
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.

@@ -1,4 +1,6 @@
-"""Small helpers for the DICOM JSON model (PS3.18 F.2): dict "GGGGEEEE" -> {"vr": ..., "Value": [...]}."""
+"""The DICOM JSON model (PS3.18 F.2): dict "GGGGEEEE" -> {"vr": ..., "Value": [...]}, and the one set of
+accessors every room reads it with. A value that is absent, None, "" or only spaces (DICOM padding) is
+no value; a sequence item is a value even when empty."""
 
 from __future__ import annotations
 
@@ -16,18 +18,33 @@ def tag_of(keyword: str) -> str:
     return f"{tag:08X}"
 
 
+def _is_value(value: Any, vr: str | None) -> bool:
+    if vr == "SQ":
+        return isinstance(value, dict)
+    if isinstance(value, str):
+        return bool(value.strip())
+    if isinstance(value, dict):  # a PN value: {"Alphabetic": ...}
+        return any(isinstance(v, str) and v.strip() for v in value.values())
+    return value is not None
+
+
+def values(ds: JsonDataset, tag: str) -> list[Any]:
+    """The values (or sequence items) of an element; [] when it is absent or empty."""
+    found = ds.get(tag)
+    if not found:
+        return []
+    vr = found.get("vr")
+    return [v for v in found.get("Value") or () if _is_value(v, vr)]
+
+
 def first(ds: JsonDataset, tag: str) -> Any:
-    """The first non-empty value of an element, or None."""
-    element = ds.get(tag)
-    for value in (element or {}).get("Value") or ():
-        if value not in (None, ""):
-            return value
-    return None
+    """The first value (or item) of an element, None when it has none."""
+    return next(iter(values(ds, tag)), None)
 
 
 def items(ds: JsonDataset, tag: str) -> list[JsonDataset]:
-    element = ds.get(tag)
-    return [i for i in (element or {}).get("Value") or () if isinstance(i, dict)]
+    """A sequence's items ([] when absent, empty or not a sequence)."""
+    return [i for i in values(ds, tag) if isinstance(i, dict)]
 
 
 def element(keyword: str, *values: Any) -> tuple[str, dict[str, Any]]:
@@ -38,6 +55,10 @@ def element(keyword: str, *values: Any) -> tuple[str, dict[str, Any]]:
     if values:
         out["Value"] = list(values)
     return tag, out
+
+
+def json_element(vr: str, *values: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
 
 
 def build(**keywords: Any) -> JsonDataset:

@@ -17,3 +17,4 @@ class Outcome:
     uid: str | None = None  # the SOP Instance concerned (e.g. one the server assigned)
     notes: tuple[str, ...] = field(default=())  # for the log: coercions, deviations
     error_id: int | None = None  # Error ID (0000,0903) where the standard names one
+    facts: dict[str, Any] = field(default_factory=dict)  # for the log line: what the request concerned

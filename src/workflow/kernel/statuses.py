@@ -28,3 +28,13 @@ RESOURCE_LIMITATION = Status(0x0213, "Failure", "Resource limitation")
 
 # Statuses whose response may carry an Attribute Identifier List (0000,1005) naming the attributes.
 CARRIES_ATTRIBUTE_LIST = {MISSING_ATTRIBUTE.code, MISSING_ATTRIBUTE_VALUE.code}
+
+
+def conditions(*groups: tuple[tuple[Status, str], ...]) -> tuple[tuple[Status, str], ...]:
+    """A service's status table for the conformance statement: its groups of (status, when) rows
+    joined, a status named by several groups once, its conditions in order."""
+    merged: dict[Status, list[str]] = {}
+    for group in groups:
+        for status, when in group:
+            merged.setdefault(status, []).append(when)
+    return tuple((status, " ".join(whens)) for status, whens in merged.items())

@@ -1,19 +1,22 @@
 """Use cases of the MPPS SCP (PS3.4 Annex F): create and update a performed procedure step, one
 transaction each. The step's request items and expected instances are kept as rows for the
-readiness tracking that joins on them."""
+readiness tracking that joins on them; a step that becomes final marks its studies (`StudyChanges`)."""
 
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Callable
 
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, Engine, delete, select
 
 from workflow.kernel import statuses
-from workflow.ian.rules.notification import is_uid
-from workflow.mpps.rules.procedure_step import (MPPS_SOP_CLASS_UID, MPPSRejected, MPPSStatus, check_create, decide_create,
+from workflow.kernel.attributes import Rejected, is_uid
+from workflow.kernel.clock import utcnow
+from workflow.kernel.ports import NoStudyChanges, StudyChanges
+from workflow.mpps.rules.procedure_step import (MPPS_SOP_CLASS_UID, MPPSStatus, check_create, decide_create,
+                                                 stored_create,
                                   decide_set, expected_instances, merge_set, parse_status, request_keys)
 from workflow.kernel.outcome import Outcome
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
@@ -24,28 +27,25 @@ INST = PerformedStepInstance.__table__
 STATUS_TAG = "00400252"
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
-
-
 class PerformedStepService:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, *, type2_absent: str = "accept", studies: StudyChanges = NoStudyChanges(),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
+        self.type2_absent = type2_absent
+        self.studies = studies
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
-        # Readiness, inside the step's transaction, for each study it performed: returns events written.
-        self.after_change: Callable[[Connection, str, datetime], int] = lambda conn, study, now: 0
-        self.notify: Callable[[], None] = lambda: None
 
     def create(self, uid: str | None, ds: dict, calling_ae: str) -> Outcome:
         if uid is not None and not is_uid(uid):
             return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment="SOP Instance UID is not a valid UID")
         try:
-            notes = check_create(ds)
-        except MPPSRejected as exc:
+            notes = check_create(ds, type2_absent=self.type2_absent)
+        except Rejected as exc:
             return Outcome(exc.status, comment=exc.comment, tags=exc.tags)
         assigned = uid is None
         uid = uid or generate_uid()
+        ds = stored_create(ds)
         now = self.clock()
         with self.engine.begin() as conn:
             exists = conn.execute(select(P.c.sop_instance_uid).where(P.c.sop_instance_uid == uid)).first()
@@ -66,7 +66,8 @@ class PerformedStepService:
             stmt = select(P).where(P.c.sop_instance_uid == uid)
             row = conn.execute(stmt.with_for_update() if self._postgres else stmt).first()
             stored = json.loads(row.dataset_json) if row else None
-            decision = decide_set(parse_status(row.status) if row else None, modification, stored=stored)
+            decision = decide_set(parse_status(row.status) if row else None, modification, stored=stored,
+                                  type2_absent=self.type2_absent)
             if not decision.accepted:
                 return Outcome(decision.status, comment=decision.text, tags=decision.tags, uid=uid,
                                error_id=decision.error_id)
@@ -77,13 +78,14 @@ class PerformedStepService:
                 values["finished_at"] = now
             conn.execute(P.update().where(P.c.sop_instance_uid == uid).values(**values))
             self._index(conn, uid, merged)
-            written = 0
+            marked = False
             if status.is_final:  # a COMPLETED step's Performed Series is the study's expected set
                 for study in dict.fromkeys(r["study_instance_uid"] for r in request_keys(merged)
                                            if r.get("study_instance_uid")):
-                    written += self.after_change(conn, study, now)
-        if written:
-            self.notify()
+                    self.studies.mark(conn, study, now)
+                    marked = True
+        if marked:
+            self.studies.committed()
         return Outcome(decision.status, uid=uid, notes=decision.notes)
 
     @staticmethod

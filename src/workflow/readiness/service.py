@@ -1,10 +1,14 @@
 """Readiness: IANs, MPPS and new workitems drive each SCHEDULED workitem's Input Information and
-Input Readiness State, as the site's policies say. Runs inside the transaction of the change that
-caused it, so the State Report it owes is in the outbox when that change commits."""
+Input Readiness State, as the site's policies say.
+
+An IAN or MPPS only marks its study (`StudyChanges.mark`, in its transaction); the readiness worker
+(readiness/worker.py) evaluates marked studies in transactions of their own. A new workitem is evaluated
+in its N-CREATE's transaction (`NewWorkitems.evaluate`), so the State Report it owes commits with it."""
 
 from __future__ import annotations
 
 import json
+import threading
 from collections import defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -25,7 +29,8 @@ from workflow.mpps.tables import PerformedStep, PerformedStepInstance, Performed
 from workflow.readiness.tables import ReadinessPending, ReadinessTimer
 from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
-from workflow.ups.worklist import input_rows
+from workflow.ups.worklist import WorklistService
+from workflow.readiness.inputs import apply_readiness, input_rows
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
@@ -35,20 +40,25 @@ MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
 
 
 class ReadinessService:
-    def __init__(self, engine: Engine, policies: PolicySet, worklist) -> None:
+    def __init__(self, engine: Engine, policies: PolicySet, worklist: WorklistService | None = None) -> None:
         self.engine = engine
         self.policies = policies
-        self.worklist = worklist  # applies the decision: rows, state, outbox
+        self.worklist = worklist  # creates the workitems templates ask for
+        self.wake = threading.Event()  # set after a commit that marked a study: the worker evaluates it
         self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
         self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
 
     # ------------------------------------------------------------------ triggers
 
-    def study_changed(self, conn: Connection, study_uid: str, now: datetime) -> int:
-        """Inside an IAN's or MPPS's transaction: mark the study for evaluation by `run_pending`. An
-        evaluation reads the whole study, so doing it once per burst of IANs keeps the cost per
-        instance flat (bench/readiness.py). Returns 1: the caller wakes the worker after its commit."""
-        return mark_pending(conn, study_uid, now)
+    def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
+        """StudyChanges: inside an IAN's or MPPS's transaction, mark the study for evaluation by
+        `run_pending`. An evaluation reads the whole study, so doing it once per burst of IANs keeps the
+        cost per instance flat (bench/readiness.py)."""
+        mark_pending(conn, study_uid, at)
+
+    def committed(self) -> None:
+        """StudyChanges: the marking transaction committed; the worker may evaluate."""
+        self.wake.set()
 
     def run_pending(self, now: datetime, limit: int = 200, quiet: float = 0.0,
                     max_wait: float | None = None) -> int:
@@ -140,6 +150,7 @@ class ReadinessService:
                           " ".join(descriptions) or None)
 
     def workitem_created(self, conn: Connection, uid: str, now: datetime) -> int:
+        """NewWorkitems: a workitem just created, evaluated in its N-CREATE's transaction."""
         row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
         ds = json.loads(row.dataset_json)
         studies = _studies_of(ds, row.study_instance_uid) or self._studies_by_accession(conn, ds)
@@ -223,7 +234,7 @@ class ReadinessService:
         decision = decide(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if decision is None:
             return 0
-        return self.worklist.apply_readiness(conn, row, decision, now, study_uid, current)
+        return apply_readiness(conn, row, decision, now, study_uid, current)
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -296,6 +307,17 @@ class _StudySnapshot:
             cls, series, first_at = head[uid]
             out.append(InstanceFacts(uid, cls, series, tuple(locations), aware(first_at)))
         return tuple(out)
+
+
+class PendingMarks:
+    """StudyChanges for a process without a readiness worker (`wfm reconcile run`): the marks are rows,
+    which a server's worker finds within its fallback interval."""
+
+    def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
+        mark_pending(conn, study_uid, at)
+
+    def committed(self) -> None:
+        pass
 
 
 def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:

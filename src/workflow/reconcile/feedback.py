@@ -4,7 +4,8 @@
 After a COMPLETED run: an instance the archive does not hold (MISSING_IN_ARCHIVE) or has Removed from
 Operational Use becomes UNAVAILABLE at that archive; one the archive reports with another
 availability (AVAILABILITY_MISMATCH) takes the archive's. Each study concerned is marked for readiness
-evaluation in the same transaction, so a workitem that counted on those instances falls back as its
+evaluation in the same transaction (`StudyChanges`: readiness, which reconciliation does not
+import), so a workitem that counted on those instances falls back as its
 policy says. A location an IAN has touched since the run's cut-off is left alone: the newer IAN wins.
 """
 
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, select, update
 
 from workflow.reconcile.rules.holdings import AVAILABILITIES
 from workflow.reconcile.rules.compare import Reason
-from workflow.readiness.service import mark_pending
+from workflow.kernel.ports import StudyChanges
 from workflow.store.engine import reading
 from workflow.ian.tables import InstanceLocation
 from workflow.reconcile.tables import COMPLETED, DiscrepancyRow, ReconciliationRun
@@ -43,7 +44,8 @@ def new_availability(reason: str, actual: str | None) -> str | None:
     return None
 
 
-def apply(engine: Engine, run_uid: str, retrieve_ae: str, now: datetime | None = None) -> Feedback:
+def apply(engine: Engine, run_uid: str, retrieve_ae: str, studies: StudyChanges,
+          now: datetime | None = None) -> Feedback:
     now = now or datetime.now(timezone.utc)
     with reading(engine) as conn:
         run = conn.execute(select(RUN.c.id, RUN.c.status, RUN.c.cutoff).where(RUN.c.run_uid == run_uid)).first()
@@ -69,9 +71,11 @@ def apply(engine: Engine, run_uid: str, retrieve_ae: str, now: datetime | None =
                         L.c.notified_at <= cutoff, L.c.availability != availability
                     ).values(availability=availability)).rowcount
                 if changed:
-                    mark_pending(conn, study, now)
+                    studies.mark(conn, study, now)
                     result.instances_changed += changed
                     result.studies_marked += 1
+    if result.studies_marked:
+        studies.committed()
     log.info(f"reconciliation {run_uid}: feedback changed {result.instances_changed} instance(s) at {retrieve_ae} "
              f"in {result.studies_marked} studies")
     return result

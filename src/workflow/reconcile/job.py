@@ -13,6 +13,7 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
+from workflow.kernel.ports import StudyChanges
 from workflow.config import Reconcile, RemoteAE, Settings
 from workflow.reconcile.query_path import Archive, ReconcileService, RunResult, Scope, client_scope
 
@@ -65,9 +66,9 @@ def choose_method(settings: Settings, target: Target) -> str:
 
 
 def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[str, ...] = (),
-        progress: Callable[[str], None] = lambda message: None) -> RunResult:
-    """Reconcile `target` now, then apply its feedback policy. Raises RunInProgress when a run of
-    this archive is already RUNNING."""
+        progress: Callable[[str], None] = lambda message: None, *, studies: StudyChanges) -> RunResult:
+    """Reconcile `target` now, then apply its feedback policy (the studies whose instances it changes
+    are marked through `studies`). Raises RunInProgress when a run of this archive is already RUNNING."""
     from workflow.reconcile.dimse.holdings_query import ArchiveError
 
     service = ReconcileService(engine)
@@ -83,7 +84,7 @@ def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[st
         result = _run_query(settings, service, target, archive, scope, progress)
     if target.reconcile.feedback == "mark_unavailable" and result.status == "COMPLETED":
         from workflow.reconcile import feedback as reconcile_feedback
-        done = reconcile_feedback.apply(engine, result.run_uid, archive.retrieve_ae)
+        done = reconcile_feedback.apply(engine, result.run_uid, archive.retrieve_ae, studies)
         progress(f"feedback: {done.instances_changed} instance(s) changed in {done.studies_marked} studies")
     return result
 

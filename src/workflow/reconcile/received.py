@@ -4,8 +4,9 @@ before it answers Success; the reconciliation takes them out by SOP Instance UID
 
 from __future__ import annotations
 
+import logging
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
 
@@ -13,6 +14,10 @@ from workflow.store.engine import reading
 from workflow.reconcile.inventory_tables import ReceivedInventory
 
 R = ReceivedInventory.__table__
+log = logging.getLogger("workflow.inventory")
+# An Inventory instance C-MOVEd to us that no reconciliation took within this long was orphaned by one
+# that died (a live run takes each within its network timeout).
+UNTAKEN_KEPT = timedelta(hours=24)
 
 
 def store(engine: Engine, sop_instance_uid: str, calling_ae: str, transfer_syntax: str, data: bytes,
@@ -48,10 +53,14 @@ def wait(engine: Engine, sop_instance_uid: str, timeout: float, every: float = 0
         time.sleep(every)
 
 
-def purge(engine: Engine, older_than: datetime) -> int:
-    """Remove instances nobody took (a reconciliation that died, or an archive sending unasked)."""
+def purge(engine: Engine, now: datetime) -> int:
+    """Housekeeping: remove instances nobody took within UNTAKEN_KEPT (a reconciliation that died, or an
+    archive sending unasked). Returns how many."""
     with engine.begin() as conn:
-        return conn.execute(delete(R).where(R.c.received_at < older_than)).rowcount
+        removed = conn.execute(delete(R).where(R.c.received_at < now - UNTAKEN_KEPT)).rowcount
+    if removed:
+        log.info(f"retention: removed {removed} received Inventory instances no reconciliation took")
+    return removed
 
 
 def present(engine: Engine) -> list[str]:

@@ -50,6 +50,7 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from workflow.kernel.ports import NoStudyChanges, StudyChanges
 from workflow.reconcile import job as reconcile_job
 from workflow.config import RemoteAE, Settings
 from workflow.reconcile import reports
@@ -101,6 +102,7 @@ class JobContext:
     settings: Settings
     engine: Engine
     claimed_by: str  # host:pid, recorded on the claims this process wins
+    studies: StudyChanges = NoStudyChanges()  # told of studies a run's feedback changed
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,8 @@ def run_firing(context: JobContext, ae_title: str, scheduled_at: datetime) -> st
              extra=extra)
     try:
         result = reconcile_job.run(context.settings, context.engine, reconcile_job.Target.of(remote),
-                                   progress=lambda m: log.info(f"reconciliation of {ae_title}: {m}", extra=extra))
+                                   progress=lambda m: log.info(f"reconciliation of {ae_title}: {m}", extra=extra),
+                                   studies=context.studies)
     except reports.RunInProgress as exc:
         log.warning(f"scheduled reconciliation of {ae_title} skipped: {exc}", extra=extra)
         return None
@@ -258,9 +261,10 @@ class FiringExecutor(BaseExecutor):
 class ReconcileScheduler:
     """The App's scheduler: started only when some archive has a schedule."""
 
-    def __init__(self, settings: Settings, engine: Engine, claimed_by: str | None = None) -> None:
+    def __init__(self, settings: Settings, engine: Engine, claimed_by: str | None = None,
+                 studies: StudyChanges = NoStudyChanges()) -> None:
         self.settings = settings
-        self.context = JobContext(settings, engine, claimed_by or f"{socket.gethostname()}:{os.getpid()}")
+        self.context = JobContext(settings, engine, claimed_by or f"{socket.gethostname()}:{os.getpid()}", studies)
         self.executor = FiringExecutor(self.context)
         # Its own engine: APScheduler disposes its job store's engine when it shuts down.
         self.jobstore = SQLAlchemyJobStore(engine=make_engine(settings.database_url), tablename=JOBS_TABLE)

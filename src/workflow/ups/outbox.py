@@ -8,7 +8,7 @@ import json
 import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator
 
 from sqlalchemy import Connection, Engine, select, text, update
@@ -18,10 +18,6 @@ from workflow.store.engine import aware, reading
 from workflow.ups.tables import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ written to the outbox in the same transaction. No pynetdicom here: the same call
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Iterator
+import logging
+from datetime import datetime, timedelta
+from typing import Any, Callable, Iterator, Protocol
 
 from pydicom.uid import generate_uid
 from sqlalchemy import Connection, Engine, delete, select, update
@@ -15,25 +16,29 @@ from sqlalchemy.exc import IntegrityError
 from workflow.config import Settings
 from workflow.kernel import statuses
 from workflow.ups.rules import events as ups_events
-from workflow.ian.rules.notification import is_uid
+from workflow.kernel.attributes import Rejected, is_uid
 from workflow.kernel.json_model import JsonDataset, first, items, tag_of
-from workflow.ups.rules.attributes import (UPSRejected, apply_create_defaults, check_create, check_set,
+from workflow.ups.rules.attributes import (ATTRIBUTE_STATUSES, apply_create_defaults, check_create, check_set,
                                             final_state_unmet, merge_set, with_cancellation, with_state)
 from workflow.ups.rules.matching import QueryRejected, parse_query
+from workflow.ups.rules import state as st
 from workflow.ups.rules.state import (CREATED_WITH_MODIFICATIONS, INVALID_ARGUMENT_VALUE, NO_SUCH_UPS, UPSState, decide_change_state,
                                        decide_create, decide_request_cancel, decide_set, parse_state)
 from workflow.ups import subscriptions as subs
 from workflow.ups.outbox import enqueue
+from workflow.ups.reporting import report
+from workflow.kernel.clock import dicom_dt, utcnow
 from workflow.kernel.outcome import Outcome
+from workflow.kernel.ports import Signal
+from workflow.ups.inputs import with_inputs
 from workflow.ups.index import index_workitem
-from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.query import matching_select
 from workflow.store.engine import reading
 
+log = logging.getLogger("workflow.ups")
 W = Workitem.__table__
 SEQ = WorkitemSeqItem.__table__
-INPUTS = WorkitemInput.__table__
 
 STATE, READINESS, TXN = tag_of("ProcedureStepState"), tag_of("InputReadinessState"), tag_of("TransactionUID")
 SOP_CLASS, SOP_INSTANCE = tag_of("SOPClassUID"), tag_of("SOPInstanceUID")
@@ -42,6 +47,44 @@ INPUT_INFORMATION = tag_of("InputInformationSequence")
 RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
 SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
+NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
+IDENTIFIER_MISMATCH = statuses.Status(0xA900, "Failure", "Identifier does not match SOP Class")
+
+SERVICE_STATUSES: tuple[tuple[statuses.Status, str], ...] = (
+    (statuses.SUCCESS, "The operation was committed (state changes, subscriptions and the events they owe "
+                       "in one transaction); for Request Cancel of an IN PROGRESS workitem: the request was "
+                       "passed to the subscribers (not that the workitem was canceled)."),
+    (st.CREATED_WITH_MODIFICATIONS, "N-CREATE: the SCP changed what the SCU sent (default Worklist Label, or a "
+                                    "Modification DateTime or SOP Class UID it replaced)."),
+    (st.ALREADY_CANCELED, "Change State to CANCELED, or Request Cancel, on a CANCELED workitem."),
+    (st.ALREADY_COMPLETED_WARNING, "Change State to COMPLETED on a COMPLETED workitem, with its Transaction UID."),
+    (statuses.INVALID_ATTRIBUTE_VALUE, "Also: a Transaction UID with a value in N-CREATE, or items in a "
+                                       "sequence that must be created empty."),
+    (st.INVALID_ARGUMENT_VALUE, "Change State names no state or an unknown one; Subscribe, Unsubscribe or "
+                                "Suspend without Receiving AE; Deletion Lock not TRUE or FALSE; a filtered "
+                                "subscription's keys that C-FIND would refuse."),
+    (statuses.PROCESSING_FAILURE, "The data set cannot be decoded, or the database refused the transaction."),
+    (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
+    (NO_SUCH_ACTION, "N-ACTION with an Action Type ID other than 1-5."),
+    (st.NO_LONGER_UPDATABLE, "N-SET on a COMPLETED or CANCELED workitem; state changes the table refuses."),
+    (st.WRONG_TRANSACTION_UID, "N-SET or Change State without the Transaction UID that locks the workitem."),
+    (st.ALREADY_IN_PROGRESS, "Change State to IN PROGRESS on an IN PROGRESS workitem."),
+    (st.SCHEDULED_ONLY_BY_CREATE, "Change State to SCHEDULED."),
+    (st.FINAL_STATE_NOT_MET, "COMPLETED or CANCELED requested while Final State requirements are unmet; "
+                             "Error Comment names the first missing attributes."),
+    (st.NO_SUCH_UPS, "No workitem with that SOP Instance UID (N-GET, N-SET, N-ACTION); Suspend on a UID "
+                     "other than the global subscription instances."),
+    (RECEIVING_AE_UNKNOWN, "Subscribe names a Receiving AE that is not a configured `[[remote_ae]]`."),
+    (st.CREATE_NOT_SCHEDULED, "N-CREATE with a Procedure Step State other than SCHEDULED."),
+    (st.NOT_IN_PROGRESS, "Change State to COMPLETED or CANCELED on a SCHEDULED workitem; N-SET with a "
+                         "Transaction UID on a SCHEDULED workitem."),
+    (st.ALREADY_COMPLETED, "Request Cancel on a COMPLETED workitem."),
+    (IDENTIFIER_MISMATCH, "C-FIND identifier with a malformed range, a bad UID, a sequence key with several "
+                          "items or several values outside a UID list."),
+)
+# Every status a UPS request gets and when, whatever face it came through: the conformance statement's table.
+STATUS_CONDITIONS = statuses.conditions(SERVICE_STATUSES[:4], ATTRIBUTE_STATUSES, SERVICE_STATUSES[4:])
+
 # When the SCP cancels a SCHEDULED workitem itself and the requester named no reason code, this one
 # satisfies the Final State requirement (X) for the Discontinuation Reason Code Sequence.
 UNSPECIFIED_DISCONTINUATION = {"00080100": {"vr": "SH", "Value": ["110513"]},
@@ -49,24 +92,22 @@ UNSPECIFIED_DISCONTINUATION = {"00080100": {"vr": "SH", "Value": ["110513"]},
                                "00080104": {"vr": "LO", "Value": ["Discontinued for unspecified reason"]}}
 
 
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+class NewWorkitems(Protocol):
+    """Told of a workitem just created (by an SCU or a template), inside its N-CREATE's transaction:
+    readiness evaluates it there, so the State Reports it owes commit with it. Returns events written."""
 
-
-def dicom_dt(at: datetime) -> str:
-    return at.astimezone(timezone.utc).strftime("%Y%m%d%H%M%S.%f") + "+0000"
+    def workitem_created(self, conn: Connection, uid: str, now: datetime) -> int: ...
 
 
 class WorklistService:
-    def __init__(self, engine: Engine, settings: Settings, notify: Callable[[], None] = lambda: None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(self, engine: Engine, settings: Settings, *, events: Signal | None = None,
+                 new_workitems: NewWorkitems | None = None, clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.settings = settings
-        self.notify = notify  # wakes the event sender after a commit that wrote events
+        self.events = events or Signal()  # fired after a commit that wrote event reports: wakes their senders
+        self.new_workitems = new_workitems  # evaluates a new workitem in its N-CREATE's transaction
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
-        # Called inside the N-CREATE transaction (readiness evaluation); returns events written.
-        self.after_create: Callable[[Connection, str, datetime], int] = lambda conn, uid, now: 0
 
     # ------------------------------------------------------------------ helpers
 
@@ -95,14 +136,9 @@ class WorklistService:
         if seq_rows:
             conn.execute(SEQ.insert(), [dict(row, workitem_uid=uid) for row in seq_rows])
 
-    def _emit(self, conn: Connection, uid: str, created_at: datetime, event_type: int, event: JsonDataset,
-              now: datetime, only: list[str] | None = None) -> int:
-        to = only if only is not None else subs.recipients(conn, uid, created_at)
-        return enqueue(conn, to, uid, event_type, event, now)
-
     def _done(self, written: int, outcome: Outcome) -> Outcome:
         if written:
-            self.notify()
+            self.events.fire()
         return outcome
 
     # ------------------------------------------------------------------ N-CREATE
@@ -111,8 +147,8 @@ class WorklistService:
         if uid is not None and not is_uid(uid):
             return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment="SOP Instance UID is not a valid UID")
         try:
-            check_create(ds)
-        except UPSRejected as exc:
+            check_create(ds, type2_absent=self.settings.type2_absent)
+        except Rejected as exc:
             return Outcome(exc.status, comment=exc.comment, tags=exc.tags)
         now = self.clock()
         assigned = uid is None
@@ -134,17 +170,19 @@ class WorklistService:
     def _insert_new(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
         """Store a checked new workitem, report it, evaluate its readiness. Returns events written."""
         self._write(conn, uid, ds, now, insert=True)
-        written = self._emit(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
+        written = report(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
         if ups_events.assignment_changed(None, ds):
-            written += self._emit(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
-        return written + self.after_create(conn, uid, now)
+            written += report(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
+        if self.new_workitems is not None:
+            written += self.new_workitems.workitem_created(conn, uid, now)
+        return written
 
     def create_internal(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
         """A workitem the SCP creates itself (a template), inside the caller's transaction, under the
         same N-CREATE rules (CC.2.5.3). Returns events written; 0 if it exists already (idempotent)."""
         if self._load(conn, uid, lock=False) is not None:
             return 0
-        check_create(ds)
+        check_create(ds, type2_absent=self.settings.type2_absent)
         ds, _ = apply_create_defaults(ds, dicom_dt(now), self.settings.default_worklist_label, sop_instance_uid=uid)
         return self._insert_new(conn, uid, ds, now)
 
@@ -175,7 +213,7 @@ class WorklistService:
                 return Outcome(decision.status, comment=decision.status.meaning, uid=uid)
             try:
                 check_set(modification, current_state)
-            except UPSRejected as exc:
+            except Rejected as exc:
                 return Outcome(exc.status, comment=exc.comment, tags=exc.tags, uid=uid)
             before = json.loads(row.dataset_json)
             changes = {k: v for k, v in modification.items() if k != TXN}
@@ -183,13 +221,13 @@ class WorklistService:
             self._write(conn, uid, after, now, insert=False, transaction_uid=row.transaction_uid)
             written = 0
             if first(after, READINESS) != first(before, READINESS):
-                written += self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+                written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                       ups_events.state_report(after), now)
             if after.get(PROGRESS) != before.get(PROGRESS):
-                written += self._emit(conn, uid, row.created_at, ups_events.PROGRESS_REPORT,
+                written += report(conn, uid, row.created_at, ups_events.PROGRESS_REPORT,
                                       ups_events.progress_report(after), now)
             if ups_events.assignment_changed(before, after):
-                written += self._emit(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now)
+                written += report(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now)
         return self._done(written, Outcome(statuses.SUCCESS, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 1: change state
@@ -218,7 +256,7 @@ class WorklistService:
                                                                        else row.transaction_uid)
             self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn, sequences=False,
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
-            written = sum(self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+            written = sum(report(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                      ups_events.state_report(ds, state.value), now) for state in decision.reports)
         return self._done(written, Outcome(decision.status, uid=uid))
 
@@ -235,12 +273,12 @@ class WorklistService:
             written = 0
             if decision.cancel_requested:
                 event = ups_events.cancel_requested(requesting_ae, info)
-                written += self._emit(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
+                written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
             if decision.new_state is not None:
                 ds = with_state(_cancelled(json.loads(row.dataset_json), info, dicom_dt(now)), decision.new_state)
                 self._write(conn, uid, ds, now, insert=False, transaction_uid=None, finished=True)
                 for state in decision.reports:
-                    written += self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT,
+                    written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                           ups_events.state_report(ds, state.value), now)
         return self._done(written, Outcome(decision.status, uid=uid))
 
@@ -275,7 +313,7 @@ class WorklistService:
                     return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=target_uid)
                 subs.subscribe_workitem(conn, receiving_ae, target_uid, lock, now)
                 ds = json.loads(row.dataset_json)
-                written = self._emit(conn, target_uid, row.created_at, ups_events.STATE_REPORT,
+                written = report(conn, target_uid, row.created_at, ups_events.STATE_REPORT,
                                      ups_events.state_report(ds), now, only=[receiving_ae])
         return self._done(written, Outcome(statuses.SUCCESS, uid=target_uid))
 
@@ -286,7 +324,7 @@ class WorklistService:
             W.c.procedure_step_state.in_((UPSState.SCHEDULED.value, UPSState.IN_PROGRESS.value)))
         written = 0
         for row in conn.execute(query):
-            written += self._emit(conn, row.sop_instance_uid, row.created_at, ups_events.STATE_REPORT,
+            written += report(conn, row.sop_instance_uid, row.created_at, ups_events.STATE_REPORT,
                                   ups_events.state_report(json.loads(row.dataset_json)), now, only=[receiving_ae])
         return written
 
@@ -332,32 +370,6 @@ class WorklistService:
                     ds = with_inputs(conn, row.sop_instance_uid, ds)
                 yield _return_keys(ds, identifier)
 
-    # ------------------------------------------------------------------ readiness (the SCP's own changes)
-
-    def apply_readiness(self, conn: Connection, row, decision, now: datetime, study_uid: str,
-                        current: dict | None = None) -> int:
-        """Write a readiness decision into a SCHEDULED workitem inside the caller's transaction: its
-        input rows, its Input Readiness State, and the State Report that change owes. Returns events.
-        `current`: the workitem's input rows by SOP Instance UID, when the caller has read them."""
-        uid = row.sop_instance_uid
-        wanted = {i.instance.sop_instance_uid: i for i in decision.inputs}
-        current = input_rows(conn, uid) if current is None else current
-        stale = [u for u, r in current.items()
-                 if u not in wanted or _input_values(wanted[u], study_uid) != _row_values(r)]
-        if stale:
-            conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
-        fresh = [_input_row(uid, i, study_uid) for u, i in wanted.items() if u not in current or u in stale]
-        if fresh:
-            conn.execute(INPUTS.insert(), fresh)
-        if decision.readiness.value == row.input_readiness_state:
-            return 0
-        ds = json.loads(row.dataset_json)
-        ds[READINESS] = {"vr": "CS", "Value": [decision.readiness.value]}
-        conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(
-            input_readiness_state=decision.readiness.value, dataset_json=json.dumps(ds, sort_keys=True),
-            updated_at=now))
-        return self._emit(conn, uid, row.created_at, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
-
     # ------------------------------------------------------------------ retention
 
     def purge_finished(self) -> int:
@@ -373,6 +385,8 @@ class WorklistService:
                 conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))
                 conn.execute(delete(W).where(W.c.sop_instance_uid == uid))
                 removed += 1
+        if removed:
+            log.info(f"retention: removed {removed} finished workitems")
         return removed
 
     # ------------------------------------------------------------------ SCP status change
@@ -412,77 +426,6 @@ def _empty(tag: str) -> dict[str, Any]:
         return {"vr": dictionary_VR(int(tag, 16)).split(" or ")[0]}
     except KeyError:
         return {"vr": "UN"}
-
-
-def input_rows(conn: Connection, uid: str) -> dict[str, Any]:
-    """The workitem's server-managed input rows, by SOP Instance UID."""
-    return {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
-
-
-def _input_values(chosen, study_uid: str) -> tuple:
-    inst = chosen.instance
-    return (inst.sop_class_uid, study_uid, inst.series_instance_uid, chosen.ae_title, chosen.retrieve_url,
-            chosen.file_set_id, chosen.file_set_uid)
-
-
-def _row_values(r) -> tuple:
-    return (r.sop_class_uid, r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, r.retrieve_url,
-            r.file_set_id, r.file_set_uid)
-
-
-def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
-    inst = chosen.instance
-    return dict(workitem_uid=uid, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
-                study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
-                retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
-                file_set_id=chosen.file_set_id, file_set_uid=chosen.file_set_uid)
-
-
-def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
-    """The workitem with its Input Information Sequence assembled from the server-managed rows (one
-    item per series and retrieve location), when the server manages its inputs."""
-    rows = conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid)
-                        .order_by(INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
-                                  INPUTS.c.sop_instance_uid)).all()
-    if not rows:
-        return ds
-    groups: dict[tuple, list] = {}
-    for r in rows:
-        key = (r.study_instance_uid, r.series_instance_uid, r.retrieve_ae_title, _url_base(r.retrieve_url),
-               r.file_set_id, r.file_set_uid)
-        groups.setdefault(key, []).append(r)
-    out = dict(ds)
-    out[INPUT_INFORMATION] = {"vr": "SQ", "Value": [_input_item(key, members) for key, members in groups.items()]}
-    return out
-
-
-def _url_base(url: str | None) -> str | None:
-    """A WADO-RS URL of one instance names its series: items group by the series URL."""
-    if url and "/instances/" in url:
-        return url.split("/instances/")[0]
-    return url
-
-
-def _input_item(key: tuple, members: list) -> JsonDataset:
-    """An Input Information item (Referenced Instances and Access macro, PS3.3 Table 10-3b)."""
-    study_uid, series_uid, ae_title, url, file_set_id, file_set_uid = key
-    item: JsonDataset = {
-        "0040E020": {"vr": "CS", "Value": ["DICOM"]},
-        "0020000D": {"vr": "UI", "Value": [study_uid]},
-        "0020000E": {"vr": "UI", "Value": [series_uid]},
-        "00081199": {"vr": "SQ", "Value": [{"00081150": {"vr": "UI", "Value": [m.sop_class_uid]},
-                                            "00081155": {"vr": "UI", "Value": [m.sop_instance_uid]}}
-                                           for m in members]},
-        "0040E021": {"vr": "SQ", "Value": [{"00080054": {"vr": "AE", "Value": [ae_title]}}]},
-    }
-    if url:
-        item["0040E025"] = {"vr": "SQ", "Value": [{"00081190": {"vr": "UR", "Value": [url]}}]}
-    if file_set_uid:  # Storage Media File-Set UID is Type 1 in the item (PS3.3 Table 10-3b); the ID Type 2
-        media: JsonDataset = {"00880130": {"vr": "SH"}, "00880140": {"vr": "UI", "Value": [file_set_uid]}}
-        if file_set_id:
-            media["00880130"]["Value"] = [file_set_id]
-        item["0040E022"] = {"vr": "SQ", "Value": [media]}
-    return item
 
 
 def _return_keys(ds: JsonDataset, identifier: JsonDataset) -> JsonDataset:

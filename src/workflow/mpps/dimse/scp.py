@@ -8,14 +8,23 @@ import time
 from pydicom.dataset import Dataset
 
 from workflow.dimse.handling import answer, decode
+from workflow.dimse.routing import Routes, ServiceSpec
+from workflow.mpps.rules.procedure_step import MPPS_SOP_CLASS_UID
 from workflow.mpps.service import PerformedStepService
 
 log = logging.getLogger("workflow.mpps")
 
 
+SERVICE = ServiceSpec("Modality Performed Procedure Step", MPPS_SOP_CLASS_UID, "SCP", "N-CREATE, N-SET")
+
+
 class MppsScp:
     def __init__(self, steps: PerformedStepService) -> None:
         self.steps = steps
+
+    def routes(self) -> Routes:
+        return Routes(offers=(SERVICE,), n_create={MPPS_SOP_CLASS_UID: self.n_create},
+                      n_set={MPPS_SOP_CLASS_UID: self.n_set})
 
     def n_create(self, event):
         started = time.perf_counter()

@@ -38,22 +38,18 @@ which the SCP cannot tell).
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Any, Callable, Iterator
+from typing import Any
 
 
 from workflow.kernel import statuses
-from workflow.ian.rules.notification import AE_TITLE, UID, Check, error_comment
-from workflow.kernel.json_model import first, items
-from workflow.kernel.statuses import Status
-from workflow.ups.rules.attributes import DATE, NO_SUCH_ATTRIBUTE, PATIENT_SEX, has_value, values_of
+from workflow.kernel.attributes import (AE_TITLE, DATE, NOT_ALLOWED, TIME, UID, Attr, Op, Rejected, any_value,
+                                        check, error_comment, find_problems, first_kind, none_of, one_of,
+                                        status_conditions, unmet, with_absent_type2_empty)
+from workflow.kernel.json_model import first, items, values
 from workflow.kernel.state_table import Cell, build_machine, decide
-from workflow.kernel.problems import PRECEDENCE, Op as _Op  # noqa: F401  (PRECEDENCE: public)
-from workflow.kernel.problems import Problem as _Problem, first_kind as _first_kind
-from workflow.kernel.problems import problem as _problem
-from workflow.kernel.problems import where
+from workflow.kernel.statuses import Status
 
 
 MPPS_SOP_CLASS_UID = "1.2.840.10008.3.1.2.3.3"  # F.7.3
@@ -89,77 +85,39 @@ SERIES_INSTANCE_UID = "0020000E"
 REFERENCED_SOP_CLASS_UID = "00081150"
 REFERENCED_SOP_INSTANCE_UID = "00081155"
 
-NOT_ALLOWED = "not allowed"
 INSTANCE_LIST = "F.7.2.2.2"  # Final State cell "See Service Class User": the instance-list rule
 
 
-# --- Checks and conditions ------------------------------------------------------------------------------
-
-def _one_of(*values: str) -> Check:
-    allowed = frozenset(values)
-    return Check("one of " + ", ".join(values), lambda value: value.strip() in allowed)
-
-
-_TM_RE = re.compile(r"^([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?$")
-
-TIME = Check("a DICOM Time (HH[MM[SS[.FFFFFF]]])", lambda value: bool(_TM_RE.match(value.strip())))
-PPS_STATUSES = _one_of(*MPPSStatus)
-
-
-def _none_of(*tags: str) -> Callable[[dict], bool]:
-    return lambda ds: not any(tag in ds for tag in tags)
-
-
-def _any_value(*tags: str) -> Callable[[dict], bool]:
-    return lambda ds: any(has_value(ds, tag) for tag in tags)
+PATIENT_SEX = one_of("M", "F", "O")
+PPS_STATUSES = one_of(*MPPSStatus)
 
 
 # --- Table F.7.2-1 as data --------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class MPPSAttr:
-    """One row of Table F.7.2-1. Requirement codes are the SCU side of the "SCU/SCP" columns: 1, 1C, 2, 3 or
-    "not allowed". `final` is the Final State column: "" where the table leaves it blank, which Note 1
-    defines as the N-CREATE requirement; "1", "2", or INSTANCE_LIST for the image and non-image lists.
-    Conditions (1C) are enforced only where the data set decides them (`condition`)."""
-
-    tag: str  # "GGGGEEEE" as in DICOM JSON
-    keyword: str
-    n_create: str
-    n_set: str
-    final: str = ""
-    items: tuple["MPPSAttr", ...] = ()
-    check: Check | None = None
-    multi: bool = False  # VM 1-n
-    condition: Callable[[dict], bool] | None = None  # decides 1C on the data set holding the attribute
-    is_sequence: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "is_sequence", bool(self.items) or self.keyword.endswith("Sequence"))
-
-    @property
-    def tag_text(self) -> str:
-        return f"({self.tag[:4]},{self.tag[4:]})"
-
-    @property
-    def final_type(self) -> str:
-        """The Final State requirement, Note 1 applied."""
-        return self.final or self.n_create
+def _A(tag: str, keyword: str, n_create: str, n_set: str, final: str = "", **more) -> Attr:
+    """A row of Table F.7.2-1: the SCU side of its N-CREATE and N-SET columns (1, 1C, 2, 3 or "not
+    allowed"), and its Final State column: "" where the table leaves it blank, which Note 1 defines as
+    the N-CREATE requirement; "1", "2", or INSTANCE_LIST for the image and non-image lists."""
+    return Attr(tag, keyword, n_create=n_create, n_set=n_set, final=final, **more)
 
 
-_A = MPPSAttr
+def final_type(rule: Attr) -> str:
+    """A row's Final State requirement, Note 1 applied."""
+    return rule.final or rule.n_create
+
+
 _NA = NOT_ALLOWED
 
 
-def _code_item(meaning: str, settable: bool) -> tuple[MPPSAttr, ...]:
+def _code_item(meaning: str, settable: bool) -> tuple[Attr, ...]:
     """Tables F.7.2-1a/b (no N-SET), -1c/d (N-SET, Code Meaning 1) and -1e/f (N-SET, Code Meaning 3).
     The N-SET column reads "3/1C" for the code values; a replaced item is taken to need them as at N-CREATE.
     Coding Scheme Version's condition (designator ambiguous) and Long/URN Code Value's (URN or not) are not
     decidable; Equivalent Code Sequence and the mapping and context attributes are accepted unchecked."""
     n_set = "1C" if settable else _NA
     return (
-        _A("00080100", "CodeValue", "1C", n_set, condition=_none_of("00080119", "00080120")),
-        _A("00080102", "CodingSchemeDesignator", "1C", n_set, condition=_any_value("00080100", "00080119")),
+        _A("00080100", "CodeValue", "1C", n_set, condition=none_of("00080119", "00080120")),
+        _A("00080102", "CodingSchemeDesignator", "1C", n_set, condition=any_value("00080100", "00080119")),
         _A("00080103", "CodingSchemeVersion", "1C", n_set),
         _A("00080104", "CodeMeaning", meaning, meaning if settable else _NA),
         _A("00080119", "LongCodeValue", "1C", n_set),
@@ -174,9 +132,9 @@ CODE_SET_OPTIONAL_MEANING = _code_item("3", settable=True)  # F.7.2-1e
 # HL7v2 Hierarchic Designator items (Issuer of Accession Number, Order Placer/Filler Identifier, Issuer of
 # Admission ID, Issuer of Service Episode ID Sequences).
 HIERARCHIC_DESIGNATOR = (
-    _A("00400031", "LocalNamespaceEntityID", "1C", _NA, condition=_none_of("00400032")),
-    _A("00400032", "UniversalEntityID", "1C", _NA, condition=_none_of("00400031")),
-    _A("00400033", "UniversalEntityIDType", "1C", _NA, condition=_any_value("00400032")),
+    _A("00400031", "LocalNamespaceEntityID", "1C", _NA, condition=none_of("00400032")),
+    _A("00400032", "UniversalEntityID", "1C", _NA, condition=none_of("00400031")),
+    _A("00400033", "UniversalEntityIDType", "1C", _NA, condition=any_value("00400032")),
 )
 
 SOP_REFERENCE_NO_SET = (
@@ -191,7 +149,7 @@ SOP_REFERENCE = (
 
 ISSUER_QUALIFIERS = (
     _A("00400032", "UniversalEntityID", "3", _NA),
-    _A("00400033", "UniversalEntityIDType", "1C", _NA, condition=_any_value("00400032")),
+    _A("00400033", "UniversalEntityIDType", "1C", _NA, condition=any_value("00400032")),
 )
 
 SCHEDULED_STEP_ITEM = (
@@ -234,7 +192,7 @@ PERFORMED_SERIES_ITEM = (
 )
 
 # Table F.7.2-1. Columns: tag, keyword, N-CREATE, N-SET, Final State (blank: as N-CREATE, Note 1).
-MPPS_ATTRIBUTES: tuple[MPPSAttr, ...] = (
+MPPS_ATTRIBUTES: tuple[Attr, ...] = (
     # SOP Common. 1C "if an extended or replacement character set is used": DICOM JSON text is Unicode, so
     # the encoder, not this check, decides the character set.
     _A(SPECIFIC_CHARACTER_SET, "SpecificCharacterSet", "1C", "1C", multi=True),
@@ -282,7 +240,7 @@ MPPS_ATTRIBUTES: tuple[MPPSAttr, ...] = (
     _A(PERFORMED_SERIES, "PerformedSeriesSequence", "2", "3", "1", items=PERFORMED_SERIES_ITEM),
 )
 
-BY_TAG: dict[str, MPPSAttr] = {attr.tag: attr for attr in MPPS_ATTRIBUTES}
+BY_TAG: dict[str, Attr] = {attr.tag: attr for attr in MPPS_ATTRIBUTES}
 
 # "All other Attributes of the MPPS IOD" are 3/3: accepted in N-CREATE and N-SET, stored, not checked.
 # These are the ones modalities commonly send: the Radiation Dose Module (retired, PS3.3-2017c) and the
@@ -296,18 +254,6 @@ ACCEPTED_UNCHECKED: tuple[str, ...] = (
 
 
 # --- Rejections and decisions ----------------------------------------------------------------------------
-
-class MPPSRejected(Exception):
-    """The N-CREATE breaks a rule: the status to answer, a short comment for the sender (Error Comment,
-    at most 64 ASCII characters), the offending tags (Attribute Identifier List) and where the first is."""
-
-    def __init__(self, status: Status, comment: str, tags: tuple[str, ...] = (), path: str = "") -> None:
-        super().__init__(comment)
-        self.status = status
-        self.comment = error_comment(comment)
-        self.tags = tags
-        self.path = path
-
 
 @dataclass(frozen=True)
 class Decision:
@@ -333,72 +279,9 @@ class Decision:
         return f"→ {self.new_status}" if self.new_status else "update, status unchanged"
 
 
-def _required(rule: MPPSAttr, need: str, ds: dict) -> bool:
-    return need == "1" or (need == "1C" and rule.condition is not None and rule.condition(ds))
-
-
-def _problems(ds: dict, rules: tuple[MPPSAttr, ...], op: _Op, require_type2: bool, notes: list[str],
-              path: tuple = ()) -> Iterator[_Problem]:
-    """Rule breaks of `ds` for `op`; absent Type 2 attributes go to `notes` unless `require_type2`.
-    N-SET has no 0120: what N-CREATE calls missing, N-SET calls a missing value (0121)."""
-    missing = statuses.MISSING_ATTRIBUTE if op is _Op.CREATE else statuses.MISSING_ATTRIBUTE_VALUE
-    for rule in rules:
-        need = rule.n_create if op is _Op.CREATE else rule.n_set
-        element = ds.get(rule.tag)
-        if element is None:
-            if _required(rule, need, ds):
-                yield _problem(missing, rule, path, "missing")
-            elif need == "2" and require_type2:
-                yield _problem(missing, rule, path, "missing (Type 2)")
-            elif need == "2":
-                notes.append(f"{where(path, rule.keyword)} absent (Type 2); treated as empty")
-            continue
-        if need == NOT_ALLOWED:
-            yield _problem(NO_SUCH_ATTRIBUTE, rule, path, f"not allowed in {op.value}")
-        elif not isinstance(element, dict):
-            yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "is not a DICOM JSON element")
-        elif rule.is_sequence:
-            yield from _sequence_problems(ds, rule, need, op, require_type2, notes, path)
-        else:
-            yield from _value_problems(ds, rule, need, op, path)
-
-
-def _needs_value(rule: MPPSAttr, need: str, ds: dict, op: _Op, top: bool) -> bool:
-    """Type 1, and at N-SET an attribute every step has (Type 1 at N-CREATE: the status)."""
-    return _required(rule, need, ds) or (op is _Op.SET and top and rule.n_create == "1")
-
-
-def _sequence_problems(ds: dict, rule: MPPSAttr, need: str, op: _Op, require_type2: bool, notes: list[str],
-                       path: tuple) -> Iterator[_Problem]:
-    element = ds[rule.tag]
-    found = element.get("Value") or []
-    if element.get("vr") != "SQ" or not isinstance(found, list) or not all(isinstance(i, dict) for i in found):
-        yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "is not a sequence of items")
-        return
-    if not found and _needs_value(rule, need, ds, op, not path):
-        yield _problem(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "has no items")
-    for i, item in enumerate(found):
-        yield from _problems(item, rule.items, op, require_type2, notes, path + (rule.keyword, i))
-
-
-def _value_problems(ds: dict, rule: MPPSAttr, need: str, op: _Op, path: tuple) -> Iterator[_Problem]:
-    raw = ds[rule.tag].get("Value") or []
-    present = values_of(ds, rule.tag)
-    if not present:
-        if _needs_value(rule, need, ds, op, not path):
-            yield _problem(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "is empty")
-        return
-    if len(raw) > 1 and not rule.multi:
-        yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "has more than one value")
-    if rule.check is not None:
-        for value in present:
-            if not isinstance(value, str) or not rule.check.ok(value):
-                yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, f"invalid: {str(value)[:16]!r}")
-
-
 def _status_value(ds: dict[str, Any]) -> Any:
     """The first Performed Procedure Step Status value that is not blank, None when there is none."""
-    return next(iter(values_of(ds, PPS_STATUS)), None)
+    return first(ds, PPS_STATUS)
 
 
 def parse_status(value: Any) -> MPPSStatus | None:
@@ -411,26 +294,30 @@ def parse_status(value: Any) -> MPPSStatus | None:
 
 # --- N-CREATE ------------------------------------------------------------------------------------------
 
-def check_create(ds: dict[str, Any], *, require_type2: bool = False) -> list[str]:
-    """Validate an N-CREATE data set; raise MPPSRejected with the status to answer.
+def check_create(ds: dict[str, Any], *, type2_absent: str = "accept") -> list[str]:
+    """Validate an N-CREATE data set; raise Rejected with the status to answer.
 
     0106 first when Performed Procedure Step Status has a value other than IN PROGRESS (F.7.2.1.3: "Invalid
-    Attribute Value" with an Attribute List). Then all rules, the answer being the first kind in PRECEDENCE
-    with all its tags: 0105 an attribute "not allowed" (none is at N-CREATE), 0120 a Type 1 attribute
-    absent (the status included), 0121 a Type 1 attribute empty or a Type 1 sequence without items, 0106
-    a malformed UID, AE title, date, time, enumerated value or VM. Absent Type 2 attributes are taken as
-    created empty and noted (`require_type2=True`: 0120). Attributes the table does not list pass unchecked
-    ("all other Attributes" are 3/3). Returns the notes, for the log."""
+    Attribute Value" with an Attribute List). Then the attribute-rule engine: 0105 an attribute "not
+    allowed" (none is at N-CREATE), 0120 a Type 1 attribute absent (the status included), 0121 a Type 1
+    attribute empty or a Type 1 sequence without items, 0106 a malformed UID, AE title, date, time,
+    enumerated value or VM. Absent Type 2 attributes: the site's `type2_absent` (accepted as created
+    empty by default). Attributes the table does not list pass unchecked ("all other Attributes" are 3/3).
+    Returns the notes, for the log."""
     status = _status_value(ds)
     if status is not None and str(status).strip() != MPPSStatus.IN_PROGRESS:
-        raise MPPSRejected(statuses.INVALID_ATTRIBUTE_VALUE,
-                           f"PerformedProcedureStepStatus is {str(status)[:16]!r}, not IN PROGRESS",
-                           (PPS_STATUS,), "PerformedProcedureStepStatus")
-    notes: list[str] = []
-    found = _first_kind(list(_problems(ds, MPPS_ATTRIBUTES, _Op.CREATE, require_type2, notes)))
-    if found:
-        raise MPPSRejected(*found)
-    return notes
+        raise Rejected(statuses.INVALID_ATTRIBUTE_VALUE,
+                       f"PerformedProcedureStepStatus is {str(status)[:16]!r}, not IN PROGRESS",
+                       (PPS_STATUS,), "PerformedProcedureStepStatus")
+    return check(ds, MPPS_ATTRIBUTES, Op.CREATE, type2_absent=type2_absent)
+
+
+def stored_create(ds: dict[str, Any]) -> dict[str, Any]:
+    """A checked N-CREATE data set as stored: absent Type 2 attributes present and empty."""
+    return with_absent_type2_empty(ds, MPPS_ATTRIBUTES)
+
+
+ATTRIBUTE_STATUSES = status_conditions(MPPS_ATTRIBUTES, (Op.CREATE, Op.SET))
 
 
 # --- The state machine -----------------------------------------------------------------------------------
@@ -500,7 +387,7 @@ def decide_create(exists: bool) -> Decision:
 # --- N-SET ---------------------------------------------------------------------------------------------
 
 def decide_set(current: MPPSStatus | None, modification: dict[str, Any], *,
-               stored: dict[str, Any] | None = None, require_type2: bool = False) -> Decision:
+               stored: dict[str, Any] | None = None, type2_absent: str = "accept") -> Decision:
     """N-SET (F.7.2.2). In this order:
     no such instance -> 0112; COMPLETED or DISCONTINUED -> 0110 with Error ID A710 (whatever is sent);
     the Modification List against the N-SET column -> 0105 "not allowed", 0121 an emptied status or a
@@ -514,10 +401,10 @@ def decide_set(current: MPPSStatus | None, modification: dict[str, Any], *,
     if current is None or current.is_final:
         return _decide(SET_EVENTS[target], current)
     notes: list[str] = []
-    found = _first_kind(list(_problems(modification, MPPS_ATTRIBUTES, _Op.SET, require_type2, notes)))
-    if found:
-        status, comment, tags, _ = found
-        return Decision(status, comment=error_comment(comment), tags=tags)
+    rejected = first_kind(find_problems(modification, MPPS_ATTRIBUTES, Op.SET, type2_absent=type2_absent,
+                                        notes=notes))
+    if rejected is not None:
+        return Decision(rejected.status, comment=rejected.comment, tags=rejected.tags)
     if stored is not None:
         notes += [f"{BY_TAG[tag].keyword} set but not created by the N-CREATE; accepted"
                   for tag in modification if tag not in stored and tag in BY_TAG and BY_TAG[tag].n_create == "3"]
@@ -525,12 +412,12 @@ def decide_set(current: MPPSStatus | None, modification: dict[str, Any], *,
     if event is Event.N_SET or stored is None:
         return replace(_decide(event, current, final_requirements_met=True), notes=tuple(notes))
     merged = merge_set(stored, modification)
-    unmet = list(_unmet(merged, MPPS_ATTRIBUTES, ()))
-    decision = _decide(event, current, final_requirements_met=not unmet)
-    if unmet:
-        more = f" (+{len(unmet) - 1} more)" if len(unmet) > 1 else ""
-        return replace(decision, comment=error_comment(f"{unmet[0][1].keyword} missing for {target}{more}"),
-                       tags=tuple(dict.fromkeys(rule.tag for _, rule in unmet)))
+    unmet_rows = _final_unmet(merged)
+    decision = _decide(event, current, final_requirements_met=not unmet_rows)
+    if unmet_rows:
+        more = f" (+{len(unmet_rows) - 1} more)" if len(unmet_rows) > 1 else ""
+        return replace(decision, comment=error_comment(f"{unmet_rows[0][1].keyword} missing for {target}{more}"),
+                       tags=tuple(dict.fromkeys(rule.tag for _, rule in unmet_rows)))
     if not expected_instances(merged):
         notes.append(f"{target} without image or non-image references (F.7.2.2.2: only if none were created)")
     return replace(decision, notes=tuple(notes))
@@ -545,8 +432,8 @@ def merge_set(current: dict[str, Any], modification: dict[str, Any]) -> dict[str
     for tag, new in modification.items():
         if tag != SPECIFIC_CHARACTER_SET:
             merged[tag] = copy.deepcopy(new)
-    old_charset = values_of(current, SPECIFIC_CHARACTER_SET)
-    new_charset = values_of(modification, SPECIFIC_CHARACTER_SET)
+    old_charset = values(current, SPECIFIC_CHARACTER_SET)
+    new_charset = values(modification, SPECIFIC_CHARACTER_SET)
     if new_charset and new_charset != old_charset:
         charset = new_charset if not old_charset else ["ISO_IR 192"]
         merged[SPECIFIC_CHARACTER_SET] = {"vr": "CS", "Value": list(charset)}
@@ -565,16 +452,14 @@ def final_unmet(ds: dict[str, Any], target: MPPSStatus | str) -> list[str]:
     status = MPPSStatus(target)
     if not status.is_final:
         raise ValueError(f"{status} is not a final status")
-    return [f"{where} {rule.tag_text}" for where, rule in _unmet(ds, MPPS_ATTRIBUTES, ())]
+    return [f"{path} {rule.tag_text}" for path, rule in _final_unmet(ds)]
 
 
-def _unmet(ds: dict, rules: tuple[MPPSAttr, ...], path: tuple) -> Iterator[tuple[str, MPPSAttr]]:
-    for rule in rules:
-        if _required(rule, rule.final_type, ds) and not has_value(ds, rule.tag):
-            yield where(path, rule.keyword), rule
-            continue
-        for i, item in enumerate(items(ds, rule.tag) if rule.items else ()):
-            yield from _unmet(item, rule.items, path + (rule.keyword, i))
+def _final_unmet(ds: dict[str, Any]) -> list[tuple[str, Attr]]:
+    def required(rule: Attr, holder: dict) -> bool:
+        need = final_type(rule)
+        return need == "1" or (need == "1C" and rule.applies(holder))
+    return list(unmet(ds, MPPS_ATTRIBUTES, required))
 
 
 # --- What the rest of the workflow reads ---------------------------------------------------------------
@@ -624,28 +509,23 @@ def request_keys(ds: dict[str, Any]) -> list[dict[str, str | None]]:
 
 # --- For the conformance statement ---------------------------------------------------------------------
 
-STATUS_CONDITIONS: tuple[tuple[Status, str], ...] = (
-    (statuses.SUCCESS, "N-CREATE: the step was created IN PROGRESS. N-SET: the Modification List was applied "
-                       "(sequences replaced whole) and, when it set COMPLETED or DISCONTINUED, the Final State "
-                       "requirements held."),
-    (NO_SUCH_ATTRIBUTE, "N-SET of an attribute Table F.7.2-1 marks \"Not allowed\" in N-SET (patient, scheduling, "
-                        "station, start date and time, Modality, Study ID)."),
-    (statuses.INVALID_ATTRIBUTE_VALUE, "N-CREATE with Performed Procedure Step Status other than IN PROGRESS "
-                                       "(F.7.2.1.3; the Attribute Identifier List names it); a status other "
-                                       "than IN PROGRESS, COMPLETED, DISCONTINUED; a malformed UID, AE title, "
-                                       "date or time; more values than the VM allows; a sequence that is not one."),
-    (statuses.PROCESSING_FAILURE, "N-SET on a COMPLETED or DISCONTINUED step: Error Comment \"Performed "
-                                  "Procedure Step Object may no longer be updated\", Error ID A710 (Table "
-                                  "F.7.2-2). Also: the data set cannot be decoded, or the database refused it."),
-    (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
-    (NO_SUCH_SOP_INSTANCE, "N-SET for a SOP Instance UID that no N-CREATE created."),
-    (statuses.MISSING_ATTRIBUTE, "N-CREATE without a Type 1 attribute (absent Type 2 attributes are taken as "
-                                 "empty). The Attribute Identifier List names them."),
-    (statuses.MISSING_ATTRIBUTE_VALUE, "A Type 1 attribute empty (N-CREATE), emptied or missing in a replaced "
-                                       "item (N-SET); COMPLETED or DISCONTINUED set while a Final State "
-                                       "requirement is unmet (End Date and Time, a Performed Series item with "
-                                       "Protocol Name and Series Instance UID). The Attribute Identifier List "
-                                       "names them."),
+# Every status an MPPS request gets and when: the conformance statement's table.
+STATUS_CONDITIONS = statuses.conditions(
+    ((statuses.SUCCESS, "N-CREATE: the step was created IN PROGRESS. N-SET: the Modification List was applied "
+                        "(sequences replaced whole) and, when it set COMPLETED or DISCONTINUED, the Final State "
+                        "requirements held."),),
+    ATTRIBUTE_STATUSES,
+    ((statuses.NO_SUCH_ATTRIBUTE, "In N-SET: patient, scheduling, station, start date and time, Modality, Study ID."),
+     (statuses.INVALID_ATTRIBUTE_VALUE, "Also: N-CREATE with Performed Procedure Step Status other than IN "
+                                        "PROGRESS (F.7.2.1.3; the Attribute Identifier List names it)."),
+     (statuses.MISSING_ATTRIBUTE_VALUE, "Also: COMPLETED or DISCONTINUED set while a Final State requirement is "
+                                        "unmet (End Date and Time, a Performed Series item with Protocol Name and "
+                                        "Series Instance UID)."),
+     (statuses.PROCESSING_FAILURE, "N-SET on a COMPLETED or DISCONTINUED step: Error Comment \"Performed "
+                                   "Procedure Step Object may no longer be updated\", Error ID A710 (Table "
+                                   "F.7.2-2). Also: the data set cannot be decoded, or the database refused it."),
+     (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
+     (NO_SUCH_SOP_INSTANCE, "N-SET for a SOP Instance UID that no N-CREATE created.")),
 )
 
 

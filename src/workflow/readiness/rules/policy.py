@@ -46,7 +46,7 @@ from typing import Any, Iterable, Sequence, Union
 
 from workflow.config import ConfigError
 from workflow.ian.rules.availability import Availability
-from workflow.ian.rules.notification import is_ae_title, is_uid
+from workflow.kernel.attributes import is_ae_title, is_uid
 
 SCHEMA_VERSION = 1
 DEFAULT_ORDER = 100

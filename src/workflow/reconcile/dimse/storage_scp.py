@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine
 
+from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.reconcile import received as received_inventories
+from workflow.reconcile.dimse.services import CLIENT_SERVICES
 
 log = logging.getLogger("workflow.inventory")
 INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
@@ -19,9 +21,16 @@ OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 
 
+# Reconciliation: Inventory instances an archive C-MOVEs to this AE.
+SERVICE = ServiceSpec("Inventory Storage", INVENTORY_STORAGE, "SCP", "C-STORE")
+
+
 class InventoryStorageScp:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+
+    def routes(self) -> Routes:
+        return Routes(offers=(SERVICE,), uses=CLIENT_SERVICES, c_store={INVENTORY_STORAGE: self.c_store})
 
     def c_store(self, event) -> int:
         started = time.perf_counter()

@@ -12,9 +12,13 @@ from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStep
 
 from workflow.config import Settings
 from workflow.dimse.nodelay import NoDelayAE
-from workflow.ups.outbox import Outbox, OwedEvent, utcnow
+from workflow.dimse.routing import ServiceSpec
+from workflow.kernel.clock import utcnow
+from workflow.ups.outbox import Outbox, OwedEvent
 
 log = logging.getLogger("workflow.events")
+
+SERVICE = ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStepEvent), "SCU", "N-EVENT-REPORT")
 
 # Events that are not about one workitem (SCP Status Change) name the global subscription instance.
 GLOBAL_SUBSCRIPTION_UID = "1.2.840.10008.5.1.4.34.5"

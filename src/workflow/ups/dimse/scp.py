@@ -15,6 +15,7 @@ from pydicom.dataset import Dataset
 
 from workflow.dimse.datasets import status_dataset, to_dataset
 from workflow.dimse.handling import answer, context, decode, log_outcome
+from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.kernel import statuses
 from workflow.kernel.statuses import Status
 from workflow.ups.rules.matching import QueryRejected
@@ -32,6 +33,14 @@ QUERY = "1.2.840.10008.5.1.4.34.6.5"
 UPS_CLASSES = {PUSH: "Push", WATCH: "Watch", PULL: "Pull", EVENT: "Event", QUERY: "Query"}
 FIND_CLASSES = (PULL, WATCH, QUERY)
 
+SERVICES = (
+    ServiceSpec("Unified Procedure Step - Push", PUSH, "SCP", "N-CREATE, N-GET, N-ACTION (request cancel)"),
+    ServiceSpec("Unified Procedure Step - Pull", PULL, "SCP", "C-FIND, N-GET, N-SET, N-ACTION (change state)"),
+    ServiceSpec("Unified Procedure Step - Watch", WATCH, "SCP",
+                "N-ACTION (subscribe, unsubscribe, suspend, request cancel), N-GET, C-FIND"),
+    ServiceSpec("Unified Procedure Step - Query", QUERY, "SCP", "C-FIND"),
+)
+
 CHANGE_STATE, REQUEST_CANCEL, SUBSCRIBE, UNSUBSCRIBE, SUSPEND = 1, 2, 3, 4, 5
 NO_SUCH_ACTION = Status(0x0123, "Failure", "No such action")
 
@@ -39,6 +48,11 @@ NO_SUCH_ACTION = Status(0x0123, "Failure", "No such action")
 class UpsScp:
     def __init__(self, worklist: WorklistService) -> None:
         self.worklist = worklist
+
+    def routes(self) -> Routes:
+        return Routes(offers=SERVICES, n_create={PUSH: self.n_create}, n_get={PUSH: self.n_get},
+                      n_set={PUSH: self.n_set}, n_action={PUSH: self.n_action},
+                      c_find={uid: self.c_find for uid in FIND_CLASSES})
 
     # Each handler: decode, call the service once, answer (which logs and builds the status).
 
@@ -137,5 +151,3 @@ class _CancelFlag:
     def __call__(self) -> bool:
         self.seen = self.seen or self.event.is_cancelled
         return self.seen
-
-

@@ -5,39 +5,29 @@ Works on the DICOM JSON model (PS3.18 F.2), like the IAN rules, so DIMSE and UPS
 
 Source: PS3.4 Annex CC, 2020 text (chsasank/dicom_standard chapter_CC.rst), macros CC.2.5-2a to -2g
 included where the table includes them. Tags and keywords are checked against pydicom's dictionary by
-tests/test_ups_attributes.py. Not verified: changes made by later editions (CPs); the matching kinds
+tests/ups/test_ups_attributes.py. Not verified: changes made by later editions (CPs); the matching kinds
 where the table gives only the key type (inferred from the VR per PS3.4 C.2.2.2); the meanings of the
 Input Readiness State values and the Patient's Sex values (from PS3.3 by memory); Type of Instances
 values (from the digest).
 
-Requirement codes are the SCU side of the table's "SCU/SCP" columns, plus:
-  "-"           the SCP sets the value (SOP Class UID, Modification DateTime); the SCU's is replaced
-  "empty"       must be sent without a value (N-CREATE: Transaction UID, the progress and performed
-                sequences); absent is accepted too
-  "lock"        the Transaction UID at N-SET: ups_state.decide_set checks it
-  "not allowed" must not be sent: 0105 No such attribute, as dcm4che answers for IOD "not allowed"
-Conditional types (1C, 2C, RC) are enforced only where the data set decides the condition (`condition`);
-the others ("if a Human Performer is specified", "if known", ...) are accepted either way.
+Requirement codes are the SCU side of the table's "SCU/SCP" columns, as kernel/attributes.py reads
+them ("-": the SCP sets it, e.g. SOP Class UID; "empty": the Transaction UID and the progress and
+performed sequences at N-CREATE; "lock": the Transaction UID at N-SET, which ups/rules/state.py checks;
+"not allowed": 0105, as dcm4che answers for IOD "not allowed"). Conditional types (1C, 2C, RC) are
+enforced only where the data set decides the condition; the others ("if a Human Performer is specified",
+"if known", ...) are accepted either way.
 """
 
 from __future__ import annotations
 
 import copy
-import re
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
-from workflow.kernel import statuses
-from workflow.ian.rules.notification import AE_TITLE, UID, Check, error_comment
-from workflow.kernel.statuses import Status
-from workflow.kernel.problems import PRECEDENCE, Op as _Op  # noqa: F401  (PRECEDENCE: public)
-from workflow.kernel.problems import Problem as _Problem, first_kind, where
-from workflow.kernel.problems import problem as _problem
+from workflow.kernel.attributes import (AE_TITLE, DATE, DATETIME, UID, Attr, Op, Rejected, any_value, check,
+                                        none_of, one_of, status_conditions, unmet, with_absent_type2_empty)
+from workflow.kernel.json_model import first, json_element, values
 from workflow.ups.rules.state import (CREATE_NOT_SCHEDULED, FINAL_STATES, NO_LONGER_UPDATABLE,
-                                       UPS_PUSH_SOP_CLASS_UID, UPSState)
-
-
-NO_SUCH_ATTRIBUTE = statuses.NO_SUCH_ATTRIBUTE  # PS3.7 10.1.5.1.6, 10.1.3.1.9
+                                      UPS_PUSH_SOP_CLASS_UID, UPSState)
 
 TRANSACTION_UID = "00081195"
 SPECIFIC_CHARACTER_SET = "00080005"
@@ -54,111 +44,33 @@ DISCONTINUATION_REASON = "0074100E"
 VALUE_TYPE = "0040A040"
 
 
-def _one_of(*values: str) -> Check:
-    allowed = frozenset(values)
-    return Check("one of " + ", ".join(values), lambda value: value.strip() in allowed)
-
-
-_DT_RE = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$")
-_DA_RE = re.compile(r"^\d{8}$")
-
-PRIORITY = _one_of("HIGH", "MEDIUM", "LOW")
-INPUT_READINESS = _one_of("READY", "UNAVAILABLE", "INCOMPLETE")
-PATIENT_SEX = _one_of("M", "F", "O")
-PROCEDURE_STEP_STATES = _one_of(*UPSState)
-TYPE_OF_INSTANCES = _one_of("DICOM", "CDA")
-VALUE_TYPES = _one_of("DATETIME", "DATE", "TIME", "PNAME", "UIDREF", "TEXT", "CODE", "NUMERIC")
-DATETIME = Check("a DICOM DateTime (YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][&ZZXX])", lambda v: bool(_DT_RE.match(v)))
-DATE = Check("a DICOM Date (YYYYMMDD)", lambda v: bool(_DA_RE.match(v)))
-
-
-# --- DICOM JSON access --------------------------------------------------------------------------------
-
-def _non_empty(value: Any, vr: str | None) -> bool:
-    if vr == "SQ":
-        return isinstance(value, dict)  # an item, even an empty one
-    if isinstance(value, str):
-        return bool(value.strip())
-    if isinstance(value, dict):  # a PN value: {"Alphabetic": ...}
-        return any(isinstance(v, str) and v.strip() for v in value.values())
-    return value is not None
-
-
-def values_of(ds: dict[str, Any], tag: str) -> list[Any]:
-    """The non-empty values (or sequence items) of an element; [] when absent or empty."""
-    found = ds.get(tag)
-    if not found:
-        return []
-    return [v for v in found.get("Value") or [] if _non_empty(v, found.get("vr"))]
-
-
-def first_value(ds: dict[str, Any], tag: str) -> Any:
-    """The first non-empty value (or item) of an element, None when it has none."""
-    return next(iter(values_of(ds, tag)), None)
-
-
-def has_value(ds: dict[str, Any], tag: str) -> bool:
-    return first_value(ds, tag) is not None
-
-
-def items_of(ds: dict[str, Any], tag: str) -> list[dict[str, Any]]:
-    return [item for item in values_of(ds, tag) if isinstance(item, dict)]
-
-
-def json_element(vr: str, *values: Any) -> dict[str, Any]:
-    return {"vr": vr, "Value": list(values)} if values else {"vr": vr}
-
-
-def _none_of(*tags: str) -> Callable[[dict], bool]:
-    return lambda ds: not any(tag in ds for tag in tags)
-
-
-def _any_value(*tags: str) -> Callable[[dict], bool]:
-    return lambda ds: any(has_value(ds, tag) for tag in tags)
+PRIORITY = one_of("HIGH", "MEDIUM", "LOW")
+INPUT_READINESS = one_of("READY", "UNAVAILABLE", "INCOMPLETE")
+PATIENT_SEX = one_of("M", "F", "O")
+PROCEDURE_STEP_STATES = one_of(*UPSState)
+TYPE_OF_INSTANCES = one_of("DICOM", "CDA")
+VALUE_TYPES = one_of("DATETIME", "DATE", "TIME", "PNAME", "UIDREF", "TEXT", "CODE", "NUMERIC")
 
 
 def _value_type_is(value_type: str) -> Callable[[dict], bool]:
-    return lambda item: str(first_value(item, VALUE_TYPE) or "").strip() == value_type
+    return lambda item: str(first(item, VALUE_TYPE) or "").strip() == value_type
 
 
 # --- Table CC.2.5-3 as data -----------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class UPSAttr:
-    """One row of Table CC.2.5-3 (requirement codes: module docstring)."""
+def _A(tag: str, keyword: str, n_create: str, n_set: str, final: str, match: str = "-", matching: str = "",
+       return_key: str = "-", **more) -> Attr:
+    """A row of Table CC.2.5-3, in the table's column order (requirement codes: module docstring)."""
+    return Attr(tag, keyword, n_create=n_create, n_set=n_set, final=final, match=match, matching=matching,
+                return_key=return_key, **more)
 
-    tag: str  # "GGGGEEEE" as in DICOM JSON
-    keyword: str
-    n_create: str  # SCU at N-CREATE: 1, 1C, 2, 2C, 3, -, empty, not allowed
-    n_set: str  # SCU at N-SET: 1, 1C, 2, 3, -, lock, not allowed
-    final: str  # Final State code: R, RC, P, X, O; "" in a macro (as its sequence)
-    match: str = "-"  # matching key type: R, O, U, * (as the enclosing sequence), - (not a key)
-    matching: str = ""  # single, single/range, single+wildcard, uid_list, sequence
-    return_key: str = "-"  # return key type: 1, 1C, 2, 2C, 3, -
-    items: tuple["UPSAttr", ...] = ()
-    check: Check | None = None
-    multi: bool = False  # VM 1-n
-    condition: Callable[[dict], bool] | None = None  # decides 1C/2C/RC on the data set holding the attribute
-    scp_fills: str = ""  # what the SCP puts in when the SCU leaves it out (Worklist Label)
-    empty_ok: bool = False  # a Final State "value" may be zero items (Output Information Sequence)
-    is_sequence: bool = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "is_sequence", bool(self.items) or self.keyword.endswith("Sequence"))
-
-    @property
-    def tag_text(self) -> str:
-        return f"({self.tag[:4]},{self.tag[4:]})"
-
-
-_A = UPSAttr
 
 # CC.2.5-2a UPS Code Sequence Macro. Coding Scheme Version's condition (designator ambiguous) is not
 # decidable here; Long Code Value and URN Code Value are the alternatives to Code Value.
 CODE_ITEM = (
-    _A("00080100", "CodeValue", "1C", "1C", "", "*", "single", "1C", condition=_none_of("00080119", "00080120")),
+    _A("00080100", "CodeValue", "1C", "1C", "", "*", "single", "1C", condition=none_of("00080119", "00080120")),
     _A("00080102", "CodingSchemeDesignator", "1C", "1C", "", "*", "single", "1C",
-       condition=_any_value("00080100", "00080119")),
+       condition=any_value("00080100", "00080119")),
     _A("00080103", "CodingSchemeVersion", "1C", "1C", "", "-", "", "1C"),
     _A("00080104", "CodeMeaning", "1", "1", "", "-", "", "1"),
     _A("00080119", "LongCodeValue", "1C", "1C", "", "*", "single", "1C"),
@@ -190,7 +102,7 @@ _RETRIEVALS = ("0040E021", "0040E022", "0040E023", "0040E024", "0040E025")
 
 def _unless_other_retrieval(tag: str) -> Callable[[dict], bool]:
     """Each retrieval sequence is "required if the others are not present": at least one is."""
-    return _none_of(*(other for other in _RETRIEVALS if other != tag))
+    return none_of(*(other for other in _RETRIEVALS if other != tag))
 
 
 # CC.2.5-2c Referenced Instances and Access Macro (PS3.3 Table 10-3b). Study/Series Instance UID (1C: the
@@ -234,10 +146,10 @@ REFERENCED_INSTANCES = (
 # CC.2.5-2d HL7v2 Hierarchic Designator Macro.
 HIERARCHIC_DESIGNATOR = (
     _A("00400031", "LocalNamespaceEntityID", "1C", "not allowed", "", "*", "single", "1C",
-       condition=_none_of("00400032")),
-    _A("00400032", "UniversalEntityID", "1C", "not allowed", "", "*", "single", "1C", condition=_none_of("00400031")),
+       condition=none_of("00400032")),
+    _A("00400032", "UniversalEntityID", "1C", "not allowed", "", "*", "single", "1C", condition=none_of("00400031")),
     _A("00400033", "UniversalEntityIDType", "1C", "not allowed", "", "*", "single", "1C",
-       condition=_any_value("00400032")),
+       condition=any_value("00400032")),
 )
 
 # CC.2.5-2e Issuer of Patient ID Macro.
@@ -246,7 +158,7 @@ ISSUER_OF_PATIENT_ID = (
     _A("00100024", "IssuerOfPatientIDQualifiersSequence", "2", "not allowed", "O", "O", "sequence", "2", items=(
         _A("00400032", "UniversalEntityID", "2", "not allowed", "O", "O", "single", "2"),
         _A("00400033", "UniversalEntityIDType", "1C", "not allowed", "O", "O", "single", "1C",
-           condition=_any_value("00400032")),
+           condition=any_value("00400032")),
         _A("00400035", "IdentifierTypeCode", "2", "not allowed", "O", "O", "single", "2"),
         _A("00400036", "AssigningFacilitySequence", "2", "not allowed", "O", "O", "sequence", "2",
            items=HIERARCHIC_DESIGNATOR),
@@ -269,15 +181,15 @@ SOP_INSTANCE_REFERENCE = (
 STORAGE = (
     _A("00081150", "ReferencedSOPClassUID", "1C", "1C", "", "O", "uid_list", "1C", check=UID),
     _A("00404071", "DICOMStorageSequence", "1C", "1C", "", "O", "sequence", "1C",
-       condition=_none_of("00404072", "00404074"), items=(
+       condition=none_of("00404072", "00404074"), items=(
         _A("21000140", "DestinationAE", "1", "1", "", "*", "single", "1", check=AE_TITLE),
     )),
     _A("00404072", "STOWRSStorageSequence", "1C", "1C", "", "O", "sequence", "1C",
-       condition=_none_of("00404071", "00404074"), items=(
+       condition=none_of("00404071", "00404074"), items=(
         _A("00404073", "StorageURL", "1", "1", "", "*", "single", "1"),
     )),
     _A("00404074", "XDSStorageSequence", "1C", "1C", "", "O", "sequence", "1C",
-       condition=_none_of("00404071", "00404072"), items=(
+       condition=none_of("00404071", "00404072"), items=(
         _A("0040E030", "RepositoryUniqueID", "1", "1", "", "*", "single", "1", check=UID),
         _A("0040E031", "HomeCommunityID", "3", "3", "", "*", "single", "2", check=UID),
     )),
@@ -348,7 +260,7 @@ PERFORMED_ITEM = (
 )
 
 # Table CC.2.5-3. Columns: tag, keyword, N-CREATE, N-SET, Final State, match key, matching, return key.
-UPS_ATTRIBUTES: tuple[UPSAttr, ...] = (
+UPS_ATTRIBUTES: tuple[Attr, ...] = (
     _A(TRANSACTION_UID, "TransactionUID", "empty", "lock", "O", check=UID),  # never queried nor returned
     # SOP Common Module
     # 1C/RC "if an extended or replacement character set is used": DICOM JSON text is Unicode (UPS-RS
@@ -422,128 +334,28 @@ UPS_ATTRIBUTES: tuple[UPSAttr, ...] = (
     _A(PERFORMED_PROCEDURE, "UnifiedProcedureStepPerformedProcedureSequence", "empty", "3", "P", items=PERFORMED_ITEM),
 )
 
-BY_TAG: dict[str, UPSAttr] = {attr.tag: attr for attr in UPS_ATTRIBUTES}
-
-
-# --- Rejections -----------------------------------------------------------------------------------------
-
-class UPSRejected(Exception):
-    """The request breaks a rule: the status to answer, a short comment for the sender, the offending tags
-    (for the Attribute Identifier List) and where the first one is."""
-
-    def __init__(self, status: Status, comment: str, tags: tuple[str, ...] = (), path: str = "") -> None:
-        super().__init__(comment)
-        self.status = status
-        self.comment = error_comment(comment)
-        self.tags = tags
-        self.path = path
-
-
-def _raise_first(problems: list[_Problem]) -> None:
-    found = first_kind(problems)
-    if found:
-        raise UPSRejected(*found)
-
-
-def _condition_holds(rule: UPSAttr, ds: dict) -> bool:
-    return rule.condition is not None and rule.condition(ds)
-
-
-def _required(rule: UPSAttr, need: str, ds: dict, op: _Op, require_type2: bool) -> bool:
-    """Must the attribute be present? Type 2 only at N-CREATE, and not when the SCP fills it in."""
-    if need in ("1", "1C"):
-        return need == "1" or _condition_holds(rule, ds)
-    if need in ("2", "2C") and op is _Op.CREATE and require_type2 and not rule.scp_fills:
-        return need == "2" or _condition_holds(rule, ds)
-    return False
-
-
-def _needs_value(rule: UPSAttr, need: str, ds: dict, op: _Op, top: bool) -> bool:
-    """Must it have a value? Type 1, and at N-SET an attribute every UPS has (Type 1 at N-CREATE)."""
-    if need == "1" or (need == "1C" and _condition_holds(rule, ds)):
-        return True
-    return op is _Op.SET and top and rule.n_create == "1"
-
-
-def _problems(ds: dict, rules: tuple[UPSAttr, ...], op: _Op, require_type2: bool = True,
-              path: tuple = ()) -> Iterator[_Problem]:
-    for rule in rules:
-        need = rule.n_create if op is _Op.CREATE else rule.n_set
-        element = ds.get(rule.tag)
-        if element is None:
-            if _required(rule, need, ds, op, require_type2):
-                missing = statuses.MISSING_ATTRIBUTE if op is _Op.CREATE else statuses.MISSING_ATTRIBUTE_VALUE
-                yield _problem(missing, rule, path, "missing")
-        elif need == "not allowed":
-            yield _problem(NO_SUCH_ATTRIBUTE, rule, path, f"not allowed in {op.value}")
-        elif need == "empty":
-            if values_of(ds, rule.tag):
-                yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "must be empty")
-        elif need not in ("-", "lock"):  # the SCP sets "-"; ups_state checks the lock
-            check = _sequence_problems if rule.is_sequence else _value_problems
-            yield from check(ds, rule, need, op, require_type2, path)
-
-
-def _sequence_problems(ds: dict, rule: UPSAttr, need: str, op: _Op, require_type2: bool,
-                       path: tuple) -> Iterator[_Problem]:
-    element = ds[rule.tag]
-    items = element.get("Value") or []
-    if element.get("vr") != "SQ" or not all(isinstance(item, dict) for item in items):
-        yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "is not a sequence of items")
-        return
-    if not items and _needs_value(rule, need, ds, op, not path):
-        yield _problem(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "has no items")
-    for i, item in enumerate(items):
-        yield from _problems(item, rule.items, op, require_type2, path + (rule.keyword, i))
-
-
-def _value_problems(ds: dict, rule: UPSAttr, need: str, op: _Op, require_type2: bool,
-                    path: tuple) -> Iterator[_Problem]:
-    raw = ds[rule.tag].get("Value") or []
-    present = values_of(ds, rule.tag)
-    if not present:
-        if _needs_value(rule, need, ds, op, not path):
-            yield _problem(statuses.MISSING_ATTRIBUTE_VALUE, rule, path, "is empty")
-        return
-    if len(raw) > 1 and not rule.multi:
-        yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, "has more than one value")
-    if rule.check is not None:
-        for value in present:
-            if not isinstance(value, str) or not rule.check.ok(value):
-                yield _problem(statuses.INVALID_ATTRIBUTE_VALUE, rule, path, f"invalid: {value!r}")
+BY_TAG: dict[str, Attr] = {attr.tag: attr for attr in UPS_ATTRIBUTES}
 
 
 # --- N-CREATE -------------------------------------------------------------------------------------------
 
-def check_create(ds: dict[str, Any], *, require_type2: bool = True) -> list[str]:
-    """Validate an N-CREATE data set; raise UPSRejected with the status the standard names.
+ATTRIBUTE_STATUSES = status_conditions(UPS_ATTRIBUTES, (Op.CREATE, Op.SET))
+
+
+def check_create(ds: dict[str, Any], *, type2_absent: str = "accept") -> list[str]:
+    """Validate an N-CREATE data set; raise Rejected with the status the standard names.
 
     C309 comes first: CC.2.5.3 accepts a creation request only with state SCHEDULED, whatever else it
-    holds. Then all rules are checked and the answer is the first kind in PRECEDENCE with all its tags
-    (0105 not allowed, 0120 missing, 0121 empty Type 1, 0106 invalid, including a Transaction UID or a
-    progress/performed sequence that is not empty: N-CREATE has no service-specific status for those).
-    `require_type2=False` accepts absent Type 2 attributes (a site policy; the standard requires them).
-    Attributes the table does not list pass unchecked ("all other attributes of the module": 3/3).
-    Returns notes on what was left out and is accepted, for the log."""
-    state = first_value(ds, PROCEDURE_STEP_STATE)
+    holds. Then the attribute-rule engine (0105 not allowed, 0120 missing, 0121 empty Type 1, 0106 invalid,
+    including a Transaction UID or a progress/performed sequence that is not empty: N-CREATE has no
+    service-specific status for those). Absent Type 2 attributes: the site's `type2_absent`. Attributes the
+    table does not list pass unchecked ("all other attributes of the module": 3/3). Returns notes on what
+    was left out and is accepted, for the log."""
+    state = first(ds, PROCEDURE_STEP_STATE)
     if state is not None and str(state).strip() != UPSState.SCHEDULED:
-        raise UPSRejected(CREATE_NOT_SCHEDULED, f"ProcedureStepState is {str(state)[:16]!r}, not SCHEDULED",
-                          (PROCEDURE_STEP_STATE,), "ProcedureStepState")
-    _raise_first(list(_problems(ds, UPS_ATTRIBUTES, _Op.CREATE, require_type2)))
-    notes = (_absence_note(rule, require_type2) for rule in UPS_ATTRIBUTES if rule.tag not in ds)
-    return [note for note in notes if note]
-
-
-def _absence_note(rule: UPSAttr, require_type2: bool) -> str:
-    if rule.scp_fills:
-        return f"{rule.keyword} absent; the SCP fills in {rule.scp_fills}"
-    if rule.n_create == "empty":
-        return f"{rule.keyword} absent; treated as empty"
-    if rule.n_create in ("1C", "2C") and rule.condition is None:
-        return f"{rule.keyword} absent (Type {rule.n_create}; its condition is not checked)"
-    if rule.n_create == "2" and not require_type2:
-        return f"{rule.keyword} absent (Type 2); treated as empty"
-    return ""
+        raise Rejected(CREATE_NOT_SCHEDULED, f"ProcedureStepState is {str(state)[:16]!r}, not SCHEDULED",
+                       (PROCEDURE_STEP_STATE,), "ProcedureStepState")
+    return check(ds, UPS_ATTRIBUTES, Op.CREATE, type2_absent=type2_absent)
 
 
 def apply_create_defaults(ds: dict[str, Any], now_dt: str, default_worklist_label: str, *,
@@ -557,10 +369,10 @@ def apply_create_defaults(ds: dict[str, Any], now_dt: str, default_worklist_labe
     dropped: the lock is kept beside the data set, which N-GET may return whole. SOP Class UID is set;
     SOP Instance UID (the Affected SOP Instance UID) when given: both are Final State R, so a caller that
     leaves it out must store it itself or final_state_unmet will list it."""
-    out = copy.deepcopy(ds)
+    out = with_absent_type2_empty(ds, UPS_ATTRIBUTES)
     out.pop(TRANSACTION_UID, None)
     changed: list[str] = []
-    if not has_value(out, WORKLIST_LABEL) and default_worklist_label:
+    if first(out, WORKLIST_LABEL) is None and default_worklist_label:
         out[WORKLIST_LABEL] = json_element("LO", default_worklist_label)
         changed.append(f"WorklistLabel set to {default_worklist_label!r}")
     _replace(out, MODIFICATION_DATETIME, json_element("DT", now_dt), changed)
@@ -574,7 +386,7 @@ def apply_create_defaults(ds: dict[str, Any], now_dt: str, default_worklist_labe
 
 def _replace(ds: dict, tag: str, new: dict, changed: list[str]) -> None:
     """Set an SCP-owned value, noting it when it overwrites a different one the SCU sent."""
-    sent = first_value(ds, tag)
+    sent = first(ds, tag)
     if sent is not None and sent != new["Value"][0]:
         changed.append(f"{BY_TAG[tag].keyword} {sent!r} replaced by {new['Value'][0]!r}")
     ds[tag] = new
@@ -591,8 +403,8 @@ def check_set(modification: dict[str, Any], state: UPSState) -> None:
     attribute every UPS has (Type 1 at N-CREATE), or a replaced item without its Type 1 attributes ->
     0121 (N-SET has no 0120). Invalid values -> 0106. Type 2 attributes inside items are not required."""
     if state in FINAL_STATES:
-        raise UPSRejected(NO_LONGER_UPDATABLE, f"the UPS is {state}", ())
-    _raise_first(list(_problems(modification, UPS_ATTRIBUTES, _Op.SET)))
+        raise Rejected(NO_LONGER_UPDATABLE, f"the UPS is {state}", ())
+    check(modification, UPS_ATTRIBUTES, Op.SET)
 
 
 def merge_set(current: dict[str, Any], modification: dict[str, Any], now_dt: str) -> dict[str, Any]:
@@ -604,8 +416,8 @@ def merge_set(current: dict[str, Any], modification: dict[str, Any], now_dt: str
     for tag, new in modification.items():
         if tag not in (TRANSACTION_UID, MODIFICATION_DATETIME, SPECIFIC_CHARACTER_SET):
             merged[tag] = copy.deepcopy(new)
-    charset = _merged_charset(values_of(current, SPECIFIC_CHARACTER_SET),
-                              values_of(modification, SPECIFIC_CHARACTER_SET))
+    charset = _merged_charset(values(current, SPECIFIC_CHARACTER_SET),
+                              values(modification, SPECIFIC_CHARACTER_SET))
     if charset:
         merged[SPECIFIC_CHARACTER_SET] = json_element("CS", *charset)
     merged[MODIFICATION_DATETIME] = json_element("DT", now_dt)
@@ -638,11 +450,11 @@ def with_cancellation(ds: dict[str, Any], now_dt: str, *, reason: str | None = N
     if not sequence.get("Value"):
         sequence["Value"] = [{}]
     item = sequence["Value"][0]
-    if not has_value(item, CANCELLATION_DATETIME):
+    if not first(item, CANCELLATION_DATETIME) is not None:
         item[CANCELLATION_DATETIME] = json_element("DT", now_dt)
-    if reason and not has_value(item, REASON_FOR_CANCELLATION):
+    if reason and not first(item, REASON_FOR_CANCELLATION) is not None:
         item[REASON_FOR_CANCELLATION] = json_element("LT", reason)
-    if reason_codes and not has_value(item, DISCONTINUATION_REASON):
+    if reason_codes and not first(item, DISCONTINUATION_REASON) is not None:
         item[DISCONTINUATION_REASON] = {"vr": "SQ", "Value": [copy.deepcopy(code) for code in reason_codes]}
     return out
 
@@ -657,15 +469,9 @@ def final_state_unmet(ds: dict[str, Any], target: UPSState | str) -> list[str]:
     state = UPSState(target)
     if state not in _FINAL_CODES:
         raise ValueError(f"{state} is not a Final State")
-    return list(_unmet(ds, UPS_ATTRIBUTES, _FINAL_CODES[state], ()))
+    codes = _FINAL_CODES[state]
 
+    def required(rule: Attr, holder: dict) -> bool:
+        return rule.final in codes and (rule.final != "RC" or rule.applies(holder))
 
-def _unmet(ds: dict, rules: tuple[UPSAttr, ...], codes: frozenset[str], path: tuple) -> Iterator[str]:
-    for rule in rules:
-        applies = rule.final in codes and (rule.final != "RC" or _condition_holds(rule, ds))
-        met = rule.tag in ds if rule.empty_ok else has_value(ds, rule.tag)
-        if applies and not met:
-            yield f"{where(path, rule.keyword)} {rule.tag_text}"
-            continue
-        for i, item in enumerate(items_of(ds, rule.tag) if rule.items else ()):
-            yield from _unmet(item, rule.items, codes, path + (rule.keyword, i))
+    return [f"{path} {rule.tag_text}" for path, rule in unmet(ds, UPS_ATTRIBUTES, required)]

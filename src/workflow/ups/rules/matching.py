@@ -58,7 +58,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from workflow.ian.rules.notification import error_comment, is_uid
+from workflow.kernel.attributes import error_comment, is_uid
 from workflow.kernel.statuses import Status
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 

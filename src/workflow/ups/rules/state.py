@@ -22,7 +22,7 @@ from enum import StrEnum
 
 
 from workflow.kernel import statuses
-from workflow.ian.rules.notification import is_uid
+from workflow.kernel.attributes import is_uid
 from workflow.kernel.statuses import Status
 from workflow.kernel.state_table import Cell, build_machine, decide
 

@@ -1,0 +1,49 @@
+"""What each feature's DIMSE adapter offers the one Application Entity: the SOP classes (for
+negotiation and the conformance statement) and its handlers, by SOP class. pynetdicom has one handler
+per event type for the whole AE (IAN, UPS and MPPS share EVT_N_CREATE), so the server routes on the
+request's SOP class; the composition root merges the features' routes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+
+@dataclass(frozen=True)
+class ServiceSpec:
+    """One SOP class this AE offers or uses: what the conformance statement says about it."""
+
+    name: str
+    sop_class_uid: str
+    role: str
+    dimse: str
+
+
+@dataclass
+class Routes:
+    """Handlers by SOP Class UID: N-CREATE by the Affected SOP Class UID, N-SET / N-GET / N-ACTION by the
+    Requested SOP Class UID (UPS N-* requests carry the Push UID on any UPS context), C-FIND and C-STORE
+    by the negotiated abstract syntax."""
+
+    offers: tuple[ServiceSpec, ...] = ()  # SCP: presentation contexts accepted
+    uses: tuple[ServiceSpec, ...] = ()  # SCU: associations this server opens
+    n_create: dict[str, Callable] = field(default_factory=dict)
+    n_set: dict[str, Callable] = field(default_factory=dict)
+    n_get: dict[str, Callable] = field(default_factory=dict)
+    n_action: dict[str, Callable] = field(default_factory=dict)
+    c_find: dict[str, Callable] = field(default_factory=dict)
+    c_store: dict[str, Callable] = field(default_factory=dict)
+
+    @staticmethod
+    def merge(*parts: "Routes") -> "Routes":
+        out = Routes()
+        for part in parts:
+            out.offers += part.offers
+            out.uses += part.uses
+            for name in ("n_create", "n_set", "n_get", "n_action", "c_find", "c_store"):
+                mine = getattr(out, name)
+                for uid, handler in getattr(part, name).items():
+                    if uid in mine:
+                        raise ValueError(f"two features route {name} for {uid}")
+                    mine[uid] = handler
+        return out

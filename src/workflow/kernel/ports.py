@@ -1,0 +1,43 @@
+"""What a feature needs from the rooms above it, as small protocols the composition root (app.py)
+fills in. A room that must tell another of a change names the protocol here and takes an object that
+implements it in its constructor, so reading the room shows what it tells and when."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Protocol
+
+
+class StudyChanges(Protocol):
+    """Told, inside the transaction that changed what is known of a study (an IAN's instances, a
+    performed step's final state), that the study must be evaluated again; told after the commit
+    so that whoever evaluates wakes up."""
+
+    def mark(self, conn: Any, study_uid: str, at: datetime) -> None: ...
+
+    def committed(self) -> None: ...
+
+
+class NoStudyChanges:
+    """For a room used on its own (a tool, a test): nobody evaluates studies."""
+
+    def mark(self, conn: Any, study_uid: str, at: datetime) -> None:
+        pass
+
+    def committed(self) -> None:
+        pass
+
+
+class Signal:
+    """Callbacks run after a commit that wrote something for them (events owed to subscribers):
+    each face that delivers connects its wake-up."""
+
+    def __init__(self) -> None:
+        self._callbacks: list = []
+
+    def connect(self, callback) -> None:
+        self._callbacks.append(callback)
+
+    def fire(self) -> None:
+        for callback in self._callbacks:
+            callback()

@@ -1,0 +1,43 @@
+"""Background threads the features run: each waits for its wake-up or its interval, does one round,
+and stops within its round when asked. A round that fails is logged and retried next time."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Callable
+
+log = logging.getLogger("workflow.workers")
+
+
+class Periodic:
+    """Runs `round()` every `every` seconds, or sooner when `wake` is set, until `stop()`."""
+
+    def __init__(self, name: str, round: Callable[[], object], every: float,
+                 wake: threading.Event | None = None) -> None:
+        self.name, self.round, self.every = name, round, every
+        self.wake = wake or threading.Event()
+        self.stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float) -> None:
+        """Ask the thread to stop and wait for a round under way (up to `timeout` seconds)."""
+        self.stopping.set()
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(max(0.0, timeout))
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.wake.wait(self.every)
+            self.wake.clear()
+            if self.stopping.is_set():
+                return
+            try:
+                self.round()
+            except Exception:  # noqa: BLE001 - a failed round is retried; the server stays up
+                log.exception(f"{self.name} failed")

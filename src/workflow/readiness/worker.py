@@ -1,0 +1,65 @@
+"""The readiness worker: evaluates the studies IANs and MPPS marked (also those another process or a
+restart left: the marks are rows), and fires the settle timers that fall due (rows too, so a restart
+loses none). Each round writes State Reports; `events` wakes their senders."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from workflow.config import Settings
+from workflow.kernel.clock import utcnow
+from workflow.kernel.ports import Signal
+from workflow.kernel.worker import Periodic
+from workflow.readiness.service import ReadinessService
+
+log = logging.getLogger("workflow.readiness")
+
+
+class ReadinessWorker:
+    def __init__(self, service: ReadinessService, settings: Settings, events: Signal) -> None:
+        self.service, self.settings, self.events = service, settings, events
+        self._stopping = threading.Event()
+        self._evaluator = threading.Thread(target=self._evaluate_marked, name="wfm-readiness", daemon=True)
+        self.timers = Periodic("wfm-readiness-timers", self._fire_timers, every=1.0)
+
+    def start(self) -> None:
+        self._evaluator.start()
+        self.timers.start()
+
+    def stop(self, timeout: float) -> None:
+        """Stop both threads; an evaluation under way finishes first (up to `timeout` seconds)."""
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self.service.wake.set()
+        self.timers.stop(timeout)
+        if self._evaluator.is_alive():
+            self._evaluator.join(max(1.0, deadline - time.monotonic()))
+
+    def _evaluate_marked(self) -> None:
+        """A study is evaluated once it has been quiet for `readiness_delay` (a burst of IANs costs one
+        evaluation), or after `readiness_max_wait` during a long burst; the loop never spends more than
+        half its time evaluating."""
+        delay = self.settings.readiness_delay
+        max_wait = max(delay, self.settings.readiness_max_wait)
+        wake = self.service.wake
+        while not self._stopping.is_set():
+            due = self.service.next_due
+            timeout = 1.0 if due is None else min(1.0, max(0.0, (due - utcnow()).total_seconds()))
+            if wake.wait(timeout):
+                self._stopping.wait(delay)  # woken by a mark: the wait lets the rest of its burst arrive
+            if self._stopping.is_set():
+                return
+            wake.clear()
+            started = time.monotonic()
+            try:
+                if self.service.run_pending(utcnow(), quiet=delay, max_wait=max_wait):
+                    self.events.fire()
+            except Exception:  # noqa: BLE001 - the marks stay; the next round retries
+                log.exception("readiness evaluation failed")
+            self._stopping.wait(time.monotonic() - started)
+
+    def _fire_timers(self) -> None:
+        if self.service.fire_due_timers(utcnow()):
+            self.events.fire()
