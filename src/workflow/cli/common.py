@@ -3,6 +3,7 @@ and outcome of the SCU tools."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from workflow.config import Settings, load_settings
@@ -84,3 +85,13 @@ def scu_command(name: str, func):
         steps = [line for line in lines if isinstance(line, Step)]
         return 0 if steps and all(step.answer.ok for step in steps) else 3
     return run
+
+
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that shows each option's default, where it has one its help does not already name."""
+
+    def _get_help_string(self, action) -> str:
+        text = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text

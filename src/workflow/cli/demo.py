@@ -4,13 +4,12 @@ and on Ctrl-C or SIGTERM, unless `--keep` leaves the servers running for explori
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import tempfile
 from pathlib import Path
 
-from workflow.cli.common import quiet_pynetdicom
+from workflow.cli.common import DefaultsHelp, quiet_pynetdicom
 
 
 def cmd_demo(args) -> int:
@@ -50,7 +49,7 @@ def add_parsers(sub, common) -> None:
     text = "run the whole workflow on 127.0.0.1 (archive, wfm server, modality, scheduler, subscriber, " \
            "performer, reconciliation), narrated; under a minute"
     p = sub.add_parser("demo", parents=[common], help=text, description=text,
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=DefaultsHelp)
     p.add_argument("--keep", action="store_true", help="leave the archive and the server running for exploring "
                                                         "(their PIDs are printed)")
     p.add_argument("--folder", help="an empty folder for the databases, logs and report (default: a new "

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from workflow.cli.common import add_peer_arguments, quiet_pynetdicom
+from workflow.cli.common import DefaultsHelp, add_peer_arguments, quiet_pynetdicom
 
 
 def cmd_ian_send(args) -> int:
@@ -33,7 +32,7 @@ def add_parsers(sub, common) -> None:
     p = sub.add_parser("ian", help="Instance Availability Notification tools")
     isub = p.add_subparsers(dest="ian_command", required=True)
     p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP",
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=DefaultsHelp)
     p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
     add_peer_arguments(p, what="IAN SCP")
     p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"],

@@ -4,9 +4,8 @@ status goes to stderr, each MPPS SOP Instance UID to stdout."""
 
 from __future__ import annotations
 
-import argparse
 
-from workflow.cli.common import BadInput, add_peer_arguments, peer_of, scu_command
+from workflow.cli.common import BadInput, DefaultsHelp, add_peer_arguments, peer_of, scu_command
 
 
 def cmd_mpps_send(args) -> list:
@@ -30,7 +29,7 @@ def add_parsers(sub, common) -> None:
     msub = p.add_subparsers(dest="mpps_command", required=True)
     text = "send an MPPS per study of DICOM files to any MPPS SCP (IN PROGRESS, then COMPLETED)"
     p = msub.add_parser("send", parents=[common], help=text, description=text,
-                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                        formatter_class=DefaultsHelp)
     p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
     add_peer_arguments(p, what="MPPS SCP")
     p.add_argument("--status", choices=["COMPLETED", "DISCONTINUED"], default="COMPLETED",

@@ -6,14 +6,14 @@ association, 3 a request failed."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from workflow.cli.common import BadInput, add_peer_arguments, engine_of, peer_of, print_table, scu_command, settings_of
+from workflow.cli.common import (BadInput, DefaultsHelp, add_peer_arguments, engine_of, peer_of, print_table,
+                                 scu_command, settings_of)
 
 PRIORITIES = ("HIGH", "MEDIUM", "LOW")
 READINESS = ("READY", "INCOMPLETE", "UNAVAILABLE")
@@ -200,7 +200,7 @@ def add_parsers(sub, common) -> None:
 
     def scu(name: str, text: str, func):
         p = usub.add_parser(name, parents=[common], help=text, description=text,
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=DefaultsHelp)
         add_peer_arguments(p, what="UPS SCP")
         p.set_defaults(func=scu_command(f"ups {name}", func))
         return p
@@ -228,7 +228,8 @@ def add_parsers(sub, common) -> None:
                                                           "server's readiness policies make it READY)")
     p.add_argument("--comments", help="Comments on the Scheduled Procedure Step")
 
-    p = scu("claim", "take a workitem: IN PROGRESS with a new Transaction UID (printed and saved)", cmd_ups_claim)
+    p = scu("claim", "take a workitem: IN PROGRESS with a new Transaction UID, printed and saved for complete and "
+                     "cancel in $XDG_STATE_HOME/wfm/transactions.json (by default ~/.local/state/wfm/)", cmd_ups_claim)
     p.add_argument("uid", help="the workitem's SOP Instance UID")
     p.add_argument("--transaction-uid", help="use this Transaction UID (default: a new one)")
 
