@@ -187,7 +187,8 @@ def test_cancel_someone_elses_workitem_is_a_request(server, tool):
 def test_mpps_send_names_every_series_and_instance(server, tool, tmp_path):
     study_uid, ct_series, sc_series = generate_uid(), generate_uid(), generate_uid()
     made = [(ct_series, image(tmp_path, study_uid, ct_series, n)) for n in (1, 2, 3)]
-    made.append((sc_series, image(tmp_path, study_uid, sc_series, 1, sop_class=SECONDARY_CAPTURE, modality="OT")))
+    made.append((sc_series, image(tmp_path, study_uid, sc_series, 1, sop_class=SECONDARY_CAPTURE, modality="OT",
+                                  series_number=2)))
     (tmp_path / "notes.txt").write_text("not DICOM")
     done = tool("mpps", "send", str(tmp_path), "--station-ae", "CT9")
     assert done.returncode == 0, done.stderr

@@ -6,18 +6,20 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
 from pydicom import dcmread
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 from pynetdicom.sop_class import CTImageStorage, SecondaryCaptureImageStorage
 
 from workflow.dimse.client import Peer, Step, association, logged, reply
 
+SECONDARY_CAPTURE = str(SecondaryCaptureImageStorage)
 PATIENT = {"PatientName": "Demo^Patient", "PatientID": "DEMO1", "PatientBirthDate": "19700101", "PatientSex": "O"}
 
 
 def image(folder: Path, study_uid: str, series_uid: str, number: int, *, sop_class: str = str(CTImageStorage),
-          modality: str = "CT", description: str = "Head", accession: str = "DEMOACC1") -> Path:
+          modality: str = "CT", series_number: int = 1, description: str = "Head",
+          accession: str = "DEMOACC1") -> Path:
     """One 16x16 image of the study, written to folder/<SOP Instance UID>.dcm."""
     now = datetime.now()
     ds = Dataset()
@@ -28,7 +30,7 @@ def image(folder: Path, study_uid: str, series_uid: str, number: int, *, sop_cla
     ds.StudyInstanceUID, ds.SeriesInstanceUID = study_uid, series_uid
     ds.StudyDate, ds.StudyTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
     ds.AccessionNumber, ds.StudyID, ds.StudyDescription = accession, "1", "CT head"
-    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1 if modality == "CT" else 2, number
+    ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, series_number, number
     ds.SeriesDescription = ds.ProtocolName = description
     ds.ReferringPhysicianName = ""
     ds.Rows = ds.Columns = 16
@@ -51,5 +53,3 @@ def store(files: list[Path], peer: Peer) -> list[Step]:
         return [logged(Step(f"C-STORE {ds.SOPInstanceUID}", reply(assoc.send_c_store(ds))), peer,
                        str(ds.SOPClassUID), str(ds.SOPInstanceUID)) for ds in datasets]
 
-
-SECONDARY_CAPTURE = str(SecondaryCaptureImageStorage)

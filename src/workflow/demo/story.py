@@ -24,7 +24,7 @@ from pydicom.uid import generate_uid
 from workflow.dimse.client import Peer, Step
 from workflow.demo import modality
 from workflow.demo.processes import Child, free_port, start, stop_all, wait_ready
-from workflow.demo.subscriber import Subscriber
+from workflow.demo.subscriber import STATE_REPORT, Subscriber
 from workflow.ian.dimse.scu import build_ians, scan, send_ians
 from workflow.mpps.dimse.scu import MppsClient, final, in_progress, read_studies
 from workflow.ups.dimse.scu import UpsClient, code, new_workitem, request_item
@@ -136,9 +136,9 @@ method = "auto"
                  f"it is {report.state}")
         return uid
 
-    def perform(self, study_uid: str) -> tuple[list[Path], list[Path]]:
-        """The modality's MPPS and images, the workstation's secondary capture. Returns (the images the
-        modality made, what the archive holds)."""
+    def perform(self, study_uid: str) -> list[Path]:
+        """The modality's MPPS and images, the workstation's secondary capture; returns the images the
+        modality made (all of them: the archive's IAN names the one that never reached it too)."""
         images_folder, extra_folder = self.folder / "images", self.folder / "workstation"
         images_folder.mkdir()
         extra_folder.mkdir()
@@ -158,10 +158,10 @@ method = "auto"
             ok(ended)
         self.say(f"modality completes MPPS: {IMAGES} images in 1 series performed: {ended.answer}")
         extra = [modality.image(extra_folder, study_uid, generate_uid(), 1, sop_class=modality.SECONDARY_CAPTURE,
-                                modality="OT", description="Workstation capture")]
+                                modality="OT", series_number=2, description="Workstation capture")]
         ok(*modality.store(extra, self.peer(ARCHIVE, "WORKSTATION")))
         self.say(f"a workstation stores a secondary capture at {ARCHIVE}; seeded fault: it is never announced")
-        return images, images[:-1] + extra
+        return images
 
     def announce(self, images: list[Path]) -> None:
         results = send_ians(build_ians(scan(images), "ONLINE", [ARCHIVE]), "127.0.0.1", self.ports[SERVER],
@@ -197,7 +197,8 @@ method = "auto"
                  f"subscriber heard: {self.heard(uid)}")
 
     def heard(self, uid: str) -> str:
-        return ", ".join(r.state for r in self.subscriber.received if r.workitem_uid == uid and r.event_type == 1)
+        return ", ".join(r.state for r in self.subscriber.received
+                         if r.workitem_uid == uid and r.event_type == STATE_REPORT)
 
     # ------------------------------------------------------------------ reconciliation and report
 
@@ -239,7 +240,7 @@ method = "auto"
         self.subscribe()
         study_uid = generate_uid()
         uid = self.schedule(study_uid)
-        images, _ = self.perform(study_uid)
+        images = self.perform(study_uid)
         self.announce(images)
         self.ready(uid)
         self.claim_and_complete(uid)
