@@ -1,8 +1,10 @@
 """What every `wfm` command shares: settings, the database (opened without ever creating it for a
-command that only reads), plain-text tables, and the one-line errors a user gets instead of tracebacks."""
+command that only reads), plain-text tables, the one-line errors a user gets instead of tracebacks, and
+the options and outcome of the SCU tools."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from workflow.config import Settings, load_settings, mask_url
@@ -80,3 +82,44 @@ def print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+
+
+def add_peer_arguments(p, called_ae: str = "WFM", what: str = "SCP") -> None:
+    """--host, --port, --aec, --aet and --timeout: the peer an SCU tool calls (help shows defaults)."""
+    p.add_argument("--host", default="127.0.0.1", help=f"the {what}'s host")
+    p.add_argument("--port", type=int, default=11112, help=f"the {what}'s port")
+    p.add_argument("--aec", default=called_ae, help=f"called AE title (the {what})")
+    p.add_argument("--aet", default="WFMSCU", help="our calling AE title")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the network and each answer")
+
+
+def peer_of(args):
+    from workflow.dimse.client import Peer
+    return Peer(args.host, args.port, args.aec, args.aet, args.timeout)
+
+
+class BadInput(ValueError):
+    """A mistake in a command line or a file: one line, exit status 1."""
+
+
+def scu_command(name: str, func):
+    """An SCU command: `func(args)` sends its requests and returns their steps (and notes, as text),
+    printed on stderr. Exit status 0 when every request succeeded, 1 for bad input, 2 when no
+    association came about, 3 when a request failed."""
+    def run(args) -> int:
+        from workflow.dimse.client import AssociationFailed, Step
+        from workflow.ups.dimse.scu import InputError
+
+        try:
+            lines = func(args)
+        except (BadInput, InputError) as exc:
+            print(f"wfm {name}: {exc}", file=sys.stderr)
+            return 1
+        except (AssociationFailed, OSError) as exc:
+            print(f"wfm {name}: {exc}", file=sys.stderr)
+            return 2
+        for line in lines:
+            print(line, file=sys.stderr)
+        steps = [line for line in lines if isinstance(line, Step)]
+        return 0 if steps and all(step.answer.ok for step in steps) else 3
+    return run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-
+from workflow.cli.common import add_peer_arguments
 
 def cmd_ian_send(args) -> int:
     from workflow.ian.dimse.scu import AssociationFailed, build_ians, scan, send_ians, url_template_problem
@@ -41,15 +41,11 @@ def add_parsers(sub, common) -> None:
     isub = p.add_subparsers(dest="ian_command", required=True)
     p = isub.add_parser("send", parents=[common], help="send IANs for DICOM files to any IAN SCP")
     p.add_argument("paths", nargs="+", help="DICOM files or folders (searched recursively)")
-    p.add_argument("--host", default="127.0.0.1", help="the IAN SCP's address")
-    p.add_argument("--port", type=int, default=11112, help="the IAN SCP's port")
-    p.add_argument("--aec", default="WFM", help="called AE title (the IAN SCP)")
-    p.add_argument("--aet", default="WFMSCU", help="our calling AE title")
+    add_peer_arguments(p, what="IAN SCP")
     p.add_argument("--availability", default="ONLINE", choices=["ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE"],
                    help="Instance Availability of every instance")
     p.add_argument("--retrieve-ae", action="append", required=True,
                    help="Retrieve AE Title where the instances are (repeat for several)")
     p.add_argument("--retrieve-url", help="Retrieve URL template with {study}, {series}, {instance}")
     p.add_argument("--pps-uid", help="SOP Instance UID of the MPPS to reference")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the SCP")
     p.set_defaults(func=cmd_ian_send)

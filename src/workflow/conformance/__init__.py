@@ -191,7 +191,8 @@ Sequence and Input Readiness State of SCHEDULED workitems as declarative policie
 
 {_table(("SOP Class", "SOP Class UID", "User of Service (SCU)", "Provider of Service (SCP)"), service_rows)}
 
-The command-line tool `wfm ian send` is an IAN SCU for operators (section 4.2.3).
+The command-line tools `wfm ian send` (IAN SCU), `wfm ups create|claim|complete|cancel` (UPS Push, Pull
+and Watch SCU) and `wfm mpps send` (MPPS SCU) are for operators and work with any SCP (section 3.2.3).
 
 ## 2 Introduction
 
@@ -240,6 +241,25 @@ association per invocation to the given AE, proposing Instance Availability Noti
 given DICOM files: every instance with the given Instance Availability and Retrieve AE Title(s),
 optionally a Retrieve URL, and the Referenced Performed Procedure Step Sequence (empty unless a PPS
 is named). Each IAN gets a new SOP Instance UID.
+
+The `wfm ups` tools initiate one association per invocation, proposing UPS Push, Pull and Watch with
+the same transfer syntaxes; every request names the UPS Push SOP Class and travels on the context of
+a SOP class that includes it (PS3.4 CC.3.1.1). `create`: N-CREATE, with a new SOP Instance UID, of a
+workitem holding every Type 1 and Type 2 attribute of Table CC.2.5-3 (what is not given: priority
+MEDIUM, label "Workitem", start now, Input Readiness State INCOMPLETE, Type 2 attributes empty).
+`claim`: N-ACTION Change UPS State to IN PROGRESS with a new Transaction UID. `complete`: N-GET of the
+scheduled station and workitem codes, N-SET of the UPS Performed Procedure Sequence (performed station
+and workitem codes, start and end DateTime, an empty Output Information Sequence, the Actual Human
+Performer when named), then N-ACTION COMPLETED. `cancel` of one's own claimed workitem: N-GET and N-SET
+of the Procedure Step Progress Information (Discontinuation Reason Code, by default 110513 DCM, and the
+Reason For Cancellation), then N-ACTION CANCELED; of any other: N-ACTION Request UPS Cancel. Each
+stops at the first failure status. `wfm mpps send` initiates one association proposing Modality
+Performed Procedure Step and sends, per study found in the given DICOM files, an N-CREATE (IN
+PROGRESS; patient, study, accession and modality from the files) and then an N-SET COMPLETED (or
+DISCONTINUED) whose Performed Series Sequence names every series and instance (image storage classes
+in the Referenced Image Sequence, other objects in the Referenced Non-Image Composite SOP Instance
+Sequence). `wfm demo` plays these roles, a Storage SCU and a UPS Event SCP (a subscriber) against a
+reference archive and a server it starts on 127.0.0.1 only.
 
 #### 3.2.4 Association acceptance policy
 

@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from pydicom import dcmread
 from pydicom.dataset import Dataset
-from pydicom.errors import InvalidDicomError
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
+from pydicom.uid import generate_uid
 from pynetdicom.sop_class import InstanceAvailabilityNotification
 
-from workflow.dimse.client import AssociationFailed, associate  # noqa: F401  (AssociationFailed: raised)
-from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.files import headers
+from workflow.dimse.client import AssociationFailed, Peer, association  # noqa: F401  (AssociationFailed: cli)
 
 log = logging.getLogger("workflow.ian_scu")
 
@@ -38,16 +36,12 @@ class FileInstance:
 
 def scan(paths: Iterable[str | Path]) -> Iterator[FileInstance]:
     """The instances in the given files and folders (recursively); non-DICOM files are skipped."""
-    for path in paths:
-        path = Path(path)
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            try:
-                ds = dcmread(file, stop_before_pixels=True, specific_tags=_TAGS)
-                yield FileInstance(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
-                                   str(ds.SOPInstanceUID), str(ds.SOPClassUID))
-            except (InvalidDicomError, AttributeError, OSError) as exc:
-                log.warning(f"skipped {file}: not a DICOM instance with study, series and SOP UIDs ({exc})")
+    for file, ds in headers(paths, _TAGS):
+        try:
+            yield FileInstance(str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID),
+                               str(ds.SOPInstanceUID), str(ds.SOPClassUID))
+        except AttributeError as exc:
+            log.warning(f"skipped {file}: not a DICOM instance with study, series and SOP UIDs ({exc})")
 
 
 URL_PLACEHOLDERS = ("study", "series", "instance")
@@ -120,22 +114,14 @@ class SendResult:
 def send_ians(ians: list[Dataset], host: str, port: int, called_ae: str, calling_ae: str = "WFMSCU",
               timeout: float = 30.0) -> list[SendResult]:
     """Send the IANs over one association; each gets its own new SOP Instance UID."""
-    ae = NoDelayAE(ae_title=calling_ae)
-    ae.add_requested_context(InstanceAvailabilityNotification, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    assoc = associate(ae, host, port, called_ae)
-    results = []
-    try:
-        for ds in ians:
-            uid = generate_uid()
-            count = sum(len(s.ReferencedSOPSequence) for s in ds.ReferencedSeriesSequence)
-            status, _ = assoc.send_n_create(ds, InstanceAvailabilityNotification, uid)
-            if not status or "Status" not in status:
-                results.append(SendResult(ds.StudyInstanceUID, uid, count, None, "no response"))
-                continue
-            results.append(SendResult(ds.StudyInstanceUID, uid, count, int(status.Status),
-                                      status.get("ErrorComment")))
-    finally:
-        if assoc.is_established:
-            assoc.release()
-    return results
+    with association(Peer(host, port, called_ae, calling_ae, timeout), [InstanceAvailabilityNotification]) as assoc:
+        return [_send(assoc, ds) for ds in ians]
+
+
+def _send(assoc, ds: Dataset) -> SendResult:
+    uid = generate_uid()
+    count = sum(len(s.ReferencedSOPSequence) for s in ds.ReferencedSeriesSequence)
+    status, _ = assoc.send_n_create(ds, InstanceAvailabilityNotification, uid)
+    if not status or "Status" not in status:
+        return SendResult(ds.StudyInstanceUID, uid, count, None, "no response")
+    return SendResult(ds.StudyInstanceUID, uid, count, int(status.Status), status.get("ErrorComment"))

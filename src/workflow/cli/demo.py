@@ -1,0 +1,54 @@
+"""`wfm demo`: the whole workflow on 127.0.0.1 in a temporary folder, narrated one line per step
+(see workflow/demo/story.py). Every process it starts is stopped by its PID at the end, on an error
+and on Ctrl-C or SIGTERM, unless `--keep` leaves the servers running for exploring."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+
+
+def cmd_demo(args) -> int:
+    from workflow.demo.processes import StartFailed
+    from workflow.demo.story import StepFailed, Story
+    from workflow.dimse.client import AssociationFailed
+
+    folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="wfm-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):
+        print(f"wfm demo: {folder} is not empty; name an empty or new folder", file=sys.stderr)
+        return 1
+
+    def on_sigterm(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    story = Story(folder, sys.stdout, keep=args.keep)
+    try:
+        uids = story.run()
+    except KeyboardInterrupt:
+        story.keep = False
+        print("\nwfm demo: interrupted; stopping what it started", file=sys.stderr)
+        return 130
+    except (StartFailed, StepFailed, AssociationFailed, TimeoutError, OSError) as exc:
+        story.keep = False
+        print(f"wfm demo: failed: {exc}\n(logs in {folder})", file=sys.stderr)
+        return 1
+    finally:
+        story.stop()
+    story.epilogue(*uids)
+    return 0
+
+
+def add_parsers(sub, common) -> None:
+    text = "run the whole workflow on 127.0.0.1 (archive, wfm server, modality, scheduler, subscriber, " \
+           "performer, reconciliation), narrated; under a minute"
+    p = sub.add_parser("demo", parents=[common], help=text, description=text)
+    p.add_argument("--keep", action="store_true", help="leave the archive and the server running for exploring "
+                                                        "(their PIDs are printed)")
+    p.add_argument("--folder", help="an empty folder for the databases, logs and report (default: a new "
+                                    "temporary one)")
+    p.set_defaults(func=cmd_demo)
