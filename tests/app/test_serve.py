@@ -18,6 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from testkit.ian import association, instance_item, make_ian, send
 
+pytestmark = pytest.mark.slow
+
 
 def free_port() -> int:
     with socket.socket() as s:

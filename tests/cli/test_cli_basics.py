@@ -15,6 +15,8 @@ import pytest
 
 from workflow.cli import _subparsers, build_parser
 
+pytestmark = pytest.mark.slow  # runs `wfm` as a subprocess
+
 
 def wfm(*args: str, cwd: Path, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
@@ -73,7 +75,6 @@ def test_report_list_says_when_there_are_no_runs(tmp_path):
     assert result.returncode == 0 and "no reconciliation runs yet" in result.stderr
 
 
-@pytest.mark.slow
 def test_serve_on_a_port_in_use_says_which_setting_changes_it(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -17,7 +17,7 @@ from workflow.overview.study import study_report
 from workflow.ian.tables import Instance, InstanceLocation, Notification
 
 # The tests build invalid values on purpose; pydicom warns about them on the sending side.
-pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR", "ignore:The value length")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Invalid value for VR", "ignore:The value length")]
 
 
 def count(engine, model) -> int:

@@ -13,6 +13,8 @@ from workflow.dimse.nodelay import NoDelayAE
 from testkit.mpps import completed, in_progress
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def assoc(server):

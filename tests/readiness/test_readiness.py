@@ -21,6 +21,8 @@ from workflow.config import RemoteAE
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.overview.study import study_report
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def subscriber():

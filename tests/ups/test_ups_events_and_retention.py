@@ -18,6 +18,8 @@ from testkit.ups import GLOBAL, PULL, PUSH, QUERY, EventReceiver, action, claim,
 from workflow.app import App
 from workflow.config import RemoteAE
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def watcher():

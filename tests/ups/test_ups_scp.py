@@ -16,7 +16,7 @@ from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.ups.tables import Workitem
 
-pytestmark = pytest.mark.filterwarnings("ignore:Invalid value for VR")
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Invalid value for VR")]
 
 
 @pytest.fixture(scope="module")
