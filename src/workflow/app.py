@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy import Engine
 
+from workflow.access.tokens import Tokens
 from workflow.config import Settings
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
@@ -19,6 +20,7 @@ from workflow.ian.ingest import IngestService
 from workflow.kernel.clock import utcnow
 from workflow.kernel.ports import Signal
 from workflow.kernel.worker import Periodic
+from workflow.metrics import Metrics
 from workflow.mpps.dimse import scp as mpps_scp
 from workflow.mpps.service import PerformedStepService
 from workflow.readiness.rules.policy import PolicyError
@@ -35,6 +37,8 @@ from workflow.store.resources import policies_location
 from workflow.ups.dimse import event_sender, scp as ups_scp
 from workflow.ups.outbox import Outbox
 from workflow.ups.worklist import WorklistService
+from workflow.web import asgi, system
+from workflow.web.server import HttpServer
 
 log = logging.getLogger("workflow.app")
 
@@ -89,13 +93,26 @@ class App:
         self.scheduler: reconcile_scheduler.ReconcileScheduler | None = None
 
         # The DICOM face: every feature's handlers, routed by SOP class.
+        self.metrics = Metrics()
         self.dicom = DicomServer(settings, Routes.merge(
             ian_scp.IanScp(self.ingest).routes(),
             mpps_scp.MppsScp(self.performed_steps).routes(),
             ups_scp.UpsScp(self.worklist).routes(),
             storage_scp.InventoryStorageScp(self.engine).routes(),
             Routes(uses=(event_sender.SERVICE,)),
-        ))
+        ), self.metrics)
+
+        # The HTTP face: every feature's routes on the same services.
+        self.tokens = Tokens(self.engine)
+        self.http: HttpServer | None = None
+        if settings.http_port:
+            routers = [system.router(self.engine, self.metrics)]
+            self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics), settings.http_address,
+                                   settings.http_port, settings.shutdown_grace)
+        self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
+                           lambda: {(): self.outbox.backlog()})
+        self.metrics.gauge("wfm_readiness_backlog", "Studies waiting for readiness evaluation",
+                           lambda: {(): self.readiness.pending()})
 
     def start(self) -> None:
         migrate.upgrade(self.engine)
@@ -106,6 +123,17 @@ class App:
         except OSError as exc:
             self.engine.dispose()
             raise StartupError(listen_problem("DICOM", self.settings.host, self.settings.port, "port", exc)) from None
+        if self.http is not None:
+            try:
+                self.http.start()
+            except OSError as exc:
+                self.dicom.stop(0)
+                self.engine.dispose()
+                raise StartupError(listen_problem("HTTP", self.settings.http_address, self.settings.http_port,
+                                                  "http_port", exc)) from None
+            log.info(f"HTTP on http://{self.settings.http_address}:{self.http.port} (UPS-RS at /dicom-web)")
+            if not self.tokens.any_in_force():
+                log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")
         self.worklist.status_change("RESTARTED")
         self.events.start()
         self.readiness_worker.start()
@@ -121,7 +149,12 @@ class App:
         grace_ends = time.monotonic() + self.settings.shutdown_grace
         if self.scheduler is not None:
             self.scheduler.shutdown()
+        http_stopped = threading.Thread(target=self.http.stop, name="wfm-http-stop") if self.http else None
+        if http_stopped:  # both faces finish their requests in flight at once
+            http_stopped.start()
         clean = self.dicom.stop()
+        if http_stopped:
+            http_stopped.join()
         # A round under way finishes before the engine goes.
         self.housekeeping.stop(max(1.0, grace_ends - time.monotonic()))
         self.readiness_worker.stop(max(1.0, grace_ends - time.monotonic()))

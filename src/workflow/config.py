@@ -80,6 +80,10 @@ class Settings:
     ae_title: str = "WFM"
     host: str = "0.0.0.0"
     port: int = 11112
+    # The HTTP face (UPS-RS, IAN over HTTP, the read API): its address (empty: the same as `host`) and
+    # port; 0 turns HTTP off.
+    http_host: str = ""
+    http_port: int = 8080
     allowed_calling_aes: tuple[str, ...] = ()
     max_instances_per_ian: int = 50_000
     # IAN, MPPS and UPS N-CREATE without a Type 2 attribute: "accept" (stored as empty, logged) or
@@ -117,6 +121,10 @@ class Settings:
     reconcile_stale_after: float = 900.0
     remote_ae: tuple[RemoteAE, ...] = field(default_factory=tuple)
     source: str = "defaults"
+
+    @property
+    def http_address(self) -> str:
+        return self.http_host or self.host
 
     def remote(self, ae_title: str) -> RemoteAE | None:
         return next((r for r in self.remote_ae if r.ae_title == ae_title.strip()), None)
@@ -318,6 +326,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> list[str]:
             fail("allowed_calling_aes", f"{title!r} is not a valid AE title")
     if not 0 <= s.port < 65536:
         fail("port", f"{s.port} is not a TCP port")
+    if not 0 <= s.http_port < 65536:
+        fail("http_port", f"{s.http_port} is not a TCP port (0 turns HTTP off)")
     if s.max_instances_per_ian < 1:
         fail("max_instances_per_ian", "must be at least 1")
     if s.type2_absent not in ("accept", "refuse"):

@@ -60,7 +60,7 @@ def served(database_url, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
     port = free_port()
     config = tmp / "wfm.toml"
-    config.write_text(f'database_url = "{database_url}"\nhost = "127.0.0.1"\nport = {port}\n'
+    config.write_text(f'database_url = "{database_url}"\nhost = "127.0.0.1"\nport = {port}\nhttp_port = 0\n'
                       f'ae_title = "WFM"\nshutdown_grace = 20\nlog_level = "DEBUG"\n\n'
                       f'[[remote_ae]]\nae_title = "ARCHIVE"\nhost = "127.0.0.1"\nport = 11113\n')
     server = Served(config, port, tmp / "wfm.log")
@@ -244,7 +244,7 @@ def test_policies_check_and_a_server_that_refuses_a_bad_policy(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert check.returncode == 2 and "site.toml" in check.stderr and "settled" in check.stderr
     config = tmp_path / "wfm.toml"
-    config.write_text(f'database_url = "sqlite:///{tmp_path / "x.db"}"\nhost = "127.0.0.1"\nport = {free_port()}\n'
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "x.db"}"\nhost = "127.0.0.1"\nport = {free_port()}\nhttp_port = 0\n'
                       f'policies = "{bad}"\n')
     serve = subprocess.run([sys.executable, "-m", "workflow", "serve", "--config", str(config)],
                            capture_output=True, text=True, timeout=60)
@@ -270,7 +270,7 @@ def test_policies_init_then_an_edit_and_sighup_put_the_edit_in_force(tmp_path):
 
     port = free_port()
     config = tmp_path / "wfm.toml"
-    config.write_text(f'database_url = "sqlite:///{tmp_path / "wfm.db"}"\nhost = "127.0.0.1"\nport = {port}\n'
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "wfm.db"}"\nhost = "127.0.0.1"\nport = {port}\nhttp_port = 0\n'
                       f'readiness_delay = 0.02\npolicies = "{folder}"\n')
     server = Served(config, port, tmp_path / "wfm.log")
     server.start()

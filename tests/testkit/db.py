@@ -48,7 +48,7 @@ def drop_database(url: str, admin_url: str | None) -> None:
 
 
 def test_settings(database_url: str, **overrides) -> Settings:
-    values = dict(database_url=database_url, host="127.0.0.1", port=0, shutdown_grace=5.0,
+    values = dict(database_url=database_url, host="127.0.0.1", port=0, http_port=0, shutdown_grace=5.0,
                   network_timeout=10.0, readiness_delay=0.02)
     values.update(overrides)
     return Settings(**values)

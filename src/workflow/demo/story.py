@@ -91,6 +91,7 @@ database_url = "sqlite:///{self.folder / 'wfm.db'}"
 ae_title = "{SERVER}"
 host = "127.0.0.1"
 port = {self.ports[SERVER]}
+http_port = 0
 readiness_delay = 0.1
 shutdown_grace = 3
 event_retry_initial = 0.5

@@ -19,6 +19,7 @@ from workflow.dimse.datasets import status_dataset
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.kernel import statuses
+from workflow.metrics import Metrics
 
 log = logging.getLogger("workflow.dimse")
 
@@ -104,11 +105,14 @@ def build_ae(settings: Settings, offers: tuple[ServiceSpec, ...]) -> NoDelayAE:
 class DicomServer:
     """The Application Entity: Verification, and every SOP class the features' routes offer."""
 
-    def __init__(self, settings: Settings, routes: Routes) -> None:
+    def __init__(self, settings: Settings, routes: Routes, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.routes = routes
         self.ae = build_ae(settings, routes.offers)
         self.in_flight = InFlight()
+        self.metrics = metrics or Metrics()
+        self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
+        self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
         self._server = None
 
     @property
@@ -127,6 +131,10 @@ class DicomServer:
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
+            (evt.EVT_DIMSE_RECV, self._request_received),
+            (evt.EVT_DIMSE_SENT, self._count_response),
+            (evt.EVT_ABORTED, self._forget),
+            (evt.EVT_RELEASED, self._forget),
             (evt.EVT_ABORTED, self.in_flight.on_ended),
             (evt.EVT_RELEASED, self.in_flight.on_ended),
             (evt.EVT_CONN_CLOSE, self.in_flight.on_ended),
@@ -159,6 +167,28 @@ class DicomServer:
         self._server = None
         log.info("stopped" if idle else "stopped with requests still in flight")
         return idle
+
+    def _request_received(self, event) -> None:
+        command = event.message.command_set
+        if not command.CommandField & 0x8000 and "MessageID" in command:
+            self._received[(id(event.assoc), int(command.MessageID))] = time.perf_counter()
+
+    def _forget(self, event) -> None:
+        """Requests of an association that ended unanswered are not waited for."""
+        for key in [k for k in self._received if k[0] == id(event.assoc)]:
+            self._received.pop(key, None)
+
+    def _count_response(self, event) -> None:
+        """Metrics: each final response, by SOP class, DIMSE command and status, with its latency."""
+        command = event.message.command_set
+        status = command.get("Status")
+        if not command.CommandField & 0x8000 or status in InFlight.PENDING or status is None:
+            return
+        started = self._received.pop((id(event.assoc), int(command.get("MessageIDBeingRespondedTo", -1))), None)
+        sop_class = str(command.get("AffectedSOPClassUID", "") or event.context.abstract_syntax)
+        service = f"{self._names.get(sop_class, sop_class)} {type(event.message).__name__.replace('_RSP', '')}"
+        self.metrics.observe("dimse", service, f"{int(status):04X}",
+                             time.perf_counter() - started if started else 0.0)
 
     def _on_echo(self, event) -> int:
         with self.in_flight.handler():

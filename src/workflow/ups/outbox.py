@@ -109,6 +109,13 @@ class Outbox:
                 next_attempt_at=now + timedelta(seconds=delay)))
         return status
 
+    def backlog(self) -> int:
+        """Events still owed (for the metrics)."""
+        t = OutboxEvent.__table__
+        from sqlalchemy import func
+        with reading(self.engine) as conn:
+            return conn.execute(select(func.count()).select_from(t).where(t.c.status == PENDING)).scalar_one()
+
     def listing(self, include_delivered: bool = False) -> list[dict[str, Any]]:
         t = OutboxEvent.__table__
         query = select(t).order_by(t.c.id)
