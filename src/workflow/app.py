@@ -95,7 +95,7 @@ class App:
         # The DICOM face: every feature's handlers, routed by SOP class.
         self.metrics = Metrics()
         self.dicom = DicomServer(settings, Routes.merge(
-            ian_scp.IanScp(self.ingest).routes(),
+            ian_scp.IanScp(self.ingest, self.metrics).routes(),
             mpps_scp.MppsScp(self.performed_steps).routes(),
             ups_scp.UpsScp(self.worklist).routes(),
             storage_scp.InventoryStorageScp(self.engine).routes(),
@@ -106,7 +106,9 @@ class App:
         self.tokens = Tokens(self.engine)
         self.http: HttpServer | None = None
         if settings.http_port:
-            routers = [system.router(self.engine, self.metrics)]
+            routers = [
+                system.router(self.engine, self.metrics),
+            ]
             self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics), settings.http_address,
                                    settings.http_port, settings.shutdown_grace)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",

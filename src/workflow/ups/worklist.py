@@ -284,7 +284,10 @@ class WorklistService:
 
     # ------------------------------------------------------------------ N-ACTION 3-5: subscriptions
 
-    def subscribe(self, target_uid: str, info: JsonDataset) -> Outcome:
+    def subscribe(self, target_uid: str, info: JsonDataset, *, websocket: bool = False) -> Outcome:
+        """Subscribe `Receiving AE` to a workitem or the (filtered) global subscription. Over DIMSE the
+        Receiving AE must be a configured [[remote_ae]] (events go there by N-EVENT-REPORT); over UPS-RS
+        (`websocket`) any AE title may subscribe: its events wait in the outbox for its WebSocket."""
         receiving_ae = (first(info, RECEIVING_AE) or "").strip()
         lock_text = (first(info, DELETION_LOCK) or "").strip().upper()
         if not receiving_ae:
@@ -292,7 +295,7 @@ class WorklistService:
         if lock_text not in ("TRUE", "FALSE"):
             return Outcome(INVALID_ARGUMENT_VALUE, comment="Deletion Lock (0074,1230) must be TRUE or FALSE",
                            tags=(DELETION_LOCK,))
-        if self.settings.remote(receiving_ae) is None:
+        if not websocket and self.settings.remote(receiving_ae) is None:
             return Outcome(RECEIVING_AE_UNKNOWN, comment=f"Receiving AE {receiving_ae} is not known")
         lock = lock_text == "TRUE"
         now = self.clock()

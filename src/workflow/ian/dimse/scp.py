@@ -16,6 +16,7 @@ from workflow.dimse.handling import answer, context, decode
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.ian.ingest import IngestService, Received
 from workflow.ian.rules.notification import IAN_SOP_CLASS_UID
+from workflow.metrics import Metrics
 
 log = logging.getLogger("workflow.ian")
 
@@ -23,8 +24,9 @@ SERVICE = ServiceSpec("Instance Availability Notification", IAN_SOP_CLASS_UID, "
 
 
 class IanScp:
-    def __init__(self, ingest: IngestService) -> None:
+    def __init__(self, ingest: IngestService, metrics: Metrics | None = None) -> None:
         self.ingest = ingest
+        self.metrics = metrics or Metrics()
 
     def routes(self) -> Routes:
         return Routes(offers=(SERVICE,), n_create={IAN_SOP_CLASS_UID: self.n_create})
@@ -41,6 +43,7 @@ class IanScp:
         if uid is None:
             # PS3.7 10.1.5: the SCP assigns the UID and returns it; the sender cannot retry safely.
             log.warning("IAN without Affected SOP Instance UID; assigned one", extra=context(event, outcome.uid))
+        self.metrics.ians.labels(outcome.facts.get("outcome", "rejected")).inc()
         status = answer(log, event, "IAN N-CREATE", outcome, started, outcome.uid)
         reply = None
         if outcome.dataset:
