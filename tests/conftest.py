@@ -56,6 +56,30 @@ def server(database_url):
     app.stop()
 
 
+@pytest.fixture(scope="module")
+def make_archive():
+    """Start reference archives (`make_archive(ae_title=..., record_limit=..., ...)`), stopped when the
+    module's tests are done."""
+    from refarchive import ReferenceArchive
+
+    started = []
+
+    def make(ae_title: str = "REFARCH", **options):
+        archive = ReferenceArchive(ae_title=ae_title, **options).__enter__()
+        started.append(archive)
+        return archive
+
+    yield make
+    for archive in reversed(started):
+        archive.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def archive(request, make_archive):
+    """The module's reference archive, with the options its ARCHIVE dict names (AE title REFARCH)."""
+    return make_archive(**getattr(request.module, "ARCHIVE", {}))
+
+
 @pytest.fixture
 def archive_faults_reset(archive):
     """The module's reference archive (its own `archive` fixture) with no fault armed, before and after

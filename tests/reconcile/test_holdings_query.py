@@ -18,6 +18,8 @@ from testkit.orthanc import CT_IMAGE, SECONDARY_CAPTURE, OrthancServer, SeriesSp
 from workflow.reconcile.dimse.archive_probe import INVENTORY_FIND, STUDY_ROOT_FIND, probe
 from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope, SeriesCount, StudyRootHoldings
 
+pytestmark = pytest.mark.slow
+
 AET = "ARCHIVE"
 HOST = "127.0.0.1"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import random
 import subprocess
 import sys
@@ -72,6 +74,7 @@ def test_removes_its_files(tmp_path):
     assert not any(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded():
     """200,000 records in a fresh interpreter: peak RSS grows by far less than the records' size
     (~100 MB as Python objects)."""

@@ -15,16 +15,15 @@ from testkit.refarchive import action, scu
 from refarchive import ReferenceArchive, Scope
 from workflow.reconcile.dimse.archive_probe import INVENTORY_FIND
 from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope
-from workflow.reconcile.dimse.inventory_client import InventoryHoldings, StorageReceiver, scope_covers, scope_item
+from workflow.reconcile.dimse.inventory_client import InventoryHoldings
+from workflow.reconcile.dimse.inventory_receiver import StorageReceiver
+from workflow.reconcile.rules.scope import scope_covers, scope_item
 from workflow.reconcile.rules.holdings import Holding
 
 LOCAL_AE = "WFM"
 
 
-@pytest.fixture(scope="module")
-def archive():
-    with ReferenceArchive(ae_title="REFARCH", record_limit=3, fanout=2, status_minute=0.2) as arch:
-        yield arch
+ARCHIVE = dict(record_limit=3, fanout=2, status_minute=0.2)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def receiver(archive, tmp_path_factory):
         yield r
 
 
-pytestmark = pytest.mark.usefixtures("archive_faults_reset")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("archive_faults_reset")]
 
 
 @pytest.fixture

@@ -3,6 +3,8 @@ associations on SQLite and PostgreSQL: kept as received, committed before Succes
 
 from __future__ import annotations
 
+import pytest
+
 from io import BytesIO
 
 from pydicom import dcmread
@@ -12,6 +14,8 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittle
 from workflow.reconcile.dimse.storage_scp import INVENTORY_STORAGE
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.reconcile import received as received_inventories
+
+pytestmark = pytest.mark.slow
 
 
 def inventory_instance() -> Dataset:

@@ -19,7 +19,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import generate_uid
 
-from refarchive import ReferenceArchive, Scope
+from refarchive import Scope
 from workflow.reconcile.dimse.inventory_stream import (
     EXPLICIT_VR_LE,
     IMPLICIT_VR_LE,
@@ -29,6 +29,8 @@ from workflow.reconcile.dimse.inventory_stream import (
     parse,
 )
 from workflow.reconcile.rules.holdings import Holding
+
+pytestmark = pytest.mark.slow
 
 INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
 ENCODINGS = [(EXPLICIT_VR_LE, False), (EXPLICIT_VR_LE, True), (IMPLICIT_VR_LE, False), (IMPLICIT_VR_LE, True)]
@@ -186,10 +188,7 @@ def _part10(ds: Dataset) -> bytes:
 # -- fixtures ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def archive():
-    with ReferenceArchive(ae_title="REFARCH", record_limit=3, fanout=2) as arch:
-        yield arch
+ARCHIVE = dict(record_limit=3, fanout=2)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,6 @@ from sqlalchemy import select, update
 
 from testkit.db import test_settings
 from testkit.ian import association, instance_item, make_ian, send
-from refarchive import ReferenceArchive
 from workflow.reconcile import scheduler as jobs
 from workflow.app import App
 from workflow.config import ConfigError, Reconcile, RemoteAE, load_settings
@@ -35,6 +34,8 @@ from workflow.reconcile.rules.compare import Discrepancy, Reason, Tally
 from workflow.reconcile import reports
 from workflow.reconcile.tables import COMPLETED, FAILED, RUNNING, DiscrepancyRow, ReconciliationRun
 from workflow.reconcile.schedule_tables import ReconciliationClaim
+
+pytestmark = pytest.mark.slow
 
 EVERY_MINUTE = "* * * * *"
 YEARLY = "0 4 1 1 *"  # 04:00 on 1 January: never fires by itself during a test
@@ -44,11 +45,11 @@ RUN, CLAIM, FINDING = ReconciliationRun.__table__, ReconciliationClaim.__table__
 # --- fixtures and helpers -------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def archive():
+def archive(make_archive):
     """The reference archive: three studies of two CT instances, Retrieve AE Title REFARCH."""
-    with ReferenceArchive(ae_title="REFARCH") as arch:
-        arch.seeded = arch.holdings.seed(studies=3, series_per_study=1, instances_per_series=2)
-        yield arch
+    arch = make_archive()
+    arch.seeded = arch.holdings.seed(studies=3, series_per_study=1, instances_per_series=2)
+    return arch
 
 
 def settings_for(database_url, port: int, ae: str = "REFARCH", schedule: str = YEARLY, **overrides):

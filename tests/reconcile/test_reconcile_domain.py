@@ -190,6 +190,7 @@ def test_query_path_interleaving():
         list(pair_studies(["1.2", "1.1"], []))
 
 
+@pytest.mark.slow
 def test_memory_is_constant_for_long_streams():
     """Generators in, generator out: a million-instance join never materialises either side."""
     def expected():

@@ -26,16 +26,17 @@ from workflow.reconcile import reports
 from workflow.ian.tables import InstanceLocation
 from workflow.reconcile.tables import COMPLETED, FAILED
 
+pytestmark = pytest.mark.slow
+
 AET = "INVARCH"
 
 
 @pytest.fixture(scope="module")
-def archive(server):
+def archive(server, make_archive):
     """The reference archive, 2 study records per Inventory instance (every inventory is a tree),
     knowing our server's address for C-MOVE."""
-    with ReferenceArchive(ae_title=AET, record_limit=2, fanout=2,
-                          move_destinations={server.settings.ae_title: ("127.0.0.1", server.dicom.port)}) as arch:
-        yield arch
+    return make_archive(AET, record_limit=2, fanout=2,
+                        move_destinations={server.settings.ae_title: ("127.0.0.1", server.dicom.port)})
 
 
 def announce(server, seeded, skip: set[str] = frozenset(), extra: dict[int, str] | None = None) -> None:

@@ -21,6 +21,8 @@ from workflow.app import App
 from workflow.reconcile.dimse.holdings_query import ArchiveError, StudyRootHoldings
 from workflow.reconcile.query_path import Archive, ReconcileService
 
+pytestmark = pytest.mark.slow
+
 AET = "ORTHANC"
 
 

@@ -26,13 +26,12 @@ AET = "REPOARCH"
 
 
 @pytest.fixture(scope="module")
-def archive():
+def archive(make_archive):
     """At most 4 matches per Repository Query transaction: every listing here takes several."""
-    with ReferenceArchive(ae_title=AET, repository_page_limit=4) as arch:
-        yield arch
+    return make_archive(AET, repository_page_limit=4)
 
 
-pytestmark = pytest.mark.usefixtures("archive_faults_reset")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("archive_faults_reset")]
 
 
 def client(archive, kind=RepositoryHoldings, **kw):

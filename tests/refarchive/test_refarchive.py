@@ -46,13 +46,10 @@ def strict_pydicom():
     pydicom.config.settings.writing_validation_mode = before
 
 
-@pytest.fixture(scope="module")
-def archive():
-    with ReferenceArchive(ae_title="REFARCH", record_limit=3, fanout=2, status_minute=0.2) as arch:
-        yield arch
+ARCHIVE = dict(record_limit=3, fanout=2, status_minute=0.2)
 
 
-pytestmark = pytest.mark.usefixtures("archive_faults_reset")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("archive_faults_reset")]
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,7 @@ class DatabaseReceiver:
         pass  # the Storage SCP keeps every Inventory instance it is sent
 
     def wait(self, sop_uid: str, timeout: float):
-        from workflow.reconcile.dimse.inventory_client import ReceivedInstance
+        from workflow.reconcile.dimse.inventory_receiver import ReceivedInstance
         from workflow.reconcile import received as received_inventories
 
         got = received_inventories.wait(self.engine, sop_uid, timeout)

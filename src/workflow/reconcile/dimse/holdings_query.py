@@ -26,7 +26,7 @@ Choices:
 - pynetdicom 3.0 race (cf. pynetdicom issue #875): its reactor thread can take a C-FIND response off
   the queue just after a request is sent and drop it ("Received unexpected C-FIND service message"),
   ~0.3% of queries on one association here; a lost match would look like a missing instance. Before
-  each request we hold the reactor until it is blocked (`_hold_reactor`), and any response it still
+  each request we hold the reactor until it is blocked (`workflow.dimse.reactor.hold_reactor`), and any response it still
   takes makes the query fail with ArchiveError (`_count_strays`), never a silently short answer.
 - IMAGE level queries give the Study UID only (Series UID universal), as Orthanc and most archives
   accept; `instances(study, series_uid=...)` gives a strict hierarchical query for one series.
@@ -37,9 +37,8 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import closing
-from dataclasses import dataclass
 from datetime import date
-from typing import Iterator, NamedTuple, Sequence
+from typing import Iterator, NamedTuple
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
@@ -49,6 +48,8 @@ from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as S
 
 from workflow.reconcile.rules.holdings import Holding, StudyCount
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import hold_reactor, release_reactor
+from workflow.reconcile.rules.scope import HoldingsScope  # noqa: F401  (re-exported: callers pass one)
 
 log = logging.getLogger("workflow.holdings_query")
 
@@ -65,16 +66,6 @@ class ArchiveError(Exception):
         self.study_uid = study_uid
         # The association failed (aborted, timed out, closed): what was received before is sound.
         self.connection = connection
-
-
-@dataclass(frozen=True)
-class HoldingsScope:
-    """Which studies to list; the criteria combine with AND. The default lists every study.
-    `since` matches Study Date >= since (studies without a Study Date do not match a range)."""
-
-    since: date | None = None
-    modalities: Sequence[str] = ()
-    study_uids: Sequence[str] = ()
 
 
 class SeriesCount(NamedTuple):
@@ -181,14 +172,14 @@ class StudyRootHoldings:
         assoc = self._association(study_uid)
         self._msg_id = self._msg_id % 0xFFFF + 1
         strays = self._strays
-        _hold_reactor(assoc)
+        hold_reactor(assoc)
         try:
             responses = assoc.send_c_find(identifier, self.model, msg_id=self._msg_id)
         except RuntimeError as exc:  # the association ended just now (released after idling)
-            _release_reactor(assoc)
+            release_reactor(assoc)
             raise ArchiveError(f"{self._peer}: {exc}", study_uid, connection=True) from exc
         except BaseException:
-            _release_reactor(assoc)
+            release_reactor(assoc)
             raise
         finished = False
         waited_since = time.monotonic()
@@ -218,7 +209,7 @@ class StudyRootHoldings:
             raise ArchiveError(f"{self._peer}: C-FIND ended without a final status", study_uid, connection=True)
         finally:
             responses.close()  # pynetdicom would wait for more after a warning such as B001
-            _release_reactor(assoc)
+            release_reactor(assoc)
             if not finished:
                 # Abandoned or failed mid-stream: pending responses would confuse the next query.
                 self._drop(assoc)
@@ -301,28 +292,6 @@ class StudyRootHoldings:
             retrieve_url=_text(match, "RetrieveURL"),
             removed=removed(match),  # only Repository Query asks for it
         )
-
-
-def _hold_reactor(assoc: Association, limit: float = 1.0) -> None:
-    """Block pynetdicom's reactor thread before sending a request, so that it cannot take a response.
-
-    pynetdicom pauses it itself but only checks a flag that is still True just after the reactor left
-    its wait; here we wait until the reactor actually waits on the cleared checkpoint (CPython's
-    Event keeps its waiters in `_cond._waiters`). The request's generator releases it at the end."""
-    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
-    waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
-    if checkpoint is None or waiters is None:
-        return  # another pynetdicom: the stray count still catches a lost response
-    checkpoint.clear()
-    deadline = time.monotonic() + limit
-    while not waiters and assoc.is_established and time.monotonic() < deadline:
-        time.sleep(0.0001)
-
-
-def _release_reactor(assoc: Association) -> None:
-    checkpoint = getattr(assoc, "_reactor_checkpoint", None)
-    if checkpoint is not None:
-        checkpoint.set()
 
 
 def _study_query(uids: list[str] | None, since: date | None, modalities: list[str]) -> Dataset:

@@ -1,0 +1,146 @@
+"""Retrieving an Inventory tree's instances: C-GET (we are its Storage SCP) or C-MOVE to our own AE."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+from pynetdicom.association import Association
+
+from workflow.dimse.reactor import hold_reactor, release_reactor
+from workflow.reconcile.dimse.archive_probe import INVENTORY_GET, INVENTORY_MOVE
+from workflow.reconcile.dimse.dimse_text import release, status_comment
+from workflow.reconcile.dimse.holdings_query import ArchiveError
+from workflow.reconcile.dimse.inventory_receiver import INVENTORY_STORAGE, ReceivedInstance, write_received
+from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, open_inventory
+from workflow.reconcile.dimse.inventory_tree import InventoryNode
+
+if TYPE_CHECKING:
+    from workflow.reconcile.dimse.inventory_client import InventoryHoldings
+
+PENDING = (0xFF00, 0xFF01)
+
+
+class Retrieval:
+    """One association retrieving Inventory instances: C-GET (we are its Storage SCP) or C-MOVE
+    (to our own AE title, received by the client's receiver). Aborted, not released, after a failure:
+    responses may still be pending."""
+
+    def __init__(self, client: InventoryHoldings) -> None:
+        self.client = client
+        self.move = client.retrieve_mode == "move"
+        self._assoc: Association | None = None
+        self._expected: set[str] = set()
+        self._received: dict[str, ReceivedInstance] = {}
+        self._store_errors: list[str] = []
+
+    def __enter__(self) -> Retrieval:
+        client = self.client
+        if self.move:
+            self._assoc = client._associate([INVENTORY_MOVE], "Inventory MOVE")
+        else:
+            self._assoc = client._associate([INVENTORY_GET], "Inventory GET", storage_scp=True,
+                                            handlers=[(evt.EVT_C_STORE, self._on_store)])
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assoc, self._assoc = self._assoc, None
+        for received in self._received.values():  # arrived but never asked for by fetch()
+            received.path.unlink(missing_ok=True)
+        if assoc is None:
+            return
+        if exc_type is None:
+            release(assoc)
+        elif assoc.is_established:
+            assoc.abort()
+
+    def fetch(self, uids: list[str]) -> list[InventoryNode]:
+        """The instances, in `uids` order, written to files with their headers read."""
+        client = self.client
+        what = "C-MOVE" if self.move else "C-GET"
+        identifier = Dataset()
+        identifier.SOPInstanceUID = uids if len(uids) > 1 else uids[0]
+        self._expected = set(uids)
+        if self.move:
+            client.receiver.expect(uids)
+        assoc = self._assoc
+        hold_reactor(assoc)
+        try:
+            if self.move:
+                responses = assoc.send_c_move(identifier, client.local_ae, INVENTORY_MOVE, msg_id=client._next_msg_id())
+            else:
+                responses = assoc.send_c_get(identifier, INVENTORY_GET, msg_id=client._next_msg_id())
+        except RuntimeError as exc:
+            release_reactor(assoc)
+            raise ArchiveError(f"{client.peer}: Inventory {what}: {exc}") from exc
+        final = None
+        for status, ident in responses:
+            code = status.get("Status")
+            if code is None:
+                raise ArchiveError(f"{client.peer}: Inventory {what} aborted or timed out "
+                                   f"({len(self._received)} of {len(uids)} instances received)")
+            if code not in PENDING:
+                final = (status, ident)
+        if final is None:
+            raise ArchiveError(f"{client.peer}: Inventory {what} ended without a final status")
+        self._check_final(what, *final)
+        if self._store_errors:
+            raise ArchiveError(f"Inventory {what}: {self._store_errors[0]}")
+        nodes: list[InventoryNode] = []
+        try:
+            for uid in uids:
+                nodes.append(self._node(uid))
+        except BaseException:
+            for node in nodes:
+                node.path.unlink(missing_ok=True)
+            raise
+        return nodes
+
+    def _check_final(self, what: str, status: Dataset, ident: Dataset | None) -> None:
+        code = status.Status
+        peer = self.client.peer
+        if code == 0x0000:
+            return
+        if code == 0xA801:
+            raise ArchiveError(f"{peer} does not know Move Destination {self.client.local_ae} "
+                               "(add it to the archive's AE configuration)")
+        failed = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
+        detail = f"; failed: {failed}" if failed else ""
+        if code == 0xFE00:
+            raise ArchiveError(f"{peer}: Inventory {what} canceled{detail}")
+        kind = "warning" if 0xB000 <= code <= 0xBFFF else "failure"
+        raise ArchiveError(f"{peer}: Inventory {what} {kind} 0x{code:04X}{status_comment(status)}{detail}")
+
+    def _node(self, uid: str) -> InventoryNode:
+        client = self.client
+        if self.move:
+            try:
+                received = client.receiver.wait(uid, client.timeout)
+            except (TimeoutError, OSError) as exc:
+                raise ArchiveError(f"{client.peer}: Inventory C-MOVE reported success but {exc}") from exc
+        else:
+            received = self._received.pop(uid, None)
+            if received is None:
+                raise ArchiveError(f"{client.peer}: Inventory C-GET reported success but {uid} never arrived")
+        try:
+            with open_inventory(received.path, received.transfer_syntax) as inv:
+                header = inv.header
+        except (InventoryFormatError, OSError) as exc:
+            received.path.unlink(missing_ok=True)
+            raise ArchiveError(f"{client.peer}: Inventory instance {uid} unreadable: {exc}") from exc
+        if header.sop_instance_uid != uid:
+            received.path.unlink(missing_ok=True)
+            raise ArchiveError(f"{client.peer}: asked for Inventory {uid}, received {header.sop_instance_uid}")
+        return InventoryNode(uid, received.path, received.transfer_syntax, header, received.path.stat().st_size)
+
+    def _on_store(self, event) -> int:
+        uid = str(event.request.AffectedSOPInstanceUID)
+        if uid not in self._expected or str(event.request.AffectedSOPClassUID) != INVENTORY_STORAGE:
+            return 0x0124  # Refused: not asked for
+        try:
+            self._received[uid] = write_received(self.client.directory, event)
+        except OSError as exc:
+            self._store_errors.append(f"cannot write {uid}: {exc}")
+            return 0xA700
+        return 0x0000

@@ -1,0 +1,109 @@
+"""A retrieved Inventory tree on disk: its nodes, its completion, and its records read file by file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from workflow.reconcile.dimse.holdings_query import ArchiveError
+from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, InventoryHeader, StudyRecord, open_inventory
+from workflow.reconcile.rules.holdings import Holding
+from workflow.reconcile.rules.scope import dicom_datetime
+
+# Worst first wins when the nodes of a tree disagree.
+COMPLETION_RANK = {"COMPLETE": 0, "PARTIAL": 1, "CANCELED": 2, "FAILURE": 3}
+
+
+def worst_completion(completions: Iterable[str]) -> str:
+    return max(completions, key=lambda c: COMPLETION_RANK.get(c, len(COMPLETION_RANK)))
+
+
+@dataclass(frozen=True)
+class InventoryNode:
+    sop_uid: str
+    path: Path
+    transfer_syntax: str
+    header: InventoryHeader
+    size: int
+
+
+@dataclass
+class RetrievedInventory:
+    """A retrieved Inventory tree, on disk. Read it with studies() / holdings() / study_uids()
+    (one pass each, file by file); remove_files() when done."""
+
+    root_uid: str
+    nodes: list[InventoryNode]  # the root first
+    completion: str  # the worst Inventory Completion Status over the tree
+    created: bool  # requested now (Inventory Creation) rather than found
+    transaction_status: str = ""  # Transaction Status reported at the end of production ("" if found)
+    transaction_comment: str = ""
+
+    @property
+    def root(self) -> InventoryHeader:
+        return self.nodes[0].header
+
+    @property
+    def complete(self) -> bool:
+        """The inventory speaks for every study in the scope asked: an expected study absent is missing."""
+        return self.completion == "COMPLETE"
+
+    @property
+    def partial(self) -> bool:
+        """It speaks only for the studies it lists; others are unknown (ARCHIVE_ERROR), not missing."""
+        return self.completion == "PARTIAL"
+
+    @property
+    def transaction_uid(self) -> str:
+        return self.root.transaction_uid
+
+    @property
+    def total_records(self) -> int:
+        return sum(node.header.records_in_instance or 0 for node in self.nodes)
+
+    @property
+    def content_datetime(self) -> datetime | None:
+        """When production started: instances stored later cannot be listed."""
+        return dicom_datetime(self.root.content_date, self.root.content_time)
+
+    def studies(self) -> Iterator[StudyRecord]:
+        for node in self.nodes:
+            with _NodeReader(node) as inv:
+                yield from inv.studies()
+
+    def holdings(self) -> Iterator[Holding]:
+        """Every instance listed, in file order (not key order). A study may appear in several
+        records, so an instance may come more than once: the holdings spool merges duplicates."""
+        for study in self.studies():
+            yield from study.holdings
+
+    def study_uids(self) -> Iterator[str]:
+        """The Study Instance UIDs listed (a study may appear in several records)."""
+        for node in self.nodes:
+            with _NodeReader(node) as inv:
+                yield from inv.study_uids()
+
+    def remove_files(self) -> None:
+        for node in self.nodes:
+            node.path.unlink(missing_ok=True)
+
+
+class _NodeReader:
+    """open_inventory as a context manager whose format errors are ArchiveErrors, also mid-stream."""
+
+    def __init__(self, node: InventoryNode) -> None:
+        self.node = node
+
+    def __enter__(self):
+        try:
+            self.inv = open_inventory(self.node.path, self.node.transfer_syntax)
+        except (InventoryFormatError, OSError) as exc:
+            raise ArchiveError(f"Inventory instance {self.node.sop_uid} unreadable: {exc}") from exc
+        return self.inv
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.inv.close()
+        if isinstance(exc, InventoryFormatError):
+            raise ArchiveError(f"Inventory instance {self.node.sop_uid} unreadable: {exc}") from exc
