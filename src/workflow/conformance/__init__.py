@@ -17,18 +17,13 @@ from workflow.kernel import statuses
 from workflow.ian.rules.availability import BEHAVIOUR, Availability
 from workflow.ian.rules.notification import IAN_ATTRIBUTES
 from workflow.kernel.attributes import Attr, absence_rules
+from workflow.conformance.markdown import table as _table
 
 TYPE_MEANING = {
     "1": "required, with a value",
     "2": "required, may be empty",
     "3": "optional",
 }
-
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def _attribute_rows(attrs: tuple[Attr, ...], depth: int = 0) -> list[tuple[str, ...]]:

@@ -11,12 +11,7 @@ from workflow.ups.rules.attributes import UPS_ATTRIBUTES
 from workflow.ups.worklist import STATUS_CONDITIONS
 from workflow.ups.rules.events import EVENT_NAMES
 from workflow.ups.rules.matching import iter_matching_keys
-
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
-
+from workflow.conformance.markdown import table as _table
 
 def _attribute_rows(attrs: tuple[Attr, ...], depth: int = 0) -> list[tuple[str, ...]]:
     rows = []

@@ -46,3 +46,30 @@ def answer(log: logging.Logger, event, operation: str, outcome: Outcome, started
     return status_dataset(outcome.status, outcome.comment, outcome.tags,
                           any_status=not operation.split()[-1].startswith(("N-CREATE", "C-FIND")),
                           error_id=outcome.error_id)
+
+
+def assigned_uid(outcome: Outcome) -> Dataset | None:
+    """The N-CREATE response's data set: the SOP Instance UID the SCP assigned (PS3.7 10.1.5), if any."""
+    if outcome.status.category == "Failure" or not outcome.dataset:
+        return None
+    reply = Dataset()
+    reply.AffectedSOPInstanceUID = outcome.uid
+    return reply
+
+
+def n_create(log: logging.Logger, event, operation: str, create) -> tuple[Dataset, Dataset | None]:
+    """An N-CREATE handled the one way: decode, `create(uid or None, data set)` (the service), answer."""
+    started = time.perf_counter()
+    uid = event.request.AffectedSOPInstanceUID
+    ds, failure = decode(event.request.AttributeList, event)
+    outcome = failure or create(str(uid) if uid else None, ds or {})
+    return answer(log, event, operation, outcome, started, outcome.uid or uid), assigned_uid(outcome)
+
+
+def n_set(log: logging.Logger, event, operation: str, update) -> tuple[Dataset, None]:
+    """An N-SET handled the one way: decode the Modification List, `update(uid, data set)`, answer."""
+    started = time.perf_counter()
+    uid = str(event.request.RequestedSOPInstanceUID)
+    ds, failure = decode(event.request.ModificationList, event)
+    outcome = failure or update(uid, ds or {})
+    return answer(log, event, operation, outcome, started, uid), None

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
 
-from workflow.dimse.handling import answer, context, decode
+from workflow.dimse.handling import answer, assigned_uid, context, decode
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.ian.ingest import IngestService, Received
 from workflow.ian.rules.notification import IAN_SOP_CLASS_UID
@@ -44,9 +44,4 @@ class IanScp:
             # PS3.7 10.1.5: the SCP assigns the UID and returns it; the sender cannot retry safely.
             log.warning("IAN without Affected SOP Instance UID; assigned one", extra=context(event, outcome.uid))
         self.metrics.ians.labels(outcome.facts.get("outcome", "rejected")).inc()
-        status = answer(log, event, "IAN N-CREATE", outcome, started, outcome.uid)
-        reply = None
-        if outcome.dataset:
-            reply = Dataset()
-            reply.AffectedSOPInstanceUID = outcome.uid
-        return status, reply
+        return answer(log, event, "IAN N-CREATE", outcome, started, outcome.uid), assigned_uid(outcome)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import logging
-import time
 
-from pydicom.dataset import Dataset
 
-from workflow.dimse.handling import answer, decode
+from workflow.dimse.handling import n_create, n_set
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.mpps.rules.procedure_step import MPPS_SOP_CLASS_UID
 from workflow.mpps.service import PerformedStepService
@@ -27,19 +25,8 @@ class MppsScp:
                       n_set={MPPS_SOP_CLASS_UID: self.n_set})
 
     def n_create(self, event):
-        started = time.perf_counter()
-        uid = event.request.AffectedSOPInstanceUID
-        ds, failure = decode(event.request.AttributeList, event)
-        outcome = failure or self.steps.create(str(uid) if uid else None, ds or {}, event.assoc.requestor.ae_title)
-        reply = None
-        if outcome.status.category != "Failure" and outcome.dataset:
-            reply = Dataset()
-            reply.AffectedSOPInstanceUID = outcome.uid
-        return answer(log, event, "MPPS N-CREATE", outcome, started, outcome.uid or uid), reply
+        calling = event.assoc.requestor.ae_title
+        return n_create(log, event, "MPPS N-CREATE", lambda uid, ds: self.steps.create(uid, ds, calling))
 
     def n_set(self, event):
-        started = time.perf_counter()
-        uid = str(event.request.RequestedSOPInstanceUID)
-        ds, failure = decode(event.request.ModificationList, event)
-        outcome = failure or self.steps.set(uid, ds or {})
-        return answer(log, event, "MPPS N-SET", outcome, started, uid), None
+        return n_set(log, event, "MPPS N-SET", self.steps.set)

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import time
 
-from pydicom.dataset import Dataset
 
 from workflow.dimse.datasets import status_dataset, to_dataset
-from workflow.dimse.handling import answer, context, decode, log_outcome
+from workflow.dimse.handling import answer, context, decode, log_outcome, n_create, n_set
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.kernel import statuses
 from workflow.kernel.statuses import Status
@@ -57,15 +56,7 @@ class UpsScp:
     # Each handler: decode, call the service once, answer (which logs and builds the status).
 
     def n_create(self, event):
-        started = time.perf_counter()
-        uid = event.request.AffectedSOPInstanceUID
-        ds, failure = decode(event.request.AttributeList, event)
-        outcome = failure or self.worklist.create(str(uid) if uid else None, ds or {})
-        reply = None
-        if outcome.status.category != "Failure" and outcome.dataset:
-            reply = Dataset()
-            reply.AffectedSOPInstanceUID = outcome.uid
-        return answer(log, event, "UPS N-CREATE", outcome, started, outcome.uid or uid), reply
+        return n_create(log, event, "UPS N-CREATE", self.worklist.create)
 
     def n_get(self, event):
         started = time.perf_counter()
@@ -76,11 +67,7 @@ class UpsScp:
         return answer(log, event, "UPS N-GET", outcome, started, uid), to_dataset(outcome.dataset, event.context)
 
     def n_set(self, event):
-        started = time.perf_counter()
-        uid = str(event.request.RequestedSOPInstanceUID)
-        ds, failure = decode(event.request.ModificationList, event)
-        outcome = failure or self.worklist.set(uid, ds or {})
-        return answer(log, event, "UPS N-SET", outcome, started, uid), None
+        return n_set(log, event, "UPS N-SET", self.worklist.set)
 
     def n_action(self, event):
         started = time.perf_counter()
