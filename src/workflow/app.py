@@ -34,6 +34,7 @@ from workflow.reconcile.dimse import storage_scp
 from workflow.store import migrate
 from workflow.store.engine import make_engine
 from workflow.store.resources import policies_location
+from workflow.ups import http_events
 from workflow.ups.dimse import event_sender, scp as ups_scp
 from workflow.ups.outbox import Outbox
 from workflow.ups.worklist import WorklistService
@@ -105,9 +106,12 @@ class App:
         # The HTTP face: every feature's routes on the same services.
         self.tokens = Tokens(self.engine)
         self.http: HttpServer | None = None
+        self.event_hub = http_events.EventHub(self.outbox)
         if settings.http_port:
+            self.events_written.connect(self.event_hub.written)
             routers = [
                 system.router(self.engine, self.metrics),
+                http_events.router(self.event_hub, self.outbox, self.tokens),
             ]
             self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics), settings.http_address,
                                    settings.http_port, settings.shutdown_grace)
@@ -133,6 +137,8 @@ class App:
                 self.engine.dispose()
                 raise StartupError(listen_problem("HTTP", self.settings.http_address, self.settings.http_port,
                                                   "http_port", exc)) from None
+            self.event_hub.start(self.http.loop)
+            self.http.on_stop.append(self.event_hub.close_all)
             log.info(f"HTTP on http://{self.settings.http_address}:{self.http.port} (UPS-RS at /dicom-web)")
             if not self.tokens.any_in_force():
                 log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")

@@ -31,3 +31,30 @@ def http_app(database_url: str, **overrides):
 def client(app: App, token: str | None = None, timeout: float = 20.0) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(base_url=f"http://127.0.0.1:{app.http.port}", headers=headers, timeout=timeout)
+
+
+class EventSocket:
+    """A UPS-RS subscriber's event channel: a WebSocket to /dicom-web/subscribers/{aetitle}."""
+
+    def __init__(self, app: App, ae_title: str, token: str | None = None) -> None:
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        self.socket = connect(f"ws://127.0.0.1:{app.http.port}/dicom-web/subscribers/{ae_title}",
+                              additional_headers=headers, open_timeout=10)  # noqa: closed by close()
+
+    def next(self, timeout: float = 15.0) -> dict:
+        import json
+        return json.loads(self.socket.recv(timeout=timeout))
+
+    def take(self, count: int, timeout: float = 15.0) -> list[dict]:
+        return [self.next(timeout) for _ in range(count)]
+
+    def close(self) -> None:
+        self.socket.close()
+
+    def __enter__(self) -> "EventSocket":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -18,6 +18,7 @@ from workflow.store.engine import aware, reading
 from workflow.ups.tables import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
+COMMIT_ORDER_LOCK = zlib.crc32(b"wfm-outbox-commit-order") & 0x7FFFFFFF
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,12 @@ def enqueue(conn: Connection, recipients: Iterable[str], workitem_uid: str, even
                  created_at=now, next_attempt_at=now)
             for ae in dict.fromkeys(recipients)]
     if rows:
+        if conn.dialect.name == "postgresql":
+            # Ids must follow commit order (subscribers get events in the order the changes committed,
+            # across workitems): event-writing transactions take this lock just before their insert and
+            # hold it to commit, so a later id can never commit before an earlier one. SQLite's BEGIN
+            # IMMEDIATE already serialises every writer.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": COMMIT_ORDER_LOCK})
         conn.execute(OutboxEvent.__table__.insert(), rows)
     return len(rows)
 
@@ -48,13 +55,32 @@ class Outbox:
         self.engine = engine
         self.settings = settings
 
-    def due_subscribers(self, now: datetime) -> list[str]:
-        """Subscribers whose oldest pending event is due (later ones wait behind it: order)."""
+    def due_subscribers(self, now: datetime, *, dimse: bool = True) -> list[str]:
+        """Subscribers whose oldest pending event is due (later ones wait behind it: order), of one
+        channel: `dimse` (configured [[remote_ae]]: N-EVENT-REPORT) or not (a UPS-RS WebSocket)."""
         t = OutboxEvent.__table__
         with reading(self.engine) as conn:
             heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
                                  .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
-        return sorted(ae for ae, next_at in heads if aware(next_at) <= now)
+        return sorted(ae for ae, next_at in heads
+                      if aware(next_at) <= now and self.by_dimse(ae) == dimse)
+
+    def by_dimse(self, receiving_ae: str) -> bool:
+        """Events for a configured [[remote_ae]] go by DIMSE; any other AE title's wait for its WebSocket."""
+        return self.settings.remote(receiving_ae) is not None
+
+    def expire_websocket_events(self, now: datetime) -> int:
+        """Events owed to WebSocket subscribers for longer than event_retry_for become UNDELIVERABLE, as
+        DIMSE events do after their retries. Returns how many."""
+        t = OutboxEvent.__table__
+        limit = now - timedelta(seconds=self.settings.event_retry_for)
+        remotes = [r.ae_title for r in self.settings.remote_ae]
+        with self.engine.begin() as conn:
+            return conn.execute(update(t).where(t.c.status == PENDING, t.c.created_at < limit,
+                                                t.c.receiving_ae.not_in(remotes))
+                                .values(status=UNDELIVERABLE, last_attempt_at=now,
+                                        last_error="not delivered over its WebSocket within event_retry_for")
+                                ).rowcount
 
     def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
         t = OutboxEvent.__table__
@@ -82,10 +108,14 @@ class Outbox:
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
 
-    def next_due(self) -> datetime | None:
+    def next_due(self, *, dimse: bool = True) -> datetime | None:
+        """When the next event of the channel falls due (DIMSE retries wait; WebSocket ones are due as
+        soon as their socket is there)."""
         t = OutboxEvent.__table__
+        remotes = [r.ae_title for r in self.settings.remote_ae]
+        channel = t.c.receiving_ae.in_(remotes) if dimse else t.c.receiving_ae.not_in(remotes)
         with reading(self.engine) as conn:
-            value = conn.execute(select(t.c.next_attempt_at).where(t.c.status == PENDING)
+            value = conn.execute(select(t.c.next_attempt_at).where(t.c.status == PENDING, channel)
                                  .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
         return aware(value) if value else None
 

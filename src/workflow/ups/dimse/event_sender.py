@@ -46,7 +46,7 @@ class EventSender:
         while not self._stop.is_set():
             try:
                 self.deliver_due()
-                next_due = self.outbox.next_due()
+                next_due = self.outbox.next_due(dimse=True)
             except Exception:  # noqa: BLE001 - the sender must outlive a database hiccup
                 log.exception("event delivery round failed")
                 next_due = None
@@ -56,7 +56,7 @@ class EventSender:
 
     def deliver_due(self, final: bool = False) -> None:
         """One delivery round. `final`: the last round at shutdown, run after the thread stopped."""
-        for ae_title in self.outbox.due_subscribers(utcnow()):
+        for ae_title in self.outbox.due_subscribers(utcnow(), dimse=True):
             if self._stop.is_set() and not final:
                 return
             with self.outbox.lease(ae_title) as mine:

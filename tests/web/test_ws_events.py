@@ -1,0 +1,208 @@
+"""UPS event reports over WebSocket, from the same outbox as DIMSE events: a UPS-RS subscriber that is
+away gets every owed event, in commit order, when it reconnects; DIMSE and WebSocket subscribers hear the
+same changes; events owed too long become undeliverable; ids follow commit order on PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import select, text
+from websockets.exceptions import ConnectionClosed
+
+from testkit.http import EventSocket, http_app
+from testkit.ups import GLOBAL, EventReceiver, claim, ups_association, workitem
+from workflow.config import RemoteAE
+from workflow.kernel.json_model import build, first
+from workflow.ups.outbox import enqueue
+from workflow.ups.tables import OutboxEvent
+
+pytestmark = pytest.mark.slow
+
+EVENT_TYPE, AFFECTED_UID, STATE = "00001002", "00001000", "00741000"
+
+
+@pytest.fixture(scope="module")
+def watcher():
+    receiver = EventReceiver("DIMSESUB").start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def app(database_url, watcher):
+    with http_app(database_url, remote_ae=(RemoteAE("DIMSESUB", "127.0.0.1", watcher.port),),
+                  event_retry_initial=0.2, event_retry_max_interval=0.5) as app:
+        yield app
+
+
+def subscribe(app, ae_title: str, websocket: bool = True) -> None:
+    outcome = app.worklist.subscribe(GLOBAL, build(ReceivingAE=ae_title, DeletionLock="FALSE"), websocket=websocket)
+    assert outcome.status.code == 0, outcome
+
+
+def create(app) -> str:
+    uid = generate_uid()
+    with ups_association(app.dicom.port) as assoc:
+        assert assoc.send_n_create(workitem(), "1.2.840.10008.5.1.4.34.6.1", uid)[0].Status == 0
+    return uid
+
+
+def owed(app, ae_title: str, status: str | None = None) -> list[tuple[int, str, int]]:
+    """(id, workitem, event type) of the subscriber's outbox rows (of one status), in id order."""
+    t = OutboxEvent.__table__
+    query = select(t.c.id, t.c.workitem_uid, t.c.event_type_id).where(t.c.receiving_ae == ae_title)
+    if status:
+        query = query.where(t.c.status == status)
+    with app.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(query.order_by(t.c.id))]
+
+
+def test_a_report_carries_the_ups_and_command_attributes(app):
+    subscribe(app, "WSONE")
+    with EventSocket(app, "WSONE") as socket:
+        uid = create(app)
+        report = socket.next()
+    assert report[AFFECTED_UID]["Value"] == [uid] and report[EVENT_TYPE]["Value"] == [1]
+    assert report["00000002"]["Value"] == ["1.2.840.10008.5.1.4.34.6.4"] and "00000110" in report
+    assert first(report, STATE) == "SCHEDULED" and first(report, "00404041") == "READY"
+
+
+def test_events_owed_while_away_arrive_in_commit_order_on_reconnect(app):
+    subscribe(app, "WSAWAY")
+    with EventSocket(app, "WSAWAY") as socket:
+        first_uid = create(app)
+        assert socket.next()[AFFECTED_UID]["Value"] == [first_uid]
+        wait_until(lambda: not owed(app, "WSAWAY", "PENDING"))  # its Assigned report too
+    # Away: changes interleaved over several workitems (creations, claims, a cancellation).
+    uids = [create(app) for _ in range(4)]
+    with ups_association(app.dicom.port) as assoc:
+        for uid in uids[:3]:
+            assert claim(assoc, uid)[0].Status == 0
+    expected = [(uid, kind) for _, uid, kind in owed(app, "WSAWAY", "PENDING")]
+    assert len(expected) >= 7
+    with EventSocket(app, "WSAWAY") as socket:
+        got = [(r[AFFECTED_UID]["Value"][0], r[EVENT_TYPE]["Value"][0]) for r in socket.take(len(expected))]
+    assert got == expected
+    wait_until(lambda: not owed(app, "WSAWAY", "PENDING"))  # each marked once written
+
+
+def test_dimse_and_websocket_subscribers_hear_the_same_change(app, watcher):
+    subscribe(app, "WSBOTH")
+    subscribe(app, "DIMSESUB", websocket=False)
+    with EventSocket(app, "WSBOTH") as socket:
+        uid = create(app)
+        over_ws = socket.next()
+    over_dimse = watcher.wait(lambda r: r.uid == uid)
+    assert over_ws[AFFECTED_UID]["Value"] == [uid] and over_dimse.event_type == 1
+    assert first(over_ws, STATE) == over_dimse.info.ProcedureStepState == "SCHEDULED"
+
+
+def test_a_socket_for_a_configured_remote_ae_is_refused(app):
+    with pytest.raises(ConnectionClosed) as closed:
+        with EventSocket(app, "DIMSESUB") as socket:
+            socket.next(timeout=5)
+    assert closed.value.rcvd.code == 1008 and "DIMSE" in closed.value.rcvd.reason
+
+
+def test_a_newer_socket_replaces_the_older(app):
+    subscribe(app, "WSTWICE")
+    older = EventSocket(app, "WSTWICE")
+    with EventSocket(app, "WSTWICE") as newer:
+        with pytest.raises(ConnectionClosed) as closed:
+            older.next(timeout=5)
+        assert closed.value.rcvd.code == 4000
+        uid = create(app)
+        assert newer.next()[AFFECTED_UID]["Value"] == [uid]
+
+
+def test_events_owed_too_long_become_undeliverable(database_url):
+    with http_app(database_url, event_retry_initial=0.1, event_retry_max_interval=0.1, event_retry_for=0.5) as app:
+        app.event_hub.fallback = 0.1
+        subscribe(app, "WSGONE")
+        create(app)
+        t = OutboxEvent.__table__
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            with app.engine.connect() as conn:
+                found = set(conn.execute(select(t.c.status).where(t.c.receiving_ae == "WSGONE")).scalars())
+            if found == {"UNDELIVERABLE"}:
+                break
+            time.sleep(0.05)
+        assert found == {"UNDELIVERABLE"}
+
+
+def test_stopping_closes_sockets_and_a_restart_delivers_what_is_owed(database_url):
+    settings = dict(event_retry_initial=0.2, event_retry_max_interval=0.5)
+    with http_app(database_url, **settings) as app:
+        subscribe(app, "WSRESTART")
+        socket = EventSocket(app, "WSRESTART")
+        create(app)
+        socket.next()
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:  # what else was owed, then the close
+            socket.next(timeout=10)
+    assert closed.value.rcvd.code == 1001  # going away: the server stopped
+    with http_app(database_url, **settings) as app:  # back, while the subscriber is still away
+        owed_uid = create(app)
+    with http_app(database_url, **settings) as app:  # and back again: the subscriber reconnects
+        waiting = len(owed(app, "WSRESTART", "PENDING"))
+        with EventSocket(app, "WSRESTART") as socket:
+            # What was owed, in order: status changes (going down, restarted) and the workitem's reports.
+            about = [socket.next()[AFFECTED_UID]["Value"][0] for _ in range(waiting)]
+    assert owed_uid in about and about.count(GLOBAL) >= 2
+
+
+@pytest.mark.postgres
+def test_outbox_ids_follow_commit_order_on_postgresql(app):
+    """Two transactions write events; the one with the lower id commits last. A reader must never see the
+    higher id committed while the lower is not: the second writer waits for the first's commit."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises every writer already (BEGIN IMMEDIATE)")
+    first_txn = app.engine.connect()
+    first_txn.begin()
+    enqueue(first_txn, ["ORDER"], "1.2.3.1", 1, {}, time_now())
+    second_done = threading.Event()
+
+    def second() -> None:
+        with app.engine.begin() as conn:
+            enqueue(conn, ["ORDER"], "1.2.3.2", 1, {}, time_now())
+        second_done.set()
+
+    worker = threading.Thread(target=second)
+    worker.start()
+    waited = wait_until_blocked_on_lock(app, second_done)
+    first_txn.commit()
+    first_txn.close()
+    worker.join(10)
+    assert waited, "the second writer committed while the first (lower id) was still open"
+    ids = [i for i, uid, _ in owed(app, "ORDER")]
+    assert [uid for _, uid, _ in owed(app, "ORDER")] == ["1.2.3.1", "1.2.3.2"] and ids == sorted(ids)
+
+
+def wait_until(condition, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def time_now():
+    from workflow.kernel.clock import utcnow
+    return utcnow()
+
+
+def wait_until_blocked_on_lock(app, done: threading.Event, timeout: float = 10.0) -> bool:
+    """True once another session waits on an advisory lock; False if `done` happens first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if done.is_set():
+            return False
+        with app.engine.connect() as conn:
+            if conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                 "AND wait_event = 'advisory'")).scalar():
+                return True
+        time.sleep(0.01)
+    return False
