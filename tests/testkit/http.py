@@ -41,7 +41,7 @@ class EventSocket:
 
         headers = {"Authorization": f"Bearer {token}"} if token else None
         self.socket = connect(f"ws://127.0.0.1:{app.http.port}/dicom-web/subscribers/{ae_title}",
-                              additional_headers=headers, open_timeout=10)  # noqa: closed by close()
+                              additional_headers=headers, open_timeout=10)  # closed by close()
 
     def next(self, timeout: float = 15.0) -> dict:
         import json
