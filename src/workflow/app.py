@@ -15,18 +15,23 @@ from workflow.access.tokens import Tokens
 from workflow.config import Settings
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
+from workflow.ian import http as ian_http
 from workflow.ian.dimse import scp as ian_scp
 from workflow.ian.ingest import IngestService
 from workflow.kernel.clock import utcnow
 from workflow.kernel.ports import Signal
 from workflow.kernel.worker import Periodic
 from workflow.metrics import Metrics
+from workflow.mpps import http as mpps_http
 from workflow.mpps.dimse import scp as mpps_scp
 from workflow.mpps.service import PerformedStepService
+from workflow.overview import http as overview_http
+from workflow.readiness import http as readiness_http
 from workflow.readiness.rules.policy import PolicyError
 from workflow.readiness.service import ReadinessService
 from workflow.readiness.site_policies import load_site_policies
 from workflow.readiness.worker import ReadinessWorker
+from workflow.reconcile import http as reconcile_http
 from workflow.reconcile import received as received_inventories
 from workflow.reconcile import scheduler as reconcile_scheduler
 from workflow.reconcile.dimse import services as reconcile_services
@@ -112,6 +117,11 @@ class App:
             routers = [
                 system.router(self.engine, self.metrics),
                 http_events.router(self.event_hub, self.outbox, self.tokens),
+                ian_http.router(self.ingest, self.metrics),
+                mpps_http.router(self.performed_steps),
+                overview_http.router(self.engine),
+                readiness_http.router(self.readiness),
+                reconcile_http.router(self.engine),
             ]
             self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics), settings.http_address,
                                    settings.http_port, settings.shutdown_grace)

@@ -89,7 +89,7 @@ def test_ups_show_text_shows_nested_items(database_url, ready_workitem):
     assert "InputReadinessState (0040,4041) CS: READY" in lines
 
 
-def test_ups_show_unknown_workitem(database_url):
+def test_ups_show_unknown_workitem(server, database_url):
     done = wfm("ups", "show", "1.2.3.999", env={"WFM_DATABASE_URL": database_url})
     assert done.returncode == 1
     assert done.stderr.strip() == "unknown workitem: 1.2.3.999"

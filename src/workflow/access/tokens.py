@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from workflow.access.rules.rights import Right, allows, parse_rights
 from workflow.access.tables import ApiToken
+from workflow.kernel.attributes import is_ae_title
 from workflow.kernel.clock import utcnow
 from workflow.store.engine import aware, reading
 
@@ -57,8 +58,9 @@ class Tokens:
     def create(self, name: str, rights: str) -> str:
         """A new token with these rights; returns the token itself (never stored)."""
         name = name.strip()
-        if not name or len(name) > 64:
-            raise TokenError("a token name is 1-64 characters")
+        if not is_ae_title(name):
+            # The name stands where the DIMSE face names the calling AE title (notifications, logs, audit).
+            raise TokenError("a token name is 1-16 characters, no backslash (it stands where an AE title would)")
         granted = parse_rights(rights)
         token = PREFIX + secrets.token_urlsafe(32)
         try:

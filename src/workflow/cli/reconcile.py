@@ -11,7 +11,6 @@ import json
 import sys
 from pathlib import Path
 
-from sqlalchemy import select
 
 
 def cmd_reconcile_run(args, settings, engine) -> int:
@@ -75,35 +74,23 @@ def _target(args, settings):
                                repository_query=False if args.study_root_only else None)
 
 
-def _run_id(engine, run_uid: str) -> int | None:
-    from workflow.store.engine import reading
-    from workflow.reconcile.tables import ReconciliationRun
-
-    with reading(engine) as conn:
-        return conn.execute(select(ReconciliationRun.id).where(ReconciliationRun.run_uid == run_uid)).scalar()
-
-
 def cmd_report_list(args, settings, engine) -> int:
-    from workflow.store.engine import reading
-    from workflow.reconcile.tables import ReconciliationRun as R
+    from workflow.reconcile.reports import list_runs
 
-    with reading(engine) as conn:
-        rows = conn.execute(select(R.run_uid, R.archive_ae_title, R.method, R.status, R.started_at, R.counts)
-                            .order_by(R.started_at.desc()).limit(args.limit)).all()
-    if not rows:
+    runs = list_runs(engine, args.limit)
+    if not runs:
         print("no reconciliation runs yet: `wfm reconcile run ARCHIVE` starts one (see `wfm reconcile run --help`)",
               file=sys.stderr)
-    for r in rows:
-        found = sum(json.loads(r.counts or "{}").get("by_reason", {}).values())
-        print(f"{r.run_uid}  {r.archive_ae_title:<16} {r.method:<9} {r.status:<9} "
-              f"{r.started_at.isoformat(timespec='seconds')}  {found} discrepancies")
+    for r in runs:
+        print(f"{r['run_uid']}  {r['archive']:<16} {r['method']:<9} {r['status']:<9} "
+              f"{r['started_at'][:19]}  {r['findings']} discrepancies")
     return 0
 
 
 def cmd_report_show(args, settings, engine) -> int:
     from workflow.reconcile import reports
 
-    run_id = _run_id(engine, args.run_uid)
+    run_id = reports.run_id(engine, args.run_uid)
     if run_id is None:
         print(f"wfm report: no run {args.run_uid}", file=sys.stderr)
         return 1
@@ -122,7 +109,7 @@ def cmd_report_show(args, settings, engine) -> int:
 def cmd_report_verify(args, settings, engine) -> int:
     from workflow.reconcile import reports
 
-    run_id = _run_id(engine, args.run_uid)
+    run_id = reports.run_id(engine, args.run_uid)
     if run_id is None:
         print(f"wfm report: no run {args.run_uid}", file=sys.stderr)
         return 1

@@ -57,7 +57,7 @@ def add_parsers(sub, common) -> None:
     p = sub.add_parser("token", help="bearer tokens for the HTTP face")
     tsub = p.add_subparsers(dest="token_command", required=True)
     p = tsub.add_parser("create", parents=[common], help="create a token and print it (only this once)")
-    p.add_argument("name", help="what the token is for (shown in logs), e.g. the client's name")
+    p.add_argument("name", help="the client's name, 1-16 characters (it stands where an AE title would: logs, notifications)")
     p.add_argument("--rights", required=True, help=f"comma-separated rights ({rights})")
     p.set_defaults(func=with_store(cmd_create))
     p = tsub.add_parser("list", parents=[common], help="the tokens, with their rights (never the tokens)")

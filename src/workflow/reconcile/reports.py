@@ -289,6 +289,29 @@ def _by_study(conn: Db, run_id: int) -> Iterator[tuple[str, dict[str, int]]]:
         yield study, counts
 
 
+# --- reading runs ------------------------------------------------------------------------------------------
+
+def run_id(engine: Engine, run_uid: str) -> int | None:
+    """The row id of a run by its UID; None for an unknown run."""
+    with reading(engine) as conn:
+        return conn.execute(select(ReconciliationRun.id).where(ReconciliationRun.run_uid == run_uid)).scalar()
+
+
+def list_runs(engine: Engine, limit: int = 50) -> list[dict[str, Any]]:
+    """The runs, most recent first: archive, method, status, times, counts by reason, findings."""
+    R = ReconciliationRun
+    with reading(engine) as conn:
+        rows = conn.execute(select(R.run_uid, R.archive_ae_title, R.method, R.status, R.started_at, R.ended_at,
+                                   R.counts).order_by(R.started_at.desc()).limit(limit)).all()
+    out = []
+    for r in rows:
+        by_reason = {k: v for k, v in json.loads(r.counts or "{}").get("by_reason", {}).items() if v}
+        out.append({"run_uid": r.run_uid, "archive": r.archive_ae_title, "method": r.method, "status": r.status,
+                    "started_at": _iso(r.started_at), "ended_at": _iso(r.ended_at),
+                    "findings": sum(by_reason.values()), "by_reason": by_reason})
+    return out
+
+
 # --- verification ----------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

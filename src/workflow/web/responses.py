@@ -21,8 +21,10 @@ class DicomJSONResponse(Response):
 
 
 def warning(text: str) -> dict[str, str]:
-    """The Warning header for `text` (quotes and line breaks cannot be in it)."""
-    clean = " ".join(text.replace('"', "'").split())
+    """The Warning header for `text`: quotes, line breaks and anything not printable ASCII cannot be in a
+    header value (a request may echo any character back), so they are escaped."""
+    clean = " ".join(text.replace('"', "'").split()).encode("ascii", "backslashreplace").decode("ascii")
+    clean = "".join(c if " " <= c <= "~" else "?" for c in clean)[:300]
     return {"Warning": f'299 {SERVICE}: {clean}'}
 
 
