@@ -15,8 +15,11 @@ from pynetdicom.dimse_primitives import C_FIND
 
 from testkit.orthanc import CT_IMAGE, SECONDARY_CAPTURE, OrthancServer, SeriesSpec, StudySpec, free_port, \
     require_orthanc, write_instances
-from workflow.reconcile.dimse.archive_probe import INVENTORY_FIND, STUDY_ROOT_FIND, probe
-from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope, SeriesCount, StudyRootHoldings
+from workflow.reconcile.dimse.archive_probe import probe
+from workflow.reconcile.dimse.holdings_query import SeriesCount, StudyRootHoldings
+from workflow.reconcile.dimse.peer import ArchiveError
+from workflow.reconcile.dimse.sop_classes import INVENTORY_FIND, STUDY_ROOT_FIND
+from workflow.reconcile.rules.scope import HoldingsScope
 
 pytestmark = pytest.mark.slow
 

@@ -13,12 +13,12 @@ from pydicom.uid import ImplicitVRLittleEndian, generate_uid
 from testkit.refarchive import action, scu
 
 from refarchive import ReferenceArchive, Scope
-from workflow.reconcile.dimse.archive_probe import INVENTORY_FIND
-from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope
 from workflow.reconcile.dimse.inventory_client import InventoryHoldings
 from workflow.reconcile.dimse.inventory_receiver import StorageReceiver
-from workflow.reconcile.rules.scope import scope_covers, scope_item
+from workflow.reconcile.dimse.peer import ArchiveError
+from workflow.reconcile.dimse.sop_classes import INVENTORY_FIND
 from workflow.reconcile.rules.holdings import Holding
+from workflow.reconcile.rules.scope import HoldingsScope, scope_covers, scope_item
 
 LOCAL_AE = "WFM"
 

@@ -11,7 +11,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
-from workflow.reconcile.dimse.storage_scp import INVENTORY_STORAGE
+from workflow.reconcile.dimse.sop_classes import INVENTORY_STORAGE
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.reconcile import received as received_inventories
 

@@ -18,8 +18,10 @@ from testkit.db import test_settings
 from testkit.ian import association, instance_item, make_ian, send
 from testkit.orthanc import OrthancServer, SeriesSpec, StudySpec, require_orthanc, write_instances
 from workflow.app import App
-from workflow.reconcile.dimse.holdings_query import ArchiveError, StudyRootHoldings
-from workflow.reconcile.query_path import Archive, ReconcileService
+from workflow.reconcile.dimse.holdings_query import StudyRootHoldings
+from workflow.reconcile.dimse.peer import ArchiveError
+from workflow.reconcile.query_path import ReconcileService
+from workflow.reconcile.runs import Archive
 
 pytestmark = pytest.mark.slow
 

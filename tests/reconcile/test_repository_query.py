@@ -15,9 +15,11 @@ from testkit.reconcile import RUN, findings
 from refarchive import ReferenceArchive
 from workflow.reconcile import job as reconcile_job
 from workflow.config import Reconcile
-from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope, StudyRootHoldings
+from workflow.reconcile.dimse.holdings_query import StudyRootHoldings
+from workflow.reconcile.dimse.peer import ArchiveError
 from workflow.reconcile.dimse.repository_query import RepositoryHoldings
 from workflow.reconcile.rules.compare import Reason
+from workflow.reconcile.rules.scope import HoldingsScope
 from workflow.reconcile.job import Target
 from workflow.reconcile import reports
 from workflow.reconcile.tables import COMPLETED

@@ -21,14 +21,14 @@ from typing import Callable, Iterator, Protocol
 
 from sqlalchemy import Engine, select
 
-from workflow.reconcile.rules.holdings import Holding
-from workflow.reconcile.rules.compare import Comparer, Expected, Rules, Tally, pair_studies
-from workflow.reconcile import reports
-from workflow.reconcile.spool import HoldingSpool
-from workflow.reconcile.query_path import Archive, RunResult, Scope, batches
-from workflow.store.engine import aware, reading
 from workflow.ian.tables import Instance, InstanceLocation
+from workflow.reconcile import reports
+from workflow.reconcile.rules.compare import Comparer, Expected, Rules, Tally, pair_studies
+from workflow.reconcile.rules.holdings import Holding
+from workflow.reconcile.runs import Archive, RunResult, Scope, end_run, record, start_run
+from workflow.reconcile.spool import HoldingSpool
 from workflow.reconcile.tables import COMPLETED, FAILED
+from workflow.store.engine import aware, reading
 
 log = logging.getLogger("workflow.reconcile")
 I, L = Instance.__table__, InstanceLocation.__table__
@@ -60,9 +60,7 @@ class InventoryReconciler:
             progress: Callable[[str], None] = lambda message: None, archive_error=Exception) -> RunResult:
         started = self.clock()
         with self.engine.begin() as conn:
-            run_id, run_uid = reports.start_run(conn, archive_ae_title=archive.ae_title, archive_host=archive.host,
-                                                archive_port=archive.port, method="inventory",
-                                                scope=scope.as_dict(), cutoff=started)
+            run_id, run_uid = start_run(conn, archive, "inventory", scope, started)
         log.info(f"reconciliation {run_uid} of {archive.ae_title} started (inventory)")
         comparer = Comparer(rules, Tally())
         status, error, detail = COMPLETED, None, None
@@ -77,19 +75,11 @@ class InventoryReconciler:
             with HoldingSpool(self.spool_dir) as spool:
                 added = spool.add_many(_counted(inventory.holdings(), progress))
                 progress(f"{added} archive records read; comparing")
-                findings = self._findings(archive, scope, cutoff, comparer, spool, inventory, progress, run_id)
-                seq = 1
-                for batch in batches(findings, 1000):
-                    with self.engine.begin() as conn:
-                        seq = reports.record_findings(conn, run_id, batch, start_seq=seq)
+                record(self.engine, run_id,
+                       self._findings(archive, scope, cutoff, comparer, spool, inventory, progress, run_id))
         except archive_error as exc:
             status, error = FAILED, f"the inventory could not be obtained: {exc}"
-        with self.engine.begin() as conn:
-            reports.finish_run(conn, run_id, comparer.tally, status=status, error=error)
-        counts = comparer.tally.as_dict()
-        log.info(f"reconciliation {run_uid} of {archive.ae_title} {status}: {counts['by_reason']}"
-                 + (f" ({error})" if error else f" from {detail}"))
-        return RunResult(run_uid, status, counts, error)
+        return end_run(self.engine, run_id, run_uid, archive, comparer.tally, status, error, detail)
 
     def _findings(self, archive: Archive, scope: Scope, cutoff: datetime, comparer: Comparer, spool: HoldingSpool,
                   inventory: Inventory, progress, run_id: int) -> Iterator:

@@ -13,9 +13,10 @@ from typing import Callable
 
 from sqlalchemy import Engine
 
-from workflow.kernel.ports import StudyChanges
 from workflow.config import Reconcile, RemoteAE, Settings
-from workflow.reconcile.query_path import Archive, ReconcileService, RunResult, Scope, client_scope
+from workflow.kernel.ports import StudyChanges
+from workflow.reconcile.query_path import ReconcileService
+from workflow.reconcile.runs import Archive, RunResult, Scope
 
 log = logging.getLogger("workflow.reconcile")
 
@@ -53,8 +54,9 @@ def choose_method(settings: Settings, target: Target) -> str:
     (which itself uses Repository Query where negotiated)."""
     if target.reconcile.method != "auto":
         return target.reconcile.method
-    from workflow.reconcile.dimse.archive_probe import (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, REPOSITORY_QUERY,
-                                              STUDY_ROOT_FIND, probe)
+    from workflow.reconcile.dimse.archive_probe import probe
+    from workflow.reconcile.dimse.sop_classes import (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, REPOSITORY_QUERY,
+                                                      STUDY_ROOT_FIND)
     accepted = probe(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout)
     retrieve = INVENTORY_GET if target.reconcile.retrieve == "get" else INVENTORY_MOVE
     if INVENTORY_FIND in accepted and retrieve in accepted:
@@ -69,7 +71,7 @@ def run(settings: Settings, engine: Engine, target: Target, study_uids: tuple[st
         progress: Callable[[str], None] = lambda message: None, *, studies: StudyChanges) -> RunResult:
     """Reconcile `target` now, then apply its feedback policy (the studies whose instances it changes
     are marked through `studies`). Raises RunInProgress when a run of this archive is already RUNNING."""
-    from workflow.reconcile.dimse.holdings_query import ArchiveError
+    from workflow.reconcile.dimse.peer import ArchiveError
 
     service = ReconcileService(engine)
     archive, scope = target.archive(), target.scope(study_uids)
@@ -93,7 +95,8 @@ def _run_query(settings: Settings, service: ReconcileService, target: Target, ar
                progress) -> RunResult:
     """Repository Query where the archive negotiates it (and the configuration allows), else Study
     Root C-FIND; the run's method says which ("repository" or "query")."""
-    from workflow.reconcile.dimse.holdings_query import ArchiveError, StudyRootHoldings
+    from workflow.reconcile.dimse.holdings_query import StudyRootHoldings
+    from workflow.reconcile.dimse.peer import ArchiveError
     from workflow.reconcile.dimse.repository_query import RepositoryHoldings
 
     kind = RepositoryHoldings if target.reconcile.repository_query else StudyRootHoldings
@@ -114,8 +117,8 @@ def _run_inventory(settings: Settings, engine: Engine, target: Target, archive: 
                    progress) -> RunResult:
     import tempfile
 
-    from workflow.reconcile.dimse.holdings_query import ArchiveError
     from workflow.reconcile.dimse.inventory_client import InventoryHoldings
+    from workflow.reconcile.dimse.peer import ArchiveError
     from workflow.reconcile.inventory_path import InventoryReconciler
 
     with tempfile.TemporaryDirectory(prefix="wfm-inventory-") as directory:
@@ -130,7 +133,7 @@ def _run_inventory(settings: Settings, engine: Engine, target: Target, archive: 
 
 
 class _InventorySource:
-    """The Inventory client as services.reconcile_inventory sees it."""
+    """The Inventory client as inventory_path sees it (a `Source`)."""
 
     def __init__(self, client, scope: Scope) -> None:
         self.client, self.scope = client, scope
@@ -138,7 +141,7 @@ class _InventorySource:
     def fetch(self, progress):
         from workflow.reconcile.inventory_path import Inventory
 
-        found = self.client.fetch(client_scope(self.scope))
+        found = self.client.fetch(self.scope.holdings_scope())
         # One produced at our request began after the run did: the run's start is the cut-off. One found
         # ready-made was taken at its Content Date and Time (the archive's local time, to the second).
         taken = None if found.created else found.content_datetime

@@ -1,5 +1,5 @@
-"""One reconciliation run: what IANs told us an archive holds (expected) against what the archive
-answers (actual), findings written as they are found, the run ended with its report hash.
+"""A reconciliation run through the query path: what IANs told us an archive holds (expected) against
+what the archive answers (actual), findings written as they are found, the run ended with its report hash.
 
 Expected holdings are the instance locations whose Retrieve AE Title is the archive's; those notified
 after the run's cut-off are compared with nothing (an IAN arriving during the run causes no false
@@ -13,61 +13,25 @@ as `dimse.holdings_query.StudyRootHoldings` has, so this module stays free of DI
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterator
 
 from sqlalchemy import Engine, select
 
-from workflow.reconcile.rules.holdings import Holding, StudyCount
-from workflow.reconcile.rules.compare import Comparer, Expected, Rules, Tally, Unreadable, pair_studies
-from workflow.reconcile import reports
-from workflow.store.engine import aware, reading
 from workflow.ian.tables import Instance, InstanceLocation
+from workflow.reconcile import reports
+from workflow.reconcile.rules.compare import Comparer, Expected, Rules, Tally, Unreadable, pair_studies
+from workflow.reconcile.rules.holdings import Holding, StudyCount
+from workflow.reconcile.runs import Archive, RunResult, Scope, end_run, record, start_run
 from workflow.reconcile.tables import COMPLETED, FAILED
+from workflow.store.engine import aware, reading
 
 log = logging.getLogger("workflow.reconcile")
 I, L = Instance.__table__, InstanceLocation.__table__
 # Consecutive studies the archive fails to answer for before the run is abandoned as FAILED (the
 # archive has gone away): what could not be checked is never reported missing.
 GIVE_UP_AFTER = 3
-
-
-@dataclass(frozen=True)
-class Scope:
-    """Which studies a run covers: all (the default), those of the last `days` days (Study Date at the
-    archive; for our side, first notified in that window), `modalities` (at the archive), or `study_uids`."""
-
-    days: int | None = None
-    modalities: tuple[str, ...] = ()
-    study_uids: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
-
-
-@dataclass
-class Archive:
-    ae_title: str
-    host: str
-    port: int
-    # The Retrieve AE Title IANs name for this archive's holdings (usually its own AE title).
-    retrieve_ae_title: str = ""
-    count_shortcut: bool = False  # skip the IMAGE level query of a study whose counts agree
-
-    @property
-    def retrieve_ae(self) -> str:
-        return self.retrieve_ae_title or self.ae_title
-
-
-@dataclass
-class RunResult:
-    run_uid: str
-    status: str
-    counts: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
 
 
 class ArchiveGone(RuntimeError):
@@ -87,35 +51,24 @@ class ReconcileService:
         `method`: as recorded, "query" (Study Root C-FIND) or "repository" (Repository Query)."""
         cutoff = self.clock()
         with self.engine.begin() as conn:
-            run_id, run_uid = reports.start_run(conn, archive_ae_title=archive.ae_title, archive_host=archive.host,
-                                                archive_port=archive.port, method=method, scope=scope.as_dict(),
-                                                cutoff=cutoff)
+            run_id, run_uid = start_run(conn, archive, method, scope, cutoff)
         log.info(f"reconciliation {run_uid} of {archive.ae_title} started ({method}, cut-off {cutoff.isoformat()})")
         comparer = Comparer(rules, Tally())
-        seq, status, error = 1, COMPLETED, None
+        status, error = COMPLETED, None
         try:
-            for batch in batches(self._findings(archive, holdings, scope, cutoff, comparer, progress,
-                                                 archive_error, run_id), 1000):
-                with self.engine.begin() as conn:
-                    seq = reports.record_findings(conn, run_id, batch, start_seq=seq)
+            record(self.engine, run_id, self._findings(archive, holdings, scope, cutoff, comparer, progress,
+                                                       archive_error, run_id))
         except ArchiveGone as exc:
             status, error = FAILED, str(exc)
         except archive_error as exc:  # the study list itself could not be read
             status, error = FAILED, f"the archive could not be read: {exc}"
-        with self.engine.begin() as conn:
-            reports.finish_run(conn, run_id, comparer.tally, status=status, error=error)
-        counts = comparer.tally.as_dict()
-        log.info(f"reconciliation {run_uid} of {archive.ae_title} {status}: {counts['by_reason']}"
-                 + (f" ({error})" if error else ""))
-        return RunResult(run_uid, status, counts, error)
+        return end_run(self.engine, run_id, run_uid, archive, comparer.tally, status, error)
 
     def failed(self, archive: Archive, method: str, scope: Scope, error: str) -> RunResult:
         """Record a run that could not start (no way to list the archive's holdings): FAILED, on record."""
         cutoff = self.clock()
         with self.engine.begin() as conn:
-            run_id, run_uid = reports.start_run(conn, archive_ae_title=archive.ae_title, archive_host=archive.host,
-                                                archive_port=archive.port, method=method, scope=scope.as_dict(),
-                                                cutoff=cutoff)
+            run_id, run_uid = start_run(conn, archive, method, scope, cutoff)
             tally = Tally()
             reports.finish_run(conn, run_id, tally, status=FAILED, error=error)
         log.warning(f"reconciliation {run_uid} of {archive.ae_title} FAILED: {error}")
@@ -129,7 +82,7 @@ class ReconcileService:
 
         def archive_studies() -> Iterator[str]:
             # Sorted for the merge; the archive's order is its own. Study-level records only.
-            for c in sorted(holdings.studies(client_scope(scope)), key=lambda c: c.study_uid):
+            for c in sorted(holdings.studies(scope.holdings_scope()), key=lambda c: c.study_uid):
                 counts[c.study_uid] = c
                 yield c.study_uid
 
@@ -185,32 +138,6 @@ class ReconcileService:
                                    r.availability, archive.retrieve_ae, r.retrieve_url or ""), settled)
 
 
-def client_scope(scope: Scope):
-    """The scope as the archive clients take it (dimse.holdings_query.HoldingsScope's fields; a
-    plain namespace, since services do not import the DIMSE layer)."""
-    from types import SimpleNamespace
-    since = date.today() - timedelta(days=scope.days) if scope.days is not None else None
-    return SimpleNamespace(since=since, modalities=tuple(scope.modalities), study_uids=tuple(scope.study_uids))
-
-
 def _counts_agree(count: StudyCount, expected: list[Expected]) -> bool:
     return (count.instance_count is not None and all(e.settled for e in expected)
             and count.instance_count == len(expected))
-
-
-
-def batches(items: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def scope_from_json(text: str) -> Scope:
-    data = json.loads(text or "{}")
-    return Scope(days=data.get("days"), modalities=tuple(data.get("modalities") or ()),
-                 study_uids=tuple(data.get("study_uids") or ()))

@@ -9,15 +9,9 @@ from __future__ import annotations
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from workflow.reconcile.dimse.holdings_query import ArchiveError
-from workflow.dimse.nodelay import NoDelayAE
-
-INVENTORY_FIND = "1.2.840.10008.5.1.4.1.1.201.2"
-INVENTORY_MOVE = "1.2.840.10008.5.1.4.1.1.201.3"
-INVENTORY_GET = "1.2.840.10008.5.1.4.1.1.201.4"
-INVENTORY_CREATION = "1.2.840.10008.5.1.4.1.1.201.5"
-REPOSITORY_QUERY = "1.2.840.10008.5.1.4.1.1.201.6"
-STUDY_ROOT_FIND = "1.2.840.10008.5.1.4.1.2.2.1"
+from workflow.reconcile.dimse.peer import ArchivePeer
+from workflow.reconcile.dimse.sop_classes import (INVENTORY_CREATION, INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE,
+                                                  REPOSITORY_QUERY, STUDY_ROOT_FIND)
 
 PROBED = (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, INVENTORY_CREATION, REPOSITORY_QUERY,
           STUDY_ROOT_FIND)
@@ -25,18 +19,10 @@ PROBED = (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, INVENTORY_CREATION, REP
 
 def probe(local_ae: str, remote_ae: str, host: str, port: int, timeout: float = 10.0) -> set[str]:
     """The abstract syntaxes (of `PROBED`) the archive accepts; ArchiveError if it will not associate."""
-    ae = NoDelayAE(ae_title=local_ae)
+    archive = ArchivePeer(local_ae, remote_ae, host, port, timeout)
     for syntax in PROBED:
-        ae.add_requested_context(syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
-    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
-    peer = f"{remote_ae} at {host}:{port}"
-    try:
-        assoc = ae.associate(host, port, ae_title=remote_ae)
-    except OSError as exc:
-        raise ArchiveError(f"cannot connect to {peer}: {exc}") from exc
-    if not assoc.is_established:
-        reason = "rejected" if assoc.is_rejected else "not established (refused, aborted or no answer)"
-        raise ArchiveError(f"association with {peer} {reason}")
+        archive.ae.add_requested_context(syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+    assoc = archive.connect()
     try:
         return {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
     finally:

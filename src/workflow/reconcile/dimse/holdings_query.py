@@ -27,7 +27,7 @@ Choices:
   the queue just after a request is sent and drop it ("Received unexpected C-FIND service message"),
   ~0.3% of queries on one association here; a lost match would look like a missing instance. Before
   each request we hold the reactor until it is blocked (`workflow.dimse.reactor.hold_reactor`), and any response it still
-  takes makes the query fail with ArchiveError (`_count_strays`), never a silently short answer.
+  takes makes the query fail with ArchiveError (`StrayCounter`), never a silently short answer.
 - IMAGE level queries give the Study UID only (Series UID universal), as Orthanc and most archives
   accept; `instances(study, series_uid=...)` gives a strict hierarchical query for one series.
 """
@@ -41,31 +41,17 @@ from datetime import date
 from typing import Iterator, NamedTuple
 
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.association import Association
-from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as STUDY_ROOT_FIND
 
+from workflow.dimse.reactor import StrayCounter, hold_reactor, release_reactor
+from workflow.reconcile.dimse.peer import PENDING, SUCCESS, ArchiveError, ArchivePeer, status_comment
+from workflow.reconcile.dimse.sop_classes import STUDY_ROOT_FIND
+from workflow.reconcile.rules.dicom_values import text_values
 from workflow.reconcile.rules.holdings import Holding, StudyCount
-from workflow.dimse.nodelay import NoDelayAE
-from workflow.dimse.reactor import hold_reactor, release_reactor
-from workflow.reconcile.rules.scope import HoldingsScope  # noqa: F401  (re-exported: callers pass one)
+from workflow.reconcile.rules.scope import HoldingsScope
 
 log = logging.getLogger("workflow.holdings_query")
-
-_PENDING = (0xFF00, 0xFF01)
-_SUCCESS = 0x0000
-
-
-class ArchiveError(Exception):
-    """The archive could not answer (completely). `study_uid`: the study being queried, if any."""
-
-    def __init__(self, message: str, study_uid: str | None = None, *, connection: bool = False):
-        super().__init__(message)
-        self.message = message
-        self.study_uid = study_uid
-        # The association failed (aborted, timed out, closed): what was received before is sound.
-        self.connection = connection
 
 
 class SeriesCount(NamedTuple):
@@ -80,26 +66,19 @@ class StudyRootHoldings:
     Use one query at a time: finish (or abandon) one iterator before starting the next."""
 
     # Information models proposed, the first one the archive accepts is used (`model`).
-    MODELS: tuple[str, ...] = (str(STUDY_ROOT_FIND),)
+    MODELS: tuple[str, ...] = (STUDY_ROOT_FIND,)
 
     def __init__(self, ae_title_local: str, remote_ae: str, host: str, port: int, timeout: float = 30.0,
                  *, multi_valued_modalities: bool = False, uid_batch: int = 100):
-        self.local_ae = ae_title_local
-        self.remote_ae = remote_ae
-        self.host = host
-        self.port = port
+        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout)
         self.timeout = timeout
         self.multi_valued_modalities = multi_valued_modalities
         self.uid_batch = uid_batch
-        self._ae = NoDelayAE(ae_title=ae_title_local)
         for model in self.MODELS:
-            self._ae.add_requested_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
+            self.archive.ae.add_requested_context(model, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         self.model: str | None = None
-        self._ae.acse_timeout = self._ae.dimse_timeout = self._ae.network_timeout = timeout
-        self._ae.connection_timeout = timeout
         self._assoc: Association | None = None
-        self._msg_id = 0
-        self._strays = 0  # responses pynetdicom's reactor took instead of the query
+        self._strays: StrayCounter | None = None  # responses pynetdicom's reactor took on `_assoc`
 
     # -- association ---------------------------------------------------------------------------
 
@@ -120,44 +99,27 @@ class StudyRootHoldings:
             assoc.release()
 
     @property
-    def _peer(self) -> str:
-        return f"{self.remote_ae} at {self.host}:{self.port}"
+    def peer(self) -> str:
+        return self.archive.name
 
     def _association(self, study_uid: str | None = None) -> Association:
         if self._assoc is not None and self._assoc.is_established:
             return self._assoc
         if self._assoc is not None:
-            log.info(f"association with {self._peer} was closed; associating again")
-        try:
-            assoc = self._ae.associate(self.host, self.port, ae_title=self.remote_ae)
-        except OSError as exc:  # pynetdicom reports most connection failures via is_established
-            raise ArchiveError(f"cannot connect to {self._peer}: {exc}", study_uid, connection=True) from exc
-        if not assoc.is_established:
-            reason = "rejected" if assoc.is_rejected else "not established (refused, aborted or no answer)"
-            raise ArchiveError(f"association with {self._peer} {reason}", study_uid,
-                               connection=not assoc.is_rejected)
+            log.info(f"association with {self.peer} was closed; associating again")
+        assoc = self.archive.connect(study_uid=study_uid)
         accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
         chosen = next((m for m in self.MODELS if m in accepted), None)
         if chosen is None:
             assoc.release()
-            raise ArchiveError(f"{self._peer} does not accept Study Root C-FIND", study_uid)
+            raise ArchiveError(f"{self.peer} does not accept Study Root C-FIND", study_uid)
         self.model = chosen
         # Idle for `timeout` between queries: release politely rather than abort; the next query
         # re-associates.
         assoc.network_timeout_response = "A-RELEASE"
-        self._count_strays(assoc)
+        self._strays = StrayCounter(assoc)
         self._assoc = assoc
         return assoc
-
-    def _count_strays(self, assoc: Association) -> None:
-        serve = assoc._serve_request
-
-        def counting(msg, context_id):
-            if not msg.is_valid_request:  # a response, taken by the reactor: lost to the query
-                self._strays += 1
-            serve(msg, context_id)
-
-        assoc._serve_request = counting
 
     # -- the C-FIND stream ---------------------------------------------------------------------
 
@@ -166,18 +128,18 @@ class StudyRootHoldings:
         yield from self._transaction(identifier, study_uid)
 
     def _transaction(self, identifier: Dataset, study_uid: str | None = None,
-                     final: tuple[int, ...] = (_SUCCESS,)) -> Iterator[Dataset]:
+                     final: tuple[int, ...] = (SUCCESS,)) -> Iterator[Dataset]:
         """One C-FIND: yields the matches and returns the final status, which must be one of `final`.
         The first status that is not Pending ends it: nothing more is read from the association."""
         assoc = self._association(study_uid)
-        self._msg_id = self._msg_id % 0xFFFF + 1
-        strays = self._strays
+        stray_counter = self._strays
+        strays = stray_counter.count
         hold_reactor(assoc)
         try:
-            responses = assoc.send_c_find(identifier, self.model, msg_id=self._msg_id)
+            responses = assoc.send_c_find(identifier, self.model, msg_id=self.archive.next_msg_id())
         except RuntimeError as exc:  # the association ended just now (released after idling)
             release_reactor(assoc)
-            raise ArchiveError(f"{self._peer}: {exc}", study_uid, connection=True) from exc
+            raise ArchiveError(f"{self.peer}: {exc}", study_uid, connection=True) from exc
         except BaseException:
             release_reactor(assoc)
             raise
@@ -190,23 +152,21 @@ class StudyRootHoldings:
                     waited = time.monotonic() - waited_since
                     what = (f"no C-FIND response within {self.timeout:g} s" if waited >= 0.9 * self.timeout
                             else "association aborted or invalid C-FIND response")
-                    raise ArchiveError(f"{self._peer}: {what}", study_uid, connection=True)
-                if code in _PENDING:
+                    raise ArchiveError(f"{self.peer}: {what}", study_uid, connection=True)
+                if code in PENDING:
                     if match is None:
-                        raise ArchiveError(f"{self._peer}: undecodable C-FIND response", study_uid)
+                        raise ArchiveError(f"{self.peer}: undecodable C-FIND response", study_uid)
                     yield match
                     waited_since = time.monotonic()
                     continue
                 finished = True
-                if self._strays != strays:
-                    raise ArchiveError(f"{self._peer}: a C-FIND response was lost locally "
+                if stray_counter.count != strays:
+                    raise ArchiveError(f"{self.peer}: a C-FIND response was lost locally "
                                        "(pynetdicom reactor race); answer incomplete", study_uid)
                 if code not in final:
-                    comment = status.get("ErrorComment")
-                    raise ArchiveError(f"{self._peer}: C-FIND status 0x{code:04X}"
-                                       + (f" ({comment})" if comment else ""), study_uid)
+                    raise ArchiveError(f"{self.peer}: C-FIND status 0x{code:04X}{status_comment(status)}", study_uid)
                 return code
-            raise ArchiveError(f"{self._peer}: C-FIND ended without a final status", study_uid, connection=True)
+            raise ArchiveError(f"{self.peer}: C-FIND ended without a final status", study_uid, connection=True)
         finally:
             responses.close()  # pynetdicom would wait for more after a warning such as B001
             release_reactor(assoc)
@@ -242,15 +202,15 @@ class StudyRootHoldings:
 
     def _study_counts(self, matches: Iterator[Dataset], earlier: set[str]) -> Iterator[StudyCount]:
         for match in matches:
-            if earlier and earlier & set(_values(match, "ModalitiesInStudy")):
+            if earlier and earlier & set(text_values(match.get("ModalitiesInStudy"))):
                 continue  # reported by the query for an earlier modality
-            yield StudyCount(study_uid=_required(match, "StudyInstanceUID", self._peer, None),
+            yield StudyCount(study_uid=_required(match, "StudyInstanceUID", self.peer, None),
                              series_count=_count(match, "NumberOfStudyRelatedSeries"),
                              instance_count=_count(match, "NumberOfStudyRelatedInstances"))
 
     def series(self, study_uid: str) -> Iterator[SeriesCount]:
         for match in self._series_matches(study_uid):
-            yield SeriesCount(_required(match, "SeriesInstanceUID", self._peer, study_uid),
+            yield SeriesCount(_required(match, "SeriesInstanceUID", self.peer, study_uid),
                               _text(match, "Modality"), _count(match, "NumberOfSeriesRelatedInstances"))
 
     def _series_matches(self, study_uid: str) -> Iterator[Dataset]:
@@ -283,8 +243,8 @@ class StudyRootHoldings:
     def _holding(self, match: Dataset, study_uid: str, series_uid: str | None) -> Holding:
         return Holding(
             study_uid=study_uid,
-            series_uid=series_uid or _required(match, "SeriesInstanceUID", self._peer, study_uid),
-            sop_uid=_required(match, "SOPInstanceUID", self._peer, study_uid),
+            series_uid=series_uid or _required(match, "SeriesInstanceUID", self.peer, study_uid),
+            sop_uid=_required(match, "SOPInstanceUID", self.peer, study_uid),
             sop_class_uid=_text(match, "SOPClassUID"),
             availability=_text(match, "InstanceAvailability").upper(),
             # Several Retrieve AE Titles are kept in DICOM's multi-value form, "A\\B".
@@ -310,16 +270,8 @@ def removed(ds: Dataset) -> bool:
     return _text(ds, "RemovedFromOperationalUse").upper() == "Y"
 
 
-def _values(ds: Dataset, keyword: str) -> list[str]:
-    value = ds.get(keyword)
-    if value is None or value == "":
-        return []
-    items = value if isinstance(value, (list, tuple, MultiValue)) else [value]
-    return [str(v).strip() for v in items if str(v).strip()]
-
-
 def _text(ds: Dataset, keyword: str) -> str:
-    return "\\".join(_values(ds, keyword))
+    return "\\".join(text_values(ds.get(keyword)))
 
 
 def _count(ds: Dataset, keyword: str) -> int | None:

@@ -30,10 +30,15 @@
    node adds), `uid_batch` UIDs per request: C-GET with this client as Storage SCP on the same
    association (SCP role negotiated for Inventory Storage), or C-MOVE to our own AE title with the
    instances arriving at `receiver` (`InventoryReceiver`: `expect(uids)`, `wait(uid, timeout)`;
-   `StorageReceiver` is a small one). Each instance's encoded data set is written as is (no file
-   meta, no pydicom decoding) to a file in `directory`; `workflow.reconcile.dimse.inventory_stream` reads it.
+   `inventory_receiver.StorageReceiver` is a small one). Each instance's encoded data set is written
+   as is (no file meta, no pydicom decoding) to a file in `directory`; `inventory_stream` reads it.
 
-Honesty about completion. ArchiveError (the same class as holdings_query's) when: the archive cannot
+The steps live beside this module, which only orders them: `rules.inventory_matches` (which FIND
+matches make a usable tree, and its root), `inventory_creation` (N-ACTIONs and events),
+`inventory_retrieval` (C-GET / C-MOVE of a tree), `inventory_tree` (the tree on disk and its checks),
+all over one `peer.ArchivePeer`.
+
+Honesty about completion. ArchiveError (the one every reconciliation client raises) when: the archive cannot
 be reached or refuses; production ends FAILURE or CANCELED without instances, or CANCELED with
 them; production exceeds `production_timeout`; a retrieval fails, is aborted or leaves an instance
 out; a node is unreadable, not INSTANCE level, says FAILURE or CANCELED; or the records of the tree
@@ -49,61 +54,27 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from pydicom.dataset import Dataset
-from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
-from pynetdicom import build_context, build_role
+from pydicom.uid import generate_uid
 from pynetdicom.association import Association
 
-from workflow.dimse.nodelay import NoDelayAE
 from workflow.dimse.reactor import StrayCounter, hold_reactor, release_reactor
-from workflow.reconcile.dimse.archive_probe import INVENTORY_FIND
-from workflow.reconcile.dimse.dimse_text import colon, release, status_comment
-from workflow.reconcile.dimse.holdings_query import ArchiveError
-from workflow.reconcile.dimse.inventory_creation import (INITIATE, TERMINATED_WITHOUT, Creation, NoAnswer, Termination)
-from workflow.reconcile.dimse.inventory_receiver import (INVENTORY_STORAGE, INVENTORY_SYNTAXES, InventoryReceiver)
-from workflow.reconcile.dimse.inventory_retrieval import PENDING, Retrieval
-from workflow.reconcile.dimse.inventory_tree import (InventoryNode, RetrievedInventory, worst_completion)
-from workflow.reconcile.rules.scope import HoldingsScope, dicom_datetime, scope_covers, scope_item
+from workflow.reconcile.dimse.inventory_creation import INITIATE, TERMINATED_WITHOUT, Creation, NoAnswer, Termination
+from workflow.reconcile.dimse.inventory_receiver import INVENTORY_SYNTAXES, InventoryReceiver
+from workflow.reconcile.dimse.inventory_retrieval import Retrieval
+from workflow.reconcile.dimse.inventory_tree import InventoryNode, RetrievedInventory, worst_completion
+from workflow.reconcile.dimse.peer import (PENDING, ArchiveError, ArchivePeer, NotAccepted, colon, release,
+                                           status_comment)
+from workflow.reconcile.dimse.sop_classes import INVENTORY_FIND, INVENTORY_STORAGE
+from workflow.reconcile.rules.inventory_matches import InventoryMatch, RootSearch, inventory_match, usable_groups
+from workflow.reconcile.rules.scope import HoldingsScope, scope_item
 
 log = logging.getLogger("workflow.inventory_client")
 
-VERIFICATION = "1.2.840.10008.1.1"
 POLL_AFTER = 20.0  # seconds without an event before asking for the production's status
-
-
-class NotAccepted(ArchiveError):
-    """The archive associates but refuses a presentation context this step needs."""
-
-
-# -- Inventory FIND matches ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InventoryMatch:
-    sop_uid: str
-    transaction_uid: str
-    content_date: str
-    content_time: str
-    level: str
-    completion: str
-    total_records: int | None
-    covers: bool
-
-    @property
-    def content_datetime(self) -> datetime | None:
-        return dicom_datetime(self.content_date, self.content_time)
-
-    @property
-    def group(self) -> tuple[str, ...]:
-        """Nodes of one tree share a Transaction UID (or at least their Content Date and Time)."""
-        return (self.transaction_uid,) if self.transaction_uid else (self.content_date, self.content_time)
-
-
-# -- the client ------------------------------------------------------------------------------------
 
 
 class InventoryHoldings:
@@ -122,10 +93,7 @@ class InventoryHoldings:
             raise ValueError('retrieve must be "get" or "move"')
         if retrieve == "move" and receiver is None:
             raise ValueError("C-MOVE needs a receiver for the instances")
-        self.local_ae = ae_title_local
-        self.remote_ae = remote_ae
-        self.host = host
-        self.port = port
+        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout, progress=progress, log=log)
         self.timeout = timeout
         self.directory = Path(directory)
         self.retrieve_mode = retrieve
@@ -137,64 +105,34 @@ class InventoryHoldings:
         self.uid_batch = uid_batch
         self.max_unanswered_polls = max_unanswered_polls
         self.transfer_syntaxes = list(transfer_syntaxes)
-        self.progress = progress
-        self._ae = NoDelayAE(ae_title=ae_title_local)
-        self._ae.acse_timeout = self._ae.dimse_timeout = self._ae.network_timeout = timeout
-        self._ae.connection_timeout = timeout
-        self._msg_id = 0
 
     @property
     def peer(self) -> str:
-        return f"{self.remote_ae} at {self.host}:{self.port}"
+        return self.archive.name
 
-    def _say(self, message: str) -> None:
-        log.info(message)
-        if self.progress is not None:
-            self.progress(message)
+    @property
+    def progress(self) -> Callable[[str], None] | None:
+        """Told every progress line (also logged)."""
+        return self.archive.progress
 
-    def _next_msg_id(self) -> int:
-        self._msg_id = self._msg_id % 0xFFFF + 1
-        return self._msg_id
+    @progress.setter
+    def progress(self, progress: Callable[[str], None] | None) -> None:
+        self.archive.progress = progress
 
-    def _associate(self, abstract_syntaxes: list[str], purpose: str, *, storage_scp: bool = False,
-                   handlers: list | None = None) -> Association:
-        """A new association proposing `abstract_syntaxes` (and Inventory Storage with the SCP role);
-        ArchiveError unless all are accepted."""
-        # Verification rides along: an archive accepting none of the others would otherwise refuse or
-        # abort the association (Orthanc does), and "does not accept X" is the precise message.
-        contexts = [build_context(uid, [str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian)])
-                    for uid in [*abstract_syntaxes, VERIFICATION]]
-        ext_neg = []
-        if storage_scp:
-            contexts.append(build_context(INVENTORY_STORAGE, self.transfer_syntaxes))
-            ext_neg.append(build_role(INVENTORY_STORAGE, scp_role=True))
-        try:
-            assoc = self._ae.associate(self.host, self.port, ae_title=self.remote_ae, contexts=contexts,
-                                       ext_neg=ext_neg or None, evt_handlers=handlers or None)
-        except OSError as exc:
-            raise ArchiveError(f"cannot connect to {self.peer}: {exc}") from exc
-        if not assoc.is_established:
-            reason = "rejected" if assoc.is_rejected else "not established (refused, aborted or no answer)"
-            raise ArchiveError(f"association with {self.peer} for {purpose} {reason}")
-        accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
-        missing = [uid for uid in abstract_syntaxes if uid not in accepted]
-        if storage_scp and not any(str(cx.abstract_syntax) == INVENTORY_STORAGE for cx in assoc.accepted_contexts):
-            missing.append(f"Inventory Storage as SCP with {'/'.join(self.transfer_syntaxes)}")
-        if missing:
-            assoc.release()
-            raise NotAccepted(f"{self.peer} does not accept {purpose} ({', '.join(missing)})")
-        return assoc
+    def _retrieval(self) -> Retrieval:
+        return Retrieval(self.archive, self.directory, receiver=self.receiver if self.retrieve_mode == "move" else None,
+                         transfer_syntaxes=self.transfer_syntaxes, uid_batch=self.uid_batch)
 
     # -- the whole procedure --
 
     def fetch(self, scope: HoldingsScope | None = None) -> RetrievedInventory:
         """A recent COMPLETE INSTANCE-level inventory covering `scope`, else a new one."""
         scope = scope or HoldingsScope()
-        self._say(f"looking for a recent Inventory at {self.peer}")
+        self.archive.say(f"looking for a recent Inventory at {self.peer}")
         try:
             groups = self.find_recent(scope)
         except NotAccepted as exc:  # no Inventory FIND: Inventory Creation may still be offered
-            self._say(str(exc))
+            self.archive.say(str(exc))
             groups = []
         for group in groups:
             inventory = self._use_group(group)
@@ -218,22 +156,15 @@ class InventoryHoldings:
         query.InventoryCompletionStatus = "COMPLETE"
         query.TotalNumberOfStudyRecords = None
         query.ScopeOfInventorySequence = []
-        groups: dict[tuple[str, ...], list[InventoryMatch]] = {}
-        for match in self.find(query, scope):
-            when = match.content_datetime
-            if (match.level != "INSTANCE" or match.completion != "COMPLETE" or when is None or when < cutoff
-                    or not match.covers):
-                continue
-            groups.setdefault(match.group, []).append(match)
-        ordered = sorted(groups.values(), key=lambda g: max(m.content_datetime for m in g), reverse=True)
-        self._say(f"{len(ordered)} recent COMPLETE INSTANCE-level Inventory(ies) cover the scope")
-        return ordered
+        groups = usable_groups(self.find(query, scope), cutoff)
+        self.archive.say(f"{len(groups)} recent COMPLETE INSTANCE-level Inventory(ies) cover the scope")
+        return groups
 
     def find(self, query: Dataset, scope: HoldingsScope | None = None) -> list[InventoryMatch]:
         """Inventory FIND; `covers` tells whether each match's Scope of Inventory covers `scope`."""
-        assoc = self._associate([INVENTORY_FIND], "Inventory FIND")
+        assoc = self.archive.associate([INVENTORY_FIND], "Inventory FIND")
         try:
-            return [self._match(ident, scope or HoldingsScope()) for ident in self._find(assoc, query)]
+            return [inventory_match(ident, scope or HoldingsScope()) for ident in self._find(assoc, query)]
         finally:
             release(assoc)
 
@@ -241,7 +172,7 @@ class InventoryHoldings:
         strays = StrayCounter(assoc)
         hold_reactor(assoc)
         try:
-            responses = assoc.send_c_find(query, INVENTORY_FIND, msg_id=self._next_msg_id())
+            responses = assoc.send_c_find(query, INVENTORY_FIND, msg_id=self.archive.next_msg_id())
         except RuntimeError as exc:
             release_reactor(assoc)
             raise ArchiveError(f"{self.peer}: {exc}") from exc
@@ -261,34 +192,28 @@ class InventoryHoldings:
             raise ArchiveError(f"{self.peer}: an Inventory FIND response was lost locally; answer incomplete")
         return matches
 
-    def _match(self, ident: Dataset, scope: HoldingsScope) -> InventoryMatch:
-        total = ident.get("TotalNumberOfStudyRecords")
-        return InventoryMatch(
-            sop_uid=str(ident.get("SOPInstanceUID") or ""), transaction_uid=str(ident.get("TransactionUID") or ""),
-            content_date=str(ident.get("ContentDate") or ""), content_time=str(ident.get("ContentTime") or ""),
-            level=str(ident.get("InventoryLevel") or "").strip().upper(),
-            completion=str(ident.get("InventoryCompletionStatus") or "").strip().upper(),
-            total_records=int(total) if total not in (None, "") else None,
-            covers=scope_covers(ident.get("ScopeOfInventorySequence"), scope))
-
     def _use_group(self, group: list[InventoryMatch]) -> RetrievedInventory | None:
         """The group's tree, once a candidate proves to be its root; None if none does."""
-        members = {m.sop_uid for m in group}
-        below: set[str] = set()
-        with Retrieval(self) as retrieval:
-            for candidate in sorted(group, key=lambda m: -(m.total_records or 0)):
-                if candidate.sop_uid in below:
-                    continue
-                node = retrieval.fetch([candidate.sop_uid])[0]
-                subtree = set(node.header.incorporated_uids())
-                if members - subtree - {candidate.sop_uid}:
-                    below |= subtree  # a subtree of another node, or one of several trees
-                    node.path.unlink(missing_ok=True)
-                    continue
-                self._say(f"using Inventory {candidate.sop_uid} of {candidate.content_datetime:%Y-%m-%d %H:%M:%S}"
-                          f" ({candidate.total_records} study records)")
+        with self._retrieval() as retrieval:
+            found = self._root(retrieval, group)
+            if found is not None:
+                root, node = found
+                self.archive.say(f"using Inventory {root.sop_uid} of {root.content_datetime:%Y-%m-%d %H:%M:%S}"
+                                 f" ({root.total_records} study records)")
                 return self._finish(retrieval, node, created=False)
-        self._say("no root found among the nodes of a recent Inventory; skipping it")
+        self.archive.say("no root found among the nodes of a recent Inventory; skipping it")
+        return None
+
+    def _root(self, retrieval: Retrieval, matches: list[InventoryMatch]
+              ) -> tuple[InventoryMatch, InventoryNode] | None:
+        """The root among the nodes `matches` name, and its node retrieved (other candidates' files
+        are removed); None if no candidate is the root."""
+        search = RootSearch(matches)
+        for candidate in search.candidates():
+            node = retrieval.nodes([candidate.sop_uid])[0]
+            if search.is_root(candidate, node.header.incorporated_uids()):
+                return candidate, node
+            node.path.unlink(missing_ok=True)
         return None
 
     # -- 2. Inventory Creation --
@@ -304,15 +229,17 @@ class InventoryHoldings:
         info.InventoryPurpose = "reconciliation"
         info.InventoryLevel = "INSTANCE"
         info.RequestedStatusInterval = self.status_interval
-        with Creation(self, transaction_uid) as creation:
+        with Creation(self.archive, transaction_uid, poll_after=self.poll_after,
+                      production_timeout=self.production_timeout,
+                      max_unanswered_polls=self.max_unanswered_polls) as creation:
             status = self._initiate(creation, info)
             code = status.get("Status")
             if code == 0xB010:
-                self._say("the archive ignored some scope keys: the inventory covers more than asked")
+                self.archive.say("the archive ignored some scope keys: the inventory covers more than asked")
             elif code != 0x0000:
                 raise ArchiveError(f"{self.peer} refused Inventory Creation: status "
                                    f"0x{code:04X}{status_comment(status)}")
-            self._say(f"requested an Inventory from {self.peer} (transaction {transaction_uid})")
+            self.archive.say(f"requested an Inventory from {self.peer} (transaction {transaction_uid})")
             end = creation.until_terminated()
         if end.status == "CANCELED":
             raise ArchiveError(f"{self.peer}: Inventory production was canceled{colon(end.comment)}")
@@ -320,9 +247,9 @@ class InventoryHoldings:
             raise ArchiveError(f"{self.peer}: Inventory production ended {end.status} without an inventory"
                                f"{colon(end.comment)}")
         root_uid = end.root_uid or self._root_of_transaction(transaction_uid, end)
-        self._say(f"Inventory {root_uid} produced ({end.status}, {end.records} study records)")
-        with Retrieval(self) as retrieval:
-            node = retrieval.fetch([root_uid])[0]
+        self.archive.say(f"Inventory {root_uid} produced ({end.status}, {end.records} study records)")
+        with self._retrieval() as retrieval:
+            node = retrieval.nodes([root_uid])[0]
             return self._finish(retrieval, node, created=True, transaction=end)
 
     def _initiate(self, creation: Creation, info: Dataset) -> Dataset:
@@ -332,7 +259,7 @@ class InventoryHoldings:
         try:
             return creation.action(INITIATE, info)
         except NoAnswer as exc:
-            self._say(f"{exc}; asking whether the request arrived")
+            self.archive.say(f"{exc}; asking whether the request arrived")
         status = creation.status_request()
         if status.Status == 0x0000:
             return status
@@ -350,21 +277,20 @@ class InventoryHoldings:
         if not matches:
             raise ArchiveError(f"{self.peer}: Inventory production ended {end.status} and no inventory of "
                                f"transaction {transaction_uid} can be found{colon(end.comment)}")
-        members = {m.sop_uid for m in matches}
-        with Retrieval(self) as retrieval:
-            for candidate in sorted(matches, key=lambda m: -(m.total_records or 0)):
-                node = retrieval.fetch([candidate.sop_uid])[0]
-                node.path.unlink(missing_ok=True)
-                if not members - set(node.header.incorporated_uids()) - {candidate.sop_uid}:
-                    return candidate.sop_uid
-        raise ArchiveError(f"{self.peer}: the nodes of transaction {transaction_uid} have no single root")
+        with self._retrieval() as retrieval:
+            found = self._root(retrieval, matches)
+        if found is None:
+            raise ArchiveError(f"{self.peer}: the nodes of transaction {transaction_uid} have no single root")
+        root, node = found
+        node.path.unlink(missing_ok=True)  # retrieved again with its tree
+        return root.sop_uid
 
-    # -- 3./4. retrieval --
+    # -- 3. retrieval --
 
     def retrieve(self, root_uid: str) -> RetrievedInventory:
         """Retrieve a known inventory tree by its root's SOP Instance UID."""
-        with Retrieval(self) as retrieval:
-            node = retrieval.fetch([root_uid])[0]
+        with self._retrieval() as retrieval:
+            node = retrieval.nodes([root_uid])[0]
             return self._finish(retrieval, node, created=False)
 
     def _finish(self, retrieval: Retrieval, root: InventoryNode, *, created: bool,
@@ -372,50 +298,18 @@ class InventoryHoldings:
         """Retrieve the rest of root's tree and check it; files are removed if it is unusable."""
         nodes = [root]
         try:
-            self._retrieve_subtree(retrieval, nodes)
-            inventory = RetrievedInventory(root.sop_uid, nodes, worst_completion(n.header.completion for n in nodes), created,
-                                           transaction.status if transaction else "",
+            retrieval.rest_of_tree(nodes)
+            inventory = RetrievedInventory(root.sop_uid, nodes, worst_completion(n.header.completion for n in nodes),
+                                           created, transaction.status if transaction else "",
                                            transaction.comment if transaction else "")
-            self._check(inventory)
+            problem = inventory.unusable()
+            if problem:
+                raise ArchiveError(f"{self.peer}: {problem}")
         except BaseException:
             for node in nodes:
                 node.path.unlink(missing_ok=True)
             raise
         what = "PARTIAL: it speaks only for the studies it lists" if inventory.partial else inventory.completion
-        self._say(f"Inventory {root.sop_uid}: {len(nodes)} instance(s), {inventory.total_records} study records, "
-                  f"{what}")
+        self.archive.say(f"Inventory {root.sop_uid}: {len(nodes)} instance(s), {inventory.total_records} study "
+                         f"records, {what}")
         return inventory
-
-    def _retrieve_subtree(self, retrieval: Retrieval, nodes: list[InventoryNode]) -> None:
-        queued = {nodes[0].sop_uid}
-        pending = []
-        for uid in nodes[0].header.incorporated_uids():
-            if uid not in queued:
-                queued.add(uid)
-                pending.append(uid)
-        total = len(pending) + 1
-        while pending:
-            batch, pending = pending[:self.uid_batch], pending[self.uid_batch:]
-            for node in retrieval.fetch(batch):
-                nodes.append(node)
-                for uid in node.header.incorporated_uids():  # a node may name more than the root did
-                    if uid not in queued:
-                        queued.add(uid)
-                        pending.append(uid)
-                        total += 1
-            size = sum(n.size for n in nodes)
-            self._say(f"retrieved {len(nodes)}/{total} Inventory instances ({size / 1e6:.1f} MB)")
-
-    def _check(self, inventory: RetrievedInventory) -> None:
-        root = inventory.root
-        for node in inventory.nodes:
-            if node.header.level != "INSTANCE":
-                raise ArchiveError(f"{self.peer}: Inventory instance {node.sop_uid} is at {node.header.level} level, "
-                                   "not INSTANCE")
-        if inventory.completion in ("FAILURE", "CANCELED"):
-            raise ArchiveError(f"{self.peer}: Inventory {inventory.root_uid} says {inventory.completion}"
-                               f"{colon(inventory.transaction_comment)}")
-        if root.total_records is not None and inventory.total_records != root.total_records:
-            raise ArchiveError(f"{self.peer}: Inventory {inventory.root_uid} holds {inventory.total_records} study "
-                               f"records where its root says {root.total_records}: tree incomplete")
-

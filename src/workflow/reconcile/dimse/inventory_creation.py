@@ -7,21 +7,15 @@ import logging
 import queue
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 
 from workflow.dimse.reactor import hold_reactor, release_reactor
-from workflow.reconcile.dimse.archive_probe import INVENTORY_CREATION
-from workflow.reconcile.dimse.dimse_text import release, status_comment
-from workflow.reconcile.dimse.holdings_query import ArchiveError
+from workflow.reconcile.dimse.peer import ArchiveError, ArchivePeer, release, status_comment
+from workflow.reconcile.dimse.sop_classes import INVENTORY_CREATION, STORAGE_MANAGEMENT_INSTANCE
 
-if TYPE_CHECKING:
-    from workflow.reconcile.dimse.inventory_client import InventoryHoldings
-
-STORAGE_MANAGEMENT_INSTANCE = "1.2.840.10008.5.1.4.1.1.201.1.1"
 INITIATE, REQUEST_STATUS, CANCEL = 11, 12, 13
 TERMINATED_WITH, STATUS_EVENT, TERMINATED_WITHOUT = 11, 12, 13
 log = logging.getLogger("workflow.inventory_client")
@@ -45,11 +39,17 @@ class Creation:
 
     Each N-ACTION opens a fresh association, which then carries the events (the archive sends them
     where the transaction was last spoken about). Older ones stay open until the end: an event
-    already queued for them still arrives."""
+    already queued for them still arrives. `poll_after`: seconds without an event before a status
+    request; `production_timeout`: seconds before the transaction is canceled and given up;
+    `max_unanswered_polls`: status requests in a row without an event before giving up."""
 
-    def __init__(self, client: InventoryHoldings, transaction_uid: str) -> None:
-        self.client = client
+    def __init__(self, archive: ArchivePeer, transaction_uid: str, *, poll_after: float, production_timeout: float,
+                 max_unanswered_polls: int) -> None:
+        self.archive = archive
         self.transaction_uid = transaction_uid
+        self.poll_after = poll_after
+        self.production_timeout = production_timeout
+        self.max_unanswered_polls = max_unanswered_polls
         self.events: queue.Queue = queue.Queue()
         self.channels: list[Association] = []
 
@@ -78,8 +78,8 @@ class Creation:
 
     def action(self, action_type: int, info: Dataset) -> Dataset:
         """Send one N-ACTION on a fresh association; its status (ArchiveError if there is none)."""
-        client = self.client
-        assoc = client._associate([INVENTORY_CREATION], "Inventory Creation",
+        archive = self.archive
+        assoc = archive.associate([INVENTORY_CREATION], "Inventory Creation",
                                   handlers=[(evt.EVT_N_EVENT_REPORT, self._on_event),
                                             (evt.EVT_CONN_CLOSE, self._on_close)])
         assoc.network_timeout = None  # waiting for events is not idleness; polls check liveness
@@ -91,12 +91,12 @@ class Creation:
         hold_reactor(assoc)
         try:
             status, _ = assoc.send_n_action(info, action_type, INVENTORY_CREATION, STORAGE_MANAGEMENT_INSTANCE,
-                                            msg_id=client._next_msg_id())
+                                            msg_id=archive.next_msg_id())
         except RuntimeError as exc:
             release_reactor(assoc)
-            raise ArchiveError(f"{client.peer}: N-ACTION {action_type}: {exc}") from exc
+            raise ArchiveError(f"{archive.name}: N-ACTION {action_type}: {exc}") from exc
         if status.get("Status") is None:
-            raise NoAnswer(f"{client.peer}: no answer to N-ACTION {action_type} (aborted or timed out)")
+            raise NoAnswer(f"{archive.name}: no answer to N-ACTION {action_type} (aborted or timed out)")
         return status
 
     def status_request(self) -> Dataset:
@@ -116,17 +116,17 @@ class Creation:
     def until_terminated(self) -> Termination:
         """Wait for the end of production, polling when the events go quiet or their association
         closes; ArchiveError after production_timeout (the transaction is then canceled)."""
-        client = self.client
-        deadline = time.monotonic() + client.production_timeout
+        peer = self.archive.name
+        deadline = time.monotonic() + self.production_timeout
         heard = time.monotonic()
         unanswered = 0  # status requests since the last event
         while True:
             now = time.monotonic()
             if now >= deadline:
                 self.cancel_quietly()
-                raise ArchiveError(f"{client.peer}: no inventory after {client.production_timeout:g} s "
+                raise ArchiveError(f"{peer}: no inventory after {self.production_timeout:g} s "
                                    f"(transaction {self.transaction_uid} canceled)")
-            wake = min(deadline, heard + client.poll_after)  # a poll is due then
+            wake = min(deadline, heard + self.poll_after)  # a poll is due then
             try:
                 kind, event_type, info, assoc = self.events.get(timeout=max(0.0, wake - now))
             except queue.Empty:
@@ -142,19 +142,19 @@ class Creation:
                 continue  # another transaction's, or an old association
             # Quiet for poll_after, or the association events come on is gone: ask.
             unanswered += 1
-            if unanswered > client.max_unanswered_polls:
-                raise ArchiveError(f"{client.peer}: {unanswered - 1} Inventory status requests in a row got no "
+            if unanswered > self.max_unanswered_polls:
+                raise ArchiveError(f"{peer}: {unanswered - 1} Inventory status requests in a row got no "
                                    f"status event (transaction {self.transaction_uid})")
-            client._say("no news from the archive; asking for the inventory's status")
+            self.archive.say("no news from the archive; asking for the inventory's status")
             try:
                 status = self.status_request()
             except ArchiveError as exc:  # unreachable or no answer: maybe passing, up to the limit
-                if unanswered >= client.max_unanswered_polls:
+                if unanswered >= self.max_unanswered_polls:
                     raise
                 log.warning("status request failed: %s", exc)
             else:
                 if status.Status != 0x0000:  # e.g. the archive no longer knows the transaction
-                    raise ArchiveError(f"{client.peer}: Inventory status request refused: 0x{status.Status:04X}"
+                    raise ArchiveError(f"{peer}: Inventory status request refused: 0x{status.Status:04X}"
                                        f"{status_comment(status)} (transaction {self.transaction_uid})")
             heard = time.monotonic()
 
@@ -164,7 +164,7 @@ class Creation:
         records = info.get("TotalNumberOfStudyRecords")
         records = int(records) if records not in (None, "") else None
         if event_type == STATUS_EVENT:
-            self.client._say(f"Inventory production {status or '?'}: "
+            self.archive.say(f"Inventory production {status or '?'}: "
                              f"{'?' if records is None else records} study records so far")
             if status in ("PROCESSING", "PAUSED", ""):
                 return None

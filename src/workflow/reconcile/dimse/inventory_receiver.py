@@ -14,8 +14,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt
 
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+from workflow.reconcile.dimse.sop_classes import INVENTORY_STORAGE
 
-INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
 # Syntaxes the reader handles; Explicit first: the archive can then send stored bytes unchanged.
 INVENTORY_SYNTAXES = (str(ExplicitVRLittleEndian), str(ImplicitVRLittleEndian))
 

@@ -2,46 +2,47 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 
 from workflow.dimse.reactor import hold_reactor, release_reactor
-from workflow.reconcile.dimse.archive_probe import INVENTORY_GET, INVENTORY_MOVE
-from workflow.reconcile.dimse.dimse_text import release, status_comment
-from workflow.reconcile.dimse.holdings_query import ArchiveError
-from workflow.reconcile.dimse.inventory_receiver import INVENTORY_STORAGE, ReceivedInstance, write_received
+from workflow.reconcile.dimse.inventory_receiver import InventoryReceiver, ReceivedInstance, write_received
 from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, open_inventory
 from workflow.reconcile.dimse.inventory_tree import InventoryNode
-
-if TYPE_CHECKING:
-    from workflow.reconcile.dimse.inventory_client import InventoryHoldings
-
-PENDING = (0xFF00, 0xFF01)
+from workflow.reconcile.dimse.peer import PENDING, ArchiveError, ArchivePeer, release, status_comment
+from workflow.reconcile.dimse.sop_classes import INVENTORY_GET, INVENTORY_MOVE, INVENTORY_STORAGE
 
 
 class Retrieval:
-    """One association retrieving Inventory instances: C-GET (we are its Storage SCP) or C-MOVE
-    (to our own AE title, received by the client's receiver). Aborted, not released, after a failure:
-    responses may still be pending."""
+    """One association retrieving Inventory instances: C-GET (we are its Storage SCP, in
+    `transfer_syntaxes`) or, given a `receiver`, C-MOVE (to our own AE title, where the receiver gets
+    them). Files go to `directory`. Aborted, not released, after a failure: responses may still be
+    pending."""
 
-    def __init__(self, client: InventoryHoldings) -> None:
-        self.client = client
-        self.move = client.retrieve_mode == "move"
+    def __init__(self, archive: ArchivePeer, directory: str | os.PathLike, *, receiver: InventoryReceiver | None = None,
+                 transfer_syntaxes: Iterable[str] = (), uid_batch: int = 50) -> None:
+        self.archive = archive
+        self.directory = Path(directory)
+        self.receiver = receiver
+        self.move = receiver is not None
+        self.transfer_syntaxes = list(transfer_syntaxes)
+        self.uid_batch = uid_batch
         self._assoc: Association | None = None
         self._expected: set[str] = set()
         self._received: dict[str, ReceivedInstance] = {}
         self._store_errors: list[str] = []
 
     def __enter__(self) -> Retrieval:
-        client = self.client
         if self.move:
-            self._assoc = client._associate([INVENTORY_MOVE], "Inventory MOVE")
+            self._assoc = self.archive.associate([INVENTORY_MOVE], "Inventory MOVE")
         else:
-            self._assoc = client._associate([INVENTORY_GET], "Inventory GET", storage_scp=True,
-                                            handlers=[(evt.EVT_C_STORE, self._on_store)])
+            self._assoc = self.archive.associate([INVENTORY_GET], "Inventory GET", storage_scp=self.transfer_syntaxes,
+                                                 handlers=[(evt.EVT_C_STORE, self._on_store)])
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -55,35 +56,35 @@ class Retrieval:
         elif assoc.is_established:
             assoc.abort()
 
-    def fetch(self, uids: list[str]) -> list[InventoryNode]:
+    def nodes(self, uids: list[str]) -> list[InventoryNode]:
         """The instances, in `uids` order, written to files with their headers read."""
-        client = self.client
+        archive = self.archive
         what = "C-MOVE" if self.move else "C-GET"
         identifier = Dataset()
         identifier.SOPInstanceUID = uids if len(uids) > 1 else uids[0]
         self._expected = set(uids)
         if self.move:
-            client.receiver.expect(uids)
+            self.receiver.expect(uids)
         assoc = self._assoc
         hold_reactor(assoc)
         try:
             if self.move:
-                responses = assoc.send_c_move(identifier, client.local_ae, INVENTORY_MOVE, msg_id=client._next_msg_id())
+                responses = assoc.send_c_move(identifier, archive.local_ae, INVENTORY_MOVE, msg_id=archive.next_msg_id())
             else:
-                responses = assoc.send_c_get(identifier, INVENTORY_GET, msg_id=client._next_msg_id())
+                responses = assoc.send_c_get(identifier, INVENTORY_GET, msg_id=archive.next_msg_id())
         except RuntimeError as exc:
             release_reactor(assoc)
-            raise ArchiveError(f"{client.peer}: Inventory {what}: {exc}") from exc
+            raise ArchiveError(f"{archive.name}: Inventory {what}: {exc}") from exc
         final = None
         for status, ident in responses:
             code = status.get("Status")
             if code is None:
-                raise ArchiveError(f"{client.peer}: Inventory {what} aborted or timed out "
+                raise ArchiveError(f"{archive.name}: Inventory {what} aborted or timed out "
                                    f"({len(self._received)} of {len(uids)} instances received)")
             if code not in PENDING:
                 final = (status, ident)
         if final is None:
-            raise ArchiveError(f"{client.peer}: Inventory {what} ended without a final status")
+            raise ArchiveError(f"{archive.name}: Inventory {what} ended without a final status")
         self._check_final(what, *final)
         if self._store_errors:
             raise ArchiveError(f"Inventory {what}: {self._store_errors[0]}")
@@ -97,13 +98,35 @@ class Retrieval:
             raise
         return nodes
 
+    def rest_of_tree(self, nodes: list[InventoryNode]) -> None:
+        """Retrieve every instance the root (`nodes[0]`) incorporates, `uid_batch` per request, plus any
+        a node adds, appending each to `nodes` as it arrives (the caller removes their files on failure)."""
+        queued = {nodes[0].sop_uid}
+        pending = []
+        for uid in nodes[0].header.incorporated_uids():
+            if uid not in queued:
+                queued.add(uid)
+                pending.append(uid)
+        total = len(pending) + 1
+        while pending:
+            batch, pending = pending[:self.uid_batch], pending[self.uid_batch:]
+            for node in self.nodes(batch):
+                nodes.append(node)
+                for uid in node.header.incorporated_uids():  # a node may name more than the root did
+                    if uid not in queued:
+                        queued.add(uid)
+                        pending.append(uid)
+                        total += 1
+            size = sum(n.size for n in nodes)
+            self.archive.say(f"retrieved {len(nodes)}/{total} Inventory instances ({size / 1e6:.1f} MB)")
+
     def _check_final(self, what: str, status: Dataset, ident: Dataset | None) -> None:
         code = status.Status
-        peer = self.client.peer
+        peer = self.archive.name
         if code == 0x0000:
             return
         if code == 0xA801:
-            raise ArchiveError(f"{peer} does not know Move Destination {self.client.local_ae} "
+            raise ArchiveError(f"{peer} does not know Move Destination {self.archive.local_ae} "
                                "(add it to the archive's AE configuration)")
         failed = ident.get("FailedSOPInstanceUIDList") if ident is not None else None
         detail = f"; failed: {failed}" if failed else ""
@@ -113,25 +136,25 @@ class Retrieval:
         raise ArchiveError(f"{peer}: Inventory {what} {kind} 0x{code:04X}{status_comment(status)}{detail}")
 
     def _node(self, uid: str) -> InventoryNode:
-        client = self.client
+        peer = self.archive.name
         if self.move:
             try:
-                received = client.receiver.wait(uid, client.timeout)
+                received = self.receiver.wait(uid, self.archive.timeout)
             except (TimeoutError, OSError) as exc:
-                raise ArchiveError(f"{client.peer}: Inventory C-MOVE reported success but {exc}") from exc
+                raise ArchiveError(f"{peer}: Inventory C-MOVE reported success but {exc}") from exc
         else:
             received = self._received.pop(uid, None)
             if received is None:
-                raise ArchiveError(f"{client.peer}: Inventory C-GET reported success but {uid} never arrived")
+                raise ArchiveError(f"{peer}: Inventory C-GET reported success but {uid} never arrived")
         try:
             with open_inventory(received.path, received.transfer_syntax) as inv:
                 header = inv.header
         except (InventoryFormatError, OSError) as exc:
             received.path.unlink(missing_ok=True)
-            raise ArchiveError(f"{client.peer}: Inventory instance {uid} unreadable: {exc}") from exc
+            raise ArchiveError(f"{peer}: Inventory instance {uid} unreadable: {exc}") from exc
         if header.sop_instance_uid != uid:
             received.path.unlink(missing_ok=True)
-            raise ArchiveError(f"{client.peer}: asked for Inventory {uid}, received {header.sop_instance_uid}")
+            raise ArchiveError(f"{peer}: asked for Inventory {uid}, received {header.sop_instance_uid}")
         return InventoryNode(uid, received.path, received.transfer_syntax, header, received.path.stat().st_size)
 
     def _on_store(self, event) -> int:
@@ -139,7 +162,7 @@ class Retrieval:
         if uid not in self._expected or str(event.request.AffectedSOPClassUID) != INVENTORY_STORAGE:
             return 0x0124  # Refused: not asked for
         try:
-            self._received[uid] = write_received(self.client.directory, event)
+            self._received[uid] = write_received(self.directory, event)
         except OSError as exc:
             self._store_errors.append(f"cannot write {uid}: {exc}")
             return 0xA700

@@ -54,7 +54,6 @@ from workflow.reconcile.rules.holdings import Holding, StudyCount
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
 
 __all__ = ["AccessEndPoint", "InventoryFile", "InventoryFormatError", "InventoryHeader", "InventoryReference",
            "SeriesRecord", "StudyRecord", "open_inventory", "parse", "EXPLICIT_VR_LE", "IMPLICIT_VR_LE"]

@@ -1,4 +1,5 @@
-"""A retrieved Inventory tree on disk: its nodes, its completion, and its records read file by file."""
+"""A retrieved Inventory tree on disk: its nodes, its completion, whether it can be used, and its records
+read file by file."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from workflow.reconcile.dimse.holdings_query import ArchiveError
 from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, InventoryHeader, StudyRecord, open_inventory
+from workflow.reconcile.dimse.peer import ArchiveError, colon
+from workflow.reconcile.rules.dicom_values import parse_date_time
 from workflow.reconcile.rules.holdings import Holding
-from workflow.reconcile.rules.scope import dicom_datetime
 
 # Worst first wins when the nodes of a tree disagree.
 COMPLETION_RANK = {"COMPLETE": 0, "PARTIAL": 1, "CANCELED": 2, "FAILURE": 3}
@@ -66,7 +67,20 @@ class RetrievedInventory:
     @property
     def content_datetime(self) -> datetime | None:
         """When production started: instances stored later cannot be listed."""
-        return dicom_datetime(self.root.content_date, self.root.content_time)
+        return parse_date_time(self.root.content_date, self.root.content_time)
+
+    def unusable(self) -> str | None:
+        """Why the tree cannot be used (a node not at INSTANCE level, FAILURE or CANCELED, records
+        missing from the root's total), or None."""
+        for node in self.nodes:
+            if node.header.level != "INSTANCE":
+                return f"Inventory instance {node.sop_uid} is at {node.header.level} level, not INSTANCE"
+        if self.completion in ("FAILURE", "CANCELED"):
+            return f"Inventory {self.root_uid} says {self.completion}{colon(self.transaction_comment)}"
+        if self.root.total_records is not None and self.total_records != self.root.total_records:
+            return (f"Inventory {self.root_uid} holds {self.total_records} study records where its root says "
+                    f"{self.root.total_records}: tree incomplete")
+        return None
 
     def studies(self) -> Iterator[StudyRecord]:
         for node in self.nodes:

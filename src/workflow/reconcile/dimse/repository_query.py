@@ -33,14 +33,15 @@ from typing import Iterator
 
 from pydicom.dataset import Dataset
 
+from workflow.reconcile.dimse.holdings_query import StudyRootHoldings, removed
+from workflow.reconcile.dimse.peer import SUCCESS, ArchiveError
+from workflow.reconcile.dimse.sop_classes import REPOSITORY_QUERY
 from workflow.reconcile.rules.holdings import Holding, StudyCount
-from workflow.reconcile.dimse.archive_probe import REPOSITORY_QUERY
-from workflow.reconcile.dimse.holdings_query import ArchiveError, HoldingsScope, StudyRootHoldings, removed
+from workflow.reconcile.rules.scope import HoldingsScope
 
 log = logging.getLogger("workflow.holdings_query")
 
 _MORE = 0xB001  # the SCU's or the SCP's limit was reached and more entities match
-_SUCCESS = 0x0000
 PAGE_SIZE = 5000  # records asked for per transaction
 RESUME_ATTEMPTS = 2  # consecutive interrupted transactions continued before the query fails
 
@@ -84,18 +85,18 @@ class RepositoryHoldings(StudyRootHoldings):
                 failures += 1
                 self.resumed += 1
                 prior = self._last_key if self._last_key is not None else prior
-                log.warning(f"{self._peer}: Repository Query interrupted ({exc.message}); continuing after the "
+                log.warning(f"{self.peer}: Repository Query interrupted ({exc.message}); continuing after the "
                             f"last record received (attempt {failures} of {self.resume_attempts})")
                 continue
             failures = 0
-            if final == _SUCCESS:
+            if final == SUCCESS:
                 return
             # B001 was the SCP's last message for this transaction: release rather than let anything
             # it might still send (pynetdicom's SCP does) meet the next query.
             self.close()
             if self._last_key is None or self._last_key == prior:
                 # Nothing, or the same records again (Prior Record Key ignored): it would never end.
-                raise ArchiveError(f"{self._peer}: Repository Query answered B001 without advancing past "
+                raise ArchiveError(f"{self.peer}: Repository Query answered B001 without advancing past "
                                    "the Prior Record Key", study_uid)
             prior = self._last_key
 
@@ -103,7 +104,7 @@ class RepositoryHoldings(StudyRootHoldings):
         """One transaction: yields its matches, remembering the last one's Record Key in `_last_key`;
         returns the final status (Success or B001)."""
         self._last_key = None
-        transaction = self._transaction(ask, study_uid, final=(_SUCCESS, _MORE))
+        transaction = self._transaction(ask, study_uid, final=(SUCCESS, _MORE))
         while True:
             try:
                 match = next(transaction)
@@ -112,7 +113,7 @@ class RepositoryHoldings(StudyRootHoldings):
             key = match.get("RecordKey")
             if not key:
                 transaction.close()
-                raise ArchiveError(f"{self._peer}: Repository Query match without Record Key", study_uid)
+                raise ArchiveError(f"{self.peer}: Repository Query match without Record Key", study_uid)
             yield match
             self._last_key = bytes(key)
 

@@ -4,20 +4,20 @@ conformance statement and the AE's routes."""
 from __future__ import annotations
 
 from workflow.dimse.routing import ServiceSpec
+from workflow.reconcile.dimse.sop_classes import (INVENTORY_CREATION, INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE,
+                                                  REPOSITORY_QUERY, STUDY_ROOT_FIND)
 
 CLIENT_SERVICES = (
     # An archive's holdings, study by study (query path) ...
-    ServiceSpec("Study Root Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.2.2.1", "SCU",
-                "C-FIND"),
-    ServiceSpec("Repository Query", "1.2.840.10008.5.1.4.1.1.201.6", "SCU",
+    ServiceSpec("Study Root Query/Retrieve Information Model - FIND", STUDY_ROOT_FIND, "SCU", "C-FIND"),
+    ServiceSpec("Repository Query", REPOSITORY_QUERY, "SCU",
                 "C-FIND (Record Key continuation, Maximum Number of Records)"),
     # ... or as one Inventory (Inventory path, Sup 223).
-    ServiceSpec("Inventory Query/Retrieve Information Model - FIND", "1.2.840.10008.5.1.4.1.1.201.2", "SCU",
-                "C-FIND"),
-    ServiceSpec("Inventory Query/Retrieve Information Model - GET", "1.2.840.10008.5.1.4.1.1.201.4", "SCU",
+    ServiceSpec("Inventory Query/Retrieve Information Model - FIND", INVENTORY_FIND, "SCU", "C-FIND"),
+    ServiceSpec("Inventory Query/Retrieve Information Model - GET", INVENTORY_GET, "SCU",
                 "C-GET (with Inventory Storage in the SCP role)"),
-    ServiceSpec("Inventory Query/Retrieve Information Model - MOVE", "1.2.840.10008.5.1.4.1.1.201.3", "SCU",
+    ServiceSpec("Inventory Query/Retrieve Information Model - MOVE", INVENTORY_MOVE, "SCU",
                 "C-MOVE (to this AE's Inventory Storage SCP)"),
-    ServiceSpec("Inventory Creation", "1.2.840.10008.5.1.4.1.1.201.5", "SCU",
+    ServiceSpec("Inventory Creation", INVENTORY_CREATION, "SCU",
                 "N-ACTION (types 11 and 12); receives N-EVENT-REPORT 11, 12, 13"),
 )

@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.reconcile import received as received_inventories
 from workflow.reconcile.dimse.services import CLIENT_SERVICES
+from workflow.reconcile.dimse.sop_classes import INVENTORY_STORAGE
 
 log = logging.getLogger("workflow.inventory")
-INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
 OUT_OF_RESOURCES = 0xA700
 CANNOT_UNDERSTAND = 0xC000
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
 from pydicom.dataset import Dataset
+
+from workflow.reconcile.rules.dicom_values import text_values
 
 
 @dataclass(frozen=True)
@@ -48,14 +50,6 @@ def scope_item(scope: HoldingsScope) -> Dataset | None:
     return item if len(item) else None
 
 
-def element_values(elem) -> list[str]:
-    value = elem.value
-    if value is None or value == "":
-        return []
-    items = value if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue" else [value]
-    return [str(v).strip() for v in items if str(v).strip()]
-
-
 def scope_covers(items, scope: HoldingsScope) -> bool:
     """Does an inventory with this Scope of Inventory Sequence list every study `scope` selects?
     Conservative: a key or mechanism not understood here means no."""
@@ -72,14 +66,14 @@ def scope_covers(items, scope: HoldingsScope) -> bool:
         if keyword == "SpecificCharacterSet":
             continue
         if keyword == "ExtendedMatchingMechanisms":
-            if set(element_values(elem)) - {"MULTIPLE_VALUE"}:
+            if set(text_values(elem.value)) - {"MULTIPLE_VALUE"}:
                 return False
         elif keyword == "ListOfUIDMatchingSequence":
             listed = set()
             for one in elem.value:
                 if any(e.keyword != "StudyInstanceUID" for e in one):
                     return False
-                listed.update(element_values(one["StudyInstanceUID"]) if "StudyInstanceUID" in one else [])
+                listed.update(text_values(one.StudyInstanceUID) if "StudyInstanceUID" in one else [])
             if not ours_uids or not ours_uids <= listed:
                 return False
         elif keyword == "RangeMatchingSequence":
@@ -99,8 +93,8 @@ def _range_covers(value, since: date | None) -> bool:
         return False
     begin, end = value
     for tag in set(begin.keys()) | set(end.keys()):
-        low = element_values(begin[tag]) if tag in begin else []
-        high = element_values(end[tag]) if tag in end else []
+        low = text_values(begin[tag].value) if tag in begin else []
+        high = text_values(end[tag].value) if tag in end else []
         keyword = (begin[tag] if tag in begin else end[tag]).keyword
         if keyword != "StudyDate" or high:
             return False  # only an open-ended Study Date range is understood
@@ -111,7 +105,7 @@ def _range_covers(value, since: date | None) -> bool:
 
 def _general_covers(general: Dataset, ours_uids: set[str], ours_modalities: set[str]) -> bool:
     for key in general:
-        given = element_values(key) if key.VR != "SQ" else ["?"]
+        given = text_values(key.value) if key.VR != "SQ" else ["?"]
         if not given:
             continue  # universal matching
         if key.keyword == "StudyInstanceUID":
@@ -123,20 +117,3 @@ def _general_covers(general: Dataset, ours_uids: set[str], ours_modalities: set[
         else:
             return False
     return True
-
-
-def dicom_datetime(da: str, tm: str) -> datetime | None:
-    """DA + TM (local time, as DICOM without an offset means) as a datetime; None if unreadable."""
-    da, tm = (da or "").strip(), (tm or "").strip().replace(":", "")
-    try:
-        day = datetime.strptime(da, "%Y%m%d")
-    except ValueError:
-        return None
-    whole, _, fraction = tm.partition(".")
-    try:
-        parts = [int(whole[i:i + 2]) for i in range(0, min(len(whole), 6), 2)]
-        micro = int((fraction + "000000")[:6]) if fraction else 0
-        return day.replace(hour=parts[0] if parts else 0, minute=parts[1] if len(parts) > 1 else 0,
-                           second=parts[2] if len(parts) > 2 else 0, microsecond=micro)
-    except ValueError:
-        return day
