@@ -12,6 +12,9 @@ import time
 from sqlalchemy import Engine
 
 from workflow.access.tokens import Tokens
+from workflow.audit.rules import messages
+from workflow.audit.sender import AuditSender, Repository
+from workflow.audit.trail import AuditTrail
 from workflow.config import Settings
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
@@ -80,14 +83,23 @@ class App:
         # Fired after a commit that wrote UPS event reports: every face that delivers them wakes.
         self.events_written = Signal()
 
+        # The audit trail: records written in the transaction of what they describe, drained by a sender.
+        self.audit = AuditTrail(self.engine, settings)
+        # It retries an unreachable repository as the event sender retries a subscriber.
+        self.audit_sender = (AuditSender(self.engine, Repository(settings.audit_repository,
+                                                                 settings.audit_ca_certificates), self.audit.wake,
+                                         retry_first=settings.event_retry_initial,
+                                         retry_max=settings.event_retry_max_interval)
+                             if settings.audit_repository else None)
+
         # Features, from the bottom up: each is told, in its constructor, whom it tells of a change.
-        self.worklist = WorklistService(self.engine, settings, events=self.events_written)
+        self.worklist = WorklistService(self.engine, settings, events=self.events_written, audit=self.audit)
         self.readiness = ReadinessService(self.engine, self.policies, self.worklist)
         self.worklist.new_workitems = self.readiness  # a new workitem is evaluated in its N-CREATE
         self.ingest = IngestService(self.engine, max_instances=settings.max_instances_per_ian,
-                                    type2_absent=settings.type2_absent, studies=self.readiness)
+                                    type2_absent=settings.type2_absent, studies=self.readiness, audit=self.audit)
         self.performed_steps = PerformedStepService(self.engine, type2_absent=settings.type2_absent,
-                                                    studies=self.readiness)
+                                                    studies=self.readiness, audit=self.audit)
 
         # Background workers.
         self.outbox = Outbox(self.engine, settings)
@@ -104,12 +116,14 @@ class App:
             ian_scp.IanScp(self.ingest, self.metrics).routes(),
             mpps_scp.MppsScp(self.performed_steps).routes(),
             ups_scp.UpsScp(self.worklist).routes(),
-            storage_scp.InventoryStorageScp(self.engine).routes(),
+            storage_scp.InventoryStorageScp(self.engine, self.audit).routes(),
             Routes(uses=(event_sender.SERVICE,)),
         ), self.metrics)
+        self.dicom.security_alert = lambda kind, who, detail: self.audit.record_now(
+            messages.security_alert(kind, who, detail))
 
         # The HTTP face: every feature's routes on the same services.
-        self.tokens = Tokens(self.engine)
+        self.tokens = Tokens(self.engine, self.audit)
         self.http: HttpServer | None = None
         self.event_hub = http_events.EventHub(self.outbox)
         if settings.http_port:
@@ -121,12 +135,14 @@ class App:
                 mpps_http.router(self.performed_steps),
                 overview_http.router(self.engine),
                 readiness_http.router(self.readiness),
-                reconcile_http.router(self.engine),
+                reconcile_http.router(self.engine, self.audit),
             ]
-            self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics), settings.http_address,
+            self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics, self.audit), settings.http_address,
                                    settings.http_port, settings.shutdown_grace)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
                            lambda: {(): self.outbox.backlog()})
+        self.metrics.gauge("wfm_audit_backlog", "Audit records owed to the audit repository",
+                           lambda: {(): self.audit.backlog()})
         self.metrics.gauge("wfm_readiness_backlog", "Studies waiting for readiness evaluation",
                            lambda: {(): self.readiness.pending()})
 
@@ -134,6 +150,9 @@ class App:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
         reconcile_scheduler.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
+        if self.audit_sender is not None:
+            self.audit_sender.start()
+        self.audit.record_now(messages.application_activity(started=True))
         try:
             self.dicom.start()
         except OSError as exc:
@@ -182,6 +201,9 @@ class App:
         self.events.deliver_due(final=True)
         if self.scheduler is not None:
             self.scheduler.finish(grace_ends)
+        self.audit.record_now(messages.application_activity(started=False))
+        if self.audit_sender is not None:
+            self.audit_sender.stop(max(1.0, grace_ends - time.monotonic()))
         self.engine.dispose()
         return clean
 
@@ -193,8 +215,12 @@ class App:
         except PolicyError as exc:
             log.error(f"policies in {policies_location(self.settings.policies)} not reloaded, the previous "
                       f"ones stay in force:\n{exc}")
+            self.audit.record_now(messages.security_alert(messages.SOFTWARE_CONFIGURATION, None,
+                                                          f"policies not reloaded: {exc}"))
             return False
         self.policies = self.readiness.policies = policies
+        self.audit.record_now(messages.security_alert(messages.SOFTWARE_CONFIGURATION, None,
+                                                      "policies reloaded (SIGHUP)", failure=False))
         return True
 
     def purge(self) -> tuple[int, int]:

@@ -119,6 +119,13 @@ class Settings:
     # A RUNNING reconciliation with no sign of life for this many seconds is ended as FAILED
     # "abandoned" (at `wfm serve` start and before each scheduled run): its process died.
     reconcile_stale_after: float = 900.0
+    # ATNA audit trail (PS3.15 A.5): the audit repository as tls://host:6514, tcp://host:port or
+    # udp://host:514 (empty: no audit records); our AuditSourceID (empty: the AE title) and
+    # AuditEnterpriseSiteID; the CA file that verifies a tls:// repository (empty: the system's).
+    audit_repository: str = ""
+    audit_source_id: str = ""
+    audit_enterprise_site_id: str = ""
+    audit_ca_certificates: str = ""
     remote_ae: tuple[RemoteAE, ...] = field(default_factory=tuple)
     source: str = "defaults"
 
@@ -326,6 +333,10 @@ def _check(s: Settings, origin: Mapping[str, str]) -> list[str]:
             fail("allowed_calling_aes", f"{title!r} is not a valid AE title")
     if not 0 <= s.port < 65536:
         fail("port", f"{s.port} is not a TCP port")
+    if s.audit_repository and not re.match(r"^(tls|tcp|udp)://[^:/\s]+:\d{1,5}$", s.audit_repository):
+        fail("audit_repository", f"{s.audit_repository!r} is not tls://host:port, tcp://host:port or udp://host:port")
+    if s.audit_ca_certificates and not Path(s.audit_ca_certificates).is_file():
+        fail("audit_ca_certificates", f"{s.audit_ca_certificates}: no such file")
     if not 0 <= s.http_port < 65536:
         fail("http_port", f"{s.http_port} is not a TCP port (0 turns HTTP off)")
     if s.max_instances_per_ian < 1:

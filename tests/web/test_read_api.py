@@ -37,6 +37,11 @@ def test_study_is_what_the_cli_prints(app):
     ian = make_ian()
     with association(app.dicom.port) as assoc:
         assert send(assoc, ian)[0].Status == 0
+    import time
+    deadline = time.monotonic() + 15
+    while app.readiness.pending():  # the readiness worker settles the study's requested procedure first
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
     with client(app) as http:
         shown = http.get(f"/api/studies/{ian.StudyInstanceUID}")
         assert http.get(f"/api/studies/{generate_uid()}").status_code == 404

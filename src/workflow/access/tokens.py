@@ -16,7 +16,11 @@ from sqlalchemy.exc import IntegrityError
 
 from workflow.access.rules.rights import Right, allows, parse_rights
 from workflow.access.tables import ApiToken
+from workflow.audit.rules import messages
+from workflow.audit.trail import NoAudit
+from workflow.kernel import requestor
 from workflow.kernel.attributes import is_ae_title
+from workflow.kernel.ports import Audit
 from workflow.kernel.clock import utcnow
 from workflow.store.engine import aware, reading
 
@@ -51,8 +55,9 @@ def digest(token: str) -> str:
 
 
 class Tokens:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: Audit = NoAudit()) -> None:
         self.engine = engine
+        self.audit = audit  # a rights change is a Security Alert (Security Roles Changed)
         self._open_checked: tuple[float, bool] | None = None
 
     def create(self, name: str, rights: str) -> str:
@@ -72,6 +77,8 @@ class Tokens:
         except IntegrityError:
             raise TokenError(f"a token named {name!r} exists (revoke it first, or choose another name)") from None
         self._open_checked = None
+        self.audit.record_now(messages.security_alert(messages.SECURITY_ROLES_CHANGED, requestor.current(),
+                                                      f"API token {name!r} created with rights {rights}", failure=False))
         return token
 
     def revoke(self, name: str) -> None:
@@ -81,6 +88,8 @@ class Tokens:
         if not done:
             raise TokenError(f"no token in force named {name!r} (`wfm token list` shows them)")
         self._open_checked = None
+        self.audit.record_now(messages.security_alert(messages.SECURITY_ROLES_CHANGED, requestor.current(),
+                                                      f"API token {name!r} revoked", failure=False))
 
     def listing(self) -> list[dict]:
         with reading(self.engine) as conn:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from workflow import __version__
-from workflow.cli import demo, ian, mpps, policies, reconcile, server, study, tokens, ups
+from workflow.cli import audit, demo, ian, mpps, policies, reconcile, server, study, tokens, ups
 from workflow.cli.common import CliError, with_read_store, with_store
 from workflow.config import ConfigError
 from workflow.logs import setup_logging
@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="TOML settings file (default: $WFM_CONFIG)")
     parser.add_argument("--version", action="version", version=f"wfm {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    for module in (server, study, policies, ian, ups, mpps, tokens, demo):
+    for module in (server, study, policies, ian, ups, mpps, tokens, audit, demo):
         module.add_parsers(sub, common)
     reconcile.add_parsers(sub, common, writes=with_store, reads=with_read_store)
     for each in (parser, *_subparsers(parser)):

@@ -94,6 +94,7 @@ def cmd_report_show(args, settings, engine) -> int:
     if run_id is None:
         print(f"wfm report: no run {args.run_uid}", file=sys.stderr)
         return 1
+    _audit_read(settings, engine, args.run_uid, args.format if args.output else None)
     if args.format == "json":
         out = open(args.output, "wb") if args.output else sys.stdout.buffer
         reports.render_json(engine, run_id, out)
@@ -114,12 +115,26 @@ def cmd_report_verify(args, settings, engine) -> int:
         print(f"wfm report: no run {args.run_uid}", file=sys.stderr)
         return 1
     result = reports.verify(engine, run_id)
+    _audit_read(settings, engine, args.run_uid, None)
     if result.ok:
         print(f"OK: the report of {args.run_uid} is as recorded (SHA-256 {result.recorded})")
         return 0
     print(f"CHANGED: the report of {args.run_uid} differs from what was recorded: recorded {result.recorded}, "
           f"now {result.computed}; {'; '.join(result.problems)}")
     return 1
+
+
+def _audit_read(settings, engine, run_uid: str, exported: str | None) -> None:
+    """A report shown or verified (DICOM Instances Accessed), or written to a file (Export), by the
+    operating-system user running the command."""
+    import getpass
+
+    from workflow.audit.rules import messages
+    from workflow.audit.trail import AuditTrail
+    from workflow.kernel.requestor import Requestor
+
+    who = Requestor(getpass.getuser()[:16], "localhost", "local")
+    AuditTrail(engine, settings).record_now(messages.report_read(who, run_uid, exported))
 
 
 def add_parsers(sub, common: argparse.ArgumentParser, *, writes, reads) -> None:

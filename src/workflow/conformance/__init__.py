@@ -17,6 +17,7 @@ from workflow.kernel import statuses
 from workflow.ian.rules.availability import BEHAVIOUR, Availability
 from workflow.ian.rules.notification import IAN_ATTRIBUTES
 from workflow.kernel.attributes import Attr, absence_rules
+from workflow.conformance.audit import render_audit
 from workflow.conformance.markdown import table as _table
 
 TYPE_MEANING = {
@@ -160,6 +161,10 @@ def render(site: Settings | None = None) -> str:
         ("Longest event retry delay (s)", "`event_retry_max_interval`", f"{d.event_retry_max_interval:g}"),
         ("Time before an event is undeliverable (s)", "`event_retry_for`", f"{d.event_retry_for:g}"),
         ("Peers (event subscribers, status change recipients, archives)", "`[[remote_ae]]`", "none"),
+        ("HTTP face (UPS-RS, IAN and MPPS over HTTP, read API): address, port (0: off)", "`http_host`, `http_port`",
+         f"as `host`, {d.http_port}"),
+        ("Audit repository (ATNA syslog)", "`audit_repository`", "none (no audit records)"),
+        ("AuditSourceID, AuditEnterpriseSiteID", "`audit_source_id`, `audit_enterprise_site_id`", "the AE title, none"),
         ("Reconciliation of an archive: method, cron schedule, scope, retrieve, feedback",
          "`[remote_ae.reconcile]`", "none (manual runs: auto, whole archive, C-GET, report only)"),
         ("A RUNNING reconciliation without progress is abandoned after (s)", "`reconcile_stale_after`",
@@ -343,4 +348,6 @@ repertoire.
 
 No TLS and no user identity negotiation in this version. Access is limited by the calling AE title
 allow-list (`allowed_calling_aes`); deploy on a trusted network.
+
+{render_audit()}
 """

@@ -18,7 +18,9 @@ from workflow.config import Settings
 from workflow.dimse.datasets import status_dataset
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.dimse.routing import Routes, ServiceSpec
+from workflow.audit.rules.messages import NODE_AUTHENTICATION, Code
 from workflow.kernel import statuses
+from workflow.kernel.requestor import Requestor, acting_for
 from workflow.metrics import Metrics
 
 log = logging.getLogger("workflow.dimse")
@@ -113,6 +115,8 @@ class DicomServer:
         self.metrics = metrics or Metrics()
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
+        # Told of refusals (the audit trail's Security Alert); the composition root sets it.
+        self.security_alert: Callable[[Code, Requestor, str], None] = lambda kind, who, detail: None
         self._server = None
 
     @property
@@ -200,7 +204,7 @@ class DicomServer:
         """One handler per event type serves the whole AE: route on the request's SOP Class UID (UPS
         N-* requests carry the Push UID on any UPS context)."""
         def route(event):
-            with self.in_flight.handler():
+            with self.in_flight.handler(), acting_for(_requestor(event)):
                 handler = handlers.get(str(getattr(event.request, field)))
                 if handler is None:
                     return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
@@ -208,7 +212,7 @@ class DicomServer:
         return route
 
     def _on_c_find(self, event):
-        with self.in_flight.handler():
+        with self.in_flight.handler(), acting_for(_requestor(event)):
             handler = self.routes.c_find.get(str(event.context.abstract_syntax))
             if handler is None:
                 yield status_dataset(SOP_CLASS_NOT_SUPPORTED), None
@@ -216,13 +220,20 @@ class DicomServer:
             yield from handler(event)
 
     def _on_c_store(self, event) -> int:
-        with self.in_flight.handler():
+        with self.in_flight.handler(), acting_for(_requestor(event)):
             handler = self.routes.c_store.get(str(event.context.abstract_syntax))
             return SOP_CLASS_NOT_SUPPORTED.code if handler is None else handler(event)
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor
-        log.warning("association rejected: calling AE title not recognized"
-                    if requestor.ae_title not in self.ae.require_calling_aet and self.ae.require_calling_aet
-                    else "association rejected",
+        reason = ("calling AE title not recognized"
+                  if requestor.ae_title not in self.ae.require_calling_aet and self.ae.require_calling_aet
+                  else "rejected")
+        log.warning(f"association rejected: {reason}",
                     extra={"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}"})
+        self.security_alert(NODE_AUTHENTICATION, _requestor(event), f"association rejected: {reason}")
+
+
+def _requestor(event) -> Requestor:
+    requestor = event.assoc.requestor
+    return Requestor(requestor.ae_title, str(requestor.address), "dimse")

@@ -21,11 +21,14 @@ from sqlalchemy import Engine, bindparam, case, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
-from workflow.ian.rules.notification import ATTRIBUTE_STATUSES, Notification, parse_ian
+from workflow.ian.rules.notification import ATTRIBUTE_STATUSES, IAN_SOP_CLASS_UID, Notification, parse_ian
 from workflow.kernel import statuses
 from workflow.kernel.attributes import Rejected, is_uid
 from workflow.kernel.outcome import Outcome
-from workflow.kernel.ports import NoStudyChanges, StudyChanges
+from workflow.audit.rules import messages
+from workflow.audit.trail import NoAudit
+from workflow.kernel import requestor
+from workflow.kernel.ports import Audit, NoStudyChanges, StudyChanges
 from workflow.store.engine import reading
 from workflow.ian.tables import Instance, InstanceLocation, InstancePerformedStep
 from workflow.ian.tables import Notification as NotificationRow
@@ -73,11 +76,12 @@ def canonical_json(dataset: dict[str, Any]) -> str:
 
 class IngestService:
     def __init__(self, engine: Engine, *, max_instances: int = 50_000, type2_absent: str = "accept",
-                 studies: StudyChanges = NoStudyChanges()) -> None:
+                 studies: StudyChanges = NoStudyChanges(), audit: Audit = NoAudit()) -> None:
         self.engine = engine
         self.max_instances = max_instances
         self.type2_absent = type2_absent
         self.studies = studies
+        self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
         # Built once: constructing an upsert costs more than executing it.
         self._upsert_instances = self._instance_upsert()
@@ -132,7 +136,11 @@ class IngestService:
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
                 self._store(conn, received, ian, text, digest)
                 self.studies.mark(conn, ian.study_instance_uid, received.received_at)
+                self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
+                                                          received.sop_instance_uid, ian.study_instance_uid,
+                                                          len(ian.instances)))
             self.studies.committed()
+            self.audit.committed()
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.

@@ -41,3 +41,13 @@ class Signal:
     def fire(self) -> None:
         for callback in self._callbacks:
             callback()
+
+
+class Audit(Protocol):
+    """The audit trail (audit/trail.py): a record written in the caller's transaction, or in its own."""
+
+    def record(self, conn: Any, message: Any) -> None: ...
+
+    def committed(self) -> None: ...
+
+    def record_now(self, message: Any) -> None: ...

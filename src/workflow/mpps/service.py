@@ -13,8 +13,11 @@ from sqlalchemy import Connection, Engine, delete, select
 
 from workflow.kernel import statuses
 from workflow.kernel.attributes import Rejected, is_uid
+from workflow.audit.rules import messages
+from workflow.audit.trail import NoAudit
+from workflow.kernel import requestor
 from workflow.kernel.clock import utcnow
-from workflow.kernel.ports import NoStudyChanges, StudyChanges
+from workflow.kernel.ports import Audit, NoStudyChanges, StudyChanges
 from workflow.mpps.rules.procedure_step import (MPPS_SOP_CLASS_UID, MPPSStatus, check_create, decide_create,
                                                  stored_create,
                                   decide_set, expected_instances, merge_set, parse_status, request_keys)
@@ -29,10 +32,11 @@ STATUS_TAG = "00400252"
 
 class PerformedStepService:
     def __init__(self, engine: Engine, *, type2_absent: str = "accept", studies: StudyChanges = NoStudyChanges(),
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 audit: Audit = NoAudit(), clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.type2_absent = type2_absent
         self.studies = studies
+        self.audit = audit  # Procedure Record of each creation and final state, in its transaction
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
 
@@ -57,6 +61,8 @@ class PerformedStepService:
                                            dataset_json=json.dumps(ds, sort_keys=True), created_at=now,
                                            updated_at=now))
             self._index(conn, uid, ds)
+            self._audit(conn, "C", uid, ds, "IN PROGRESS")
+        self.audit.committed()
         reply = {"00080018": {"vr": "UI", "Value": [uid]}} if assigned else None
         return Outcome(statuses.SUCCESS, dataset=reply, uid=uid, notes=tuple(notes))
 
@@ -79,6 +85,8 @@ class PerformedStepService:
             conn.execute(P.update().where(P.c.sop_instance_uid == uid).values(**values))
             self._index(conn, uid, merged)
             marked = False
+            if status.is_final:
+                self._audit(conn, "U", uid, merged, status.value)
             if status.is_final:  # a COMPLETED step's Performed Series is the study's expected set
                 for study in dict.fromkeys(r["study_instance_uid"] for r in request_keys(merged)
                                            if r.get("study_instance_uid")):
@@ -86,7 +94,13 @@ class PerformedStepService:
                     marked = True
         if marked:
             self.studies.committed()
+        self.audit.committed()
         return Outcome(decision.status, uid=uid, notes=decision.notes)
+
+    def _audit(self, conn: Connection, action: str, uid: str, ds: dict, what: str) -> None:
+        studies = [r["study_instance_uid"] for r in request_keys(ds) if r.get("study_instance_uid")]
+        self.audit.record(conn, messages.procedure_record(requestor.current(), action, MPPS_SOP_CLASS_UID, uid,
+                                                          studies[0] if studies else None, what))
 
     @staticmethod
     def _index(conn: Connection, uid: str, ds: dict) -> None:

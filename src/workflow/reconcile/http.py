@@ -10,13 +10,16 @@ from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
 
 from workflow.access.rules.rights import Right
+from workflow.audit.rules import messages
+from workflow.kernel import requestor
+from workflow.kernel.ports import Audit
 from workflow.reconcile import reports
 from workflow.web.access import requires
 
 MEDIA = {"json": "application/json", "csv": "text/csv; charset=utf-8", "html": "text/html; charset=utf-8"}
 
 
-def router(engine: Engine) -> APIRouter:
+def router(engine: Engine, audit: Audit) -> APIRouter:
     api = APIRouter(tags=["read API"], dependencies=[Depends(requires(Right.READ))])
 
     def run_of(run_uid: str) -> int:
@@ -41,6 +44,7 @@ def router(engine: Engine) -> APIRouter:
             text = io.StringIO(newline="")
             (reports.render_csv if format == "csv" else reports.render_html)(engine, run_id, text)
             body = text.getvalue().encode("utf-8")
+        audit.record_now(messages.report_read(requestor.current(), run_uid, exported=format))
         disposition = f'inline; filename="reconciliation-{run_uid}.{format}"'
         return Response(body, media_type=MEDIA[format], headers={"Content-Disposition": disposition})
 
@@ -48,6 +52,7 @@ def router(engine: Engine) -> APIRouter:
              summary="Does the report still match the SHA-256 recorded when the run ended? 200 yes, 409 no")
     def verify(run_uid: str) -> JSONResponse:
         result = reports.verify(engine, run_of(run_uid))
+        audit.record_now(messages.report_read(requestor.current(), run_uid))
         body = {"ok": result.ok, "recorded": result.recorded, "computed": result.computed,
                 "problems": list(result.problems)}
         return JSONResponse(body, status_code=200 if result.ok else 409)

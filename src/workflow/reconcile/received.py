@@ -10,6 +10,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, delete, select
 
+from workflow.audit.rules import messages
+from workflow.audit.trail import NoAudit
+from workflow.kernel import requestor
+from workflow.kernel.ports import Audit
 from workflow.store.engine import reading
 from workflow.reconcile.inventory_tables import ReceivedInventory
 
@@ -21,13 +25,16 @@ UNTAKEN_KEPT = timedelta(hours=24)
 
 
 def store(engine: Engine, sop_instance_uid: str, calling_ae: str, transfer_syntax: str, data: bytes,
-          now: datetime) -> None:
-    """Keep one received instance (a second copy of the same UID replaces the first)."""
+          now: datetime, audit: Audit = NoAudit()) -> None:
+    """Keep one received instance (a second copy of the same UID replaces the first); its Import is
+    audited in the same transaction."""
     with engine.begin() as conn:
+        audit.record(conn, messages.imported(requestor.current(), messages.INVENTORY, sop_instance_uid, None, 1))
         conn.execute(delete(R).where(R.c.sop_instance_uid == sop_instance_uid))
         conn.execute(R.insert().values(sop_instance_uid=sop_instance_uid, calling_ae_title=calling_ae,
                                        transfer_syntax_uid=transfer_syntax, received_at=now, size=len(data),
                                        dataset=data))
+    audit.committed()
 
 
 def take(engine: Engine, sop_instance_uid: str) -> tuple[str, bytes] | None:

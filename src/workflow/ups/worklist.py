@@ -22,13 +22,17 @@ from workflow.ups.rules.attributes import (ATTRIBUTE_STATUSES, apply_create_defa
                                             final_state_unmet, merge_set, with_cancellation, with_state)
 from workflow.ups.rules.matching import QueryRejected, parse_query
 from workflow.ups.rules import state as st
-from workflow.ups.rules.state import (CREATED_WITH_MODIFICATIONS, INVALID_ARGUMENT_VALUE, NO_SUCH_UPS, UPSState, decide_change_state,
+from workflow.ups.rules.state import (UPS_PUSH_SOP_CLASS_UID, CREATED_WITH_MODIFICATIONS, INVALID_ARGUMENT_VALUE, NO_SUCH_UPS, UPSState, decide_change_state,
                                        decide_create, decide_request_cancel, decide_set, parse_state)
 from workflow.ups import subscriptions as subs
 from workflow.ups.outbox import enqueue
 from workflow.ups.reporting import report
 from workflow.kernel.clock import dicom_dt, utcnow
+from workflow.audit.rules import messages
+from workflow.audit.trail import NoAudit
+from workflow.kernel import requestor
 from workflow.kernel.outcome import Outcome
+from workflow.kernel.ports import Audit
 from workflow.kernel.ports import Signal
 from workflow.ups.inputs import with_inputs
 from workflow.ups.index import index_workitem
@@ -46,6 +50,7 @@ PROGRESS = tag_of("ProcedureStepProgressInformationSequence")
 INPUT_INFORMATION = tag_of("InputInformationSequence")
 RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
 SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
+UPS_QUERY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.5"
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
 NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
 IDENTIFIER_MISMATCH = statuses.Status(0xA900, "Failure", "Identifier does not match SOP Class")
@@ -101,11 +106,13 @@ class NewWorkitems(Protocol):
 
 class WorklistService:
     def __init__(self, engine: Engine, settings: Settings, *, events: Signal | None = None,
-                 new_workitems: NewWorkitems | None = None, clock: Callable[[], datetime] = utcnow) -> None:
+                 new_workitems: NewWorkitems | None = None, audit: Audit = NoAudit(),
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self.engine = engine
         self.settings = settings
         self.events = events or Signal()  # fired after a commit that wrote event reports: wakes their senders
         self.new_workitems = new_workitems  # evaluates a new workitem in its N-CREATE's transaction
+        self.audit = audit  # Procedure Record in the transaction of each change; Query for each search
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
 
@@ -139,7 +146,13 @@ class WorklistService:
     def _done(self, written: int, outcome: Outcome) -> Outcome:
         if written:
             self.events.fire()
+        self.audit.committed()
         return outcome
+
+    def _audit(self, conn: Connection, action: str, uid: str, ds: JsonDataset, what: str) -> None:
+        """The Procedure Record of a change, in its transaction (PS3.15 A.5.3: 110111)."""
+        self.audit.record(conn, messages.procedure_record(requestor.current(), action, UPS_PUSH_SOP_CLASS_UID, uid,
+                                                          first(ds, tag_of("StudyInstanceUID")), what))
 
     # ------------------------------------------------------------------ N-CREATE
 
@@ -170,6 +183,7 @@ class WorklistService:
     def _insert_new(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime) -> int:
         """Store a checked new workitem, report it, evaluate its readiness. Returns events written."""
         self._write(conn, uid, ds, now, insert=True)
+        self._audit(conn, "C", uid, ds, "created SCHEDULED")
         written = report(conn, uid, now, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
         if ups_events.assignment_changed(None, ds):
             written += report(conn, uid, now, ups_events.ASSIGNED, ups_events.assigned(ds), now)
@@ -219,6 +233,7 @@ class WorklistService:
             changes = {k: v for k, v in modification.items() if k != TXN}
             after = merge_set(before, changes, dicom_dt(now))
             self._write(conn, uid, after, now, insert=False, transaction_uid=row.transaction_uid)
+            self._audit(conn, "U", uid, after, "updated")
             written = 0
             if first(after, READINESS) != first(before, READINESS):
                 written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
@@ -256,6 +271,7 @@ class WorklistService:
                                                                        else row.transaction_uid)
             self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn, sequences=False,
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
+            self._audit(conn, "U", uid, ds, f"state {decision.new_state.value}")
             written = sum(report(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                      ups_events.state_report(ds, state.value), now) for state in decision.reports)
         return self._done(written, Outcome(decision.status, uid=uid))
@@ -271,6 +287,8 @@ class WorklistService:
             if decision.status.category == "Failure":
                 return Outcome(decision.status, comment=decision.status.meaning, uid=uid)
             written = 0
+            self._audit(conn, "U", uid, json.loads(row.dataset_json), "cancellation requested"
+                        + (" and done" if decision.new_state is not None else ""))
             if decision.cancel_requested:
                 event = ups_events.cancel_requested(requesting_ae, info)
                 written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
@@ -358,9 +376,12 @@ class WorklistService:
     # ------------------------------------------------------------------ C-FIND
 
     def find(self, identifier: JsonDataset, cancelled: Callable[[], bool] = lambda: False,
-             batch: int = 200) -> Iterator[JsonDataset]:
-        """Matches as DICOM JSON with the identifier's return keys filled; raises QueryRejected."""
+             batch: int = 200, sop_class: str = UPS_QUERY_SOP_CLASS_UID) -> Iterator[JsonDataset]:
+        """Matches as DICOM JSON with the identifier's return keys filled; raises QueryRejected. The
+        query is audited (Query, 110112) once it is known to be valid."""
         query = parse_query(identifier)
+        self.audit.record_now(messages.query(requestor.current(), sop_class,
+                                             json.dumps(identifier, sort_keys=True).encode("utf-8")))
         stmt = matching_select(query)
         wants_inputs = INPUT_INFORMATION in identifier
         with reading(self.engine) as conn:

@@ -14,18 +14,20 @@ from starlette.responses import JSONResponse, Response
 
 from workflow import __version__
 from workflow.access.tokens import Tokens
+from workflow.audit.trail import NoAudit
 from workflow.metrics import Metrics
 from workflow.web.responses import failure, warning
 
 log = logging.getLogger("workflow.http")
 
 
-def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics) -> FastAPI:
+def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics, audit=None) -> FastAPI:
     app = FastAPI(title="wfm: the open DICOM workflow manager", version=__version__,
                   description="UPS-RS (PS3.18 chapter 11) under /dicom-web; IAN and MPPS over HTTP, the read API, "
                               "health and metrics under /api and /metrics (non-standard, this server's own).")
     app.state.tokens = tokens
     app.state.metrics = metrics
+    app.state.audit = audit or NoAudit()
     for router in routers:
         app.include_router(router)
 

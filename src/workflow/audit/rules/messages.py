@@ -176,10 +176,11 @@ def _object(root: ET.Element, obj: ParticipantObject) -> None:
         attributes["ParticipantObjectTypeCodeRole"] = obj.role
     element = ET.SubElement(root, "ParticipantObjectIdentification", attributes)
     _code(element, "ParticipantObjectIDTypeCode", obj.id_type)
+    # The schema wants exactly one of a name and a query.
     if obj.query is not None:
         ET.SubElement(element, "ParticipantObjectQuery").text = base64.b64encode(obj.query).decode("ascii")
-    elif obj.name:
-        ET.SubElement(element, "ParticipantObjectName").text = obj.name
+    else:
+        ET.SubElement(element, "ParticipantObjectName").text = obj.name or obj.id
     if obj.sop_class or obj.studies:
         description = ET.SubElement(element, "ParticipantObjectDescription")
         if obj.sop_class:

@@ -11,7 +11,9 @@ from datetime import datetime, timezone
 
 from sqlalchemy import Engine
 
+from workflow.audit.trail import NoAudit
 from workflow.dimse.routing import Routes, ServiceSpec
+from workflow.kernel.ports import Audit
 from workflow.reconcile import received as received_inventories
 from workflow.reconcile.dimse.services import CLIENT_SERVICES
 from workflow.reconcile.dimse.sop_classes import INVENTORY_STORAGE
@@ -26,8 +28,9 @@ SERVICE = ServiceSpec("Inventory Storage", INVENTORY_STORAGE, "SCP", "C-STORE")
 
 
 class InventoryStorageScp:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit: Audit = NoAudit()) -> None:
         self.engine = engine
+        self.audit = audit
 
     def routes(self) -> Routes:
         return Routes(offers=(SERVICE,), uses=CLIENT_SERVICES, c_store={INVENTORY_STORAGE: self.c_store})
@@ -44,7 +47,8 @@ class InventoryStorageScp:
         data = request.DataSet.getvalue()
         try:
             received_inventories.store(self.engine, uid, event.assoc.requestor.ae_title,
-                                       str(event.context.transfer_syntax), data, datetime.now(timezone.utc))
+                                       str(event.context.transfer_syntax), data, datetime.now(timezone.utc),
+                                       self.audit)
         except Exception:  # noqa: BLE001 - the archive is told, and may send again
             log.exception("C-STORE of an Inventory instance could not be stored",
                           extra={**extra, "status": f"{OUT_OF_RESOURCES:04X}"})

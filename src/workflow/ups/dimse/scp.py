@@ -95,7 +95,7 @@ class UpsScp:
         matches = 0
         cancel = _CancelFlag(event)
         try:
-            for match in self.worklist.find(identifier or {}, cancel):
+            for match in self.worklist.find(identifier or {}, cancel, sop_class=str(event.context.abstract_syntax)):
                 matches += 1
                 yield 0xFF00, to_dataset(match, event.context)
                 if matches % DRAIN_EVERY == 0:
