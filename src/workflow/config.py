@@ -72,6 +72,19 @@ class RemoteAE:
     status_change: bool = False
     # Reconciliation settings; None: this peer is not an archive we reconcile.
     reconcile: Reconcile | None = None
+    # Associations to it use DICOM TLS, the peer verified against tls_ca_certificates.
+    tls: bool = False
+
+
+@dataclass(frozen=True)
+class ClientAE:
+    """A calling AE allowed to associate (`[[client_ae]]`), where from, with which certificate, and with
+    which rights (workflow/rights.py)."""
+
+    ae_title: str
+    rights: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # addresses or networks ("10.1.2.3", "10.1.0.0/16"); empty: any
+    certificate_subject: str = ""  # over TLS, the client certificate's subject must be this ("CN=...,O=...")
 
 
 @dataclass(frozen=True)
@@ -119,6 +132,24 @@ class Settings:
     # A RUNNING reconciliation with no sign of life for this many seconds is ended as FAILED
     # "abandoned" (at `wfm serve` start and before each scheduled run): its process died.
     reconcile_stale_after: float = 900.0
+    # DICOM TLS (PS3.15 Annex B, BCP 195): the TLS listener's port (0: none; 2762 is DICOM-TLS's
+    # registered port), our certificate and key (PEM), the CA file that verifies peers, and whether a
+    # client must present a certificate (only with a CA file). The HTTP face serves HTTPS on https_port.
+    tls_port: int = 0
+    tls_certificate: str = ""
+    tls_private_key: str = ""
+    tls_ca_certificates: str = ""
+    tls_require_client_certificate: bool = True
+    https_port: int = 0
+    # Limits that keep one bad peer from hurting the others: the largest PDU we accept (announced in
+    # the association), the largest data set a request may carry, associations per calling AE title and
+    # per address, and the ARTIM timeout: seconds a connection may stay silent (or stall its TLS
+    # handshake) before it is dropped.
+    max_pdu_size: int = 16382
+    max_dataset_bytes: int = 256 * 1024 * 1024
+    max_associations_per_ae: int = 10
+    max_associations_per_address: int = 10
+    artim_timeout: float = 10.0
     # ATNA audit trail (PS3.15 A.5): the audit repository as tls://host:6514, tcp://host:port or
     # udp://host:514 (empty: no audit records); our AuditSourceID (empty: the AE title) and
     # AuditEnterpriseSiteID; the CA file that verifies a tls:// repository (empty: the system's).
@@ -127,6 +158,7 @@ class Settings:
     audit_enterprise_site_id: str = ""
     audit_ca_certificates: str = ""
     remote_ae: tuple[RemoteAE, ...] = field(default_factory=tuple)
+    client_ae: tuple[ClientAE, ...] = field(default_factory=tuple)
     source: str = "defaults"
 
     @property
@@ -147,6 +179,8 @@ class Settings:
                 value = mask_url(value)
             elif f.name == "remote_ae":
                 value = [_plain(r) for r in value]
+            elif f.name == "client_ae":
+                value = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(c).items()} for c in value]
             elif isinstance(value, tuple):
                 value = list(value)
             out[f.name] = value
@@ -166,7 +200,7 @@ def mask_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
 
 
-SCALAR_KEYS = [f.name for f in fields(Settings) if f.name not in ("remote_ae", "source")]
+SCALAR_KEYS = [f.name for f in fields(Settings) if f.name not in ("remote_ae", "client_ae", "source")]
 
 
 def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -190,8 +224,9 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         origin = {k: f"{path}: key '{k}'" for k in raw}
-        for key in sorted(set(raw) - set(SCALAR_KEYS) - {"remote_ae"}):
-            problems.append(f"{path}: key '{key}': unknown setting (known: {', '.join(SCALAR_KEYS + ['remote_ae'])})")
+        for key in sorted(set(raw) - set(SCALAR_KEYS) - {"remote_ae", "client_ae"}):
+            problems.append(f"{path}: key '{key}': unknown setting "
+                            f"(known: {', '.join(SCALAR_KEYS + ['remote_ae', 'client_ae'])})")
     for key in SCALAR_KEYS:
         env_name = f"WFM_{key.upper()}"
         if env_name in environ:
@@ -207,6 +242,7 @@ def load_settings(path: str | Path | None = None, environ: Mapping[str, str] | N
                 kind = type(getattr(defaults, key)).__name__
                 problems.append(f"{origin[key]}: cannot read {raw[key]!r} as {kind}: {exc}")
     values["remote_ae"] = _remote_aes(raw.get("remote_ae", []), source, problems)
+    values["client_ae"] = _client_aes(raw.get("client_ae", []), source, problems)
     settings = Settings(**values)
     problems += _check(settings, origin)
     if problems:
@@ -245,16 +281,70 @@ def _remote_aes(entries: Any, source: str, problems: list[str]) -> tuple[RemoteA
         if "port" in entry and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
             found.append(f"{where}: key 'port': {port!r} is not a TCP port")
         found += [f"{where}: key '{k}': unknown setting"
-                  for k in sorted(set(entry) - {"ae_title", "host", "port", "status_change", "reconcile"})]
-        if not isinstance(entry.get("status_change", False), bool):
-            found.append(f"{where}: key 'status_change': expected true or false")
+                  for k in sorted(set(entry) - {"ae_title", "host", "port", "status_change", "reconcile", "tls"})]
+        for flag in ("status_change", "tls"):
+            if not isinstance(entry.get(flag, False), bool):
+                found.append(f"{where}: key '{flag}': expected true or false")
         reconcile = _reconcile(entry["reconcile"], f"{where}.reconcile", found) if "reconcile" in entry else None
         problems += found
         if not found:
             out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port,
-                                status_change=entry.get("status_change", False), reconcile=reconcile))
+                                status_change=entry.get("status_change", False), reconcile=reconcile,
+                                tls=entry.get("tls", False)))
     titles = [r.ae_title for r in out]
     problems += [f"{source}: remote_ae: AE title {t!r} appears more than once"
+                 for t in sorted({t for t in titles if titles.count(t) > 1})]
+    return tuple(out)
+
+
+def _client_aes(entries: Any, source: str, problems: list[str]) -> tuple[ClientAE, ...]:
+    """The `[[client_ae]]` tables; each problem goes to `problems` and its entry is left out."""
+    import ipaddress
+
+    from workflow.rights import RightsError, parse_rights
+
+    if not isinstance(entries, list):
+        problems.append(f"{source}: key 'client_ae': expected [[client_ae]] tables")
+        return ()
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"{source}: client_ae[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: expected a table")
+            continue
+        found = [f"{where}: key '{k}' is required" for k in ("ae_title", "rights") if k not in entry]
+        found += [f"{where}: key '{k}': unknown setting"
+                  for k in sorted(set(entry) - {"ae_title", "rights", "hosts", "certificate_subject"})]
+        title = str(entry.get("ae_title", ""))
+        if "ae_title" in entry and (not AE_TITLE_RE.match(title) or not title.strip()):
+            found.append(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
+        rights = entry.get("rights", [])
+        if not isinstance(rights, list) or not all(isinstance(r, str) for r in rights):
+            found.append(f"{where}: key 'rights': expected a list such as [\"notify\", \"query\"]")
+            rights = []
+        elif rights:
+            try:
+                parse_rights(",".join(rights))
+            except RightsError as exc:
+                found.append(f"{where}: key 'rights': {exc}")
+        hosts = entry.get("hosts", [])
+        if not isinstance(hosts, list):
+            found.append(f"{where}: key 'hosts': expected a list of addresses or networks")
+            hosts = []
+        for host in hosts:
+            try:
+                ipaddress.ip_network(str(host), strict=False)
+            except ValueError:
+                found.append(f"{where}: key 'hosts': {host!r} is not an address or network (10.1.2.3, 10.1.0.0/16)")
+        subject = entry.get("certificate_subject", "")
+        if not isinstance(subject, str):
+            found.append(f"{where}: key 'certificate_subject': expected text such as \"CN=ct1,O=Hospital\"")
+        problems += found
+        if not found:
+            out.append(ClientAE(title, tuple(r.strip().lower() for r in rights), tuple(str(h) for h in hosts),
+                                subject.strip()))
+    titles = [c.ae_title for c in out]
+    problems += [f"{source}: client_ae: AE title {t!r} appears more than once"
                  for t in sorted({t for t in titles if titles.count(t) > 1})]
     return tuple(out)
 
@@ -337,6 +427,25 @@ def _check(s: Settings, origin: Mapping[str, str]) -> list[str]:
         fail("audit_repository", f"{s.audit_repository!r} is not tls://host:port, tcp://host:port or udp://host:port")
     if s.audit_ca_certificates and not Path(s.audit_ca_certificates).is_file():
         fail("audit_ca_certificates", f"{s.audit_ca_certificates}: no such file")
+    for key in ("tls_port", "https_port"):
+        if not 0 <= getattr(s, key) < 65536:
+            fail(key, f"{getattr(s, key)} is not a TCP port (0: none)")
+    if s.tls_port or s.https_port:
+        for key in ("tls_certificate", "tls_private_key"):
+            if not getattr(s, key):
+                fail(key, "required when tls_port or https_port is set (a PEM file)")
+    for key in ("tls_certificate", "tls_private_key", "tls_ca_certificates"):
+        if getattr(s, key) and not Path(getattr(s, key)).is_file():
+            fail(key, f"{getattr(s, key)}: no such file")
+    if any(r.tls for r in s.remote_ae) and not s.tls_ca_certificates:
+        fail("tls_ca_certificates", "required when a [[remote_ae]] says tls = true (it verifies the peer)")
+    if s.max_pdu_size and not 4096 <= s.max_pdu_size <= 2 ** 24:
+        fail("max_pdu_size", "must be 0 (no limit) or between 4096 and 16777216 bytes")
+    for key in ("max_dataset_bytes", "max_associations_per_ae", "max_associations_per_address"):
+        if getattr(s, key) < 1:
+            fail(key, "must be at least 1")
+    if not 0 < s.artim_timeout <= 120:
+        fail("artim_timeout", "must be between 0 and 120 seconds")
     if not 0 <= s.http_port < 65536:
         fail("http_port", f"{s.http_port} is not a TCP port (0 turns HTTP off)")
     if s.max_instances_per_ian < 1:

@@ -144,7 +144,7 @@ def test_db_current_and_config_show(served):
     assert wfm("db", "current", config=served.config).stdout.strip().endswith("(up to date)")
     shown = json.loads(wfm("config", "show", "--json", config=served.config).stdout)
     assert shown["remote_ae"] == [{"ae_title": "ARCHIVE", "host": "127.0.0.1", "port": 11113,
-                                   "status_change": False}]
+                                   "status_change": False, "tls": False}]
     assert shown["port"] == served.port
     if "@" in shown["database_url"] and ":" in shown["database_url"].split("@")[0].split("//")[1]:
         assert "***" in shown["database_url"]

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from workflow.access.rules.rights import Right, allows, parse_rights
+from workflow.rights import Right, allows, parse_rights
 from workflow.access.tables import ApiToken
 from workflow.audit.rules import messages
 from workflow.audit.trail import NoAudit

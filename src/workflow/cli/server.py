@@ -32,8 +32,13 @@ def cmd_config_show(args) -> int:
         return 0
     print(f"# effective settings (from {settings.source} and WFM_* environment variables)")
     for key, value in data.items():
-        if key != "remote_ae":
+        if key not in ("remote_ae", "client_ae"):
             print(f"{key} = {json.dumps(value)}")
+    for client in data["client_ae"]:
+        print(f"\n[[client_ae]]\nae_title = {json.dumps(client['ae_title'])}\nrights = {json.dumps(client['rights'])}"
+              + (f"\nhosts = {json.dumps(client['hosts'])}" if client["hosts"] else "")
+              + (f"\ncertificate_subject = {json.dumps(client['certificate_subject'])}"
+                 if client["certificate_subject"] else ""))
     for remote in data["remote_ae"]:
         print(f"\n[[remote_ae]]\nae_title = {json.dumps(remote['ae_title'])}\n"
               f"host = {json.dumps(remote['host'])}\nport = {remote['port']}")

@@ -10,7 +10,7 @@ from workflow.cli.common import CliError, print_table, with_read_store, with_sto
 
 
 def cmd_create(args, settings, engine) -> int:
-    from workflow.access.rules.rights import RightsError
+    from workflow.rights import RightsError
     from workflow.access.tokens import TokenError, Tokens
 
     try:
@@ -51,7 +51,7 @@ def cmd_revoke(args, settings, engine) -> int:
 
 
 def add_parsers(sub, common) -> None:
-    from workflow.access.rules.rights import MEANING
+    from workflow.rights import MEANING
 
     rights = "; ".join(f"{right.value}: {text}" for right, text in MEANING.items())
     p = sub.add_parser("token", help="bearer tokens for the HTTP face")

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.access.tokens import Principal
 from workflow.ian.ingest import IngestService, Received
 from workflow.metrics import Metrics

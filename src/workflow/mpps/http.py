@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.access.tokens import Principal
 from workflow.mpps.service import PerformedStepService
 from workflow.web.access import requires
@@ -21,14 +21,14 @@ def router(steps: PerformedStepService) -> APIRouter:
     api = APIRouter(tags=["notifications"])
 
     @api.post("/api/mpps", name="mpps create", summary="Create a performed procedure step (as N-CREATE)")
-    async def create(request: Request, who: Principal = Depends(requires(Right.NOTIFY))) -> JSONResponse:
+    async def create(request: Request, who: Principal = Depends(requires(Right.MPPS))) -> JSONResponse:
         ds = await dicom_json_body(request)
         outcome = await run_in_threadpool(steps.create, pop_uid(ds), ds, who.name)
         return status_answer(outcome, created=True)
 
     @api.post("/api/mpps/{uid}", name="mpps update", summary="Update or complete a performed procedure step "
               "(as N-SET): 404 unknown (0112), 409 when it is final (0110, Error ID A710)")
-    async def update(uid: str, request: Request, who: Principal = Depends(requires(Right.NOTIFY))) -> JSONResponse:
+    async def update(uid: str, request: Request, who: Principal = Depends(requires(Right.MPPS))) -> JSONResponse:
         ds = await dicom_json_body(request)
         outcome = await run_in_threadpool(steps.set, uid, ds)
         codes = dict(FAILURE_CODES)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException
 from sqlalchemy import Engine
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.overview.study import study_report
 from workflow.web.access import requires
 

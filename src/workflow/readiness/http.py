@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.kernel.clock import utcnow
 from workflow.readiness.service import ReadinessService
 from workflow.web.access import requires

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 from sqlalchemy import Engine
 from starlette.responses import JSONResponse, Response
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.audit.rules import messages
 from workflow.kernel import requestor
 from workflow.kernel.ports import Audit

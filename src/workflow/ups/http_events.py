@@ -23,7 +23,7 @@ from fastapi import APIRouter, Depends, Query, WebSocket, WebSocketDisconnect
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.access.tokens import Tokens
 from workflow.kernel.clock import utcnow
 from workflow.ups.outbox import Outbox, OwedEvent

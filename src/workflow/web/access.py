@@ -15,7 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.access.tokens import Principal, Tokens
 from workflow.audit.rules import messages
 from workflow.kernel.requestor import Requestor, set_current

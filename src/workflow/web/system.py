@@ -8,7 +8,7 @@ from sqlalchemy import Engine, text
 from starlette.responses import JSONResponse, Response
 
 from workflow import __version__
-from workflow.access.rules.rights import Right
+from workflow.rights import Right
 from workflow.metrics import CONTENT_TYPE, Metrics
 from workflow.store.engine import reading
 from workflow.web.access import requires

@@ -1,0 +1,134 @@
+"""Who may associate, and with which presentation contexts (`[[client_ae]]`, PS3.15 rights): an ACSE that
+refuses a calling AE not listed, coming from a host not allowed, or presenting (over TLS) another
+certificate subject; that holds each calling AE and each address to its number of associations; and
+that rejects (result 1, user rejection) the presentation contexts of SOP classes the AE has no right to.
+Per-request rights (0124) are the server's routing's (dimse/server.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+
+from pynetdicom import evt
+from pynetdicom.acse import ACSE
+from pynetdicom.transport import RequestHandler
+
+from workflow.rights import ALL_RIGHTS, Right, context_allowed, parse_rights
+from workflow.config import Settings
+from workflow.tls import subject_text
+
+log = logging.getLogger("workflow.dimse")
+
+REJECT_PERMANENT, REJECT_TRANSIENT = 0x01, 0x02
+NOT_RECOGNIZED = (REJECT_PERMANENT, 0x01, 0x03)  # calling AE title not recognized
+NO_REASON = (REJECT_PERMANENT, 0x01, 0x01)
+LOCAL_LIMIT = (REJECT_TRANSIENT, 0x03, 0x02)  # local limit exceeded
+USER_REJECTION = 0x01
+
+
+class Admission:
+    """The association policy from the settings. Without `[[client_ae]]` the legacy allow-list
+    (`allowed_calling_aes`, all rights) applies; with neither, any calling AE has every right."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clients = {c.ae_title: c for c in settings.client_ae}
+        self._rights = {c.ae_title: parse_rights(",".join(c.rights)) for c in settings.client_ae}
+        self.legacy = set(settings.allowed_calling_aes)
+
+    @property
+    def open(self) -> bool:
+        return not self.clients and not self.legacy
+
+    def rights_of(self, calling_ae: str) -> frozenset[Right] | None:
+        """The calling AE's rights; None when it may not associate at all."""
+        calling_ae = calling_ae.strip()
+        if self.clients:
+            return self._rights.get(calling_ae)
+        if self.legacy:
+            return ALL_RIGHTS if calling_ae in self.legacy else None
+        return ALL_RIGHTS
+
+    def refusal(self, calling_ae: str, address: str, subject: str | None) -> tuple[tuple[int, int, int], str] | None:
+        """(A-ASSOCIATE-RJ result/source/reason, why) when the association must be refused, else None.
+        `subject`: the client certificate's subject over TLS (None on a plain connection)."""
+        calling_ae = calling_ae.strip()
+        if self.rights_of(calling_ae) is None:
+            return NOT_RECOGNIZED, f"calling AE title {calling_ae!r} is not listed"
+        client = self.clients.get(calling_ae)
+        if client and client.hosts and not _in(address, client.hosts):
+            return NO_REASON, f"{calling_ae} may not connect from {address} (hosts: {', '.join(client.hosts)})"
+        if client and client.certificate_subject and subject is not None and subject != client.certificate_subject:
+            return NO_REASON, (f"{calling_ae}'s certificate subject {subject or '(none)'!r} is not "
+                               f"{client.certificate_subject!r}")
+        return None
+
+
+def _in(address: str, networks: tuple[str, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in networks)
+
+
+class AdmissionACSE(ACSE):
+    """pynetdicom's ACSE with the admission policy and the association limits applied first."""
+
+    def __init__(self, assoc, admission: Admission) -> None:
+        super().__init__(assoc)
+        self.admission = admission
+
+    def _negotiate_as_acceptor(self) -> None:
+        request = self.requestor.primitive
+        calling = str(request.calling_ae_title).strip()
+        address = str(self.assoc.requestor.address)
+        refused = self.admission.refusal(calling, address, _peer_subject(self.assoc))
+        if refused is None:
+            refused = self._over_limit(calling, address)
+        if refused is not None:
+            (result, source, reason), why = refused
+            self.requestor.ae_title = calling
+            self.assoc.refusal = why
+            self.send_reject(result, source, reason)
+            evt.trigger(self.assoc, evt.EVT_REJECTED, {})
+            self.assoc.kill()
+            return
+        super()._negotiate_as_acceptor()
+
+    def _over_limit(self, calling: str, address: str):
+        s = self.admission.settings
+        others = [a for a in self.assoc.ae.active_associations if a.is_acceptor and a is not self.assoc]
+        if sum(1 for a in others if str(a.requestor.address) == address) >= s.max_associations_per_address:
+            return LOCAL_LIMIT, f"{address} has {s.max_associations_per_address} associations open already"
+        if sum(1 for a in others if a.requestor.ae_title.strip() == calling) >= s.max_associations_per_ae:
+            return LOCAL_LIMIT, f"{calling} has {s.max_associations_per_ae} associations open already"
+        return None
+
+    def send_accept(self) -> None:
+        """Before the A-ASSOCIATE-AC goes: the contexts of SOP classes the calling AE may not use at all
+        are rejected with result 1 (user rejection)."""
+        held = self.admission.rights_of(self.requestor.ae_title) or frozenset()
+        accepted = self.assoc._accepted_cx
+        for context_id, context in list(accepted.items()):
+            if not context_allowed(held, str(context.abstract_syntax)):
+                context.result = USER_REJECTION
+                del accepted[context_id]
+                self.assoc._rejected_cx.append(context)
+        super().send_accept()
+
+
+def _peer_subject(assoc) -> str | None:
+    sock = getattr(getattr(assoc.dul, "socket", None), "socket", None)
+    if sock is None or not hasattr(sock, "getpeercert"):
+        return None  # a plain connection
+    return subject_text(sock.getpeercert())
+
+
+class AdmissionRequestHandler(RequestHandler):
+    """pynetdicom's request handler whose associations negotiate through AdmissionACSE."""
+
+    def _create_association(self):
+        assoc = super()._create_association()
+        assoc.acse = AdmissionACSE(assoc, self.server.admission)
+        return assoc
