@@ -47,6 +47,7 @@ from workflow.ups.dimse import event_sender, scp as ups_scp
 from workflow.ups.outbox import Outbox
 from workflow.ups.worklist import WorklistService
 from workflow.web import asgi, system
+from workflow.tls import server_context
 from workflow.web.server import HttpServer
 
 log = logging.getLogger("workflow.app")
@@ -126,7 +127,7 @@ class App:
         self.tokens = Tokens(self.engine, self.audit)
         self.http: HttpServer | None = None
         self.event_hub = http_events.EventHub(self.outbox)
-        if settings.http_port:
+        if settings.http_port or settings.https_port:
             self.events_written.connect(self.event_hub.written)
             routers = [
                 system.router(self.engine, self.metrics),
@@ -138,7 +139,9 @@ class App:
                 reconcile_http.router(self.engine, self.audit),
             ]
             self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics, self.audit), settings.http_address,
-                                   settings.http_port, settings.shutdown_grace)
+                                   settings.http_port, settings.shutdown_grace,
+                                   tls=server_context(settings, client_certificates=False) if settings.https_port else None,
+                                   tls_port=settings.https_port, handshake_timeout=settings.artim_timeout)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
                            lambda: {(): self.outbox.backlog()})
         self.metrics.gauge("wfm_audit_backlog", "Audit records owed to the audit repository",
@@ -157,18 +160,25 @@ class App:
             self.dicom.start()
         except OSError as exc:
             self.engine.dispose()
-            raise StartupError(listen_problem("DICOM", self.settings.host, self.settings.port, "port", exc)) from None
+            tls = getattr(exc, "tls", False)
+            raise StartupError(listen_problem("DICOM TLS" if tls else "DICOM", self.settings.host,
+                                              self.settings.tls_port if tls else self.settings.port,
+                                              "tls_port" if tls else "port", exc)) from None
         if self.http is not None:
             try:
                 self.http.start()
             except OSError as exc:
                 self.dicom.stop(0)
                 self.engine.dispose()
-                raise StartupError(listen_problem("HTTP", self.settings.http_address, self.settings.http_port,
-                                                  "http_port", exc)) from None
+                https = getattr(exc, "https", False)
+                raise StartupError(listen_problem("HTTPS" if https else "HTTP", self.settings.http_address,
+                                                  self.settings.https_port if https else self.settings.http_port,
+                                                  "https_port" if https else "http_port", exc)) from None
             self.event_hub.start(self.http.loop)
             self.http.on_stop.append(self.event_hub.close_all)
-            log.info(f"HTTP on http://{self.settings.http_address}:{self.http.port} (UPS-RS at /dicom-web)")
+            for scheme, port in (("http", self.http.port), ("https", self.http.tls_port)):
+                if port:
+                    log.info(f"HTTP on {scheme}://{self.settings.http_address}:{port} (UPS-RS at /dicom-web)")
             if not self.tokens.any_in_force():
                 log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")
         self.worklist.status_change("RESTARTED")

@@ -23,12 +23,13 @@ def _profile(context: ssl.SSLContext) -> ssl.SSLContext:
     return context
 
 
-def server_context(settings: Settings) -> ssl.SSLContext:
+def server_context(settings: Settings, client_certificates: bool = True) -> ssl.SSLContext:
     """Our side of an accepted TLS connection: our certificate; the client's certificate verified against
-    `tls_ca_certificates` and, with `tls_require_client_certificate`, required."""
+    `tls_ca_certificates` and, with `tls_require_client_certificate`, required. HTTPS asks for none
+    (`client_certificates=False`): its clients are browsers and scripts that authenticate by token."""
     context = _profile(ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER))
     context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
-    if settings.tls_ca_certificates:
+    if settings.tls_ca_certificates and client_certificates:
         context.load_verify_locations(settings.tls_ca_certificates)
         context.verify_mode = ssl.CERT_REQUIRED if settings.tls_require_client_certificate else ssl.CERT_OPTIONAL
     return context
@@ -45,6 +46,14 @@ def client_context(settings: Settings) -> ssl.SSLContext:
     if settings.tls_certificate:
         context.load_cert_chain(settings.tls_certificate, settings.tls_private_key)
     return context
+
+
+def outgoing(settings: Settings, remote) -> tuple[ssl.SSLContext, str] | None:
+    """pynetdicom's `tls_args` for an association to `remote` (a [[remote_ae]] or reconciliation target):
+    (context, host name to verify) when it says `tls = true`, else None (plain TCP)."""
+    if not getattr(remote, "tls", False):
+        return None
+    return client_context(settings), remote.host
 
 
 def subject_text(peer_certificate: dict | None) -> str:

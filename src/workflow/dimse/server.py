@@ -15,10 +15,13 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workflow import __version__
 from workflow.config import Settings
+from workflow.dimse.admission import Admission, AdmissionRequestHandler
 from workflow.dimse.datasets import status_dataset
+from workflow.dimse.guards import DatasetLimit, TlsAssociationServer
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.dimse.routing import Routes, ServiceSpec
-from workflow.audit.rules.messages import NODE_AUTHENTICATION, Code
+from workflow.audit.rules.messages import NODE_AUTHENTICATION, RESTRICTED_FUNCTION, Code
+from workflow.rights import allows, needed
 from workflow.kernel import statuses
 from workflow.kernel.requestor import Requestor, acting_for
 from workflow.metrics import Metrics
@@ -35,6 +38,9 @@ TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
 VERIFICATION = ServiceSpec("Verification", str(Verification), "SCP", "C-ECHO")
 SOP_CLASS_NOT_SUPPORTED = statuses.Status(0x0122, "Failure", "SOP Class not supported")
+NOT_AUTHORIZED = statuses.Status(0x0124, "Failure", "Refused: Not Authorized")
+# What a request larger than max_dataset_bytes would get, were its association not being aborted.
+TOO_LARGE = statuses.Status(0xA700, "Failure", "Refused: Out of Resources (max_dataset_bytes)")
 
 
 class InFlight:
@@ -96,10 +102,11 @@ def build_ae(settings: Settings, offers: tuple[ServiceSpec, ...]) -> NoDelayAE:
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
     for spec in (VERIFICATION, *offers):
         ae.add_supported_context(spec.sop_class_uid, list(TRANSFER_SYNTAXES))
-    ae.require_calling_aet = list(settings.allowed_calling_aes)
+    ae.require_calling_aet = []  # the admission policy decides (dimse/admission.py)
     ae.maximum_associations = settings.max_associations
+    ae.maximum_pdu_size = settings.max_pdu_size
     ae.network_timeout = settings.network_timeout
-    ae.acse_timeout = min(30.0, settings.network_timeout)
+    ae.acse_timeout = settings.artim_timeout  # ARTIM: a silent peer's association request times out
     ae.dimse_timeout = settings.network_timeout
     return ae
 
@@ -113,15 +120,22 @@ class DicomServer:
         self.ae = build_ae(settings, routes.offers)
         self.in_flight = InFlight()
         self.metrics = metrics or Metrics()
+        self.admission = Admission(settings)
+        self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
         # Told of refusals (the audit trail's Security Alert); the composition root sets it.
         self.security_alert: Callable[[Code, Requestor, str], None] = lambda kind, who, detail: None
         self._server = None
+        self._tls_server = None
 
     @property
     def port(self) -> int:
         return self._server.server_address[1]
+
+    @property
+    def tls_port(self) -> int:
+        return self._tls_server.server_address[1] if self._tls_server else 0
 
     def start(self) -> None:
         handlers = [
@@ -142,17 +156,40 @@ class DicomServer:
             (evt.EVT_ABORTED, self.in_flight.on_ended),
             (evt.EVT_RELEASED, self.in_flight.on_ended),
             (evt.EVT_CONN_CLOSE, self.in_flight.on_ended),
+            (evt.EVT_PDU_RECV, self.dataset_limit),
+            (evt.EVT_ABORTED, self.dataset_limit.forget),
+            (evt.EVT_RELEASED, self.dataset_limit.forget),
         ]
-        # What AE.start_server(block=False) does, with our server class (it takes none).
-        self._server = self.ae.make_server(
-            (self.settings.host, self.settings.port), evt_handlers=handlers,
-            server_class=NoDelayAssociationServer,
-        )
-        self.ae._servers.append(self._server)
-        threading.Thread(target=self._server.serve_forever, name="wfm-acceptor", daemon=True).start()
+        self._server = self._listen(self.settings.port, NoDelayAssociationServer, handlers)
         log.info(f"listening as {self.settings.ae_title} on {self.settings.host}:{self.port}")
-        if not self.settings.allowed_calling_aes:
-            log.warning("allowed_calling_aes is empty: associations from any calling AE title are accepted")
+        if self.settings.tls_port:
+            from workflow.tls import server_context
+
+            try:
+                self._tls_server = self._listen(self.settings.tls_port, TlsAssociationServer, handlers,
+                                                tls=server_context(self.settings),
+                                                handshake_timeout=self.settings.artim_timeout,
+                                                handshake_failed=self._handshake_failed)
+            except OSError as exc:
+                self.stop(0)
+                exc.tls = True  # which listener failed, for the start-up message
+                raise
+            log.info(f"listening as {self.settings.ae_title} on {self.settings.host}:{self.tls_port} (DICOM TLS)")
+        if self.admission.open:
+            log.warning("no [[client_ae]] and allowed_calling_aes is empty: associations from any calling AE "
+                        "title are accepted, with every right")
+
+    def _listen(self, port: int, server_class, handlers, **attributes):
+        """What AE.start_server(block=False) does, with our server and request handler classes; the
+        server's `attributes` are set before it serves."""
+        server = self.ae.make_server((self.settings.host, port), evt_handlers=handlers, server_class=server_class,
+                                     request_handler=AdmissionRequestHandler)
+        server.admission = self.admission
+        for name, value in attributes.items():
+            setattr(server, name, value)
+        self.ae._servers.append(server)
+        threading.Thread(target=server.serve_forever, name=f"wfm-acceptor-{port}", daemon=True).start()
+        return server
 
     def stop(self, grace: float | None = None) -> bool:
         """Stop listening, let requests in flight finish (up to `grace` seconds), then close every
@@ -160,15 +197,19 @@ class DicomServer:
         grace = self.settings.shutdown_grace if grace is None else grace
         if self._server is None:
             return True
-        self._server.shutdown()
+        servers = [s for s in (self._server, self._tls_server) if s is not None]
+        for server in servers:
+            server.shutdown()
         idle = self.in_flight.wait_idle(grace)
-        associations = list(self._server.active_associations)
+        associations = [a for server in servers for a in server.active_associations]
         for assoc in associations:
             assoc.abort()
         deadline = time.monotonic() + 5
         for assoc in associations:
             assoc.join(max(0.0, deadline - time.monotonic()))
-        self._server = None
+        for server in servers:
+            server.server_close()
+        self._server = self._tls_server = None
         log.info("stopped" if idle else "stopped with requests still in flight")
         return idle
 
@@ -202,36 +243,77 @@ class DicomServer:
 
     def _route(self, field: str, handlers: dict[str, Callable]) -> Callable:
         """One handler per event type serves the whole AE: route on the request's SOP Class UID (UPS
-        N-* requests carry the Push UID on any UPS context)."""
+        N-* requests carry the Push UID on any UPS context), once the calling AE's rights allow it."""
         def route(event):
             with self.in_flight.handler(), acting_for(_requestor(event)):
-                handler = handlers.get(str(getattr(event.request, field)))
+                sop_class = str(getattr(event.request, field))
+                handler = handlers.get(sop_class)
                 if handler is None:
                     return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
+                if self.dataset_limit.over(event.assoc):
+                    return status_dataset(TOO_LARGE), None
+                if self._refused(event, sop_class):
+                    return status_dataset(NOT_AUTHORIZED), None
                 return handler(event)
         return route
 
+    def _refused(self, event, sop_class: str) -> bool:
+        """True (logged, and a Security Alert) when the calling AE lacks the right this request needs."""
+        command = type(event.request).__name__.replace("_", "-")
+        action = getattr(event.request, "ActionTypeID", None) if command == "N-ACTION" else None
+        right = needed(sop_class, command, action)
+        held = self.admission.rights_of(event.assoc.requestor.ae_title) or frozenset()
+        if right is None or allows(held, right):
+            return False
+        who = _requestor(event)
+        detail = f"{command} of {self._names.get(sop_class, sop_class)} needs the right {right.value!r}"
+        log.warning(f"refused (0124): {detail}", extra={"calling_ae": who.name, "sop_class": sop_class,
+                                                        "status": "0124"})
+        self.security_alert(RESTRICTED_FUNCTION, who, detail)
+        return True
+
     def _on_c_find(self, event):
         with self.in_flight.handler(), acting_for(_requestor(event)):
-            handler = self.routes.c_find.get(str(event.context.abstract_syntax))
+            sop_class = str(event.context.abstract_syntax)
+            handler = self.routes.c_find.get(sop_class)
             if handler is None:
                 yield status_dataset(SOP_CLASS_NOT_SUPPORTED), None
+                return
+            if self.dataset_limit.over(event.assoc):
+                yield status_dataset(TOO_LARGE), None
+                return
+            if self._refused(event, sop_class):  # a refusal, never an empty success
+                yield status_dataset(NOT_AUTHORIZED), None
                 return
             yield from handler(event)
 
     def _on_c_store(self, event) -> int:
         with self.in_flight.handler(), acting_for(_requestor(event)):
-            handler = self.routes.c_store.get(str(event.context.abstract_syntax))
-            return SOP_CLASS_NOT_SUPPORTED.code if handler is None else handler(event)
+            sop_class = str(event.context.abstract_syntax)
+            handler = self.routes.c_store.get(sop_class)
+            if handler is None:
+                return SOP_CLASS_NOT_SUPPORTED.code
+            if self.dataset_limit.over(event.assoc):
+                return TOO_LARGE.code
+            return NOT_AUTHORIZED.code if self._refused(event, sop_class) else handler(event)
 
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor
-        reason = ("calling AE title not recognized"
-                  if requestor.ae_title not in self.ae.require_calling_aet and self.ae.require_calling_aet
-                  else "rejected")
+        reason = getattr(event.assoc, "refusal", None) or "rejected (association limit reached)"
         log.warning(f"association rejected: {reason}",
                     extra={"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}"})
         self.security_alert(NODE_AUTHENTICATION, _requestor(event), f"association rejected: {reason}")
+
+    def _handshake_failed(self, address: str, reason: str) -> None:
+        log.warning(f"TLS handshake failed: {reason}", extra={"peer": address})
+        self.security_alert(NODE_AUTHENTICATION, Requestor("", address.rsplit(":", 1)[0], "dimse"),
+                            f"TLS handshake with {address} failed: {reason}")
+
+    def _too_large(self, assoc, size: int) -> None:
+        requestor = assoc.requestor
+        log.warning(f"association aborted: a data set of more than {self.settings.max_dataset_bytes} bytes "
+                    f"(max_dataset_bytes)", extra={"calling_ae": requestor.ae_title,
+                                                   "peer": f"{requestor.address}:{requestor.port}"})
 
 
 def _requestor(event) -> Requestor:

@@ -17,6 +17,7 @@ from workflow.config import Reconcile, RemoteAE, Settings
 from workflow.kernel.ports import StudyChanges
 from workflow.reconcile.query_path import ReconcileService
 from workflow.reconcile.runs import Archive, RunResult, Scope
+from workflow.tls import outgoing
 
 log = logging.getLogger("workflow.reconcile")
 
@@ -29,10 +30,11 @@ class Target:
     host: str
     port: int
     reconcile: Reconcile
+    tls: bool = False  # DICOM TLS to it ([[remote_ae]] tls = true)
 
     @classmethod
     def of(cls, remote: RemoteAE) -> "Target":
-        return cls(remote.ae_title, remote.host, remote.port, remote.reconcile or Reconcile())
+        return cls(remote.ae_title, remote.host, remote.port, remote.reconcile or Reconcile(), remote.tls)
 
     def scope(self, study_uids: tuple[str, ...] = ()) -> Scope:
         return Scope(days=self.reconcile.days, modalities=self.reconcile.modalities, study_uids=study_uids)
@@ -57,7 +59,8 @@ def choose_method(settings: Settings, target: Target) -> str:
     from workflow.reconcile.dimse.archive_probe import probe
     from workflow.reconcile.dimse.sop_classes import (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, REPOSITORY_QUERY,
                                                       STUDY_ROOT_FIND)
-    accepted = probe(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout)
+    accepted = probe(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout,
+                     tls_args=outgoing(settings, target))
     retrieve = INVENTORY_GET if target.reconcile.retrieve == "get" else INVENTORY_MOVE
     if INVENTORY_FIND in accepted and retrieve in accepted:
         return "inventory"
@@ -100,7 +103,8 @@ def _run_query(settings: Settings, service: ReconcileService, target: Target, ar
     from workflow.reconcile.dimse.repository_query import RepositoryHoldings
 
     kind = RepositoryHoldings if target.reconcile.repository_query else StudyRootHoldings
-    holdings = kind(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout)
+    holdings = kind(settings.ae_title, target.ae_title, target.host, target.port, timeout=settings.network_timeout,
+                    tls_args=outgoing(settings, target))
     try:  # not `with holdings`: an archive that cannot be reached is a FAILED run on record
         try:
             holdings.open()
@@ -126,7 +130,8 @@ def _run_inventory(settings: Settings, engine: Engine, target: Target, archive: 
         client = InventoryHoldings(settings.ae_title, target.ae_title, target.host, target.port,
                                    timeout=settings.network_timeout, directory=directory,
                                    retrieve=target.reconcile.retrieve, receiver=receiver, progress=progress,
-                                   max_age=timedelta(hours=target.reconcile.inventory_max_age_hours))
+                                   max_age=timedelta(hours=target.reconcile.inventory_max_age_hours),
+                                   tls_args=outgoing(settings, target))
         source = _InventorySource(client, scope)
         return InventoryReconciler(engine, spool_dir=directory).run(archive, source, scope, progress=progress,
                                                                    archive_error=ArchiveError)

@@ -1,11 +1,13 @@
 """The HTTP face's server: uvicorn in its own thread with its own event loop, started and stopped with
-the DICOM face. On stop it finishes requests in flight (up to the grace) before it returns."""
+the DICOM face, on a plain HTTP port, an HTTPS port or both (one loop, so the WebSocket event hub serves
+either). On stop it finishes requests in flight (up to the grace) before it returns."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+import ssl
 import threading
 import time
 
@@ -14,30 +16,58 @@ import uvicorn
 log = logging.getLogger("workflow.http")
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server with one more listener, served over TLS from the same loop."""
+
+    tls_listener: tuple[socket.socket, ssl.SSLContext, float] | None = None
+
+    async def startup(self, sockets=None) -> None:
+        await super().startup(sockets)
+        if self.tls_listener is None:
+            return
+        sock, context, handshake_timeout = self.tls_listener
+        config = self.config
+
+        def create_protocol(_loop=None) -> asyncio.Protocol:
+            return config.http_protocol_class(config=config, server_state=self.server_state,
+                                              app_state=self.lifespan.state, _loop=_loop)
+
+        tls = await asyncio.get_running_loop().create_server(create_protocol, sock=sock, ssl=context,
+                                                             ssl_handshake_timeout=handshake_timeout,
+                                                             backlog=config.backlog)
+        self.servers.append(tls)
+
+
 class HttpServer:
-    def __init__(self, app, host: str, port: int, grace: float) -> None:
+    def __init__(self, app, host: str, port: int, grace: float, *, tls: ssl.SSLContext | None = None,
+                 tls_port: int = 0, handshake_timeout: float = 10.0) -> None:
+        """port: plain HTTP (0: none); tls_port with tls: HTTPS (0: none)."""
         self.config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                      lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=max(1, int(grace)),
                                      server_header=False, proxy_headers=False, timeout_keep_alive=30)
-        self.server = uvicorn.Server(self.config)
+        self.server = _Server(self.config)
         self.host, self.requested_port = host, port
+        self.tls, self.requested_tls_port, self.handshake_timeout = tls, tls_port, handshake_timeout
         self._socket: socket.socket | None = None
+        self._tls_socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._failed: BaseException | None = None
         self.on_stop: list = []  # called in the server's loop before it shuts down (close WebSockets)
 
     @property
     def port(self) -> int:
-        return self._socket.getsockname()[1]
+        return self._socket.getsockname()[1] if self._socket else 0
+
+    @property
+    def tls_port(self) -> int:
+        return self._tls_socket.getsockname()[1] if self._tls_socket else 0
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
         return self._loop
 
-    def start(self, timeout: float = 15.0) -> None:
-        """Listen, or raise the OSError that prevented it (port in use...): the socket is bound here, so
-        the error keeps its errno (uvicorn would only exit)."""
-        family, kind, proto, _, address = socket.getaddrinfo(self.host, self.requested_port, type=socket.SOCK_STREAM,
+    def _bind(self, port: int) -> socket.socket:
+        family, kind, proto, _, address = socket.getaddrinfo(self.host, port, type=socket.SOCK_STREAM,
                                                              flags=socket.AI_PASSIVE)[0]
         sock = socket.socket(family, kind, proto)
         try:
@@ -47,7 +77,22 @@ class HttpServer:
         except OSError:
             sock.close()
             raise
-        self._socket = sock
+        return sock
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Listen, or raise the OSError that prevented it (port in use...): the sockets are bound here, so
+        the error keeps its errno (uvicorn would only exit)."""
+        if self.requested_port:
+            self._socket = self._bind(self.requested_port)
+        if self.tls is not None and self.requested_tls_port:
+            try:
+                self._tls_socket = self._bind(self.requested_tls_port)
+            except OSError as exc:
+                if self._socket:
+                    self._socket.close()
+                exc.https = True  # which listener failed, for the start-up message
+                raise
+            self.server.tls_listener = (self._tls_socket, self.tls, self.handshake_timeout)
         self._thread = threading.Thread(target=self._run, name="wfm-http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -62,7 +107,7 @@ class HttpServer:
         self._loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self._loop)
         try:
-            self._loop.run_until_complete(self.server.serve(sockets=[self._socket]))
+            self._loop.run_until_complete(self.server.serve(sockets=[s for s in (self._socket,) if s]))
         except SystemExit as exc:  # uvicorn exits when it cannot bind
             self._failed = OSError(f"cannot listen (uvicorn exit {exc.code})")
         except BaseException as exc:  # noqa: BLE001 - reported to start()
@@ -81,4 +126,6 @@ class HttpServer:
                 log.exception("closing the HTTP face's connections failed")
         self.server.should_exit = True
         self._thread.join(self.config.timeout_graceful_shutdown + 5)
-        self._socket.close()
+        for sock in (self._socket, self._tls_socket):
+            if sock:
+                sock.close()

@@ -17,9 +17,10 @@ PROBED = (INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE, INVENTORY_CREATION, REP
           STUDY_ROOT_FIND)
 
 
-def probe(local_ae: str, remote_ae: str, host: str, port: int, timeout: float = 10.0) -> set[str]:
+def probe(local_ae: str, remote_ae: str, host: str, port: int, timeout: float = 10.0,
+          tls_args: tuple | None = None) -> set[str]:
     """The abstract syntaxes (of `PROBED`) the archive accepts; ArchiveError if it will not associate."""
-    archive = ArchivePeer(local_ae, remote_ae, host, port, timeout)
+    archive = ArchivePeer(local_ae, remote_ae, host, port, timeout, tls_args=tls_args)
     for syntax in PROBED:
         archive.ae.add_requested_context(syntax, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
     assoc = archive.connect()

@@ -69,8 +69,8 @@ class StudyRootHoldings:
     MODELS: tuple[str, ...] = (STUDY_ROOT_FIND,)
 
     def __init__(self, ae_title_local: str, remote_ae: str, host: str, port: int, timeout: float = 30.0,
-                 *, multi_valued_modalities: bool = False, uid_batch: int = 100):
-        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout)
+                 *, multi_valued_modalities: bool = False, uid_batch: int = 100, tls_args: tuple | None = None):
+        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout, tls_args=tls_args)
         self.timeout = timeout
         self.multi_valued_modalities = multi_valued_modalities
         self.uid_batch = uid_batch

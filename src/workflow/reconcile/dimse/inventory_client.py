@@ -85,7 +85,7 @@ class InventoryHoldings:
                  max_age: timedelta = timedelta(hours=24), poll_after: float | None = None,
                  production_timeout: float = 6 * 3600.0, status_interval: int = 1, uid_batch: int = 50,
                  max_unanswered_polls: int = 3, transfer_syntaxes: Iterable[str] = INVENTORY_SYNTAXES,
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, tls_args: tuple | None = None) -> None:
         """timeout: seconds for connecting and for each DIMSE response. poll_after: seconds without an
         event before N-ACTION 12 (default POLL_AFTER). status_interval: Requested Status Interval, minutes. The receiver
         is required with retrieve="move" (its AE title must be `ae_title_local`, known to the archive)."""
@@ -93,7 +93,8 @@ class InventoryHoldings:
             raise ValueError('retrieve must be "get" or "move"')
         if retrieve == "move" and receiver is None:
             raise ValueError("C-MOVE needs a receiver for the instances")
-        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout, progress=progress, log=log)
+        self.archive = ArchivePeer(ae_title_local, remote_ae, host, port, timeout, progress=progress, log=log,
+                                   tls_args=tls_args)
         self.timeout = timeout
         self.directory = Path(directory)
         self.retrieve_mode = retrieve

@@ -39,8 +39,11 @@ class ArchivePeer:
     `associate` proposes exactly the abstract syntaxes one step needs and insists on all of them."""
 
     def __init__(self, local_ae: str, remote_ae: str, host: str, port: int, timeout: float, *,
-                 progress: Callable[[str], None] | None = None, log: logging.Logger | None = None) -> None:
-        """timeout: seconds for connecting, for the association's negotiation and for each response."""
+                 progress: Callable[[str], None] | None = None, log: logging.Logger | None = None,
+                 tls_args: tuple | None = None) -> None:
+        """timeout: seconds for connecting, for the association's negotiation and for each response;
+        tls_args: (SSL context, host name) for DICOM TLS (workflow.tls.outgoing), None for plain TCP."""
+        self.tls_args = tls_args
         self.local_ae = local_ae
         self.remote_ae = remote_ae
         self.host = host
@@ -71,7 +74,8 @@ class ArchivePeer:
         """An established association (`options` go to AE.associate); ArchiveError otherwise, with
         `connection` set unless the archive rejected us."""
         try:
-            assoc = self.ae.associate(self.host, self.port, ae_title=self.remote_ae, **options)
+            assoc = self.ae.associate(self.host, self.port, ae_title=self.remote_ae, tls_args=self.tls_args,
+                                      **options)
         except OSError as exc:  # pynetdicom reports most connection failures via is_established
             raise ArchiveError(f"cannot connect to {self.name}: {exc}", study_uid, connection=True) from exc
         if not assoc.is_established:

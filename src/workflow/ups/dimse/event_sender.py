@@ -14,6 +14,7 @@ from workflow.config import Settings
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.dimse.routing import ServiceSpec
 from workflow.kernel.clock import utcnow
+from workflow.tls import outgoing
 from workflow.ups.outbox import Outbox, OwedEvent
 
 log = logging.getLogger("workflow.events")
@@ -75,7 +76,8 @@ class EventSender:
         ae.add_requested_context(UnifiedProcedureStepEvent, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = min(30.0, self.settings.network_timeout)
         try:
-            assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title)
+            assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title,
+                                 tls_args=outgoing(self.settings, remote))
         except OSError as exc:
             self._failed(events[0], f"cannot connect: {exc}")
             return
