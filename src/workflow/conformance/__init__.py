@@ -18,6 +18,7 @@ from workflow.ian.rules.availability import BEHAVIOUR, Availability
 from workflow.ian.rules.notification import IAN_ATTRIBUTES
 from workflow.kernel.attributes import Attr, absence_rules
 from workflow.conformance.audit import render_audit
+from workflow.conformance.security import render_security
 from workflow.conformance.markdown import table as _table
 
 TYPE_MEANING = {
@@ -346,8 +347,6 @@ repertoire.
 
 ## 6 Security
 
-No TLS and no user identity negotiation in this version. Access is limited by the calling AE title
-allow-list (`allowed_calling_aes`); deploy on a trusted network.
-
+{render_security()}
 {render_audit()}
 """

@@ -9,7 +9,7 @@ from workflow.conformance.markdown import table
 def render_audit() -> str:
     rows = [(f"{event.meaning} ({event.code})", f"{kind.meaning} ({kind.code})" if kind else "-", when)
             for event, kind, when in EVENTS]
-    return f"""### 6.1 Audit trail (IHE ATNA, PS3.15 A.5)
+    return f"""### 6.4 Audit trail (IHE ATNA, PS3.15 A.5)
 
 With `audit_repository` set (`tls://host:6514` per RFC 5425, `tcp://host:port` with the same framing, or
 `udp://host:514` per RFC 5426), every event below becomes one DICOM Audit Message (PS3.15 A.5.1 schema) in

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 
 from pynetdicom import evt
 from pynetdicom.acse import ACSE
@@ -131,4 +132,22 @@ class AdmissionRequestHandler(RequestHandler):
     def _create_association(self):
         assoc = super()._create_association()
         assoc.acse = AdmissionACSE(assoc, self.server.admission)
+        assoc.dul.receive_pdu = _until_closed(assoc.dul)
         return assoc
+
+
+def _until_closed(dul):
+    """The DUL's receive_pdu, except that a wait for the A-ASSOCIATE-RQ ends as soon as the peer's
+    connection is gone (pynetdicom waits out the whole ARTIM timeout, holding the slot, after a peer
+    sent garbage and hung up)."""
+    receive = dul.receive_pdu
+
+    def receive_pdu(wait: bool = False, timeout: float | None = None):
+        if not wait or timeout is None:
+            return receive(wait, timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            primitive = receive(True, max(0.0, min(0.05, deadline - time.monotonic())))
+            if primitive is not None or time.monotonic() >= deadline or dul.state_machine.current_state == "Sta1":
+                return primitive
+    return receive_pdu
