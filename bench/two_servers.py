@@ -48,6 +48,20 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU of every PostgreSQL process on this machine (the database's share of the work)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if "(postgres)" in text:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return total
+
+
 class Subscriber:
     """The global subscriber: every State Report, in arrival order."""
 
@@ -303,6 +317,7 @@ def main() -> int:
             jobs.sort(key=lambda job: hash(job[1]))  # interleaved
             load = Load(front, jobs, args.senders, args.rate, per_association=10)
             cpu_before = {p.pid: cpu_seconds(p.pid) for p in (a, b)}
+            postgres_before = postgres_cpu_seconds()
             killed = []
 
             def kill_one() -> None:
@@ -314,7 +329,7 @@ def main() -> int:
 
             seconds = load.run(kill_one)
             cpu = {"a": cpu_before[a.pid] if killed else cpu_seconds(a.pid) - cpu_before[a.pid],
-                   "b": cpu_seconds(b.pid) - cpu_before[b.pid]}
+                   "b": cpu_seconds(b.pid) - cpu_before[b.pid], "postgres": postgres_cpu_seconds() - postgres_before}
             result = check(url, load, subscriber, args.instances, bool(killed))
             latencies = sorted(load.latencies)
             result.update({
