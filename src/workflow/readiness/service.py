@@ -119,8 +119,12 @@ class ReadinessService:
         links = [W.c.study_instance_uid == study_uid, _requests(STUDY_UID, [study_uid])]
         if snapshot.accessions:  # a policy may link by an Accession Number the study's MPPS names
             links.append(_requests(ACCESSION, snapshot.accessions))
-        rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
-                            .order_by(W.c.sop_instance_uid)).all()
+        # Locked as read (PostgreSQL): a claim committing between this read and the write below would
+        # otherwise have its IN PROGRESS data set overwritten by this SCHEDULED copy. A claim that
+        # commits first leaves the row no longer SCHEDULED, and PostgreSQL skips it. SQLite's BEGIN
+        # IMMEDIATE serialises the writers already.
+        rows = conn.execute(_locked(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
+                                    .order_by(W.c.sop_instance_uid), conn)).all()
         written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
         procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
@@ -200,7 +204,7 @@ class ReadinessService:
         for uid, study in due:
             with self.engine.begin() as conn:
                 conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == uid))
-                row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
+                row = conn.execute(_locked(select(W).where(W.c.sop_instance_uid == uid), conn)).first()
                 if row is not None and row.procedure_step_state == "SCHEDULED":
                     written += self._update_workitem(conn, row, study, now)
         return written
@@ -381,6 +385,12 @@ def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
                                             "marked_at": stmt.excluded.marked_at})
     conn.execute(stmt, {"study": study_uid, "at": now})
     return 1
+
+
+def _locked(query, conn: Connection):
+    """The workitem rows of `query`, locked until the transaction ends (PostgreSQL), in the query's
+    order: two evaluations locking overlapping workitems take them in the same order."""
+    return query.with_for_update(of=W) if conn.dialect.name == "postgresql" else query
 
 
 def _requests(key: str, values) -> Any:
