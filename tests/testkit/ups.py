@@ -146,7 +146,11 @@ class EventReceiver:
         return self
 
     def stop(self) -> None:
+        """Down as a subscriber that went away: the associations it had open (the server keeps one to a
+        busy subscriber) are aborted too."""
         if self._server:
+            for assoc in self._server.active_associations:
+                assoc.abort()
             self._server.shutdown()
             self._server = None
 

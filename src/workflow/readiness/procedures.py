@@ -55,6 +55,22 @@ def refresh(conn: Connection, study_uid: str, instances, now: datetime) -> None:
                      extra={"study": study_uid})
 
 
+def announce(conn: Connection, study_uid: str, now: datetime) -> None:
+    """A study known only from IANs, none of whose procedures is known yet: its bare requested
+    procedure, created where `refresh` would put it (REQUESTED, moved on by the IANs), in one insert."""
+    facts = ProcedureFacts(frozenset(), True, False)
+    triggers, state = advance("REQUESTED", facts), target_state(facts)
+    _insert(conn, study_uid, ("", ""), now, state=state, sources="IAN")
+    if triggers:
+        log.info(f"requested procedure {study_uid} / - / -: REQUESTED -> {state} ({', '.join(triggers)})",
+                 extra={"study": study_uid})
+
+
+def settled_by_ians(state: str) -> bool:
+    """A bare requested procedure of a study known only from IANs is where the IANs put it."""
+    return not advance(state, ProcedureFacts(frozenset(), True, False))
+
+
 class _Step:
     def __init__(self, uid: str, status: str, accession: str, procedure_id: str) -> None:
         self.uid, self.status, self.accession, self.procedure_id = uid, status, accession, procedure_id
@@ -108,14 +124,15 @@ def _ensure(conn: Connection, study_uid: str, names: dict[tuple[str, str], set[s
     return out
 
 
-def _insert(conn: Connection, study_uid: str, key: tuple[str, str], now: datetime) -> None:
+def _insert(conn: Connection, study_uid: str, key: tuple[str, str], now: datetime, state: str = "REQUESTED",
+            sources: str = "") -> None:
     """A new REQUESTED row, unless a concurrent transaction (the readiness worker evaluating the study
     while a workitem N-CREATE does) inserted it first: on PostgreSQL this waits for that one's commit,
     then does nothing, where a plain INSERT would fail the caller's whole request."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(RP).values(
-        study_instance_uid=study_uid, accession_number=key[0], requested_procedure_id=key[1], state="REQUESTED",
-        sources="", created_at=now, updated_at=now).on_conflict_do_nothing(
+        study_instance_uid=study_uid, accession_number=key[0], requested_procedure_id=key[1], state=state,
+        sources=sources, created_at=now, updated_at=now).on_conflict_do_nothing(
         index_elements=[RP.c.study_instance_uid, RP.c.accession_number, RP.c.requested_procedure_id]))
 
 

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 from sqlalchemy import Connection, Engine, Table, event, text
 
 _KEY = "wfm_rows_at_commit"
+_NOTIFY = "wfm_notify_at_commit"
 
 
 def insert_at_commit(conn: Connection, table: Table, rows: Iterable[dict[str, Any]],
@@ -28,6 +29,11 @@ def insert_at_commit(conn: Connection, table: Table, rows: Iterable[dict[str, An
         conn.info.setdefault(_KEY, {}).setdefault((order_lock or 0, table.name), (table, []))[1].extend(rows)
 
 
+def notify_at_commit(conn: Connection, channel: str) -> None:
+    """NOTIFY `channel` (PostgreSQL) as the transaction commits: listeners hear of it only if it does."""
+    conn.info.setdefault(_NOTIFY, set()).add(channel)
+
+
 def owed(conn: Connection) -> int:
     """How many rows the connection's transaction will insert at its COMMIT."""
     return sum(len(rows) for _, rows in conn.info.get(_KEY, {}).values())
@@ -37,17 +43,18 @@ def owed(conn: Connection) -> int:
 def _flush(conn: Connection) -> None:
     # Runs inside the transaction, just before the COMMIT is sent. Locks in one order (by key), so two
     # committing transactions with rows for several tables never wait for each other in a circle.
-    pending = conn.info.pop(_KEY, None)
-    if not pending:
-        return
+    pending, channels = conn.info.pop(_KEY, None), conn.info.pop(_NOTIFY, None)
     postgres = conn.dialect.name == "postgresql"
-    for (lock, _), (table, rows) in sorted(pending.items(), key=lambda kv: kv[0]):
+    for (lock, _), (table, rows) in sorted((pending or {}).items(), key=lambda kv: kv[0]):
         if postgres and lock:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
         conn.execute(table.insert(), rows)
+    for channel in sorted(channels or ()):
+        conn.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
 
 
 @event.listens_for(Engine, "begin")
 @event.listens_for(Engine, "rollback")
 def _drop(conn: Connection) -> None:
     conn.info.pop(_KEY, None)
+    conn.info.pop(_NOTIFY, None)

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 from workflow.config import Settings
 from workflow.store.at_commit import insert_at_commit
 from workflow.store.engine import aware, reading
+from workflow.store.wakeups import EVENTS, notify_at_commit
 from workflow.ups.tables import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
@@ -43,6 +44,8 @@ def enqueue(conn: Connection, recipients: Iterable[str], workitem_uid: str, even
     # Inserted at COMMIT under the commit-order lock (subscribers get events in the order the changes
     # committed, across workitems; store/at_commit.py says why the lock must be the last one taken).
     insert_at_commit(conn, OutboxEvent.__table__, rows, COMMIT_ORDER_LOCK)
+    if rows:  # the senders of every server process on the database wake (PostgreSQL)
+        notify_at_commit(conn, EVENTS)
     return len(rows)
 
 
