@@ -12,7 +12,7 @@ import json
 import logging
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
@@ -58,12 +58,24 @@ def refresh(conn: Connection, study_uid: str, instances, now: datetime) -> None:
 def announce(conn: Connection, study_uid: str, now: datetime) -> None:
     """A study known only from IANs, none of whose procedures is known yet: its bare requested
     procedure, created where `refresh` would put it (REQUESTED, moved on by the IANs), in one insert."""
-    facts = ProcedureFacts(frozenset(), True, False)
-    triggers, state = advance("REQUESTED", facts), target_state(facts)
-    _insert(conn, study_uid, ("", ""), now, state=state, sources="IAN")
+    triggers, state = _ANNOUNCED
+    conn.execute(_ANNOUNCE[conn.dialect.name], {"study": study_uid, "state": state, "now": now})
     if triggers:
         log.info(f"requested procedure {study_uid} / - / -: REQUESTED -> {state} ({', '.join(triggers)})",
                  extra={"study": study_uid})
+
+
+def _announce_statement(dialect):
+    return dialect.insert(RP).values(
+        study_instance_uid=bindparam("study"), accession_number="", requested_procedure_id="",
+        state=bindparam("state"), sources="IAN", created_at=bindparam("now"), updated_at=bindparam("now")
+    ).on_conflict_do_nothing(index_elements=[RP.c.study_instance_uid, RP.c.accession_number,
+                                             RP.c.requested_procedure_id])
+
+
+_ANNOUNCE = {"postgresql": _announce_statement(postgresql), "sqlite": _announce_statement(sqlite)}
+_ANNOUNCED = (advance("REQUESTED", ProcedureFacts(frozenset(), True, False)),
+              target_state(ProcedureFacts(frozenset(), True, False)))  # where IANs alone put a new one
 
 
 def settled_by_ians(state: str) -> bool:

@@ -106,15 +106,14 @@ class ReadinessService:
                     i += 1
                     if conn.dialect.name == "postgresql":
                         # Several servers on one database: one evaluates a study, the others skip it.
-                        held = conn.execute(select(PENDING.c.generation).where(
-                            PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
+                        held = conn.execute(_HOLD, {"study": study_uid}).first()
                         if held is None:
                             continue
                     quick = self._nothing_to_decide(conn, study_uid, now)
                     if not quick:
                         written += self.update_study(conn, study_uid, now)
-                    done.append((study_uid, conn.execute(delete(PENDING).where(
-                        PENDING.c.study_instance_uid == study_uid, PENDING.c.generation == generation)).rowcount))
+                    done.append((study_uid, conn.execute(_CLEAR, {"study": study_uid,
+                                                                  "generation": generation}).rowcount))
                     if not quick:
                         break
             for study_uid, cleared in done:
@@ -130,18 +129,7 @@ class ReadinessService:
         facts put it. Returns False when the study needs the full evaluation (`update_study`)."""
         if self.policies.templates:
             return False
-        r = PerformedStepRequest.__table__
-        watched = or_(exists().where(W.c.study_instance_uid == study_uid),
-                      exists().where(SEQ.c.sequence_tag == REQUEST_SEQ, SEQ.c.key == STUDY_UID,
-                                     SEQ.c.value == study_uid),
-                      exists().where(r.c.study_instance_uid == study_uid))
-        rp = procedures.RP
-        known = conn.execute(select(
-            watched, exists().where(Instance.__table__.c.study_instance_uid == study_uid),
-            select(func.count()).where(rp.c.study_instance_uid == study_uid).scalar_subquery(),
-            select(rp.c.state).where(rp.c.study_instance_uid == study_uid, rp.c.accession_number == "",
-                                     rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery(),
-        )).one()
+        known = conn.execute(_WATCH_LOOKUP, {"study": study_uid}).one()
         is_watched, announced, procedures_known, bare_state = known
         if is_watched or not announced:
             return False
@@ -429,14 +417,42 @@ class PendingMarks:
 def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
     """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
     finds it: the marks are rows). Returns 1."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(_MARK[conn.dialect.name], {"study": study_uid, "at": now})
+    return 1
+
+
+def _mark_statement(dialect):
+    # Built once per dialect: constructing an upsert costs more than executing it (once per IAN).
     stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
                                           marked_at=bindparam("at"))
-    stmt = stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
+    return stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
                                       set_={"generation": PENDING.c.generation + 1,
                                             "marked_at": stmt.excluded.marked_at})
-    conn.execute(stmt, {"study": study_uid, "at": now})
-    return 1
+
+
+_MARK = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
+_CLEAR = delete(PENDING).where(PENDING.c.study_instance_uid == bindparam("study"),
+                               PENDING.c.generation == bindparam("generation"))
+_HOLD = select(PENDING.c.generation).where(PENDING.c.study_instance_uid == bindparam("study")
+                                           ).with_for_update(skip_locked=True)
+
+
+def _watch_lookup():
+    """One statement: whether anything watches the study (a workitem directly or by a Referenced
+    Request, an MPPS), whether IANs announced it, how many requested procedures it has, and the state
+    of its bare one that IANs gave."""
+    study = bindparam("study")
+    r, rp = PerformedStepRequest.__table__, procedures.RP
+    watched = or_(exists().where(W.c.study_instance_uid == study),
+                  exists().where(SEQ.c.sequence_tag == REQUEST_SEQ, SEQ.c.key == STUDY_UID, SEQ.c.value == study),
+                  exists().where(r.c.study_instance_uid == study))
+    return select(watched, exists().where(Instance.__table__.c.study_instance_uid == study),
+                  select(func.count()).where(rp.c.study_instance_uid == study).scalar_subquery(),
+                  select(rp.c.state).where(rp.c.study_instance_uid == study, rp.c.accession_number == "",
+                                           rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery())
+
+
+_WATCH_LOOKUP = _watch_lookup()
 
 
 def _locked(query, conn: Connection):

@@ -25,7 +25,7 @@ class ReadinessWorker:
         self._stopping = threading.Event()
         self._evaluator = threading.Thread(target=self._evaluate_marked, name="wfm-readiness", daemon=True)
         self.timers = Periodic("wfm-readiness-timers", self._fire_timers, every=FALLBACK, wake=service.timers_wake)
-        self._timer_writes = -1  # the service's count of timers written, when the timer thread last looked
+        self._timer_writes = 0  # the service's count of timers written, when the timer thread last looked
 
     def start(self) -> None:
         self.service.wake.set()  # what a restart left pending, and the timers, are looked at once at start
