@@ -169,20 +169,22 @@ def postgres_database() -> tuple[str, object] | None:
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
-def servers(tmp: Path) -> list[Server]:
+def servers(tmp: Path, compare_src: str | None = None) -> list[Server]:
     out = []
     port = free_port()
     out.append(Server("ceiling (decode only)", "CEILING",
                       [sys.executable, __file__, "--ceiling-server", str(port)], port, {}))
-    for name, url_and_drop in (("wfm, SQLite", (f"sqlite:///{tmp / 'bench.db'}", None)),
-                               ("wfm, PostgreSQL", postgres_database())):
-        if url_and_drop is None:
-            continue
-        url, drop = url_and_drop
-        port = free_port()
-        env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
-               "WFM_MAX_ASSOCIATIONS": "50", "WFM_LOG_LEVEL": "WARNING"}
-        out.append(Server(name, "WFM", [sys.executable, "-m", "workflow", "serve"], port, env, drop))
+    builds = [("wfm", {})] + ([("before", {"PYTHONPATH": compare_src})] if compare_src else [])
+    for label, extra in builds:
+        for name, url_and_drop in ((f"{label}, SQLite", (f"sqlite:///{tmp / f'{label}.db'}", None)),
+                                   (f"{label}, PostgreSQL", postgres_database())):
+            if url_and_drop is None:
+                continue
+            url, drop = url_and_drop
+            port = free_port()
+            env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
+                   "WFM_MAX_ASSOCIATIONS": "50", "WFM_LOG_LEVEL": "WARNING", **extra}
+            out.append(Server(name, "WFM", [sys.executable, "-m", "workflow", "serve"], port, env, drop))
     return out
 
 
@@ -197,15 +199,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
     parser.add_argument("--ians", type=int, default=200, help="IANs per mode and server (full size)")
+    parser.add_argument("--compare-src", metavar="DIR", help="also run the server from another source tree "
+                        "(its src/ folder, e.g. `git archive` of an earlier commit) as 'before'")
     parser.add_argument("--ceiling-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.ceiling_server:
         run_ceiling_server(args.ceiling_server)
         return 0
     count = 3 if args.smoke else args.ians
-    results: dict[tuple[str, str], float] = {}
+    results: dict[tuple[str, str], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for server in servers(Path(tmp)):
+        for server in servers(Path(tmp), args.compare_src):
             proc = subprocess.Popen(server.command, env={**os.environ, **server.env},
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
@@ -214,8 +218,10 @@ def main() -> int:
                 for mode, instances, new_assoc in MODES:
                     n = count if instances == 10 else max(1, count // 2)
                     ians = prepare(n, instances)
+                    cpu = process_cpu(proc.pid)
                     elapsed = run_mode(server.port, server.called, ians, new_assoc)
-                    results[(server.name, mode)] = n / elapsed
+                    # The server's CPU for these IANs, its background work after the last reply included.
+                    results[(server.name, mode)] = n / elapsed, (settled_cpu(proc.pid) - cpu) / n
             finally:
                 proc.terminate()
                 proc.wait(30)
@@ -225,19 +231,43 @@ def main() -> int:
     return 0
 
 
-def print_table(results: dict[tuple[str, str], float]) -> None:
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settled_cpu(pid: int, quiet: float = 0.5, timeout: float = 30.0) -> float:
+    """The process's CPU once it has stopped using any for `quiet` seconds (its workers done)."""
+    deadline = time.monotonic() + timeout
+    before = process_cpu(pid)
+    while time.monotonic() < deadline:
+        time.sleep(quiet)
+        now = process_cpu(pid)
+        if now - before < 0.02:
+            return now
+        before = now
+    return before
+
+
+def print_table(results: dict[tuple[str, str], tuple[float, float]]) -> None:
+    """Throughput against the ceiling, and (steadier on a shared machine) the server's CPU per IAN
+    against the ceiling's: `cpu vs ceiling` = ceiling CPU / our CPU, 1.00 = as cheap as decoding only."""
     names = list(dict.fromkeys(name for name, _ in results))
-    header = f"{'server':<24} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10}"
+    header = (f"{'server':<24} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10} {'CPU ms/IAN':>10}"
+              f" {'cpu vs ceiling':>14}")
     print(header)
     print("-" * len(header))
     for mode, instances, _ in MODES:
-        ceiling = results.get(("ceiling (decode only)", mode))
+        ceiling, ceiling_cpu = results.get(("ceiling (decode only)", mode), (None, None))
         for name in names:
-            rate = results.get((name, mode))
-            if rate is None:
+            if (name, mode) not in results:
                 continue
+            rate, cpu = results[(name, mode)]
             ratio = f"{rate / ceiling:.2f}" if ceiling else "-"
-            print(f"{name:<24} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10}")
+            cpu_ratio = f"{ceiling_cpu / cpu:.2f}" if ceiling_cpu and cpu else "-"
+            print(f"{name:<24} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10} {cpu * 1000:>10.2f}"
+                  f" {cpu_ratio:>14}")
 
 
 if __name__ == "__main__":

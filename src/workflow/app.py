@@ -39,7 +39,7 @@ from workflow.reconcile import received as received_inventories
 from workflow.reconcile import scheduler as reconcile_scheduler
 from workflow.reconcile.dimse import services as reconcile_services
 from workflow.reconcile.dimse import storage_scp
-from workflow.store import migrate
+from workflow.store import migrate, wakeups
 from workflow.store.engine import make_engine
 from workflow.store.resources import policies_location
 from workflow.ups import http_events
@@ -108,6 +108,10 @@ class App:
         self.events_written.connect(self.events.wake.set)
         self.readiness_worker = ReadinessWorker(self.readiness, settings, self.events_written)
         self.housekeeping = Periodic("wfm-housekeeping", self.purge, every=HOUSEKEEPING_EVERY)
+        # Other processes' commits on the same PostgreSQL wake these workers too (LISTEN/NOTIFY).
+        self.wakeups = wakeups.Listener(self.engine)
+        self.wakeups.on(wakeups.EVENTS, self.events_written.fire)
+        self.wakeups.on(wakeups.READINESS, self.readiness.wake.set)
         # Scheduled reconciliation; None while no archive has a schedule.
         self.scheduler: reconcile_scheduler.ReconcileScheduler | None = None
 
@@ -182,6 +186,7 @@ class App:
             if not self.tokens.any_in_force():
                 log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")
         self.worklist.status_change("RESTARTED")
+        self.wakeups.start()
         self.events.start()
         self.readiness_worker.start()
         self.housekeeping.start()
@@ -206,6 +211,7 @@ class App:
         self.housekeeping.stop(max(1.0, grace_ends - time.monotonic()))
         self.readiness_worker.stop(max(1.0, grace_ends - time.monotonic()))
         # Subscribers hear we are going down; what cannot be delivered now stays owed.
+        self.wakeups.stop()
         self.events.stop()
         self.worklist.status_change("GOING DOWN")
         self.events.deliver_due(final=True)

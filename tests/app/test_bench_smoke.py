@@ -60,3 +60,13 @@ def test_inventory_parse_benchmark_smoke():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "stream reader: 200 instances" in result.stdout and "ratio per instance" in result.stdout
+
+
+def test_event_latency_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "event_latency.py"), "--smoke", "--backend", "sqlite"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["server", "phase", "p50"]
+    assert any(line.startswith("wfm, SQLite") and "idle" in line for line in lines)
+    assert any(line.startswith("wfm, SQLite") and "IANs at" in line for line in lines)

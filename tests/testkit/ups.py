@@ -128,6 +128,7 @@ class EventReceiver:
         self.port = port or free_port()
         self.reports: queue.Queue[Report] = queue.Queue()
         self.seen: list[Report] = []
+        self.associations = 0  # associations accepted (a busy subscriber should see one)
         self._server = None
 
     def start(self) -> "EventReceiver":
@@ -141,12 +142,20 @@ class EventReceiver:
                                     info, event.assoc.requestor.ae_title))
             return 0x0000, None
 
+        def on_accepted(event):
+            self.associations += 1
+
         self._server = ae.start_server(("127.0.0.1", self.port), block=False,
-                                       evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+                                       evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report),
+                                                     (evt.EVT_ACCEPTED, on_accepted)])
         return self
 
     def stop(self) -> None:
+        """Down as a subscriber that went away: the associations it had open (the server keeps one to a
+        busy subscriber) are aborted too."""
         if self._server:
+            for assoc in self._server.active_associations:
+                assoc.abort()
             self._server.shutdown()
             self._server = None
 

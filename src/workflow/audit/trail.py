@@ -10,11 +10,12 @@ import threading
 import zlib
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, func, select
 
 from workflow.audit.rules.messages import AuditMessage, Source, to_xml
 from workflow.audit.tables import AuditRecord
 from workflow.config import Settings
+from workflow.store.at_commit import insert_at_commit
 from workflow.store.engine import aware, reading
 
 log = logging.getLogger("workflow.audit")
@@ -37,10 +38,11 @@ class AuditTrail:
     def record(self, conn: Connection, message: AuditMessage) -> None:
         if not self.enabled:
             return
-        if conn.dialect.name == "postgresql":  # ids follow commit order (as the UPS event outbox)
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": ORDER_LOCK})
-        conn.execute(A.insert().values(created_at=message.at, event=message.name[:64],
-                                       message_xml=to_xml(message, self.source), status=PENDING, attempts=0))
+        # Inserted at COMMIT under the commit-order lock, so ids follow commit order (as the UPS event
+        # outbox; store/at_commit.py says why the lock must be the last a transaction takes).
+        insert_at_commit(conn, A, [dict(created_at=message.at, event=message.name[:64],
+                                        message_xml=to_xml(message, self.source), status=PENDING, attempts=0)],
+                         ORDER_LOCK)
 
     def committed(self) -> None:
         if self.enabled:

@@ -87,6 +87,10 @@ class IngestService:
         self._upsert_instances = self._instance_upsert()
         self._upsert_locations = self._location_upsert()
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
+        # One statement for the usual case: the IAN is new (a retry's UID conflicts and returns no id).
+        notes = NotificationRow.__table__
+        self._insert_notification = self._insert(notes).on_conflict_do_nothing(
+            index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
 
@@ -130,15 +134,15 @@ class IngestService:
         digest = hashlib.sha256(text.encode()).hexdigest()
         try:
             with self.engine.begin() as conn:
-                earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
-                                       ).scalar_one_or_none()
-                if earlier is not None:
+                if not self._store(conn, received, ian, text, digest):  # the UID is taken: a retry or a conflict
+                    earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
+                                           ).scalar_one_or_none()
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
-                self._store(conn, received, ian, text, digest)
                 self.studies.mark(conn, ian.study_instance_uid, received.received_at)
-                self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
-                                                          received.sop_instance_uid, ian.study_instance_uid,
-                                                          len(ian.instances)))
+                if getattr(self.audit, "enabled", True):
+                    self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
+                                                              received.sop_instance_uid, ian.study_instance_uid,
+                                                              len(ian.instances)))
             self.studies.committed()
             self.audit.committed()
             return IngestResult.STORED
@@ -151,19 +155,21 @@ class IngestService:
                 raise
             return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
 
-    def _store(self, conn, received: Received, ian: Notification, text: str, digest: str) -> None:
+    def _store(self, conn, received: Received, ian: Notification, text: str, digest: str) -> bool:
+        """Store the IAN; False (nothing stored) when its SOP Instance UID is stored already."""
         at = received.received_at
-        notification_id = conn.execute(
-            NotificationRow.__table__.insert().returning(NotificationRow.__table__.c.id),
-            dict(sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
-                 calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
-                 received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
-                 content_sha256=digest, dataset_json=text),
-        ).scalar_one()
+        notification_id = conn.execute(self._insert_notification, dict(
+            sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
+            calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
+            received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
+            content_sha256=digest, dataset_json=text),
+        ).scalar_one_or_none()
+        if notification_id is None:
+            return False
         # Within one IAN the last item for an instance wins (a sender listing it twice).
         by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}
         if not by_uid:
-            return
+            return True
         conn.execute(self._upsert_instances, [
             dict(sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid,
                  series_instance_uid=ref.series_instance_uid, study_instance_uid=ian.study_instance_uid,
@@ -184,6 +190,7 @@ class IngestService:
                      performed_step_class_uid=ian.pps_class_uid, notification_id=notification_id)
                 for uid in by_uid
             ])
+        return True
 
     def _instance_upsert(self):
         table = Instance.__table__

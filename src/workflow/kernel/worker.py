@@ -11,7 +11,9 @@ log = logging.getLogger("workflow.workers")
 
 
 class Periodic:
-    """Runs `round()` every `every` seconds, or sooner when `wake` is set, until `stop()`."""
+    """Runs `round()` when `wake` is set, or after `every` seconds at the latest (the safety net), until
+    `stop()`. A round may return how many seconds until it needs the next (a timer falling due), which
+    shortens that wait; with no work and no wake-up the thread costs nothing but the fallback round."""
 
     def __init__(self, name: str, round: Callable[[], object], every: float,
                  wake: threading.Event | None = None) -> None:
@@ -32,12 +34,17 @@ class Periodic:
             self._thread.join(max(0.0, timeout))
 
     def _run(self) -> None:
+        wait = self.every
         while not self.stopping.is_set():
-            self.wake.wait(self.every)
+            self.wake.wait(wait)
             self.wake.clear()
             if self.stopping.is_set():
                 return
+            wait = self.every
             try:
-                self.round()
+                sooner = self.round()
             except Exception:  # noqa: BLE001 - a failed round is retried; the server stays up
                 log.exception(f"{self.name} failed")
+                continue
+            if isinstance(sooner, (int, float)) and not isinstance(sooner, bool) and sooner >= 0:
+                wait = min(self.every, sooner)

@@ -42,9 +42,13 @@ def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str
         return 0
     ds = json.loads(row.dataset_json)
     ds[READINESS] = {"vr": "CS", "Value": [change.readiness.value]}
-    conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(
-        input_readiness_state=change.readiness.value, dataset_json=json.dumps(ds, sort_keys=True),
-        updated_at=now))
+    # Only a SCHEDULED workitem takes the SCP's readiness change: a guard should the caller's read of
+    # `row` ever be older than the row (the caller locks it on PostgreSQL).
+    changed = conn.execute(update(W).where(W.c.sop_instance_uid == uid, W.c.procedure_step_state == "SCHEDULED")
+                           .values(input_readiness_state=change.readiness.value,
+                                   dataset_json=json.dumps(ds, sort_keys=True), updated_at=now)).rowcount
+    if not changed:
+        return 0
     return report(conn, uid, row.created_at, ups_events.STATE_REPORT, ups_events.state_report(ds), now)
 
 

@@ -12,7 +12,7 @@ import json
 import logging
 from datetime import datetime
 
-from sqlalchemy import Connection, exists, or_, select, update
+from sqlalchemy import Connection, bindparam, exists, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
@@ -53,6 +53,34 @@ def refresh(conn: Connection, study_uid: str, instances, now: datetime) -> None:
             log.info(f"requested procedure {study_uid} / {row.accession_number or '-'} / "
                      f"{row.requested_procedure_id or '-'}: {row.state} -> {new} ({', '.join(triggers)})",
                      extra={"study": study_uid})
+
+
+def announce(conn: Connection, study_uid: str, now: datetime) -> None:
+    """A study known only from IANs, none of whose procedures is known yet: its bare requested
+    procedure, created where `refresh` would put it (REQUESTED, moved on by the IANs), in one insert."""
+    triggers, state = _ANNOUNCED
+    conn.execute(_ANNOUNCE[conn.dialect.name], {"study": study_uid, "state": state, "now": now})
+    if triggers:
+        log.info(f"requested procedure {study_uid} / - / -: REQUESTED -> {state} ({', '.join(triggers)})",
+                 extra={"study": study_uid})
+
+
+def _announce_statement(dialect):
+    return dialect.insert(RP).values(
+        study_instance_uid=bindparam("study"), accession_number="", requested_procedure_id="",
+        state=bindparam("state"), sources="IAN", created_at=bindparam("now"), updated_at=bindparam("now")
+    ).on_conflict_do_nothing(index_elements=[RP.c.study_instance_uid, RP.c.accession_number,
+                                             RP.c.requested_procedure_id])
+
+
+_ANNOUNCE = {"postgresql": _announce_statement(postgresql), "sqlite": _announce_statement(sqlite)}
+_ANNOUNCED = (advance("REQUESTED", ProcedureFacts(frozenset(), True, False)),
+              target_state(ProcedureFacts(frozenset(), True, False)))  # where IANs alone put a new one
+
+
+def settled_by_ians(state: str) -> bool:
+    """A bare requested procedure of a study known only from IANs is where the IANs put it."""
+    return not advance(state, ProcedureFacts(frozenset(), True, False))
 
 
 class _Step:
@@ -108,14 +136,15 @@ def _ensure(conn: Connection, study_uid: str, names: dict[tuple[str, str], set[s
     return out
 
 
-def _insert(conn: Connection, study_uid: str, key: tuple[str, str], now: datetime) -> None:
+def _insert(conn: Connection, study_uid: str, key: tuple[str, str], now: datetime, state: str = "REQUESTED",
+            sources: str = "") -> None:
     """A new REQUESTED row, unless a concurrent transaction (the readiness worker evaluating the study
     while a workitem N-CREATE does) inserted it first: on PostgreSQL this waits for that one's commit,
     then does nothing, where a plain INSERT would fail the caller's whole request."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     conn.execute(dialect.insert(RP).values(
-        study_instance_uid=study_uid, accession_number=key[0], requested_procedure_id=key[1], state="REQUESTED",
-        sources="", created_at=now, updated_at=now).on_conflict_do_nothing(
+        study_instance_uid=study_uid, accession_number=key[0], requested_procedure_id=key[1], state=state,
+        sources=sources, created_at=now, updated_at=now).on_conflict_do_nothing(
         index_elements=[RP.c.study_instance_uid, RP.c.accession_number, RP.c.requested_procedure_id]))
 
 

@@ -26,6 +26,7 @@ from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, St
 from workflow.readiness import procedures
 from workflow.readiness.rules.policy.modalities import study_modalities
 from workflow.store.engine import aware, reading
+from workflow.store.wakeups import READINESS, notify_at_commit
 from workflow.ian.tables import Instance, InstanceLocation, Notification
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
 from workflow.readiness.tables import ReadinessPending, ReadinessTimer
@@ -52,6 +53,8 @@ class ReadinessService:
         self.wake = threading.Event()  # set after a commit that marked a study: the worker evaluates it
         self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
         self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
+        self.timers_wake = threading.Event()  # set when a settle timer was written: the timer thread looks
+        self.timer_writes = 0  # settle timers written by this process (the timer thread compares)
 
     # ------------------------------------------------------------------ triggers
 
@@ -88,23 +91,52 @@ class ReadinessService:
                 due.append((study_uid, generation))
             else:
                 self.next_due = min(self.next_due or at, at)
-        written = 0
-        for study_uid, generation in due:
+        return self._evaluate(due, now)
+
+    def _evaluate(self, due: list[tuple[str, int]], now: datetime, batch: int = 200) -> int:
+        """Evaluate the due studies and clear their marks. Studies with nothing to decide share one
+        transaction (a commit is the dear part: an fsync on SQLite); a full evaluation ends its
+        transaction, so row locks on workitems are never held across several studies' work."""
+        written, i = 0, 0
+        while i < len(due):
+            done: list[tuple[str, int]] = []
             with self.engine.begin() as conn:
-                if conn.dialect.name == "postgresql":
-                    # Several servers on one database: one evaluates a study, the others skip it.
-                    held = conn.execute(select(PENDING.c.generation).where(
-                        PENDING.c.study_instance_uid == study_uid).with_for_update(skip_locked=True)).first()
-                    if held is None:
-                        continue
-                written += self.update_study(conn, study_uid, now)
-                cleared = conn.execute(delete(PENDING).where(PENDING.c.study_instance_uid == study_uid,
-                                                             PENDING.c.generation == generation)).rowcount
-            if cleared:
-                self._waiting.pop(study_uid, None)
-            else:  # marked again while evaluated: the burst goes on, its wait starts now
-                self._waiting[study_uid] = now
+                while i < len(due) and len(done) < batch:
+                    study_uid, generation = due[i]
+                    i += 1
+                    if conn.dialect.name == "postgresql":
+                        # Several servers on one database: one evaluates a study, the others skip it.
+                        held = conn.execute(_HOLD, {"study": study_uid}).first()
+                        if held is None:
+                            continue
+                    quick = self._nothing_to_decide(conn, study_uid, now)
+                    if not quick:
+                        written += self.update_study(conn, study_uid, now)
+                    done.append((study_uid, conn.execute(_CLEAR, {"study": study_uid,
+                                                                  "generation": generation}).rowcount))
+                    if not quick:
+                        break
+            for study_uid, cleared in done:
+                if cleared:
+                    self._waiting.pop(study_uid, None)
+                else:  # marked again while evaluated: the burst goes on, its wait starts now
+                    self._waiting[study_uid] = now
         return written
+
+    def _nothing_to_decide(self, conn: Connection, study_uid: str, now: datetime) -> bool:
+        """A study no workitem, template or MPPS watches, known only from IANs: one indexed lookup says
+        so; its only requested procedure (the bare one IANs give) is created here or already where the
+        facts put it. Returns False when the study needs the full evaluation (`update_study`)."""
+        if self.policies.templates:
+            return False
+        known = conn.execute(_WATCH_LOOKUP, {"study": study_uid}).one()
+        is_watched, announced, procedures_known, bare_state = known
+        if is_watched or not announced:
+            return False
+        if procedures_known == 0:
+            procedures.announce(conn, study_uid, now)
+            return True
+        return procedures_known == 1 and bare_state is not None and procedures.settled_by_ians(bare_state)
 
     def pending(self) -> int:
         """How many studies wait for evaluation (for operators and tests)."""
@@ -119,8 +151,12 @@ class ReadinessService:
         links = [W.c.study_instance_uid == study_uid, _requests(STUDY_UID, [study_uid])]
         if snapshot.accessions:  # a policy may link by an Accession Number the study's MPPS names
             links.append(_requests(ACCESSION, snapshot.accessions))
-        rows = conn.execute(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
-                            .order_by(W.c.sop_instance_uid)).all()
+        # Locked as read (PostgreSQL): a claim committing between this read and the write below would
+        # otherwise have its IN PROGRESS data set overwritten by this SCHEDULED copy. A claim that
+        # commits first leaves the row no longer SCHEDULED, and PostgreSQL skips it. SQLite's BEGIN
+        # IMMEDIATE serialises the writers already.
+        rows = conn.execute(_locked(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
+                                    .order_by(W.c.sop_instance_uid), conn)).all()
         written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
         procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
@@ -200,10 +236,15 @@ class ReadinessService:
         for uid, study in due:
             with self.engine.begin() as conn:
                 conn.execute(delete(TIMER).where(TIMER.c.workitem_uid == uid))
-                row = conn.execute(select(W).where(W.c.sop_instance_uid == uid)).first()
+                row = conn.execute(_locked(select(W).where(W.c.sop_instance_uid == uid), conn)).first()
                 if row is not None and row.procedure_step_state == "SCHEDULED":
                     written += self._update_workitem(conn, row, study, now)
         return written
+
+    def next_timer(self) -> datetime | None:
+        """When the next settle timer falls due (None: no timer)."""
+        with reading(self.engine) as conn:
+            return aware(conn.execute(select(func.min(TIMER.c.due_at))).scalar())
 
     # ------------------------------------------------------------------ evaluation
 
@@ -281,6 +322,8 @@ class ReadinessService:
         if ev.settle_due_at is not None:
             conn.execute(TIMER.insert().values(workitem_uid=row.sop_instance_uid, study_instance_uid=study_uid,
                                                due_at=ev.settle_due_at))
+            self.timer_writes += 1
+            self.timers_wake.set()
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
@@ -365,6 +408,7 @@ class PendingMarks:
 
     def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
         mark_pending(conn, study_uid, at)
+        notify_at_commit(conn, READINESS)  # a server's worker on PostgreSQL hears of it at once
 
     def committed(self) -> None:
         pass
@@ -373,14 +417,48 @@ class PendingMarks:
 def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
     """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
     finds it: the marks are rows). Returns 1."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    conn.execute(_MARK[conn.dialect.name], {"study": study_uid, "at": now})
+    return 1
+
+
+def _mark_statement(dialect):
+    # Built once per dialect: constructing an upsert costs more than executing it (once per IAN).
     stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
                                           marked_at=bindparam("at"))
-    stmt = stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
+    return stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
                                       set_={"generation": PENDING.c.generation + 1,
                                             "marked_at": stmt.excluded.marked_at})
-    conn.execute(stmt, {"study": study_uid, "at": now})
-    return 1
+
+
+_MARK = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
+_CLEAR = delete(PENDING).where(PENDING.c.study_instance_uid == bindparam("study"),
+                               PENDING.c.generation == bindparam("generation"))
+_HOLD = select(PENDING.c.generation).where(PENDING.c.study_instance_uid == bindparam("study")
+                                           ).with_for_update(skip_locked=True)
+
+
+def _watch_lookup():
+    """One statement: whether anything watches the study (a workitem directly or by a Referenced
+    Request, an MPPS), whether IANs announced it, how many requested procedures it has, and the state
+    of its bare one that IANs gave."""
+    study = bindparam("study")
+    r, rp = PerformedStepRequest.__table__, procedures.RP
+    watched = or_(exists().where(W.c.study_instance_uid == study),
+                  exists().where(SEQ.c.sequence_tag == REQUEST_SEQ, SEQ.c.key == STUDY_UID, SEQ.c.value == study),
+                  exists().where(r.c.study_instance_uid == study))
+    return select(watched, exists().where(Instance.__table__.c.study_instance_uid == study),
+                  select(func.count()).where(rp.c.study_instance_uid == study).scalar_subquery(),
+                  select(rp.c.state).where(rp.c.study_instance_uid == study, rp.c.accession_number == "",
+                                           rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery())
+
+
+_WATCH_LOOKUP = _watch_lookup()
+
+
+def _locked(query, conn: Connection):
+    """The workitem rows of `query`, locked until the transaction ends (PostgreSQL), in the query's
+    order: two evaluations locking overlapping workitems take them in the same order."""
+    return query.with_for_update(of=W) if conn.dialect.name == "postgresql" else query
 
 
 def _requests(key: str, values) -> Any:

@@ -14,7 +14,9 @@ from typing import Any, Iterable, Iterator
 from sqlalchemy import Connection, Engine, select, text, update
 
 from workflow.config import Settings
+from workflow.store.at_commit import insert_at_commit
 from workflow.store.engine import aware, reading
+from workflow.store.wakeups import EVENTS, notify_at_commit
 from workflow.ups.tables import OutboxEvent
 
 PENDING, DELIVERED, UNDELIVERABLE = "PENDING", "DELIVERED", "UNDELIVERABLE"
@@ -34,19 +36,16 @@ class OwedEvent:
 
 def enqueue(conn: Connection, recipients: Iterable[str], workitem_uid: str, event_type_id: int,
             event: dict[str, Any], now: datetime) -> int:
-    """Write one event per recipient inside the caller's transaction. Returns how many."""
+    """Write one event per recipient when the caller's transaction commits. Returns how many."""
     rows = [dict(receiving_ae=ae, workitem_uid=workitem_uid, event_type_id=event_type_id,
                  event_json=json.dumps(event, sort_keys=True), status=PENDING, attempts=0,
                  created_at=now, next_attempt_at=now)
             for ae in dict.fromkeys(recipients)]
-    if rows:
-        if conn.dialect.name == "postgresql":
-            # Ids must follow commit order (subscribers get events in the order the changes committed,
-            # across workitems): event-writing transactions take this lock just before their insert and
-            # hold it to commit, so a later id can never commit before an earlier one. SQLite's BEGIN
-            # IMMEDIATE already serialises every writer.
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": COMMIT_ORDER_LOCK})
-        conn.execute(OutboxEvent.__table__.insert(), rows)
+    # Inserted at COMMIT under the commit-order lock (subscribers get events in the order the changes
+    # committed, across workitems; store/at_commit.py says why the lock must be the last one taken).
+    insert_at_commit(conn, OutboxEvent.__table__, rows, COMMIT_ORDER_LOCK)
+    if rows:  # the senders of every server process on the database wake (PostgreSQL)
+        notify_at_commit(conn, EVENTS)
     return len(rows)
 
 

@@ -1,10 +1,16 @@
 """Delivers the outbox: opens an association to each subscriber's Receiving AE proposing UPS Event,
-sends its owed N-EVENT-REPORTs in order, and records each outcome. Runs as one background thread."""
+sends its owed N-EVENT-REPORTs in order, and records each outcome. Runs as one background thread.
+
+The thread sleeps until an event is written for a subscriber (in this process: the commit's signal;
+in another process on PostgreSQL: NOTIFY), a retry falls due, or the long fallback interval passes.
+An association to a busy subscriber stays open for `KEEP_OPEN` seconds after its last event, so a
+stream of events costs one association, not one each."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -24,6 +30,9 @@ SERVICE = ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStep
 # Events that are not about one workitem (SCP Status Change) name the global subscription instance.
 GLOBAL_SUBSCRIPTION_UID = "1.2.840.10008.5.1.4.34.5"
 
+FALLBACK = 60.0  # seconds: the longest the sender sleeps with nothing due and no wake-up
+KEEP_OPEN = 5.0  # seconds an idle association to a subscriber stays open for the next event
+
 
 class EventSender:
     def __init__(self, outbox: Outbox, settings: Settings) -> None:
@@ -32,6 +41,7 @@ class EventSender:
         self.wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._open: dict[str, tuple[object, float]] = {}  # AE title -> (association, when last used)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wfm-event-sender", daemon=True)
@@ -42,6 +52,7 @@ class EventSender:
         self.wake.set()
         if self._thread:
             self._thread.join(timeout)
+        self._close_idle(keep=0.0)
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -51,9 +62,12 @@ class EventSender:
             except Exception:  # noqa: BLE001 - the sender must outlive a database hiccup
                 log.exception("event delivery round failed")
                 next_due = None
-            wait = 5.0 if next_due is None else max(0.0, min(5.0, (next_due - utcnow()).total_seconds()))
+            wait = FALLBACK if next_due is None else max(0.0, min(FALLBACK, (next_due - utcnow()).total_seconds()))
+            if self._open:  # wake up to release the associations that went idle
+                wait = min(wait, max(0.0, min(used for _, used in self._open.values()) + KEEP_OPEN - time.monotonic()))
             self.wake.wait(wait)
             self.wake.clear()
+            self._close_idle(keep=KEEP_OPEN)
 
     def deliver_due(self, final: bool = False) -> None:
         """One delivery round. `final`: the last round at shutdown, run after the thread stopped."""
@@ -66,12 +80,43 @@ class EventSender:
                 events = self.outbox.pending_for(ae_title) if mine else []
                 if events:
                     self._deliver(ae_title, events)
+        if final:
+            self._close_idle(keep=0.0)
 
     def _deliver(self, ae_title: str, events: list[OwedEvent]) -> None:
         remote = self.settings.remote(ae_title)
         if remote is None:
             self._failed(events[0], f"Receiving AE {ae_title} is not a configured remote_ae")
             return
+        assoc, reused = self._association(ae_title, remote)
+        if assoc is None:
+            return self._failed(events[0], reused)
+        for event in events:
+            status = self._send(assoc, event)
+            if status is None and reused:
+                # The subscriber may have closed the association it kept open: one fresh try.
+                self._drop(ae_title)
+                assoc, problem = self._association(ae_title, remote)
+                if assoc is None:
+                    return self._failed(event, problem)
+                status = self._send(assoc, event)
+            reused = True
+            if status is not None and status < 0xA000:  # Success or Warning
+                self.outbox.delivered(event.id, utcnow())
+                self._open[ae_title] = (assoc, time.monotonic())
+                log.info("event delivered", extra={"called_ae": ae_title, "sop_instance": event.workitem_uid,
+                                                   "status": f"{status:04X}"})
+                continue
+            self._drop(ae_title)
+            return self._failed(event, "no response" if status is None else f"status 0x{status:04X}")
+
+    def _association(self, ae_title: str, remote):
+        """The open association to the subscriber (reused: True), or a new one (False); (None, why)
+        when none can be had."""
+        kept = self._open.get(ae_title)
+        if kept is not None and kept[0].is_established:
+            return kept[0], True
+        self._drop(ae_title)
         ae = NoDelayAE(ae_title=self.settings.ae_title)
         ae.add_requested_context(UnifiedProcedureStepEvent, [ExplicitVRLittleEndian, ImplicitVRLittleEndian])
         ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = min(30.0, self.settings.network_timeout)
@@ -79,26 +124,26 @@ class EventSender:
             assoc = ae.associate(remote.host, remote.port, ae_title=remote.ae_title,
                                  tls_args=outgoing(self.settings, remote))
         except OSError as exc:
-            self._failed(events[0], f"cannot connect: {exc}")
-            return
+            return None, f"cannot connect: {exc}"
         if not assoc.is_established:
-            self._failed(events[0], "association rejected" if assoc.is_rejected
-                         else "could not connect, or the association was aborted")
-            return
-        try:
-            for event in events:
-                status = self._send(assoc, event)
-                if status is not None and status < 0xA000:  # Success or Warning
-                    self.outbox.delivered(event.id, utcnow())
-                    log.info("event delivered", extra={"called_ae": ae_title, "sop_instance": event.workitem_uid,
-                                                       "status": f"{status:04X}"})
-                    continue
-                reason = "no response" if status is None else f"status 0x{status:04X}"
-                self._failed(event, reason)
-                return
-        finally:
-            if assoc.is_established:
-                assoc.release()
+            return None, ("association rejected" if assoc.is_rejected
+                          else "could not connect, or the association was aborted")
+        self._open[ae_title] = (assoc, time.monotonic())
+        return assoc, False
+
+    def _drop(self, ae_title: str) -> None:
+        kept = self._open.pop(ae_title, None)
+        if kept is not None and kept[0].is_established:
+            kept[0].release()
+
+    def _close_idle(self, keep: float) -> None:
+        """Release the associations unused for `keep` seconds."""
+        now = time.monotonic()
+        for ae_title in [ae for ae, (_, used) in self._open.items() if now - used >= keep]:
+            try:
+                self._drop(ae_title)
+            except Exception:  # noqa: BLE001 - a subscriber gone meanwhile; nothing is owed on it
+                self._open.pop(ae_title, None)
 
     @staticmethod
     def _send(assoc, event: OwedEvent) -> int | None:

@@ -1,0 +1,60 @@
+"""Rows written at COMMIT: a transaction collects them on its connection and they are inserted just
+before its COMMIT, under a commit-order lock (PostgreSQL) taken there.
+
+Why: rows whose ids must follow commit order (outbox events, audit records) need a lock held from
+their insert to the commit. Taken mid-transaction, that lock is held while the transaction goes on to
+wait for row locks (a workitem another transaction claims) — and the other, holding the row, then
+waits for the lock to write its own rows: PostgreSQL "deadlock detected". Taken at COMMIT it is the
+last lock a transaction takes, and a transaction holding it waits for nothing else.
+
+A rolled-back transaction inserts nothing (its rows are dropped at ROLLBACK and at the next BEGIN).
+SQLite needs no lock: BEGIN IMMEDIATE serialises every writer already."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from sqlalchemy import Connection, Engine, Table, event, text
+
+_KEY = "wfm_rows_at_commit"
+_NOTIFY = "wfm_notify_at_commit"
+
+
+def insert_at_commit(conn: Connection, table: Table, rows: Iterable[dict[str, Any]],
+                     order_lock: int | None = None) -> None:
+    """Insert `rows` into `table` when `conn`'s transaction commits, after taking the transaction-level
+    advisory lock `order_lock` (PostgreSQL) so ids follow commit order."""
+    rows = list(rows)
+    if rows:
+        conn.info.setdefault(_KEY, {}).setdefault((order_lock or 0, table.name), (table, []))[1].extend(rows)
+
+
+def notify_at_commit(conn: Connection, channel: str) -> None:
+    """NOTIFY `channel` (PostgreSQL) as the transaction commits: listeners hear of it only if it does."""
+    conn.info.setdefault(_NOTIFY, set()).add(channel)
+
+
+def owed(conn: Connection) -> int:
+    """How many rows the connection's transaction will insert at its COMMIT."""
+    return sum(len(rows) for _, rows in conn.info.get(_KEY, {}).values())
+
+
+@event.listens_for(Engine, "commit")
+def _flush(conn: Connection) -> None:
+    # Runs inside the transaction, just before the COMMIT is sent. Locks in one order (by key), so two
+    # committing transactions with rows for several tables never wait for each other in a circle.
+    pending, channels = conn.info.pop(_KEY, None), conn.info.pop(_NOTIFY, None)
+    postgres = conn.dialect.name == "postgresql"
+    for (lock, _), (table, rows) in sorted((pending or {}).items(), key=lambda kv: kv[0]):
+        if postgres and lock:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+        conn.execute(table.insert(), rows)
+    for channel in sorted(channels or ()):
+        conn.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
+
+
+@event.listens_for(Engine, "begin")
+@event.listens_for(Engine, "rollback")
+def _drop(conn: Connection) -> None:
+    conn.info.pop(_KEY, None)
+    conn.info.pop(_NOTIFY, None)

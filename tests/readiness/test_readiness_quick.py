@@ -1,0 +1,83 @@
+"""A study nothing watches (no workitem, template or MPPS; known only from IANs) costs the readiness
+worker one indexed lookup, and ends exactly as the full evaluation leaves it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import datetime, timezone
+
+import pytest
+from pydicom.uid import generate_uid
+from sqlalchemy import event, select
+
+from testkit.db import test_settings
+from testkit.ian import instance_item, make_ian
+from workflow.app import App
+from workflow.ian.ingest import Received
+from workflow.ian.rules.notification import parse_ian
+from workflow.readiness.tables import RequestedProcedure
+from workflow.store import migrate
+
+RP = RequestedProcedure.__table__
+
+
+@pytest.fixture(scope="module")
+def services(database_url):
+    app = App(test_settings(database_url))
+    migrate.upgrade(app.engine)
+    yield app
+    app.engine.dispose()
+
+
+def _ian(app: App, study: str) -> None:
+    ds = make_ian(study, {generate_uid(): [instance_item(generate_uid()) for _ in range(3)]}).to_json_dict()
+    app.ingest.ingest(Received(generate_uid(), "ARCHIVE", "127.0.0.1:1", datetime.now(timezone.utc), ds),
+                      parse_ian(ds, 1000))
+
+
+def _procedures(app: App, study: str) -> list[tuple]:
+    with app.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(RP.c.accession_number, RP.c.requested_procedure_id, RP.c.state,
+                                                      RP.c.sources).where(RP.c.study_instance_uid == study))]
+
+
+class Statements:
+    def __init__(self, engine) -> None:
+        self.engine, self.seen, self._lock = engine, [], threading.Lock()
+
+    def __enter__(self):
+        event.listen(self.engine, "before_cursor_execute", self._count)
+        return self
+
+    def __exit__(self, *exc):
+        event.remove(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, conn, cursor, statement, *args):
+        if statement.lstrip().split()[0].upper() in ("SELECT", "INSERT", "UPDATE", "DELETE"):
+            with self._lock:
+                self.seen.append(statement)
+
+
+def test_a_study_known_only_from_ians_ends_as_the_full_evaluation_leaves_it(services):
+    app = services
+    quick, full = generate_uid(), generate_uid()
+    _ian(app, quick)
+    _ian(app, full)
+    with app.engine.begin() as conn:  # the full evaluation, as for a study something watches
+        app.readiness.update_study(conn, full, datetime.now(timezone.utc))
+    app.readiness.run_pending(datetime.now(timezone.utc))
+    assert _procedures(app, quick) == _procedures(app, full) == [("", "", "IN PROGRESS", "IAN")]
+    assert app.readiness.pending() == 0
+
+
+def test_a_further_ian_for_such_a_study_costs_one_lookup(services):
+    app = services
+    study = generate_uid()
+    _ian(app, study)
+    app.readiness.run_pending(datetime.now(timezone.utc))
+    _ian(app, study)
+    with Statements(app.engine) as statements:
+        app.readiness.run_pending(datetime.now(timezone.utc))
+    # The marks read, the lookup, the mark cleared (PostgreSQL: and the mark locked, for several servers).
+    assert len(statements.seen) == (4 if app.engine.dialect.name == "postgresql" else 3), statements.seen
+    assert _procedures(app, study) == [("", "", "IN PROGRESS", "IAN")] and app.readiness.pending() == 0

@@ -1,0 +1,122 @@
+"""Workers that cost nothing without work: an idle server runs no SQL; the event sender wakes when an
+event is written (in this process, or by another process's commit on PostgreSQL: NOTIFY) and keeps one
+association open to a busy subscriber; the readiness worker wakes for another process's mark."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
+from sqlalchemy import event
+
+from testkit.db import test_settings
+from testkit.ups import EventReceiver, workitem
+from workflow.app import App
+from workflow.config import RemoteAE
+from workflow.readiness.service import PendingMarks
+from workflow.store.engine import make_engine
+from workflow.ups.outbox import enqueue
+
+GLOBAL = "1.2.840.10008.5.1.4.34.5"
+
+
+@pytest.fixture(scope="module")
+def subscriber():
+    receiver = EventReceiver("WAKESUB").start()
+    yield receiver
+    receiver.stop()
+
+
+@pytest.fixture(scope="module")
+def app(database_url, subscriber):
+    app = App(test_settings(database_url, remote_ae=(RemoteAE("WAKESUB", "127.0.0.1", subscriber.port),)))
+    app.start()
+    info = Dataset()
+    info.ReceivingAE, info.DeletionLock = "WAKESUB", "FALSE"
+    assert app.worklist.subscribe(GLOBAL, info.to_json_dict()).status.code == 0
+    yield app
+    app.stop()
+
+
+@pytest.fixture
+def statements(app):
+    """Count the SQL statements the server's engine runs from now on."""
+    seen: list[str] = []
+    lock = threading.Lock()
+
+    def count(conn, cursor, statement, *args):
+        with lock:
+            seen.append(statement)
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    yield seen
+    event.remove(app.engine, "before_cursor_execute", count)
+
+
+def _wait(condition, timeout: float, what: str) -> float:
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < timeout, what
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_an_idle_server_runs_no_sql(app, statements):
+    # The first rounds at start-up (what a restart left pending, timers) are over once a second passes
+    # without a statement.
+    quiet_since = time.monotonic()
+    seen = 0
+    while time.monotonic() - quiet_since < 1.0:
+        assert len(statements) < 100, "never quiet"
+        if len(statements) != seen:
+            seen, quiet_since = len(statements), time.monotonic()
+        time.sleep(0.05)
+    statements.clear()
+    time.sleep(2.0)  # a measurement window, not a wait for a condition
+    assert statements == []
+
+
+def test_a_stream_of_events_to_a_subscriber_uses_one_association(app, subscriber):
+    before = subscriber.associations
+    uids = [generate_uid() for _ in range(5)]
+    for uid in uids:  # a State Report each (global subscription), one after another
+        assert app.worklist.create(uid, workitem(InputReadinessState="READY").to_json_dict()).status.code == 0
+    for uid in uids:
+        subscriber.wait(lambda r, uid=uid: r.uid == uid)
+    assert subscriber.associations - before <= 1
+
+
+def test_another_process_writing_an_event_wakes_the_sender(app, subscriber, database_url):
+    """A second engine stands for another server process on the database: its commit wakes this server's
+    sender through NOTIFY, long before the sender's fallback interval (60 s)."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serves one process")
+    assert app.wakeups.listening.wait(10)
+    other = make_engine(database_url)
+    uid = generate_uid()
+    try:
+        with other.begin() as conn:
+            enqueue(conn, ["WAKESUB"], uid, 1, {"00741000": {"vr": "CS", "Value": ["SCHEDULED"]}},
+                    datetime.now(timezone.utc))
+        started = time.monotonic()
+        subscriber.wait(lambda r: r.uid == uid, timeout=10)
+        assert time.monotonic() - started < 5
+    finally:
+        other.dispose()
+
+
+def test_another_process_marking_a_study_wakes_readiness(app, database_url):
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serves one process")
+    assert app.wakeups.listening.wait(10)
+    other = make_engine(database_url)
+    try:
+        with other.begin() as conn:  # as `wfm reconcile run` does
+            PendingMarks().mark(conn, generate_uid(), datetime.now(timezone.utc))
+        assert _wait(lambda: app.readiness.pending() == 0, 10, "the mark was never evaluated") < 5
+    finally:
+        other.dispose()
