@@ -138,6 +138,10 @@ ANSWERS: tuple[Answer, ...] = (
            _BUSY),
 )
 
+# The statuses whose Warning adds what the service said (the attribute concerned, the unmet requirement,
+# the refused key); the others give PS3.18's text verbatim.
+DETAILED = frozenset({0x0105, 0x0106, 0x0120, 0x0121, 0xC309, 0xC304, 0xA900, 0x0115, 0x0110})
+
 _BY_KEY = {(a.transaction, a.status.code if a.status else None, a.variant): a for a in ANSWERS}
 
 
@@ -158,7 +162,7 @@ def warning_text(row: Answer, outcome: Outcome | None, detail: str | None = None
     the DIMSE status."""
     if outcome is None:
         return detail
-    extra = detail or outcome.comment
+    extra = detail or (outcome.comment if outcome.status.code in DETAILED else None)
     if row.warning is None and outcome.status.category == "Success":
         return None
     text = row.warning or outcome.status.meaning
