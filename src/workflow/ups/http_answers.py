@@ -52,13 +52,22 @@ _MALFORMED = (None, 400, None, "malformed: a query parameter, the AE title or th
                                "PS3.18 F.2); refused before the worklist is touched, the Warning says what")
 _BUSY = (statuses.PROCESSING_FAILURE, 503, "The worklist could not process the request; nothing was changed.",
          "the database refused the transaction; the request may be repeated")
-_ATTRIBUTES = tuple((status, 400, "The request payload did not satisfy the requirements of Table CC.2.5-3.",
-                     when) for status, when in (
-    (statuses.NO_SUCH_ATTRIBUTE, "an attribute the transaction does not allow"),
-    (statuses.INVALID_ATTRIBUTE_VALUE, "a value the table does not allow (also: a Transaction UID with a value "
-                                       "in Create, a workitem UID that is not a UID)"),
-    (statuses.MISSING_ATTRIBUTE, "a Type 1 or required attribute absent"),
-    (statuses.MISSING_ATTRIBUTE_VALUE, "a Type 1 attribute empty")))
+_ATTRIBUTE_FAILURES = {
+    statuses.NO_SUCH_ATTRIBUTE: "an attribute the transaction does not allow",
+    statuses.INVALID_ATTRIBUTE_VALUE: "a value the table does not allow (also: a Transaction UID with a value in "
+                                      "Create, items in a sequence Create must leave empty, a UID that is not one)",
+    statuses.MISSING_ATTRIBUTE: "a Type 1 or required attribute absent",
+    statuses.MISSING_ATTRIBUTE_VALUE: "a Type 1 attribute empty (Update: also one absent from a sequence item)",
+}
+
+
+def _attributes(*failures: Status) -> tuple[tuple, ...]:
+    """The attribute-rule failures a transaction can meet (Create: the SOP Instance UID, the only attribute
+    it does not allow, comes out of the payload; Update: a missing item attribute is 0121)."""
+    return tuple((status, 400, "The request payload did not satisfy the requirements of Table CC.2.5-3.",
+                  _ATTRIBUTE_FAILURES[status]) for status in failures)
+
+
 _NOT_FOUND = (st.NO_SUCH_UPS, 404, "The Target Workitem was not found.", "no workitem with that UID")
 _TXN_MISSING = (st.WRONG_TRANSACTION_UID, 400, "The Transaction UID is missing.", "no Transaction UID given", MISSING)
 _TXN_WRONG = (st.WRONG_TRANSACTION_UID, 400, "The Transaction UID is incorrect.",
@@ -70,7 +79,8 @@ ANSWERS: tuple[Answer, ...] = (
            (statuses.SUCCESS, 201, None, "created SCHEDULED; Location names it"),
            (st.CREATED_WITH_MODIFICATIONS, 201, "The Workitem was created with modifications.",
             "created; the server set what was absent or replaced (Worklist Label, Modification DateTime)"),
-           _MALFORMED, *_ATTRIBUTES,
+           _MALFORMED, *_attributes(statuses.INVALID_ATTRIBUTE_VALUE, statuses.MISSING_ATTRIBUTE,
+                                    statuses.MISSING_ATTRIBUTE_VALUE),
            (st.CREATE_NOT_SCHEDULED, 400, "The request payload did not satisfy the requirements of Table CC.2.5-3.",
             "Procedure Step State other than SCHEDULED"),
            (statuses.DUPLICATE_SOP_INSTANCE, 409, "The Target Workitem already exists.",
@@ -78,10 +88,11 @@ ANSWERS: tuple[Answer, ...] = (
            _BUSY),
     *_rows(RETRIEVE,
            (statuses.SUCCESS, 200, None, "the workitem, without its Transaction UID"),
-           _MALFORMED, _NOT_FOUND),
+           _NOT_FOUND),
     *_rows(UPDATE,
            (statuses.SUCCESS, 200, None, "updated"),
-           _MALFORMED, *_ATTRIBUTES,
+           _MALFORMED, *_attributes(statuses.NO_SUCH_ATTRIBUTE, statuses.INVALID_ATTRIBUTE_VALUE,
+                                    statuses.MISSING_ATTRIBUTE_VALUE),
            (st.NO_LONGER_UPDATABLE, 400, "The Target Workitem is in the COMPLETED or CANCELED state.",
             "the workitem is in a final state"),
            _TXN_MISSING, _TXN_WRONG,
