@@ -101,8 +101,8 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Res
                     rs_seconds, rs_uids = rs.search(identifier)
                 dimse_uids = [str(ds.SOPInstanceUID) for ds in kept]
                 if rs_uids != dimse_uids:
-                    raise RuntimeError(f"{QUERY_NAMES[q.kind]}: UPS-RS answered {len(rs_uids)} workitems, C-FIND "
-                                       f"{len(dimse_uids)}, or another order")
+                    raise RuntimeError(f"{QUERY_NAMES[q.kind]}: UPS-RS answered {rs_uids}, C-FIND {dimse_uids} "
+                                       f"({'UPS-RS' if n % 2 else 'C-FIND'} first) to {query_params(identifier)}")
                 if timed:
                     timings[q.kind].dimse.append(dimse_seconds)
                     timings[q.kind].rs.append(rs_seconds)
