@@ -839,7 +839,9 @@ class BackendResult:
     baseline_claims_per_s: float
 
 
-def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> BackendResult:
+def prepare(name: str, url: str, worklist: Worklist, args) -> tuple[list[Planned], list[Planned], list[str]]:
+    """Seed the backend, check the seeded rows, plan the queries: (warm-up, measured, UIDs to claim).
+    Shared with bench/upsrs.py."""
     sizes = worklist.sizes
     started = time.perf_counter()
     (seed_sqlite if url.startswith("sqlite") else seed_postgres)(url, worklist, analyze=not args.no_analyze)
@@ -853,14 +855,25 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Bac
         explain(name, url, measured)
     rng = random.Random(args.seed + 2)
     to_claim = [w.uid for w in rng.sample(catalog.scheduled, min(len(catalog.scheduled), args.claims + 5))]
+    return warmup, measured, to_claim
+
+
+def server_env(url: str, port: int, **more: str) -> dict[str, str]:
+    """The environment of a benchmarked `wfm serve` (shared with bench/upsrs.py): HTTP off unless `more`
+    turns it on (its default port may be taken)."""
+    return {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port), "WFM_LOG_LEVEL": "WARNING",
+            # keep the retention purge away from the seeded finished workitems
+            "WFM_UPS_RETENTION_HOURS": str(24 * 365 * 100), "WFM_HTTP_PORT": "0", **more}
+
+
+def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> BackendResult:
+    warmup, measured, to_claim = prepare(name, url, worklist, args)
     infos = claim_infos(to_claim)
     timings = {kind: Timings() for kind in QUERY_NAMES}
 
     # --- wfm serve: the measured queries (their answers captured for the baseline), then the claims
     port = free_port()
-    env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port), "WFM_LOG_LEVEL": "WARNING",
-           # keep the retention purge away from the seeded finished workitems
-           "WFM_UPS_RETENTION_HOURS": str(24 * 365 * 100)}
+    env = server_env(url, port)
     runs = [(q, False) for q in warmup] + [(q, True) for q in measured]  # (query, timed)
     answers: dict[str, list[dict]] = {}
     with Process([sys.executable, "-m", "workflow", "serve"], port, tmp / f"wfm-{name}.log", env):
@@ -973,24 +986,24 @@ def print_tables(results: list[BackendResult]) -> bool:
     return fits
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str) -> argparse.ArgumentParser:
+    """The options of the UPS benchmarks (shared with bench/upsrs.py)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
     parser.add_argument("--scheduled", type=int, default=100_000, help="SCHEDULED workitems (full size)")
     parser.add_argument("--finished", type=int, default=1_000_000, help="COMPLETED/CANCELED workitems")
-    parser.add_argument("--repeats", type=int, default=200, help="C-FINDs per query type")
-    parser.add_argument("--claims", type=int, default=1_000, help="workitems claimed (N-ACTION) per server")
+    parser.add_argument("--repeats", type=int, default=200, help="searches per query type")
+    parser.add_argument("--claims", type=int, default=1_000, help="workitems claimed per server")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--seed", type=int, default=20261123, help="random seed of the data and the queries")
     parser.add_argument("--explain", action="store_true", help="print the SQL plan of each query type (stderr)")
     parser.add_argument("--no-analyze", action="store_true",
                         help="no ANALYZE after seeding, as in a database `wfm serve` created (it never runs "
                              "ANALYZE; PostgreSQL's autovacuum may still analyze during the run)")
-    parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.baseline_server:
-        run_baseline_server(int(args.baseline_server[0]), args.baseline_server[1])
-        return 0
+    return parser
+
+
+def sizes_of(parser: argparse.ArgumentParser, args) -> Sizes:
     if args.smoke:
         args.scheduled, args.finished, args.repeats, args.claims = 200, 1_000, 5, 20
     sizes = Sizes(args.scheduled, args.finished)
@@ -998,21 +1011,37 @@ def main() -> int:
         parser.error("--claims must be smaller than --scheduled")
     print(f"# {sizes.labels:,} worklist labels; query (b) window: "
           f"{'one day' if sizes.window_hours >= 24 else f'{sizes.window_hours} h'}", file=sys.stderr)
+    return sizes
+
+
+def backends(args, tmp: Path) -> Iterator[tuple[str, str]]:
+    """(name, database URL) of each backend asked for, each dropped once the caller is done with it."""
+    if args.backend in ("sqlite", "both"):
+        yield "SQLite", f"sqlite:///{tmp / 'ups.db'}"
+        for leftover in tmp.glob("ups.db*"):
+            leftover.unlink()
+    if args.backend in ("postgresql", "both"):
+        database = postgres_database()
+        if database is not None:
+            url, drop = database
+            try:
+                yield "PostgreSQL", url
+            finally:
+                drop()
+
+
+def main() -> int:
+    parser = arguments(__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.baseline_server:
+        run_baseline_server(int(args.baseline_server[0]), args.baseline_server[1])
+        return 0
+    sizes = sizes_of(parser, args)
     results: list[BackendResult] = []
     with tempfile.TemporaryDirectory(prefix="wfm-bench-ups-") as tmp:
-        if args.backend in ("sqlite", "both"):
-            results.append(run_backend("SQLite", f"sqlite:///{Path(tmp) / 'ups.db'}",
-                                       Worklist(sizes, args.seed), args, Path(tmp)))
-            for leftover in Path(tmp).glob("ups.db*"):
-                leftover.unlink()
-        if args.backend in ("postgresql", "both"):
-            database = postgres_database()
-            if database is not None:
-                url, drop = database
-                try:
-                    results.append(run_backend("PostgreSQL", url, Worklist(sizes, args.seed), args, Path(tmp)))
-                finally:
-                    drop()
+        for name, url in backends(args, Path(tmp)):
+            results.append(run_backend(name, url, Worklist(sizes, args.seed), args, Path(tmp)))
     fits = print_tables(results)
     if not fits:
         print(f"# some query returned more than {MAX_MATCHES} matches: the seeded data does not fit the "

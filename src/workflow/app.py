@@ -42,7 +42,7 @@ from workflow.reconcile.dimse import storage_scp
 from workflow.store import migrate, wakeups
 from workflow.store.engine import make_engine
 from workflow.store.resources import policies_location
-from workflow.ups import http_events
+from workflow.ups import http as ups_http, http_events
 from workflow.ups.dimse import event_sender, scp as ups_scp
 from workflow.ups.outbox import Outbox
 from workflow.ups.worklist import WorklistService
@@ -136,6 +136,7 @@ class App:
             routers = [
                 system.router(self.engine, self.metrics),
                 http_events.router(self.event_hub, self.outbox, self.tokens),
+                ups_http.router(self.worklist),
                 ian_http.router(self.ingest, self.metrics),
                 mpps_http.router(self.performed_steps),
                 overview_http.router(self.engine),
