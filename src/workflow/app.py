@@ -16,6 +16,7 @@ from workflow.audit.rules import messages
 from workflow.audit.sender import AuditSender, Repository
 from workflow.audit.trail import AuditTrail
 from workflow.config import Settings
+from workflow.console import pages as console_pages
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
 from workflow.ian import http as ian_http
@@ -137,8 +138,16 @@ class App:
                 readiness_http.router(self.readiness),
                 reconcile_http.router(self.engine, self.audit),
             ]
-            self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics, self.audit), settings.http_address,
-                                   settings.http_port, settings.shutdown_grace)
+            web_app = asgi.build(routers, self.tokens, self.metrics, self.audit)
+            # The web console on the same app, services and access rules; its live pages wake with the senders.
+            self.console = console_pages.install(web_app, console_pages.ConsoleServices(
+                settings, self.engine, self.worklist, self.readiness, self.outbox, self.tokens, self.audit,
+                studies=self.readiness, policies=lambda: self.policies,
+                associations=lambda: len(getattr(self.dicom._server, "active_associations", ())),
+                backlogs=lambda: {"outbox": self.outbox.backlog(), "readiness": self.readiness.pending(),
+                                  "audit": self.audit.backlog()}))
+            self.events_written.connect(self.console.written)
+            self.http = HttpServer(web_app, settings.http_address, settings.http_port, settings.shutdown_grace)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
                            lambda: {(): self.outbox.backlog()})
         self.metrics.gauge("wfm_audit_backlog", "Audit records owed to the audit repository",
@@ -168,7 +177,8 @@ class App:
                                                   "http_port", exc)) from None
             self.event_hub.start(self.http.loop)
             self.http.on_stop.append(self.event_hub.close_all)
-            log.info(f"HTTP on http://{self.settings.http_address}:{self.http.port} (UPS-RS at /dicom-web)")
+            self.http.on_stop.append(self.console.close_all)
+            log.info(f"HTTP on http://{self.settings.http_address}:{self.http.port} (UPS-RS at /dicom-web, the console at /ui)")
             if not self.tokens.any_in_force():
                 log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")
         self.worklist.status_change("RESTARTED")
