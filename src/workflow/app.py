@@ -144,6 +144,7 @@ class App:
                 settings, self.engine, self.worklist, self.readiness, self.outbox, self.tokens, self.audit,
                 studies=self.readiness, policies=lambda: self.policies,
                 associations=lambda: len(getattr(self.dicom._server, "active_associations", ())),
+                listening=lambda: (self.dicom.port, self.http.port),
                 backlogs=lambda: {"outbox": self.outbox.backlog(), "readiness": self.readiness.pending(),
                                   "audit": self.audit.backlog()}))
             self.events_written.connect(self.console.written)

@@ -63,6 +63,7 @@ class ConsoleServices:
     studies: StudyChanges  # told of studies a "run now" reconciliation's feedback changed
     policies: Callable[[], Any]  # the policy set in force (it changes on SIGHUP)
     associations: Callable[[], int]
+    listening: Callable[[], tuple[int, int]]  # the DICOM and HTTP ports bound (0 in the settings: any free one)
     backlogs: Callable[[], dict[str, int]]
 
 
@@ -261,25 +262,39 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
             await socket.close(1008, "not allowed")
             return
         feed.sockets.add(socket)
-        shown: dict[str, tuple] = {}
         try:
             first = await socket.receive_json()
-            uids = [u for u in first.get("uids", []) if isinstance(u, str)][:500]
+        except (WebSocketDisconnect, RuntimeError, ValueError):
+            feed.sockets.discard(socket)
+            return
+        uids = [u for u in (first.get("uids") or [] if isinstance(first, dict) else []) if isinstance(u, str)][:500]
+
+        async def until_closed() -> None:  # the page says nothing more; this sees it go
+            try:
+                while True:
+                    await socket.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                pass
+
+        gone = asyncio.get_running_loop().create_task(until_closed())
+        try:
             shown = await run_in_threadpool(views.live_states, s.engine, uids)
-            while True:
-                wake = feed.bind()
-                try:
-                    await asyncio.wait_for(wake.wait(), LIVE_FALLBACK)
-                except asyncio.TimeoutError:
-                    pass
+            while not gone.done():
+                woken = asyncio.get_running_loop().create_task(feed.bind().wait())
+                await asyncio.wait({gone, woken}, timeout=LIVE_FALLBACK, return_when=asyncio.FIRST_COMPLETED)
+                woken.cancel()
+                if gone.done():
+                    break
                 now = await run_in_threadpool(views.live_states, s.engine, uids)
-                changed = [{"uid": u, "state": st, "readiness": rd} for u, (st, rd) in now.items() if shown.get(u) != (st, rd)]
+                changed = [{"uid": u, "state": st, "readiness": rd} for u, (st, rd) in now.items()
+                           if shown.get(u) != (st, rd)]
                 if changed:
                     await socket.send_json({"changed": changed})
                     shown = now
-        except (WebSocketDisconnect, RuntimeError, ValueError):
+        except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
+            gone.cancel()
             feed.sockets.discard(socket)
 
     # --- one workitem -----------------------------------------------------------------------------------
@@ -442,8 +457,9 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
     def status(request: Request, who: Principal = Depends(read)) -> Response:
         st = s.settings
         policy_set = s.policies()
+        dicom_port, http_port = s.listening()
         return render(request, "status.html", who, title="Status",
-                      dicom=f"{st.ae_title} at {st.host}:{st.port}", http=f"{st.http_address}:{st.http_port}",
+                      dicom=f"{st.ae_title} at {st.host}:{dicom_port}", http=f"{st.http_address}:{http_port}",
                       associations=s.associations(), backlogs=s.backlogs(),
                       policies=[p.name for p in policy_set.policies], templates_=[t.name for t in policy_set.templates],
                       policy_folder=str(policies_location(st.policies)),
@@ -454,9 +470,12 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
 
 
 def _outcome(path: str, done: str, outcome) -> RedirectResponse:
+    """The service's answer, as the DICOM face would give its status: a failure refuses, a warning says so."""
     if outcome.status.category == "Failure":
         detail = outcome.comment or outcome.status.meaning
         return _back(path, problem=f"refused ({outcome.status.hex}): {detail}")
+    if outcome.status.category == "Warning":
+        return _back(path, notice=f"{done}, with a warning ({outcome.status.hex}): {outcome.status.meaning}")
     return _back(path, notice=done)
 
 
