@@ -284,3 +284,28 @@ def test_access_rules_are_the_apis(app, seeded):
         for name in ("cons-reader", "cons-admin", "cons-notify"):
             tokens.revoke(name)
         app.tokens._open_checked = None
+
+
+def test_the_conformance_statement_lists_every_console_resource(app):
+    from starlette.routing import Mount, WebSocketRoute
+    from workflow.conformance import render
+    from workflow.console.pages import RESOURCES
+    def routes(items):  # FastAPI keeps an included router's routes inside it
+        for route in items:
+            inner = getattr(route, "original_router", None)
+            yield from routes(inner.routes) if inner is not None else [route]
+
+    mounted = set()
+    for route in routes(app.http.config.app.routes):
+        path = getattr(route, "path", "")
+        if not (path == "/" or path.startswith("/ui")):
+            continue
+        if isinstance(route, Mount):
+            mounted.add(("GET", route.path + "/{file}"))
+        elif isinstance(route, WebSocketRoute):
+            mounted.add(("WebSocket", route.path))
+        else:
+            mounted.update((m, route.path) for m in route.methods if m != "HEAD")
+    assert mounted == {(method, path) for method, path, _, _ in RESOURCES}
+    statement = render()
+    assert all(f"`{path}`" in statement for _, path, _, _ in RESOURCES)

@@ -48,6 +48,34 @@ MAX_GRID = 2000  # instances drawn in a study's availability grid (all are liste
 
 _bearer = HTTPBearer(auto_error=False)
 
+# Every console resource: (method, path, right, what it is). The conformance statement lists them; a
+# test checks the app mounts exactly these.
+RESOURCES: tuple[tuple[str, str, str, str], ...] = (
+    ("GET", "/", "query", "redirect (303) to the worklist"),
+    ("GET", "/ui/login", "none", "the sign-in page (an API token, kept in an HttpOnly, SameSite=Strict cookie)"),
+    ("POST", "/ui/login", "none", "sign in: the token is checked, then kept for the session (12 h at most)"),
+    ("POST", "/ui/logout", "none", "sign out: the session cookie is cleared"),
+    ("GET", "/ui/worklist", "query", "workitems; filters state, readiness, priority, worklist_label, station, patient "
+                                     "(* ? wild cards), from, to (YYYY-MM-DD); sort (start, -start); after (page cursor)"),
+    ("WebSocket", "/ui/live", "query", "live updates of the worklist page's rows (state, Input Readiness)"),
+    ("GET", "/ui/workitems/{uid}", "query", "a workitem: attributes, Input Information by series with availability, "
+                                            "explain, event reports"),
+    ("POST", "/ui/workitems/{uid}/cancel", "admin", "request cancellation (the UPS N-ACTION 2 service)"),
+    ("POST", "/ui/workitems/{uid}/reschedule", "admin", "a new Scheduled Procedure Step Start DateTime (N-SET)"),
+    ("POST", "/ui/workitems/{uid}/priority", "admin", "a new Scheduled Procedure Step Priority (N-SET)"),
+    ("GET", "/ui/studies", "query", "study search: q = Study UID, Accession Number, Patient ID or name"),
+    ("GET", "/ui/studies/{uid}", "query", "a study: series, instances, availability per location, IANs, steps, "
+                                          "requested procedures, workitems"),
+    ("GET", "/ui/reconciliations", "query", "runs with counts by reason; each archive's schedule, next and last run"),
+    ("POST", "/ui/reconciliations/run", "admin", "start a reconciliation of a configured archive now"),
+    ("GET", "/ui/reconciliations/{run_uid}", "query", "a run: verification, counts by reason, findings by study "
+                                                      "(reason, after), downloads through /api/reconciliations"),
+    ("GET", "/ui/events", "query", "event reports owed and undeliverable, per subscriber"),
+    ("POST", "/ui/events/retry", "admin", "a subscriber's undeliverable event reports owed again"),
+    ("GET", "/ui/status", "query", "addresses, associations, backlogs, policies, version, database"),
+    ("GET", "/ui/static/{file}", "none", "the console's CSS and JavaScript (shipped in the package)"),
+)
+
 
 @dataclass
 class ConsoleServices:
