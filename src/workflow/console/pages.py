@@ -181,7 +181,9 @@ def install(app: FastAPI, services: ConsoleServices) -> LiveFeed:
     @app.exception_handler(PageRefused)
     async def refused(request: Request, exc: PageRefused):
         if exc.status == 401:
-            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            # After signing in, back to the page asked for (a form's POST goes back to the worklist).
+            target = (request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                      if request.method == "GET" else "/ui/worklist")
             return RedirectResponse("/ui/login?" + urlencode({"next": target}), status_code=303)
         return page(templates, request, "error.html", None, status=exc.status, title="Refused",
                     message=exc.reason)
@@ -336,13 +338,13 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
                         message=f"no workitem {uid}")
         ds = got.dataset
         studies = {st: study_report(s.engine, st) for st in views.input_studies(ds)[:5]}
-        state = views._first(ds, "00741000")
+        state = views.first_value(ds, "00741000")
         return render(request, "workitem.html", who, title=f"Workitem {uid}", uid=uid, state=state,
-                      readiness_state=views._first(ds, "00404041"), priority=views._first(ds, "00741200"),
-                      label=views._first(ds, "00741204"), tree=views.attribute_tree(ds),
+                      readiness_state=views.first_value(ds, "00404041"), priority=views.first_value(ds, "00741200"),
+                      label=views.first_value(ds, "00741204"), tree=views.attribute_tree(ds),
                       inputs=views.input_series(ds, studies), explain=s.readiness.explain(uid, utcnow()),
                       events=views.event_history(s.engine, uid), priorities=views.PRIORITIES,
-                      study_uid=views._first(ds, "0020000D"))
+                      study_uid=views.first_value(ds, "0020000D"))
 
     @api.post("/ui/workitems/{uid}/cancel", name="console request cancellation", response_class=Response,
               summary="Request the cancellation of a workitem (admin; as N-ACTION 2)")

@@ -184,7 +184,7 @@ def _worklist_row(r) -> WorklistRow:
     ds = json.loads(r.dataset_json)
     stations = [_code_text(item) for item in _items(ds, STATION_SEQ)]
     return WorklistRow(r.sop_instance_uid, r.procedure_step_state, r.input_readiness_state, r.priority,
-                       r.procedure_step_label, r.worklist_label, parse_dicom_datetime(_first(ds, "00404005")),
+                       r.procedure_step_label, r.worklist_label, parse_dicom_datetime(first_value(ds, "00404005")),
                        person_name(r.patient_name), r.patient_id, stations, aware(r.created_at),
                        r.study_instance_uid)
 
@@ -296,21 +296,21 @@ def input_series(ds: JsonDataset, studies: dict[str, dict | None]) -> list[Input
                                                       for loc in inst["locations"]]
     out: dict[tuple[str, str], InputSeries] = {}
     for item in _items(ds, "00404021"):
-        study, series = _first(item, "0020000D") or "", _first(item, "0020000E") or ""
+        study, series = first_value(item, "0020000D") or "", first_value(item, "0020000E") or ""
         entry = out.setdefault((study, series), InputSeries(study, series, [], []))
         for loc in _items(item, "0040E021"):
-            ae = _first(loc, "00080054")
+            ae = first_value(loc, "00080054")
             if ae and ae not in entry.retrieve_ae:
                 entry.retrieve_ae.append(ae)
         for ref in _items(item, "00081199"):
-            uid = _first(ref, "00081155") or ""
+            uid = first_value(ref, "00081155") or ""
             if uid not in {i[0] for i in entry.instances}:
-                entry.instances.append((uid, _first(ref, "00081150") or "", availability.get(uid, [])))
+                entry.instances.append((uid, first_value(ref, "00081150") or "", availability.get(uid, [])))
     return list(out.values())
 
 
 def input_studies(ds: JsonDataset) -> list[str]:
-    return list(dict.fromkeys(s for item in _items(ds, "00404021") if (s := _first(item, "0020000D"))))
+    return list(dict.fromkeys(s for item in _items(ds, "00404021") if (s := first_value(item, "0020000D"))))
 
 
 def event_history(engine: Engine, uid: str, limit: int = 200) -> list[dict[str, Any]]:
@@ -489,13 +489,13 @@ def _items(ds: JsonDataset, tag: str) -> list[dict]:
     return [i for i in ((ds.get(tag) or {}).get("Value") or []) if isinstance(i, dict)]
 
 
-def _first(ds: JsonDataset, tag: str) -> Any:
+def first_value(ds: JsonDataset, tag: str) -> Any:
     values = (ds.get(tag) or {}).get("Value") or []
     return values[0] if values else None
 
 
 def _code_text(item: dict) -> str:
-    value, meaning = _first(item, CODE_VALUE), _first(item, CODE_MEANING)
+    value, meaning = first_value(item, CODE_VALUE), first_value(item, CODE_MEANING)
     return f"{value} ({meaning})" if value and meaning else (value or meaning or "")
 
 
