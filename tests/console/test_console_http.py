@@ -174,11 +174,31 @@ def test_a_changed_report_shows_unverified(app, seeded):
                          .values(detail="announced by IAN, not held"))
 
 
-def test_events_and_status_pages(app, seeded):
+def test_events_page_and_retry(app, seeded):
+    from datetime import timedelta
+    from workflow.kernel.clock import utcnow
+    uid = seeded.workitems["ct_head"]
+    # A UPS-RS subscriber whose channel is closed: its State Report waits in the outbox.
+    assert app.worklist.subscribe(uid, {"00741234": {"vr": "AE", "Value": ["WATCHER"]},
+                                        "00741230": {"vr": "LO", "Value": ["FALSE"]}}, websocket=True).status.code == 0
     with client(app) as http:
-        events = http.get("/ui/events")
+        page = http.get("/ui/events")
+        assert "WATCHER: 1 pending, 0 undeliverable" in page.text and uid in page.text
+        assert 'action="/ui/events/retry"' not in page.text  # nothing to retry yet
+        assert app.outbox.expire_websocket_events(utcnow() + timedelta(days=365)) == 1
+        page = http.get("/ui/events")
+        assert "WATCHER: 0 pending, 1 undeliverable" in page.text and 'action="/ui/events/retry"' in page.text
+        token = csrf_of(page.text)
+        again = http.post("/ui/events/retry", data={"subscriber": "WATCHER", "csrf": token},
+                          headers=cookies(wfm_csrf=token), follow_redirects=False)
+        assert again.status_code == 303
+        assert "1 event report(s) for WATCHER owed again" in http.get(again.headers["location"]).text
+        assert "WATCHER: 1 pending, 0 undeliverable" in http.get("/ui/events").text
+
+
+def test_status_page(app, seeded):
+    with client(app) as http:
         status = http.get("/ui/status")
-    assert events.status_code == 200 and "owed" in events.text
     text = status.text
     assert f"WFM at 127.0.0.1:{app.dicom.port}" in text and f"127.0.0.1:{app.http.port}" in text
     assert "Backlog: outbox" in text and "Backlog: readiness" in text and "Backlog: audit" in text

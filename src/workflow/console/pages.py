@@ -472,9 +472,9 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
 
     @api.get("/ui/events", name="console events", summary="Event reports owed and undeliverable, per subscriber")
     def events(request: Request, who: Principal = Depends(read)) -> Response:
-        listing = s.outbox.listing(include_delivered=False)
-        return render(request, "events.html", who, title="Events", groups=views.events_by_subscriber(listing[:5000]),
-                      total=len(listing))
+        groups = views.events_by_subscriber(s.engine)
+        return render(request, "events.html", who, title="Events", groups=groups,
+                      total=sum(sum(counts.values()) for _, counts, _ in groups), shown=views.EVENTS_SHOWN)
 
     @api.post("/ui/events/retry", name="console retry events", response_class=Response,
               summary="Owe a subscriber's undeliverable event reports again (admin)")

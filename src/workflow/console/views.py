@@ -18,7 +18,7 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any, Iterable
 
 from pydicom.datadict import keyword_for_tag
-from sqlalchemy import Engine, and_, exists, or_, select
+from sqlalchemy import Engine, and_, exists, func, or_, select
 
 from workflow.ian.tables import Instance
 from workflow.kernel.json_model import JsonDataset
@@ -45,6 +45,8 @@ CODE_VALUE, CODE_MEANING, ACCESSION = "00080100", "00080104", "00080050"
 CHART_DAYS = 14
 CHART_SECONDS = 30.0
 FINDINGS_PAGE = 200
+STATION_UIDS = 20_000  # a station's workitems looked up by UID up to this many
+EVENTS_SHOWN = 200  # event reports listed per subscriber
 
 
 class BadFilter(ValueError):
@@ -142,21 +144,27 @@ def worklist_conditions(f: WorklistFilter) -> list:
         where.append(W.c.scheduled_start_datetime >= f.start_from.replace("-", "") + "000000.000000")
     if f.start_to:
         where.append(W.c.scheduled_start_datetime <= f.start_to.replace("-", "") + "235959.999999")
-    if f.station:
-        # Scheduled Station Name Code Sequence: the code value or its meaning (index: tag, key, value).
-        s = SEQ.alias("station")
-        where.append(exists(select(s.c.item_index).where(
-            s.c.workitem_uid == W.c.sop_instance_uid, s.c.sequence_tag == STATION_SEQ,
-            s.c.key.in_((CODE_VALUE, CODE_MEANING)), _wildcard(s.c.value, f.station))))
     if f.patient:
         # Patient ID or Patient Name (stored as its alphabetic group, "Family^Given"); * and ? wild cards.
         where.append(or_(_wildcard(W.c.patient_id, f.patient), _wildcard(W.c.patient_name, f.patient)))
     return where
 
 
+def station_condition(conn, station: str):
+    """Scheduled Station Name Code Sequence holds `station` as a code value or meaning. The workitems
+    of one station are few: read from the sequence index first and looked up by UID (the planner would
+    rather walk the start index and probe every row); a pattern matching very many falls back to EXISTS."""
+    s = SEQ.alias("station")
+    match = [s.c.sequence_tag == STATION_SEQ, s.c.key.in_((CODE_VALUE, CODE_MEANING)), _wildcard(s.c.value, station)]
+    uids = conn.execute(select(s.c.workitem_uid).where(*match).distinct().limit(STATION_UIDS + 1)).scalars().all()
+    if len(uids) <= STATION_UIDS:
+        return W.c.sop_instance_uid.in_(uids)
+    return exists(select(s.c.item_index).where(s.c.workitem_uid == W.c.sop_instance_uid, *match))
+
+
 def worklist_page(engine: Engine, f: WorklistFilter, limit: int = PAGE) -> WorklistPage:
     """One keyset page: rows after the cursor in (scheduled start, UID) order, read from the index the
-    filters select (state, label or start), never an OFFSET."""
+    filters select (state, label, station or start), never an OFFSET."""
     start, uid = W.c.scheduled_start_datetime, W.c.sop_instance_uid
     where = worklist_conditions(f)
     descending = f.sort == "-start"
@@ -172,6 +180,8 @@ def worklist_page(engine: Engine, f: WorklistFilter, limit: int = PAGE) -> Workl
                    W.c.created_at, W.c.study_instance_uid, W.c.dataset_json)
             .where(*where).order_by(*order).limit(limit + 1))
     with reading(engine) as conn:
+        if f.station:
+            stmt = stmt.where(station_condition(conn, f.station))
         found = conn.execute(stmt).all()
     more = len(found) > limit
     found = found[:limit]
@@ -217,36 +227,67 @@ CHART_SERIES = ("SCHEDULED READY", "SCHEDULED INCOMPLETE", "SCHEDULED UNAVAILABL
 
 _chart_cache: dict[int, tuple[float, list[ChartDay]]] = {}
 _chart_lock = threading.Lock()
+_chart_refreshing: set[int] = set()
 
 
 def state_chart(engine: Engine, today: date | None = None, days: int = CHART_DAYS) -> list[ChartDay]:
     """Workitems per day of scheduled start over the last `days` days (today included), by state, the
-    SCHEDULED ones by Input Readiness. Kept CHART_SECONDS per engine: the page stays fast, the numbers
-    at most that old."""
+    SCHEDULED ones by Input Readiness. Kept per engine: older than CHART_SECONDS, the kept one is still
+    answered while a thread reads it again (a page never waits for the chart but the first time)."""
     key = id(engine)
     with _chart_lock:
         cached = _chart_cache.get(key)
-        if cached and time.monotonic() - cached[0] < CHART_SECONDS and today is None:
+        stale = cached is None or time.monotonic() - cached[0] >= CHART_SECONDS
+        if cached and today is None:
+            if stale and key not in _chart_refreshing:
+                _chart_refreshing.add(key)
+                threading.Thread(target=_refresh_chart, args=(engine, key, days), daemon=True,
+                                 name="wfm-console-chart").start()
             return cached[1]
-    today = today or datetime.now().date()
+    out = read_chart(engine, today or datetime.now().date(), days)
+    if today is None:
+        with _chart_lock:
+            _chart_cache[key] = (time.monotonic(), out)
+    return out
+
+
+def _refresh_chart(engine: Engine, key: int, days: int) -> None:
+    try:
+        out = read_chart(engine, datetime.now().date(), days)
+        with _chart_lock:
+            _chart_cache[key] = (time.monotonic(), out)
+    except Exception:  # noqa: BLE001 - the kept chart stays; the next page asks again
+        pass
+    finally:
+        with _chart_lock:
+            _chart_refreshing.discard(key)
+
+
+def read_chart(engine: Engine, today: date, days: int) -> list[ChartDay]:
+    """Two grouped counts that stay in indexes where they can: by day and state from (state, start); the
+    SCHEDULED ones by readiness from the same index's SCHEDULED range."""
     first_day = today - timedelta(days=days - 1)
     low = first_day.strftime("%Y%m%d") + "000000.000000"
     high = (today + timedelta(days=1)).strftime("%Y%m%d") + "000000.000000"
-    start = W.c.scheduled_start_datetime
+    start, state, readiness = W.c.scheduled_start_datetime, W.c.procedure_step_state, W.c.input_readiness_state
+    day = func.substr(start, 1, 8)
     with reading(engine) as conn:
-        rows = conn.execute(select(start, W.c.procedure_step_state, W.c.input_readiness_state)
-                            .where(start >= low, start < high)).all()
+        by_state = conn.execute(select(day, state, func.count()).where(start >= low, start < high, state.in_(STATES))
+                                .group_by(day, state)).all()
+        by_readiness = conn.execute(select(day, readiness, func.count())
+                                    .where(state == "SCHEDULED", start >= low, start < high)
+                                    .group_by(day, readiness)).all()
     counts: dict[str, Counter] = defaultdict(Counter)
-    for at, state, readiness in rows:
-        series = f"SCHEDULED {readiness or 'INCOMPLETE'}" if state == "SCHEDULED" else state
-        counts[at[:8]][series] += 1
+    for d, st, n in by_state:
+        if st != "SCHEDULED":
+            counts[d][st] += n
+    for d, rd, n in by_readiness:
+        counts[d][f"SCHEDULED {rd or 'INCOMPLETE'}"] += n
     out = []
     for n in range(days):
         d = first_day + timedelta(days=n)
         c = counts.get(d.strftime("%Y%m%d"), Counter())
         out.append(ChartDay(d, {s: c.get(s, 0) for s in CHART_SERIES}))
-    with _chart_lock:
-        _chart_cache[key] = (time.monotonic(), out)
     return out
 
 
@@ -456,12 +497,24 @@ def findings(engine: Engine, run_id: int, reason: str = "", after: int = 0,
 
 # --- events -----------------------------------------------------------------------------------------------
 
-def events_by_subscriber(listing: list[dict]) -> list[tuple[str, Counter, list[dict]]]:
-    """The outbox listing grouped per subscriber: (subscriber, counts by status, its events)."""
-    by: dict[str, list[dict]] = defaultdict(list)
-    for e in listing:
-        by[e["subscriber"]].append(e)
-    return [(ae, Counter(e["status"] for e in items), items) for ae, items in sorted(by.items())]
+def events_by_subscriber(engine: Engine, shown: int = EVENTS_SHOWN) -> list[tuple[str, Counter, list[dict]]]:
+    """Event reports not delivered, per subscriber: (subscriber, counts by status, its first `shown`
+    in delivery order). Counted in one grouped query; listed per subscriber on its (subscriber, ...) index."""
+    undelivered = OUT.c.status.in_(("PENDING", "UNDELIVERABLE"))
+    with reading(engine) as conn:
+        counted = conn.execute(select(OUT.c.receiving_ae, OUT.c.status, func.count()).where(undelivered)
+                               .group_by(OUT.c.receiving_ae, OUT.c.status)).all()
+        by: dict[str, Counter] = defaultdict(Counter)
+        for ae, status, n in counted:
+            by[ae][status] = n
+        out = []
+        for ae in sorted(by):
+            rows = conn.execute(select(OUT.c.id, OUT.c.workitem_uid, OUT.c.event_type_id, OUT.c.status, OUT.c.attempts,
+                                       OUT.c.created_at, OUT.c.next_attempt_at, OUT.c.last_error)
+                                .where(OUT.c.receiving_ae == ae, undelivered).order_by(OUT.c.id).limit(shown)).all()
+            out.append((ae, by[ae], [dict(r._mapping, created_at=aware(r.created_at),
+                                          next_attempt_at=aware(r.next_attempt_at)) for r in rows]))
+    return out
 
 
 # --- helpers ----------------------------------------------------------------------------------------------
