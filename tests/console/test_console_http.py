@@ -17,8 +17,6 @@ from testkit.ups import claim, ups_association
 from workflow.access.tokens import Tokens
 from workflow.console import views
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def app(database_url):
