@@ -1,11 +1,10 @@
 """The web console's pages (non-standard, this server's own): server-rendered HTML under /ui, read with
 the `query` right, changed (forms posting to the same services the DICOM and HTTP faces call) with
-`admin`; the token and access rules are the API's. Live worklist updates over a WebSocket at /ui/live.
-Read models: console/views.py; pictures: console/charts.py; session and CSRF: console/session.py."""
+`admin`; the token and access rules are the API's. Read models: console/views.py; pictures:
+console/charts.py; session and CSRF: console/session.py; live worklist updates (/ui/live): console/live.py."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -26,7 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from workflow import __version__
 from workflow.access.tokens import Principal, Tokens
 from workflow.config import Settings
-from workflow.console import charts, session, views
+from workflow.console import charts, live, session, views
 from workflow.kernel.clock import utcnow
 from workflow.kernel.ports import StudyChanges
 from workflow.overview.study import study_report
@@ -43,7 +42,6 @@ from workflow.web.access import requires
 log = logging.getLogger("workflow.console")
 HERE = Path(__file__).parent
 HTML = HTMLResponse
-LIVE_FALLBACK = 2.0  # seconds: a page's workitems are looked at again at least this often
 MAX_GRID = 2000  # instances drawn in a study's availability grid (all are listed below it)
 
 _bearer = HTTPBearer(auto_error=False)
@@ -115,43 +113,6 @@ def may(right: Right) -> Callable:
     return dependency
 
 
-class LiveFeed:
-    """Wakes every open worklist page when a commit wrote event reports (the signal the event senders
-    wake on); each page then reads its own workitems' state and readiness and gets what changed.
-    A slow fallback round catches changes no subscriber was told of (no event written)."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._event: asyncio.Event | None = None
-        self.sockets: set[WebSocket] = set()
-
-    def bind(self) -> asyncio.Event:
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
-            self._event = asyncio.Event()
-        return self._event
-
-    def written(self) -> None:
-        """Any thread: a commit wrote events."""
-        if self._loop is not None and not self._loop.is_closed():
-            try:
-                self._loop.call_soon_threadsafe(self._wake)
-            except RuntimeError:
-                pass
-
-    def _wake(self) -> None:
-        old, self._event = self._event, asyncio.Event()
-        old.set()
-
-    async def close_all(self) -> None:
-        for socket in list(self.sockets):
-            try:
-                await socket.close(1001, "server stopping")
-            except Exception:  # noqa: BLE001 - already closed
-                pass
-        self.sockets.clear()
-
-
 # --- formatting for templates ------------------------------------------------------------------------------
 
 def when(at: datetime | str | None) -> str:
@@ -169,12 +130,12 @@ def iso(at: datetime | None) -> str:
     return at.isoformat() if at else ""
 
 
-def install(app: FastAPI, services: ConsoleServices) -> LiveFeed:
+def install(app: FastAPI, services: ConsoleServices) -> live.LiveFeed:
     """Mount the console on the HTTP face's app: its pages, its static files, its refusal pages."""
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.filters.update(when=when, iso=iso, age=views.age_text, colour=charts.colour)
     templates.env.globals.update(version=__version__, urlencode=urlencode)
-    feed = LiveFeed()
+    feed = live.LiveFeed()
     app.mount("/ui/static", StaticFiles(directory=str(HERE / "static")), name="console static")
     app.include_router(_router(services, templates, feed))
 
@@ -208,7 +169,7 @@ def _back(path: str, **message: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode(message)}", status_code=303)
 
 
-def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> APIRouter:
+def _router(s: ConsoleServices, templates: Jinja2Templates, feed: live.LiveFeed) -> APIRouter:
     api = APIRouter(tags=["web console"], default_response_class=HTMLResponse)
     read, admin = may(Right.QUERY), may(Right.ADMIN)
 
@@ -282,50 +243,8 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: LiveFeed) -> A
                       now=datetime.now(timezone.utc))
 
     @api.websocket("/ui/live", name="console live updates")
-    async def live(socket: WebSocket) -> None:
-        # The page's own origin only (a cross-site page cannot ride the session cookie), and the read right.
-        origin, host = socket.headers.get("origin", ""), socket.headers.get("host", "")
-        token = socket.cookies.get(session.TOKEN_COOKIE)
-        principal = await run_in_threadpool(s.tokens.principal, token or None)
-        await socket.accept()
-        if (origin and origin.split("://", 1)[-1] != host) or principal is None or not principal.may(Right.QUERY):
-            await socket.close(1008, "not allowed")
-            return
-        feed.sockets.add(socket)
-        try:
-            first = await socket.receive_json()
-        except (WebSocketDisconnect, RuntimeError, ValueError):
-            feed.sockets.discard(socket)
-            return
-        uids = [u for u in (first.get("uids") or [] if isinstance(first, dict) else []) if isinstance(u, str)][:500]
-
-        async def until_closed() -> None:  # the page says nothing more; this sees it go
-            try:
-                while True:
-                    await socket.receive_text()
-            except (WebSocketDisconnect, RuntimeError):
-                pass
-
-        gone = asyncio.get_running_loop().create_task(until_closed())
-        try:
-            shown = await run_in_threadpool(views.live_states, s.engine, uids)
-            while not gone.done():
-                woken = asyncio.get_running_loop().create_task(feed.bind().wait())
-                await asyncio.wait({gone, woken}, timeout=LIVE_FALLBACK, return_when=asyncio.FIRST_COMPLETED)
-                woken.cancel()
-                if gone.done():
-                    break
-                now = await run_in_threadpool(views.live_states, s.engine, uids)
-                changed = [{"uid": u, "state": st, "readiness": rd} for u, (st, rd) in now.items()
-                           if shown.get(u) != (st, rd)]
-                if changed:
-                    await socket.send_json({"changed": changed})
-                    shown = now
-        except (WebSocketDisconnect, RuntimeError):
-            pass
-        finally:
-            gone.cancel()
-            feed.sockets.discard(socket)
+    async def live_updates(socket: WebSocket) -> None:
+        await live.serve(socket, feed, s.tokens, s.engine)
 
     # --- one workitem -----------------------------------------------------------------------------------
 
