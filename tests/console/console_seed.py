@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from pydicom.uid import generate_uid
 
 from testkit.ian import association, instance_item, make_ian, send
-from testkit.ups import code, ups_association, workitem
+from testkit.ups import claim, code, ups_association, workitem
 from workflow.kernel.clock import utcnow
 from workflow.reconcile import reports
 from workflow.reconcile.rules.compare import Discrepancy, Reason, Tally
@@ -40,6 +40,14 @@ WORKITEMS = {
 }
 
 
+# Earlier days' work, for the chart: canceled, or still IN PROGRESS (name: patient, station, days back, state)
+HISTORY = {f"history_{n}": (patient, station, days, state) for n, (patient, station, days, state) in enumerate((
+    ("Wilson^Noah", "NM007", 1, "IN PROGRESS"), ("Moore^Mia", "MG008", 2, "CANCELED"),
+    ("Hall^Omar", "NM007", 2, "CANCELED"), ("King^Ines", "MG008", 3, "IN PROGRESS"),
+    ("Young^Yuki", "NM007", 5, "CANCELED"), ("Green^Kofi", "MG008", 6, "CANCELED"),
+    ("Baker^Chloe", "NM007", 8, "CANCELED"), ("Adams^Arjun", "MG008", 9, "CANCELED")))}
+
+
 def seed(app) -> Seeded:
     out = Seeded(study_uid=generate_uid(), other_study=generate_uid())
     today = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0)
@@ -62,6 +70,20 @@ def seed(app) -> Seeded:
                           ScheduledProcedureStepStartDateTime=start, InputReadinessState="INCOMPLETE",
                           StudyInstanceUID=request.StudyInstanceUID, ReferencedRequestSequence=[request])
             assert assoc.send_n_create(ds, PUSH, uid)[0].Status == 0
+            out.workitems[name] = uid
+        for name, (patient, station, days, state) in HISTORY.items():
+            uid = generate_uid()
+            start = (today - timedelta(days=days, hours=-10)).strftime("%Y%m%d%H%M%S")
+            ds = workitem(ProcedureStepLabel="NM review" if station.startswith("NM") else "MG review",
+                          WorklistLabel=station[:2] + "-DAY", ScheduledProcedureStepPriority="LOW",
+                          PatientName=patient, PatientID=f"PID9{len(out.workitems)}",
+                          ScheduledStationNameCodeSequence=[code(station)], ScheduledProcedureStepStartDateTime=start,
+                          InputReadinessState="INCOMPLETE")
+            assert assoc.send_n_create(ds, PUSH, uid)[0].Status == 0
+            if state == "IN PROGRESS":
+                assert claim(assoc, uid)[0].Status == 0
+            else:
+                assert app.worklist.request_cancel(uid, {}, "SCHEDULER").status.code == 0
             out.workitems[name] = uid
     deadline = time.monotonic() + 15
     while app.readiness.pending():  # the readiness worker has settled the study
