@@ -24,8 +24,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from workflow import __version__
 from workflow.access.tokens import Principal, Tokens
+from workflow.audit.rules import messages
 from workflow.config import Settings
 from workflow.console import charts, live, session, views
+from workflow.kernel import requestor
 from workflow.kernel.clock import utcnow
 from workflow.kernel.ports import StudyChanges
 from workflow.overview.study import study_report
@@ -358,6 +360,7 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: live.LiveFeed)
             return page(templates, request, "error.html", who, status=400, title="Bad filter",
                         message=f"reason: {reason!r} is not one of {', '.join(x.value for x in Reason)}")
         check = reports.verify(s.engine, r["id"])
+        s.audit.record_now(messages.report_read(requestor.current(), run_uid))  # a report accessed, as the API's
         found = views.findings(s.engine, r["id"], reason, after)
         params = {k: v for k, v in (("reason", reason),) if v}
         return render(request, "reconciliation.html", who, title=f"Reconciliation {run_uid}", run=r, check=check,
