@@ -16,6 +16,7 @@ from workflow.audit.rules import messages
 from workflow.audit.sender import AuditSender, Repository
 from workflow.audit.trail import AuditTrail
 from workflow.config import Settings
+from workflow.console import pages as console_pages
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
 from workflow.ian import http as ian_http
@@ -143,8 +144,17 @@ class App:
                 readiness_http.router(self.readiness),
                 reconcile_http.router(self.engine, self.audit),
             ]
-            self.http = HttpServer(asgi.build(routers, self.tokens, self.metrics, self.audit), settings.http_address,
-                                   settings.http_port, settings.shutdown_grace,
+            web_app = asgi.build(routers, self.tokens, self.metrics, self.audit)
+            # The web console on the same app, services and access rules; its live pages wake with the senders.
+            self.console = console_pages.install(web_app, console_pages.ConsoleServices(
+                settings, self.engine, self.worklist, self.readiness, self.outbox, self.tokens, self.audit,
+                studies=self.readiness, policies=lambda: self.policies,
+                associations=lambda: len(getattr(self.dicom._server, "active_associations", ())),
+                listening=lambda: (self.dicom.port, self.http.port),
+                backlogs=lambda: {"outbox": self.outbox.backlog(), "readiness": self.readiness.pending(),
+                                  "audit": self.audit.backlog()}))
+            self.events_written.connect(self.console.written)
+            self.http = HttpServer(web_app, settings.http_address, settings.http_port, settings.shutdown_grace,
                                    tls=server_context(settings, client_certificates=False) if settings.https_port else None,
                                    tls_port=settings.https_port, handshake_timeout=settings.artim_timeout)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
@@ -181,9 +191,11 @@ class App:
                                                   "https_port" if https else "http_port", exc)) from None
             self.event_hub.start(self.http.loop)
             self.http.on_stop.append(self.event_hub.close_all)
+            self.http.on_stop.append(self.console.close_all)
             for scheme, port in (("http", self.http.port), ("https", self.http.tls_port)):
                 if port:
-                    log.info(f"HTTP on {scheme}://{self.settings.http_address}:{port} (UPS-RS at /dicom-web)")
+                    log.info(f"HTTP on {scheme}://{self.settings.http_address}:{port} "
+                             "(UPS-RS at /dicom-web, the console at /ui)")
             if not self.tokens.any_in_force():
                 log.warning("no API token exists: HTTP accepts every request (`wfm token create NAME --rights ...`)")
         self.worklist.status_change("RESTARTED")

@@ -18,6 +18,7 @@ from workflow.ian.rules.availability import BEHAVIOUR, Availability
 from workflow.ian.rules.notification import IAN_ATTRIBUTES
 from workflow.kernel.attributes import Attr, absence_rules
 from workflow.conformance.audit import render_audit
+from workflow.conformance.console import render_console
 from workflow.conformance.dicomweb import render_dicomweb
 from workflow.conformance.security import render_security
 from workflow.conformance.markdown import table as _table
@@ -336,6 +337,8 @@ Settings come from a TOML file (`--config` or `WFM_CONFIG`) and `WFM_<KEY>` envi
 {_table(("Setting", "Key", "Default"), config_rows)}
 
 {render_dicomweb()}
+
+{render_console()}
 ## 4 Media interchange
 
 Not supported.

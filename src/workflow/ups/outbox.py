@@ -138,6 +138,14 @@ class Outbox:
                 next_attempt_at=now + timedelta(seconds=delay)))
         return status
 
+    def retry_undeliverable(self, receiving_ae: str, now: datetime) -> int:
+        """An operator's retry: a subscriber's UNDELIVERABLE events are owed again, due now, in their
+        original order (their ids), with a new retry period from now. Returns how many."""
+        t = OutboxEvent.__table__
+        with self.engine.begin() as conn:
+            return conn.execute(update(t).where(t.c.receiving_ae == receiving_ae, t.c.status == UNDELIVERABLE)
+                                .values(status=PENDING, attempts=0, next_attempt_at=now, created_at=now)).rowcount
+
     def backlog(self) -> int:
         """Events still owed (for the metrics)."""
         t = OutboxEvent.__table__
