@@ -87,3 +87,12 @@ def test_the_queue_keeps_order_and_sets_refused_ones_aside(tmp_path):
     queue.set_aside(names[0])
     queue.done(names[1])
     assert queue.pending() == [names[2]] and (tmp_path / "failed" / names[0]).exists()
+
+
+def test_the_conformance_statement_says_what_the_bridge_does():
+    from workflow.conformance.inventory import BRIDGE_RETRIED, BRIDGE_SET_ASIDE
+
+    assert all(bridge.classify(code) == "failed" for code in BRIDGE_SET_ASIDE)
+    for said in BRIDGE_RETRIED:
+        code = {"no answer": None, "5xx": 503}.get(said, int(said) if said.isdigit() else None)
+        assert bridge.classify(code) == "retry"
