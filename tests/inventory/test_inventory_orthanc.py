@@ -119,3 +119,107 @@ def test_inventory_list_names_the_root(world, built):
     [root] = [r for r in listed if r["sop_instance_uid"] == built]
     assert (root["archive_ae_title"], root["completion"], root["total_records"], root["level"]) == (
         AET, "COMPLETE", 4, "INSTANCE")
+
+
+def test_the_stored_instances_meet_the_inventory_iod(world, built):
+    import io
+
+    from pydicom import dcmread
+
+    from iod_tables import problems, subtree_uids
+    from workflow.inventory import store
+
+    engine = world["first"].engine
+    root = dcmread(io.BytesIO(store.data(engine, built)))
+    nodes = {built} | subtree_uids(root)
+    assert len(nodes) == 3
+    listed = set()
+    for uid in nodes:
+        ds = dcmread(io.BytesIO(store.data(engine, uid)))
+        assert problems(ds) == [], uid
+        listed |= {r.StudyInstanceUID for r in ds.InventoriedStudiesSequence}
+        assert {r.RetrieveAETitle for r in ds.InventoriedStudiesSequence} <= {AET}
+    assert listed == {s.uid for s in world["studies"]}
+
+
+def scu(port: int, called: str, *contexts):
+    from pynetdicom import AE, build_role
+    from pynetdicom.sop_class import InventoryStorage
+
+    ae = AE(ae_title="PROBE")
+    for cx in contexts:
+        ae.add_requested_context(cx)
+    ae.add_requested_context(InventoryStorage)
+    assoc = ae.associate("127.0.0.1", port, ae_title=called, ext_neg=[build_role(InventoryStorage, scp_role=True)],
+                         evt_handlers=[(__import__("pynetdicom").evt.EVT_C_STORE, lambda event: 0x0000)])
+    assert assoc.is_established
+    return assoc
+
+
+def inventory_find(assoc, **keys):
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import InventoryFind
+
+    query = Dataset()
+    query.SOPClassUID = "1.2.840.10008.5.1.4.1.1.201.1"
+    query.SOPInstanceUID = ""
+    query.InventoryCompletionStatus = ""
+    query.TotalNumberOfStudyRecords = None
+    for k, v in keys.items():
+        setattr(query, k, v)
+    answers = list(assoc.send_c_find(query, InventoryFind))
+    assert answers[-1][0].Status == 0
+    return [ident for status, ident in answers if status.Status == 0xFF00]
+
+
+@pytest.mark.filterwarnings("ignore:Invalid value for VR CS")  # a wild card in a CS key is legal in a query
+def test_find_answers_for_the_archive_it_is_called_as(world, built):
+    from pynetdicom.sop_class import InventoryFind
+
+    port = world["first"].dicom.port
+    for called, expected in ((AET, 3), ("WFM1", 3), ("ELSEWHERE", 0)):
+        assoc = scu(port, called, InventoryFind)
+        try:
+            found = inventory_find(assoc)
+        finally:
+            assoc.release()
+        assert len(found) == expected, called
+        assert {f.RetrieveAETitle for f in found} <= {called}
+    assoc = scu(port, AET, InventoryFind)
+    try:
+        [root] = inventory_find(assoc, TotalNumberOfStudyRecords=4, InventoryCompletionStatus="COMPLET?")
+        assert root.SOPInstanceUID == built
+        assert inventory_find(assoc, TransactionUID="1.2.3") == []
+        assert len(inventory_find(assoc, ContentDate="20000101-")) == 3
+        assert inventory_find(assoc, ContentDate="-20000101") == []
+    finally:
+        assoc.release()
+
+
+def test_get_and_move_statuses(world, built):
+    from pydicom.dataset import Dataset
+    from pynetdicom.sop_class import InventoryGet, InventoryMove
+
+    assoc = scu(world["first"].dicom.port, AET, InventoryGet, InventoryMove)
+    try:
+        def get(**keys):
+            ident = Dataset()
+            for k, v in keys.items():
+                setattr(ident, k, v)
+            return list(assoc.send_c_get(ident, InventoryGet))[-1]
+
+        status, ident = get(SOPInstanceUID=built, QueryRetrieveLevel="IMAGE")
+        assert status.Status == 0xA900
+        status, ident = get(SOPInstanceUID="1.2.3.4")
+        assert status.Status == 0xA702 and ident.FailedSOPInstanceUIDList == "1.2.3.4"
+        status, ident = get(SOPInstanceUID=[built, "1.2.3.4"])
+        assert status.Status == 0xB000 and ident.FailedSOPInstanceUIDList == "1.2.3.4"
+        assert status.NumberOfCompletedSuboperations == 1
+        status, _ = get(SOPInstanceUID=built)
+        assert status.Status == 0x0000 and status.NumberOfCompletedSuboperations == 1
+        ident = Dataset()
+        ident.SOPInstanceUID = built
+        status, _ = list(assoc.send_c_move(ident, "NOBODY", InventoryMove))[-1]
+        assert status.Status == 0xA801
+    finally:
+        assoc.release()

@@ -71,8 +71,13 @@ class InventoryQrScp:
         return Routes(offers=SERVICES, uses=(SUB_OPERATIONS,), c_find={FIND: self.find}, c_get={GET: self.get},
                       c_move={MOVE: self.move}, get_storage=(INVENTORY_STORAGE,))
 
+    @staticmethod
+    def _called(event) -> str:
+        """The Called AE Title the requestor asked for (pynetdicom's acceptor title is always ours)."""
+        return str(event.assoc.requestor.primitive.called_ae_title).strip()
+
     def _archive(self, event) -> str | None:
-        called = str(event.assoc.acceptor.ae_title).strip()
+        called = self._called(event)
         return None if called == self.settings.ae_title else called
 
     # -- FIND ----------------------------------------------------------------------------------------
@@ -80,7 +85,7 @@ class InventoryQrScp:
     def find(self, event):
         started = time.perf_counter()
         identifier, calling = event.identifier, event.assoc.requestor.ae_title
-        archive, called = self._archive(event), str(event.assoc.acceptor.ae_title).strip()
+        archive, called = self._archive(event), self._called(event)
         extra = {"calling_ae": calling, "sop_class": FIND}
         classes = _values(identifier.get("SOPClassUID"))
         if classes and INVENTORY_STORAGE not in classes:
@@ -174,10 +179,10 @@ class InventoryQrScp:
     def get(self, event):
         failure, comment, held, missing = self._selection(event.identifier)
         if failure is not None:
-            yield 0
+            yield 1  # pynetdicom reads a final status only after a count above 0
             yield from self._refuse(event, "C-GET", failure, comment)
             return
-        yield len(held)
+        yield len(held) + len(missing)  # the UIDs asked for; those not held fail
         yield from self._send(event, "C-GET", held, missing)
 
     def move(self, event):
@@ -190,8 +195,8 @@ class InventoryQrScp:
         yield destination.host, destination.port, {"contexts": [build_context(InventoryStorage)]}
         failure, comment, held, missing = self._selection(event.identifier)
         if failure is not None:
-            yield 0
+            yield 1  # pynetdicom reads a final status only after a count above 0
             yield from self._refuse(event, "C-MOVE", failure, comment)
             return
-        yield len(held)
+        yield len(held) + len(missing)  # the UIDs asked for; those not held fail
         yield from self._send(event, "C-MOVE", held, missing)
