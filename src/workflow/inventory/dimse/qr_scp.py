@@ -169,21 +169,22 @@ class InventoryQrScp:
             failed.FailedSOPInstanceUIDList = missing
             yield (SOME_FAILED if sent else SUB_OPERATIONS_FAILED), failed
 
-    def _refuse(self, event, operation: str, status: int, comment: str):
-        log.warning(f"Inventory {operation} refused: {comment}",
-                    extra={"calling_ae": event.assoc.requestor.ae_title, "status": f"{status:04X}"})
-        answer = Dataset()
-        answer.ErrorComment = comment[:64]
-        yield status, answer
-
-    def get(self, event):
+    def _retrieve(self, event, operation: str):
+        """What GET and MOVE share once MOVE has its destination: the count, then each instance."""
         failure, comment, held, missing = self._selection(event.identifier)
         if failure is not None:
+            log.warning(f"Inventory {operation} refused: {comment}",
+                        extra={"calling_ae": event.assoc.requestor.ae_title, "status": f"{failure:04X}"})
+            answer = Dataset()
+            answer.ErrorComment = comment[:64]
             yield 1  # pynetdicom reads a final status only after a count above 0
-            yield from self._refuse(event, "C-GET", failure, comment)
+            yield failure, answer
             return
         yield len(held) + len(missing)  # the UIDs asked for; those not held fail
-        yield from self._send(event, "C-GET", held, missing)
+        yield from self._send(event, operation, held, missing)
+
+    def get(self, event):
+        yield from self._retrieve(event, "C-GET")
 
     def move(self, event):
         destination = self.settings.remote(str(event.move_destination).strip())
@@ -193,10 +194,4 @@ class InventoryQrScp:
             yield None, None  # pynetdicom answers A801, Move Destination unknown
             return
         yield destination.host, destination.port, {"contexts": [build_context(InventoryStorage)]}
-        failure, comment, held, missing = self._selection(event.identifier)
-        if failure is not None:
-            yield 1  # pynetdicom reads a final status only after a count above 0
-            yield from self._refuse(event, "C-MOVE", failure, comment)
-            return
-        yield len(held) + len(missing)  # the UIDs asked for; those not held fail
-        yield from self._send(event, "C-MOVE", held, missing)
+        yield from self._retrieve(event, "C-MOVE")
