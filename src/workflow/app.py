@@ -120,7 +120,7 @@ class App:
             mpps_scp.MppsScp(self.performed_steps).routes(),
             ups_scp.UpsScp(self.worklist).routes(),
             storage_scp.InventoryStorageScp(self.engine, self.audit).routes(),
-            inventory_qr.InventoryQrScp(self.engine, settings).routes(),
+            inventory_qr.InventoryQrScp(self.engine, settings, self.audit).routes(),
             Routes(uses=(event_sender.SERVICE,)),
         ), self.metrics)
         retrieve.accept_get_roles(self.dicom)  # Inventory GET sends on the requestor's association

@@ -16,7 +16,7 @@ from pydicom.uid import generate_uid
 
 from testkit.db import drop_database, new_database_url, test_settings
 from testkit.ian import association, instance_item, make_ian, send
-from testkit.orthanc import OrthancServer, SeriesSpec, StudySpec, require_orthanc, write_instances
+from testkit.orthanc import OrthancServer, SeriesSpec, StudySpec, free_port, require_orthanc, write_instances
 from workflow.app import App
 from workflow.config import RemoteAE
 
@@ -59,8 +59,10 @@ def world(database_url, tmp_path_factory, request):
         orthanc.load(tmp / "dicom")
         second = App(test_settings(second_url, ae_title="WFM2"))
         second.start()
-        first = App(test_settings(database_url, ae_title="WFM1", remote_ae=(
-            RemoteAE(AET, "127.0.0.1", orthanc.dicom_port), RemoteAE("WFM2", "127.0.0.1", second.dicom.port))))
+        # Its audit repository is never there: the records wait in the database, where the test reads them.
+        first = App(test_settings(database_url, ae_title="WFM1", audit_repository=f"tcp://127.0.0.1:{free_port()}",
+                                  remote_ae=(RemoteAE(AET, "127.0.0.1", orthanc.dicom_port),
+                                             RemoteAE("WFM2", "127.0.0.1", second.dicom.port))))
         first.start()
         never_stored = generate_uid()
         for study in studies:
@@ -194,6 +196,10 @@ def test_find_answers_for_the_archive_it_is_called_as(world, built):
         assert inventory_find(assoc, ContentDate="-20000101") == []
     finally:
         assoc.release()
+    from sqlalchemy import text
+    with world["first"].engine.connect() as conn:
+        audited = conn.execute(text("SELECT message_xml FROM audit_record WHERE event = 'Query'")).scalars().all()
+    assert sum("1.2.840.10008.5.1.4.1.1.201.2" in xml for xml in audited) >= 7  # every Inventory FIND
 
 
 def test_get_and_move_statuses(world, built):

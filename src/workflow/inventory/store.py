@@ -16,10 +16,14 @@ from typing import Iterator
 
 from sqlalchemy import Engine, and_, false, select
 
+from workflow.audit.rules import messages
 from workflow.inventory.tables import InventoryCrawl as Crawl, InventoryNode as Node
+from workflow.kernel import requestor
+from workflow.kernel.ports import Audit
 from workflow.store.engine import reading
 
 N, C = Node.__table__, Crawl.__table__
+INVENTORY_FIND = "1.2.840.10008.5.1.4.1.1.201.2"
 STRING_KEYS = {"InventoryPurpose": N.c.purpose, "InventoryInstanceDescription": N.c.description,
                "InventoryLevel": N.c.level, "InventoryCompletionStatus": N.c.completion}
 COLUMNS = (N.c.sop_instance_uid, N.c.root_uid, N.c.archive_ae_title, N.c.content_date, N.c.content_time,
@@ -93,6 +97,13 @@ def find(engine: Engine, keys: Keys) -> Iterator[dict]:
     with reading(engine) as conn:
         for row in conn.execute(query).mappings().all():
             yield dict(row, scope=json.loads(row["scope_json"]))
+
+
+def audited_find(engine: Engine, keys: Keys, audit: Audit, identifier: bytes) -> list[dict]:
+    """`find`, recorded in the audit trail (Query, 110112) once the keys are known to be matchable."""
+    conditions(keys)  # raises Unmatchable before anything is recorded
+    audit.record_now(messages.query(requestor.current(), INVENTORY_FIND, identifier))
+    return list(find(engine, keys))
 
 
 def held(engine: Engine, uids: list[str]) -> set[str]:

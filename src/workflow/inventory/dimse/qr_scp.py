@@ -24,10 +24,12 @@ from pynetdicom import build_context
 from pynetdicom.sop_class import InventoryFind, InventoryGet, InventoryMove, InventoryStorage
 from sqlalchemy import Engine
 
+from workflow.audit.trail import NoAudit
 from workflow.config import Settings
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.inventory import store
 from workflow.inventory.rules.iod import INVENTORY_STORAGE
+from workflow.kernel.ports import Audit
 
 log = logging.getLogger("workflow.inventory")
 
@@ -64,8 +66,8 @@ def _one(identifier: Dataset, keyword: str) -> str:
 
 
 class InventoryQrScp:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
-        self.engine, self.settings = engine, settings
+    def __init__(self, engine: Engine, settings: Settings, audit: Audit = NoAudit()) -> None:
+        self.engine, self.settings, self.audit = engine, settings, audit
 
     def routes(self) -> Routes:
         return Routes(offers=SERVICES, uses=(SUB_OPERATIONS,), c_find={FIND: self.find}, c_get={GET: self.get},
@@ -98,7 +100,7 @@ class InventoryQrScp:
             strings=tuple((k, _one(identifier, k)) for k in store.STRING_KEYS if _one(identifier, k)),
             total_records=_one(identifier, "TotalNumberOfStudyRecords"), archive_ae=archive)
         try:
-            matches = list(store.find(self.engine, keys))
+            matches = store.audited_find(self.engine, keys, self.audit, identifier.to_json().encode("utf-8"))
         except store.Unmatchable as exc:
             log.warning(f"Inventory FIND: {exc} cannot be matched", extra={**extra, "status": "A900"})
             yield IDENTIFIER_DOES_NOT_MATCH, None
