@@ -93,3 +93,20 @@ def test_a_study_that_cannot_be_listed_makes_the_inventory_partial(orthanc, engi
     assert f"1 studies in scope could not be listed and are in no record: {broken}" in built.description
     [node] = [n for n in store.find(engine, store.Keys(sop_instance_uids=(built.root_uid,)))]
     assert node["completion"] == "PARTIAL" and broken in node["description"]
+
+
+def test_the_newest_three_inventories_of_an_archive_are_kept(orthanc, engine):
+    server, _ = orthanc
+    settings = test_settings("sqlite://")
+    for _ in range(3):
+        lister, _ = lister_for(server, settings)
+        built, _ = build(settings, engine, Archive("RESUME", "127.0.0.1", server.dicom_port, "RESUME_Q"),
+                         lister=lister)
+    roots = store.roots(engine, "RESUME")
+    assert len(roots) == 3 and roots[0]["sop_instance_uid"] == built.root_uid
+    assert states(engine) == {}  # the crawls' study rows went into their inventories
+    import io
+
+    from pydicom import dcmread
+    ds = dcmread(io.BytesIO(store.data(engine, built.root_uid)))
+    assert {r.RetrieveAETitle for r in ds.InventoriedStudiesSequence} == {"RESUME_Q"}  # as its IANs name it

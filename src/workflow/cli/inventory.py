@@ -31,7 +31,8 @@ def cmd_build(args, settings, engine) -> int:
         print(f"wfm inventory: {message}", file=sys.stderr)
 
     try:
-        built, _ = build(settings, engine, Archive(remote.ae_title, remote.host, remote.port), days=days,
+        archive = Archive(remote.ae_title, remote.host, remote.port, reconcile.retrieve_ae_title if reconcile else "")
+        built, _ = build(settings, engine, archive, days=days,
                          modalities=modalities, record_limit=args.record_limit or RECORD_LIMIT,
                          progress=progress)
     except CrawlStopped as exc:
@@ -69,8 +70,8 @@ def add_parsers(sub, common: argparse.ArgumentParser, *, writes, reads) -> None:
     p.add_argument("archive", help="a configured [[remote_ae]] title")
     p.add_argument("--days", type=int, help="only studies of the last N days (default: the archive's "
                                             "[remote_ae.reconcile] days, else all)")
-    p.add_argument("--modality", "--modalities", action="append", dest="modality",
-                   help="only studies with this modality (repeatable; default: the archive's reconcile modalities)")
+    p.add_argument("--modality", "--modalities", action="extend", nargs="+", dest="modality", metavar="MODALITY",
+                   help="only studies with these modalities (default: the archive's reconcile modalities)")
     p.add_argument("--record-limit", type=int,
                    help="study records per Inventory instance (default 1000); more are split into incorporated "
                         "instances")

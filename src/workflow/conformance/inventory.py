@@ -8,6 +8,7 @@ from workflow.conformance.markdown import table
 from workflow.inventory import store
 from workflow.inventory.dimse import qr_scp
 from workflow.inventory.job import RECORD_LIMIT
+from workflow.inventory.produce import KEEP
 from workflow.inventory.rules.iod import MANUFACTURER
 
 # contrib/orthanc/wfm_bridge.py's answers (tests/contrib checks these against the bridge itself).
@@ -50,15 +51,15 @@ attributes, then SERIES and IMAGE level per study, with the reconciliation query
 stores standard Inventory SOP instances (PS3.3 A.88.3: General Equipment, Inventory, SOP Common;
 Manufacturer "{MANUFACTURER}"): Inventory Level INSTANCE, Scope of Inventory as asked (Study Date range,
 Modalities in Study), study records in Study Instance UID order each with the archive's AE as Retrieve
-AE Title (that is where the instances are), Item Inventory DateTime the time the study was listed, and
+AE Title (that is where the instances are; its `retrieve_ae_title` when set), Item Inventory DateTime the time the study was listed, and
 Study Update DateTime empty (C-FIND does not tell). Above {RECORD_LIMIT} study records per instance
 (`--record-limit`) the inventory is split into a tree: leaves of study records and index instances
 (100 children each) whose Incorporated Inventory Instance Sequence lists their whole subtree, up to one
 root. Every answer is kept in the database as it comes, so a crawl that stops (the archive goes away)
-resumes where it stopped when the same command runs again; the inventory is stored in one transaction
-when the crawl ends. Inventory Completion Status is COMPLETE only when every study in scope was listed;
-a study whose listing failed makes it PARTIAL, the Inventory Instance Description naming how many and
-which: their instances are in no record, so a consumer must not take them as missing.
+resumes where it stopped when the same command runs again. The inventory is stored in one transaction
+when the crawl ends; the archive's inventories older than its newest {KEEP} are removed in it.
+Inventory Completion Status is COMPLETE only when every study in scope was listed; a study whose
+listing failed makes it PARTIAL, the Inventory Instance Description naming how many and which: their instances are in no record, so a consumer must not take them as missing.
 
 The instances are served by this AE as an Inventory Q/R SCP (PS3.4 JJ). An association whose Called AE
 Title is an archive's title (e.g. `ORTHANC` at this server's address) sees that archive's inventories

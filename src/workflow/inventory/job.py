@@ -32,6 +32,11 @@ class Archive:
     ae_title: str
     host: str
     port: int
+    retrieve_ae_title: str = ""  # the Retrieve AE Title its IANs name, when not its AE title
+
+    @property
+    def retrieve_ae(self) -> str:
+        return self.retrieve_ae_title or self.ae_title
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -110,7 +115,7 @@ def build(settings: Settings, engine: Engine, archive: Archive, *, days: int | N
         lister.close()
     progress(f"{counts['DONE']} studies listed, {counts['FAILED']} could not be")
     built = produce(engine, crawl_id, archive.ae_title, scope, method="Study Root C-FIND",
-                    record_limit=record_limit, station_name=settings.ae_title)
+                    record_limit=record_limit, station_name=settings.ae_title, retrieve_ae=archive.retrieve_ae)
     return built, resumed
 
 

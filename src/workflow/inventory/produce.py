@@ -15,17 +15,19 @@ from datetime import datetime, timezone
 
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, delete, select, update
 
 from workflow.inventory.crawl import failed_studies, listed_studies
 from workflow.inventory.rules.iod import NodeHeader, NodeRef, node_dataset, part10, study_record
 from workflow.inventory.rules.tree import build_tree
-from workflow.inventory.tables import DONE, InventoryCrawl as Crawl, InventoryNode as Node
+from workflow.inventory.tables import (DONE, InventoryCrawl as Crawl, InventoryCrawlStudy as CrawlStudy,
+                                       InventoryNode as Node)
 from workflow.reconcile.rules.scope import HoldingsScope, scope_item
 
 log = logging.getLogger("workflow.inventory")
-C, N = Crawl.__table__, Node.__table__
+C, N, S = Crawl.__table__, Node.__table__, CrawlStudy.__table__
 NAMED = 20  # studies that could not be listed, named in the description
+KEEP = 3  # inventories kept per archive: a consumer retrieving the previous one can finish
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,10 @@ def describe(archive_ae: str, method: str, failed: list[tuple[str, str]]) -> tup
 
 
 def produce(engine: Engine, crawl_id: int, archive_ae: str, scope: HoldingsScope, *, method: str,
-            record_limit: int, fanout: int = 100, station_name: str = "") -> Built:
+            record_limit: int, fanout: int = 100, station_name: str = "", retrieve_ae: str = "",
+            keep: int = KEEP) -> Built:
+    """Store the crawl's inventory; the archive's inventories beyond the newest `keep` and the crawl's
+    study rows (now in the inventory) go in the same transaction."""
     with engine.begin() as conn:
         started = conn.execute(select(C.c.started_at).where(C.c.id == crawl_id)).scalar_one()
         started = started if started.tzinfo else started.replace(tzinfo=timezone.utc)
@@ -76,12 +81,19 @@ def produce(engine: Engine, crawl_id: int, archive_ae: str, scope: HoldingsScope
             for facts, listed_at in listed_studies(conn, crawl_id):
                 if any(s.instances for s in facts.series):  # a study emptied since the list is not held
                     records += 1
-                    yield study_record(facts, archive_ae, listed_at)
+                    yield study_record(facts, retrieve_ae or archive_ae, listed_at)
 
         root = build_tree(study_records(), record_limit, fanout, put)
         conn.execute(update(N).where(N.c.sop_instance_uid.in_(stored)).values(root_uid=root.uid))
         conn.execute(update(C).where(C.c.id == crawl_id).values(status=DONE, finished_at=datetime.now(timezone.utc),
                                                                 root_uid=root.uid, comment=description))
+        conn.execute(delete(S).where(S.c.crawl_id == crawl_id))
+        kept = select(C.c.root_uid).where(C.c.archive_ae_title == archive_ae, C.c.status == DONE,
+                                          C.c.root_uid.is_not(None)).order_by(C.c.id.desc()).limit(keep)
+        old = conn.execute(select(N.c.sop_instance_uid).where(N.c.archive_ae_title == archive_ae,
+                                                              N.c.root_uid.not_in(kept))).scalars().all()
+        if old:
+            conn.execute(delete(N).where(N.c.sop_instance_uid.in_(old)))
     log.info(f"inventory {root.uid} of {archive_ae}: {records} study records in {len(stored)} instance(s), "
-             f"{completion}")
+             f"{completion}; {len(old)} instance(s) of older inventories removed")
     return Built(root.uid, len(stored), records, completion, description)
