@@ -17,11 +17,13 @@ from workflow.audit.sender import AuditSender, Repository
 from workflow.audit.trail import AuditTrail
 from workflow.config import Settings
 from workflow.console import pages as console_pages
+from workflow.dimse import retrieve
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
 from workflow.ian import http as ian_http
 from workflow.ian.dimse import scp as ian_scp
 from workflow.ian.ingest import IngestService
+from workflow.inventory.dimse import qr_scp as inventory_qr
 from workflow.kernel.clock import utcnow
 from workflow.kernel.ports import Signal
 from workflow.kernel.worker import Periodic
@@ -54,8 +56,9 @@ from workflow.web.server import HttpServer
 log = logging.getLogger("workflow.app")
 
 # The SOP classes the DICOM face offers and uses, in the order the conformance statement lists them.
-OFFERED = (VERIFICATION, ian_scp.SERVICE, mpps_scp.SERVICE, *ups_scp.SERVICES, storage_scp.SERVICE)
-USED = (event_sender.SERVICE, *reconcile_services.CLIENT_SERVICES)
+OFFERED = (VERIFICATION, ian_scp.SERVICE, mpps_scp.SERVICE, *ups_scp.SERVICES, storage_scp.SERVICE,
+           *inventory_qr.SERVICES)
+USED = (event_sender.SERVICE, *reconcile_services.CLIENT_SERVICES, inventory_qr.SUB_OPERATIONS)
 HOUSEKEEPING_EVERY = 600.0  # seconds between retention rounds
 
 
@@ -123,8 +126,10 @@ class App:
             mpps_scp.MppsScp(self.performed_steps).routes(),
             ups_scp.UpsScp(self.worklist).routes(),
             storage_scp.InventoryStorageScp(self.engine, self.audit).routes(),
+            inventory_qr.InventoryQrScp(self.engine, settings, self.audit).routes(),
             Routes(uses=(event_sender.SERVICE,)),
         ), self.metrics)
+        retrieve.accept_get_roles(self.dicom)  # Inventory GET sends on the requestor's association
         self.dicom.security_alert = lambda kind, who, detail: self.audit.record_now(
             messages.security_alert(kind, who, detail))
 
@@ -179,6 +184,7 @@ class App:
             raise StartupError(listen_problem("DICOM TLS" if tls else "DICOM", self.settings.host,
                                               self.settings.tls_port if tls else self.settings.port,
                                               "tls_port" if tls else "port", exc)) from None
+        retrieve.bind_retrieve(self.dicom)
         if self.http is not None:
             try:
                 self.http.start()

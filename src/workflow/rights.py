@@ -29,7 +29,8 @@ MEANING: dict[Right, str] = {
     Right.SCHEDULE: "create workitems; request their cancellation",
     Right.PERFORM: "claim, update, complete or cancel (as its performer) a workitem",
     Right.WATCH: "subscribe, unsubscribe, suspend; open the UPS-RS event channel (alias: subscribe)",
-    Right.QUERY: "C-FIND, N-GET, UPS-RS Search and Retrieve, the read API and metrics (alias: read)",
+    Right.QUERY: "C-FIND, N-GET, UPS-RS Search and Retrieve, Inventory Q/R of the inventories wfm made, "
+                 "the read API and metrics (alias: read)",
     Right.INVENTORY: "send Inventory instances (C-STORE of Inventory Storage)",
     Right.ADMIN: "every right",
 }
@@ -59,6 +60,8 @@ MPPS_CLASS = "1.2.840.10008.3.1.2.3.3"
 UPS_PUSH, UPS_WATCH, UPS_PULL, UPS_QUERY = ("1.2.840.10008.5.1.4.34.6.1", "1.2.840.10008.5.1.4.34.6.2",
                                              "1.2.840.10008.5.1.4.34.6.3", "1.2.840.10008.5.1.4.34.6.5")
 INVENTORY_STORAGE = "1.2.840.10008.5.1.4.1.1.201.1"
+INVENTORY_FIND, INVENTORY_MOVE, INVENTORY_GET = ("1.2.840.10008.5.1.4.1.1.201.2", "1.2.840.10008.5.1.4.1.1.201.3",
+                                                 "1.2.840.10008.5.1.4.1.1.201.4")
 VERIFICATION = "1.2.840.10008.1.1"
 
 # (SOP class, DIMSE command, N-ACTION type or None) -> the right it needs. UPS N-* requests carry the
@@ -79,6 +82,10 @@ OPERATIONS: dict[tuple[str, str, int | None], Right] = {
     (UPS_WATCH, "C-FIND", None): Right.QUERY,
     (UPS_QUERY, "C-FIND", None): Right.QUERY,
     (INVENTORY_STORAGE, "C-STORE", None): Right.INVENTORY,
+    # The inventories `wfm inventory build` made, served over Inventory Q/R (inventory/dimse/qr_scp.py).
+    (INVENTORY_FIND, "C-FIND", None): Right.QUERY,
+    (INVENTORY_GET, "C-GET", None): Right.QUERY,
+    (INVENTORY_MOVE, "C-MOVE", None): Right.QUERY,
 }
 
 # A presentation context is accepted when the calling AE holds any right that SOP class serves; one it
@@ -90,7 +97,12 @@ CONTEXTS: dict[str, frozenset[Right]] = {
     UPS_PULL: frozenset({Right.PERFORM, Right.QUERY}),
     UPS_WATCH: frozenset({Right.WATCH, Right.SCHEDULE, Right.QUERY}),
     UPS_QUERY: frozenset({Right.QUERY}),
-    INVENTORY_STORAGE: frozenset({Right.INVENTORY}),
+    # QUERY: a C-GET requestor proposes Inventory Storage for the sub-operations (its SCP role); its
+    # own C-STORE still needs INVENTORY (OPERATIONS).
+    INVENTORY_STORAGE: frozenset({Right.INVENTORY, Right.QUERY}),
+    INVENTORY_FIND: frozenset({Right.QUERY}),
+    INVENTORY_GET: frozenset({Right.QUERY}),
+    INVENTORY_MOVE: frozenset({Right.QUERY}),
 }
 
 

@@ -63,12 +63,13 @@ class OrthancServer:
     """`with OrthancServer(aet="ARCHIVE") as orthanc:` a running Orthanc on 127.0.0.1."""
 
     def __init__(self, aet: str = "ORTHANC", modalities: dict[str, tuple[str, str, int]] | None = None,
-                 stable_age: int = 2, startup_timeout: float = 30.0):
+                 stable_age: int = 2, startup_timeout: float = 30.0, extra_config: dict | None = None):
         self.aet = aet
         self.host = HOST
         self.modalities = modalities or {}
         self.stable_age = stable_age
         self.startup_timeout = startup_timeout
+        self.extra_config = extra_config or {}  # plugins and their sections; may name "{workdir}", "{http_port}"
         self.http_port = 0
         self.dicom_port = 0
         self.startup_seconds: float | None = None
@@ -114,6 +115,8 @@ class OrthancServer:
             "SaveJobs": False,
             "DicomModalities": {name: list(v) for name, v in self.modalities.items()},
         }
+        extra = json.dumps(self.extra_config).replace("{workdir}", str(work))
+        config.update(json.loads(extra.replace("{http_port}", str(self.http_port))))
         config_path = work / "orthanc.json"
         config_path.write_text(json.dumps(config, indent=2))
         started = time.monotonic()

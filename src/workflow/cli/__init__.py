@@ -7,7 +7,7 @@ import os
 import sys
 
 from workflow import __version__
-from workflow.cli import audit, demo, ian, mpps, policies, reconcile, server, study, tokens, ups
+from workflow.cli import audit, demo, ian, inventory, mpps, policies, reconcile, server, study, tokens, ups
 from workflow.cli.common import CliError, with_read_store, with_store
 from workflow.config import ConfigError
 from workflow.logs import setup_logging
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (server, study, policies, ian, ups, mpps, tokens, audit, demo):
         module.add_parsers(sub, common)
     reconcile.add_parsers(sub, common, writes=with_store, reads=with_read_store)
+    inventory.add_parsers(sub, common, writes=with_store, reads=with_read_store)
     for each in (parser, *_subparsers(parser)):
         each.formatter_class = HelpWithDefaults
     return parser

@@ -20,7 +20,9 @@ from workflow.kernel.attributes import Attr, absence_rules
 from workflow.conformance.audit import render_audit
 from workflow.conformance.console import render_console
 from workflow.conformance.dicomweb import render_dicomweb
+from workflow.conformance.inventory import render_inventory
 from workflow.conformance.security import render_security
+from workflow.inventory.job import RECORD_LIMIT
 from workflow.conformance.markdown import table as _table
 
 TYPE_MEANING = {
@@ -172,6 +174,8 @@ def render(site: Settings | None = None) -> str:
          "`[remote_ae.reconcile]`", "none (manual runs: auto, whole archive, C-GET, report only)"),
         ("A RUNNING reconciliation without progress is abandoned after (s)", "`reconcile_stale_after`",
          f"{d.reconcile_stale_after:g}"),
+        ("Inventory made by `wfm inventory build`: study records per Inventory instance", "`--record-limit`",
+         str(RECORD_LIMIT)),
     ]
     attr_list = ", ".join(f"{s.hex}" for s in (statuses.MISSING_ATTRIBUTE, statuses.MISSING_ATTRIBUTE_VALUE))
     return f"""# DICOM Conformance Statement: wfm, the open DICOM workflow manager
@@ -326,6 +330,7 @@ ones in the published statement; `wfm conformance --config FILE` renders a site'
 {render_ups(d)}
 {render_mpps()}
 {render_reconciliation()}
+{render_inventory()}
 ### 3.3 Network interfaces
 
 TCP/IP over IPv4 or IPv6, on the address and port configured (`host`, `port`).

@@ -9,7 +9,7 @@ from workflow.conformance.markdown import table
 
 def render_console() -> str:
     rows = [(method, f"`{path}`", right, what) for method, path, right, what in RESOURCES]
-    return f"""### 3.5 Web console (HTTP, non-DICOM)
+    return f"""### 3.6 Web console (HTTP, non-DICOM)
 
 With `http_port` set, the HTTP face also serves a web console under `/ui` (server-rendered HTML; works
 without JavaScript for reading; the worklist's live updates use a WebSocket). It needs no DICOM

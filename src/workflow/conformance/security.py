@@ -3,6 +3,8 @@ applies them (tls.py, rights.py, the settings' defaults)."""
 
 from __future__ import annotations
 
+from pydicom.uid import UID
+
 from workflow.config import Settings
 from workflow.conformance.markdown import table
 from workflow.rights import CONTEXTS, MEANING, OPERATIONS, Right
@@ -17,14 +19,20 @@ NAMES = {
     "1.2.840.10008.5.1.4.34.6.5": "UPS Query",
     "1.2.840.10008.5.1.4.1.1.201.1": "Inventory Storage",
 }
+
+
+def _name(sop_class: str) -> str:
+    return NAMES.get(sop_class) or UID(sop_class).name
+
+
 ACTIONS = {1: "change state", 2: "request cancellation", 3: "subscribe", 4: "unsubscribe", 5: "suspend"}
 
 
 def render_security() -> str:
     d = Settings()
-    operation_rows = [(NAMES[sop_class], command + (f" {action} ({ACTIONS[action]})" if action else ""), right.value)
+    operation_rows = [(_name(sop_class), command + (f" {action} ({ACTIONS[action]})" if action else ""), right.value)
                       for (sop_class, command, action), right in OPERATIONS.items()]
-    context_rows = [(NAMES[sop_class], sop_class, ", ".join(sorted(r.value for r in rights)))
+    context_rows = [(_name(sop_class), sop_class, ", ".join(sorted(r.value for r in rights)))
                     for sop_class, rights in CONTEXTS.items()]
     right_rows = [(r.value, MEANING[r]) for r in dict.fromkeys(Right)]
     limit_rows = [

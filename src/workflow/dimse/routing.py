@@ -33,6 +33,11 @@ class Routes:
     n_action: dict[str, Callable] = field(default_factory=dict)
     c_find: dict[str, Callable] = field(default_factory=dict)
     c_store: dict[str, Callable] = field(default_factory=dict)
+    # C-GET and C-MOVE by the negotiated abstract syntax (bound by dimse/retrieve.py for now).
+    c_get: dict[str, Callable] = field(default_factory=dict)
+    c_move: dict[str, Callable] = field(default_factory=dict)
+    # SOP classes this AE sends as C-STORE sub-operations of a C-GET (their SCP role is accepted).
+    get_storage: tuple[str, ...] = ()
 
     @staticmethod
     def merge(*parts: "Routes") -> "Routes":
@@ -40,7 +45,8 @@ class Routes:
         for part in parts:
             out.offers += part.offers
             out.uses += part.uses
-            for name in ("n_create", "n_set", "n_get", "n_action", "c_find", "c_store"):
+            out.get_storage += part.get_storage
+            for name in ("n_create", "n_set", "n_get", "n_action", "c_find", "c_store", "c_get", "c_move"):
                 mine = getattr(out, name)
                 for uid, handler in getattr(part, name).items():
                     if uid in mine:

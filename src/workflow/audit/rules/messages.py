@@ -5,7 +5,7 @@ EventIdentification, ActiveParticipant+, AuditSourceIdentification, ParticipantO
 Events (the mapping is ours where PS3.15 names none for the thing: see EVENTS):
   Application Activity 110100 (110120 start, 110121 stop)          the server starting and stopping
   Security Alert 110113 (110126, 110131, 110132, 110136)            refusals, TLS failures, reloads, rights
-  Query 110112                                                      UPS C-FIND and UPS-RS Search
+  Query 110112                                                      UPS C-FIND and UPS-RS Search, Inventory FIND
   Procedure Record 110111                                           UPS create/update/state/cancel; MPPS
   Import 110107                                                     an IAN or an Inventory instance received
   DICOM Instances Accessed 110103 / Export 110106                   reconciliation reports read / downloaded
@@ -76,7 +76,7 @@ EVENTS: tuple[tuple[Code, Code | None, str], ...] = (
     (SECURITY_ALERT, RESTRICTED_FUNCTION, "a request outside the calling AE's or token's rights (0124, 403)"),
     (SECURITY_ALERT, SOFTWARE_CONFIGURATION, "policies reloaded (SIGHUP), or a reload refused"),
     (SECURITY_ALERT, SECURITY_ROLES_CHANGED, "an API token created or revoked"),
-    (QUERY, None, "a UPS C-FIND or UPS-RS Search (the query itself is recorded, base64)"),
+    (QUERY, None, "a UPS C-FIND or UPS-RS Search, an Inventory FIND (the query itself is recorded, base64)"),
     (PROCEDURE_RECORD, None, "a UPS workitem created (C), updated, changed state or canceled (U); an MPPS "
                              "created (C) or set COMPLETED/DISCONTINUED (U)"),
     (IMPORT, None, "an IAN received and stored (C), over DIMSE or HTTP; an Inventory instance received (C)"),
