@@ -87,3 +87,13 @@ def archive_faults_reset(archive):
     archive.faults.reset()
     yield
     archive.faults.reset()
+
+
+@pytest.fixture(scope="module")
+def syslog_receiver():
+    """An audit repository of the tests' own (RFC 5425 framing over TCP on 127.0.0.1)."""
+    from testkit.audit import SyslogReceiver
+
+    receiver = SyslogReceiver().start()
+    yield receiver
+    receiver.stop()

@@ -1,4 +1,4 @@
-"""The audit trail end to end, on a real server and a syslog receiver of the tests' own: each audited
+"""The audit trail end to end, on a real server and a syslog syslog_receiver of the tests' own: each audited
 event arrives as one valid DICOM Audit Message per syslog message, in the order the changes committed;
 when the repository is down nothing is lost: `wfm audit --pending` lists what is owed, and everything
 arrives, in order, once it is back."""
@@ -21,15 +21,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    receiver = SyslogReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
-def app(database_url, receiver):
-    with http_app(database_url, audit_repository=f"tcp://127.0.0.1:{receiver.port}", audit_source_id="WFMTEST",
+def app(database_url, syslog_receiver):
+    with http_app(database_url, audit_repository=f"tcp://127.0.0.1:{syslog_receiver.port}", audit_source_id="WFMTEST",
                   allowed_calling_aes=("SCHEDULER", "MODALITY"), event_retry_initial=0.2,
                   event_retry_max_interval=0.5) as app:
         yield app
@@ -46,9 +39,9 @@ def events(messages) -> list[tuple[str, str, str]]:
     return out
 
 
-def test_audited_events_arrive_valid_and_in_order(app, receiver):
-    receiver.wait_for(lambda msgs: any(e == ("110100", "110120", "E") for e in events(msgs)))  # the start
-    before = len(receiver.messages)
+def test_audited_events_arrive_valid_and_in_order(app, syslog_receiver):
+    syslog_receiver.wait_for(lambda msgs: any(e == ("110100", "110120", "E") for e in events(msgs)))  # the start
+    before = len(syslog_receiver.messages)
     uid = generate_uid()
     with ups_association(app.dicom.port) as assoc:
         assert assoc.send_n_create(workitem(), PUSH, uid)[0].Status == 0
@@ -57,7 +50,7 @@ def test_audited_events_arrive_valid_and_in_order(app, receiver):
         assert send(assoc, make_ian())[0].Status == 0
     with client(app) as http:
         assert http.get("/dicom-web/workitems?ProcedureStepState=SCHEDULED").status_code in (200, 204, 404)
-    got = receiver.wait_for(lambda msgs: len(msgs) >= before + 3)[before:]
+    got = syslog_receiver.wait_for(lambda msgs: len(msgs) >= before + 3)[before:]
     assert all(valid(xml) for _, _, xml in got), [schema_errors(xml) for _, _, xml in got]
     assert [msgid for _, msgid, _ in got] == ["IHE+RFC-3881"] * len(got)
     assert events(got)[:3] == [("110111", "", "C"), ("110111", "", "U"), ("110107", "", "C")]
@@ -68,20 +61,20 @@ def test_audited_events_arrive_valid_and_in_order(app, receiver):
     assert created.find("AuditSourceIdentification").get("AuditSourceID") == "WFMTEST"
 
 
-def test_a_refused_association_is_a_security_alert(app, receiver):
-    before = len(receiver.messages)
+def test_a_refused_association_is_a_security_alert(app, syslog_receiver):
+    before = len(syslog_receiver.messages)
     with ups_association(app.dicom.port, calling_ae="INTRUDER") if False else association(
             app.dicom.port, calling_ae="INTRUDER") as assoc:
         assert not assoc.is_established
-    got = receiver.wait_for(lambda msgs: any(e[:2] == ("110113", "110126") for e in events(msgs[before:])))
+    got = syslog_receiver.wait_for(lambda msgs: any(e[:2] == ("110113", "110126") for e in events(msgs[before:])))
     alert = next(xml for (_, _, xml), e in zip(got[before:], events(got[before:])) if e[:2] == ("110113", "110126"))
     document = etree.fromstring(alert)
     assert document.find("ActiveParticipant").get("UserID") == "INTRUDER"
     assert document.find("EventIdentification").get("EventOutcomeIndicator") == "4"
 
 
-def test_nothing_is_lost_while_the_repository_is_down(app, receiver, database_url):
-    receiver.stop()
+def test_nothing_is_lost_while_the_repository_is_down(app, syslog_receiver, database_url):
+    syslog_receiver.stop()
     uids = [generate_uid() for _ in range(15)]
     with ups_association(app.dicom.port) as assoc:
         for uid in uids:
@@ -91,14 +84,14 @@ def test_nothing_is_lost_while_the_repository_is_down(app, receiver, database_ur
     import json
     owed = json.loads(pending.stdout)
     assert len(owed) >= 15 and all(r["status"] == "PENDING" for r in owed)
-    restarted = SyslogReceiver(receiver.port).start()
+    restarted = SyslogReceiver(syslog_receiver.port).start()
     try:
         got = restarted.wait_for(lambda msgs: {u for u in uids} <= {
             o.get("ParticipantObjectID") for _, _, xml in msgs
             for o in etree.fromstring(xml).findall("ParticipantObjectIdentification")}, timeout=60)
     finally:
         restarted.stop()
-        receiver.start()
+        syslog_receiver.start()
     announced = [o.get("ParticipantObjectID") for _, _, xml in got
                  for o in etree.fromstring(xml).findall("ParticipantObjectIdentification")[:1]]
     first_seen = [u for u in dict.fromkeys(announced) if u in uids]

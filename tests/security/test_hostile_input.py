@@ -17,8 +17,7 @@ from pydicom.filewriter import write_dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.uid import generate_uid
 from pynetdicom.dimse_primitives import N_CREATE
-from pynetdicom.sop_class import (InstanceAvailabilityNotification, UnifiedProcedureStepPull,
-                                  UnifiedProcedureStepPush, Verification)
+from pynetdicom.sop_class import (InstanceAvailabilityNotification, UnifiedProcedureStepPush, Verification)
 from sqlalchemy import func, select
 
 from testkit.ian import make_ian
@@ -105,6 +104,23 @@ def send_request(assoc, request) -> None:
     while not assoc._is_paused:
         time.sleep(0.0001)
     assoc.dimse.send_msg(request, context_id_of(assoc, request.AffectedSOPClassUID))
+
+
+def n_create_raw(app, sop_class: str, data: bytes):
+    """An N-CREATE whose data set is `data` as given (any bytes); the status answered, or None."""
+    assoc = associate(app, sop_class)
+    try:
+        request = N_CREATE()
+        request.MessageID = 1
+        request.AffectedSOPClassUID = sop_class
+        request.AffectedSOPInstanceUID = generate_uid()
+        request.AttributeList = BytesIO(data)
+        send_request(assoc, request)
+        return outcome(assoc)
+    finally:
+        assoc._reactor_checkpoint.set()
+        if assoc.is_established:
+            assoc.release()
 
 
 def outcome(assoc, timeout: float = 5.0):
@@ -204,19 +220,7 @@ def broken_ians(draw) -> bytes:
 @given(data=broken_ians())
 def test_malformed_ian_data_sets(app, data):
     before = count(app, Notification)
-    assoc = associate(app, InstanceAvailabilityNotification)
-    try:
-        request = N_CREATE()
-        request.MessageID = 1
-        request.AffectedSOPClassUID = InstanceAvailabilityNotification
-        request.AffectedSOPInstanceUID = generate_uid()
-        request.AttributeList = BytesIO(data)
-        send_request(assoc, request)
-        status = outcome(assoc)
-    finally:
-        assoc._reactor_checkpoint.set()
-        if assoc.is_established:
-            assoc.release()
+    status = n_create_raw(app, InstanceAvailabilityNotification, data)
     stored = count(app, Notification) - before
     if status is None or status not in WARNINGS | {0x0000}:
         assert stored == 0, f"status {status}: refused or aborted, yet stored"
@@ -231,19 +235,7 @@ def test_truncated_ups_data_sets(app, cut):
     """A workitem's data set cut short: refused or aborted, never a half-made workitem."""
     good = encode(workitem())
     before = count(app, Workitem)
-    assoc = associate(app, UnifiedProcedureStepPush, UnifiedProcedureStepPull)
-    try:
-        request = N_CREATE()
-        request.MessageID = 1
-        request.AffectedSOPClassUID = UnifiedProcedureStepPush
-        request.AffectedSOPInstanceUID = generate_uid()
-        request.AttributeList = BytesIO(good[:int(len(good) * cut)])
-        send_request(assoc, request)
-        status = outcome(assoc)
-    finally:
-        assoc._reactor_checkpoint.set()
-        if assoc.is_established:
-            assoc.release()
+    status = n_create_raw(app, UnifiedProcedureStepPush, good[:int(len(good) * cut)])
     if status == 0x0000:  # cut between two elements: a smaller, complete data set, stored once
         assert parses(good[:int(len(good) * cut)]) and count(app, Workitem) == before + 1
     else:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import time
 
 import pytest
-from lxml import etree
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import (InstanceAvailabilityNotification, UnifiedProcedureStepPull,
                                   UnifiedProcedureStepPush, Verification)
 from sqlalchemy import func, select
 
-from testkit.audit import SyslogReceiver
+from testkit.audit import security_alerts
 from testkit.http import http_app
 from testkit.ian import instance_item, make_ian
 from testkit.ups import workitem
@@ -37,15 +36,8 @@ CLIENTS = (
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    receiver = SyslogReceiver().start()
-    yield receiver
-    receiver.stop()
-
-
-@pytest.fixture(scope="module")
-def app(database_url, receiver):
-    with http_app(database_url, client_ae=CLIENTS, audit_repository=f"tcp://127.0.0.1:{receiver.port}",
+def app(database_url, syslog_receiver):
+    with http_app(database_url, client_ae=CLIENTS, audit_repository=f"tcp://127.0.0.1:{syslog_receiver.port}",
                   max_associations_per_ae=2, max_dataset_bytes=20_000) as app:
         yield app
 
@@ -58,19 +50,6 @@ def associate(app, calling: str, *contexts: str):
     return ae.associate("127.0.0.1", app.dicom.port, ae_title="WFM")
 
 
-def alert_descriptions(receiver, text: str) -> list[str]:
-    def found(messages):
-        out = []
-        for _, _, xml in messages:
-            ident = etree.fromstring(xml).find("EventIdentification")
-            if ident.find("EventID").get("csd-code") == "110113" and text in (
-                    ident.findtext("EventOutcomeDescription") or ""):
-                out.append(ident.findtext("EventOutcomeDescription"))
-        return out
-    receiver.wait_for(found)
-    return found(receiver.messages)
-
-
 def wait_until(condition, timeout: float = 10.0) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -80,10 +59,10 @@ def wait_until(condition, timeout: float = 10.0) -> bool:
     return True
 
 
-def test_an_ae_not_listed_is_rejected_and_alerted(app, receiver):
+def test_an_ae_not_listed_is_rejected_and_alerted(app, syslog_receiver):
     assoc = associate(app, "STRANGER", Verification)
     assert assoc.is_rejected
-    assert alert_descriptions(receiver, "'STRANGER' is not listed")
+    assert security_alerts(syslog_receiver, "'STRANGER' is not listed")
 
 
 def test_hosts_limit_where_an_ae_may_come_from(app):
@@ -108,7 +87,7 @@ def test_contexts_without_a_right_are_rejected_the_others_accepted(app):
         assoc.release()
 
 
-def test_a_request_outside_the_rights_gets_0124_and_an_alert(app, receiver):
+def test_a_request_outside_the_rights_gets_0124_and_an_alert(app, syslog_receiver):
     # SCHEDULER may create and query, not claim; PERFORMER may claim, not create or query.
     uid = generate_uid()
     scheduler = associate(app, "SCHEDULER", UnifiedProcedureStepPush)
@@ -125,7 +104,7 @@ def test_a_request_outside_the_rights_gets_0124_and_an_alert(app, receiver):
     finally:
         scheduler.release()
         performer.release()
-    assert alert_descriptions(receiver, "N-ACTION of")
+    assert security_alerts(syslog_receiver, "N-ACTION of")
 
 
 def test_c_find_outside_the_rights_is_a_refusal_not_an_empty_success(app):

@@ -14,12 +14,11 @@ import time
 
 import httpx
 import pytest
-from lxml import etree
 from pydicom.uid import generate_uid
 from pynetdicom import evt
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStepPush, Verification
 
-from testkit.audit import SyslogReceiver
+from testkit.audit import security_alerts
 from testkit.certs import make_pki
 from testkit.http import free_port, http_app
 from testkit.orthanc import REQUIRE_ORTHANC
@@ -37,13 +36,6 @@ def pki(tmp_path_factory):
             pytest.fail("dcmtk is not installed (.ci/run installs it)")
         pytest.skip("dcmtk is not installed: apt-get install dcmtk")
     return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture(scope="module")
-def receiver():
-    receiver = SyslogReceiver().start()
-    yield receiver
-    receiver.stop()
 
 
 class Subscriber:
@@ -72,12 +64,12 @@ def subscriber(pki):
 
 
 @pytest.fixture(scope="module")
-def app(database_url, pki, receiver, subscriber):
+def app(database_url, pki, syslog_receiver, subscriber):
     clients = (ClientAE("CT1", ("notify", "query", "schedule", "watch"), ("127.0.0.0/8",), "CN=ct1,O=Hospital"),
                ClientAE("CT2", ("notify",), (), "CN=someone-else,O=Hospital"))
     with http_app(database_url, tls_port=free_port(), https_port=free_port(), tls_certificate=pki.server.certificate,
                   tls_private_key=pki.server.key, tls_ca_certificates=pki.ca, artim_timeout=2.0,
-                  client_ae=clients, audit_repository=f"tcp://127.0.0.1:{receiver.port}",
+                  client_ae=clients, audit_repository=f"tcp://127.0.0.1:{syslog_receiver.port}",
                   remote_ae=(RemoteAE("TLSSUB", "127.0.0.1", subscriber.port, tls=True),),
                   event_retry_initial=0.2, event_retry_max_interval=0.5) as app:
         yield app
@@ -93,33 +85,18 @@ def authenticated(pki, pair=None) -> tuple[str, ...]:
     return ("+tls", pair.key, pair.certificate, "+cf", pki.ca)
 
 
-def alerts(receiver, text: str, timeout: float = 15.0) -> list[str]:
-    """The Security Alerts whose outcome description contains `text`, once one has arrived."""
-    def matching(messages):
-        out = []
-        for _, _, xml in messages:
-            ident = etree.fromstring(xml).find("EventIdentification")
-            if ident.find("EventID").get("csd-code") == "110113":
-                description = ident.findtext("EventOutcomeDescription") or ""
-                if text in description:
-                    out.append(description)
-        return out
-    receiver.wait_for(lambda messages: matching(messages), timeout)
-    return matching(receiver.messages)
-
-
 def test_dcmtk_echo_over_tls(app, pki):
     echo = dcmtk("echoscu", app, *authenticated(pki))
     assert echo.returncode == 0, echo.stderr
 
 
-def test_plain_tcp_to_the_tls_port_is_refused_and_alerted(app, receiver):
+def test_plain_tcp_to_the_tls_port_is_refused_and_alerted(app, syslog_receiver):
     ae = NoDelayAE(ae_title="CT1")
     ae.add_requested_context(Verification)
     ae.acse_timeout = ae.network_timeout = 5
     assoc = ae.associate("127.0.0.1", app.dicom.tls_port, ae_title="WFM")
     assert not assoc.is_established
-    assert alerts(receiver, "TLS handshake with 127.0.0.1")
+    assert security_alerts(syslog_receiver, "TLS handshake with 127.0.0.1")
 
 
 @pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1, ssl.TLSVersion.TLSv1_1])
@@ -134,10 +111,10 @@ def test_old_tls_versions_are_refused(app, pki, version):
             context.wrap_socket(raw, server_hostname="localhost")
 
 
-def test_client_without_certificate_is_refused(app, pki, receiver):
+def test_client_without_certificate_is_refused(app, pki, syslog_receiver):
     result = dcmtk("echoscu", app, "+tla", "+cf", pki.ca)
     assert result.returncode != 0
-    assert alerts(receiver, "certificate")
+    assert security_alerts(syslog_receiver, "certificate")
 
 
 def test_client_certificate_from_another_ca_is_refused(app, pki):
@@ -145,11 +122,11 @@ def test_client_certificate_from_another_ca_is_refused(app, pki):
     assert result.returncode != 0
 
 
-def test_certificate_subject_must_match_the_client_ae(app, pki, receiver):
+def test_certificate_subject_must_match_the_client_ae(app, pki, syslog_receiver):
     # CT2 is listed with another subject: CT1's certificate does not make it CT2.
     result = dcmtk("echoscu", app, *authenticated(pki), calling="CT2")
     assert result.returncode != 0 and "reject" in (result.stderr + result.stdout).lower()
-    assert alerts(receiver, "certificate subject")
+    assert security_alerts(syslog_receiver, "certificate subject")
 
 
 def test_a_stalled_handshake_blocks_nobody_and_is_dropped(app, pki):

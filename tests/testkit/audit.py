@@ -102,3 +102,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def security_alerts(receiver: SyslogReceiver, text: str, timeout: float = 20.0) -> list[str]:
+    """The outcome descriptions of the Security Alerts (110113) containing `text`, once one arrived."""
+    from lxml import etree
+
+    def found(messages):
+        out = []
+        for _, _, xml in messages:
+            ident = etree.fromstring(xml).find("EventIdentification")
+            description = ident.findtext("EventOutcomeDescription") or ""
+            if ident.find("EventID").get("csd-code") == "110113" and text in description:
+                out.append(description)
+        return out
+    receiver.wait_for(found, timeout)
+    return found(receiver.messages)
