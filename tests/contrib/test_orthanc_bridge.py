@@ -179,3 +179,17 @@ def test_wfm_down_while_orthanc_notifies_loses_nothing(world):
         assert {i["availability"] for i in report["instances"]} == {"ONLINE"}
         assert len(report["notifications"]) == 1
     wait_for(lambda: world.waiting() == [], what="the queue drained")
+
+
+def test_the_queue_survives_an_orthanc_restart(world):
+    study = StudySpec("BRIDGE5", date(2026, 12, 4), [SeriesSpec("CT", 2)])
+    world.app.stop()
+    world.store(study)
+    wait_for(lambda: len(world.waiting()) == 1, what="the IAN queued")
+    world.orthanc.stop()  # Orthanc goes down with the IAN undelivered...
+    world.orthanc.start()  # ...and comes back (same storage and queue folder, new ports)
+    assert len(world.waiting()) == 1
+    world.app = world.start_wfm()
+    report = wait_for(lambda: announced(world, study), what="the study after both restarts")
+    assert len(report["notifications"]) == 1
+    wait_for(lambda: world.waiting() == [], what="the queue drained")

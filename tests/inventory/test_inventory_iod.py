@@ -14,6 +14,7 @@ from pydicom import dcmread
 from pydicom.dataset import Dataset
 
 from iod_tables import problems, subtree_uids
+from workflow.dimse.server import IMPLEMENTATION_CLASS_UID
 from workflow.inventory.produce import describe
 from workflow.inventory.rules.iod import (InstanceFacts, NodeHeader, NodeRef, SeriesFacts, StudyFacts, node_dataset,
                                           part10, study_record)
@@ -58,6 +59,7 @@ def test_every_node_meets_the_module_tables():
         ds = read(data)
         assert problems(ds) == [], uid
         assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert ds.file_meta.ImplementationClassUID == IMPLEMENTATION_CLASS_UID  # the DICOM face's own
     leaf = read(stored["2.25.1"])
     record = leaf.InventoriedStudiesSequence[0]
     assert record.RetrieveAETitle == "ORTHANC" and record.PatientName == "Müller^Jürgen"

@@ -20,7 +20,9 @@ LEVEL = "INSTANCE"
 COMPLETIONS = ("COMPLETE", "PARTIAL", "FAILURE", "CANCELED")
 AVAILABILITY = ("ONLINE", "NEARLINE", "OFFLINE", "UNAVAILABLE")  # best first
 MANUFACTURER = "open DICOM workflow manager"
-IMPLEMENTATION_CLASS_UID = "1.2.826.0.1.3680043.8.498.1.4"  # pydicom's root + a fixed arc for wfm inventories
+# The files carry wfm's own implementation identity, the one its DICOM face sends (dimse/server.py;
+# repeated here because rules import no adapter; tests/inventory checks they agree).
+IMPLEMENTATION_CLASS_UID = "2.25.57341232141535019075580653872591262980"
 
 
 @dataclass(frozen=True)
