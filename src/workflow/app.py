@@ -17,7 +17,6 @@ from workflow.audit.sender import AuditSender, Repository
 from workflow.audit.trail import AuditTrail
 from workflow.config import Settings
 from workflow.console import pages as console_pages
-from workflow.dimse import retrieve
 from workflow.dimse.routing import Routes
 from workflow.dimse.server import VERIFICATION, DicomServer
 from workflow.ian import http as ian_http
@@ -129,7 +128,6 @@ class App:
             inventory_qr.InventoryQrScp(self.engine, settings, self.audit).routes(),
             Routes(uses=(event_sender.SERVICE,)),
         ), self.metrics)
-        retrieve.accept_get_roles(self.dicom)  # Inventory GET sends on the requestor's association
         self.dicom.security_alert = lambda kind, who, detail: self.audit.record_now(
             messages.security_alert(kind, who, detail))
 
@@ -184,7 +182,6 @@ class App:
             raise StartupError(listen_problem("DICOM TLS" if tls else "DICOM", self.settings.host,
                                               self.settings.tls_port if tls else self.settings.port,
                                               "tls_port" if tls else "port", exc)) from None
-        retrieve.bind_retrieve(self.dicom)
         if self.http is not None:
             try:
                 self.http.start()

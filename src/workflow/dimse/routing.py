@@ -33,7 +33,7 @@ class Routes:
     n_action: dict[str, Callable] = field(default_factory=dict)
     c_find: dict[str, Callable] = field(default_factory=dict)
     c_store: dict[str, Callable] = field(default_factory=dict)
-    # C-GET and C-MOVE by the negotiated abstract syntax (bound by dimse/retrieve.py for now).
+    # C-GET and C-MOVE by the negotiated abstract syntax.
     c_get: dict[str, Callable] = field(default_factory=dict)
     c_move: dict[str, Callable] = field(default_factory=dict)
     # SOP classes this AE sends as C-STORE sub-operations of a C-GET (their SCP role is accepted).

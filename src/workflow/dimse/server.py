@@ -96,12 +96,17 @@ class InFlight:
             return self._cond.wait_for(lambda: not self._handlers and not any(self._pending.values()), timeout)
 
 
-def build_ae(settings: Settings, offers: tuple[ServiceSpec, ...]) -> NoDelayAE:
+def build_ae(settings: Settings, offers: tuple[ServiceSpec, ...], get_storage: tuple[str, ...] = ()) -> NoDelayAE:
+    """The AE; `get_storage`: storage SOP classes a C-GET sends back on the requestor's association,
+    whose SCP role (the requestor's) is accepted."""
     ae = NoDelayAE(ae_title=settings.ae_title)
     ae.implementation_class_uid = IMPLEMENTATION_CLASS_UID
     ae.implementation_version_name = IMPLEMENTATION_VERSION_NAME
-    for spec in (VERIFICATION, *offers):
-        ae.add_supported_context(spec.sop_class_uid, list(TRANSFER_SYNTAXES))
+    for uid in dict.fromkeys(spec.sop_class_uid for spec in (VERIFICATION, *offers)):
+        if uid not in get_storage:
+            ae.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    for uid in get_storage:
+        ae.add_supported_context(uid, list(TRANSFER_SYNTAXES), scu_role=True, scp_role=True)
     ae.require_calling_aet = []  # the admission policy decides (dimse/admission.py)
     ae.maximum_associations = settings.max_associations
     ae.maximum_pdu_size = settings.max_pdu_size
@@ -117,7 +122,7 @@ class DicomServer:
     def __init__(self, settings: Settings, routes: Routes, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.routes = routes
-        self.ae = build_ae(settings, routes.offers)
+        self.ae = build_ae(settings, routes.offers, routes.get_storage)
         self.in_flight = InFlight()
         self.metrics = metrics or Metrics()
         self.admission = Admission(settings)
@@ -146,6 +151,8 @@ class DicomServer:
             (evt.EVT_N_ACTION, self._route("RequestedSOPClassUID", self.routes.n_action)),
             (evt.EVT_C_FIND, self._on_c_find),
             (evt.EVT_C_STORE, self._on_c_store),
+            (evt.EVT_C_GET, self._retrieve(self.routes.c_get, (0, (status_dataset(SOP_CLASS_NOT_SUPPORTED), None)))),
+            (evt.EVT_C_MOVE, self._retrieve(self.routes.c_move, ((None, None),))),
             (evt.EVT_REJECTED, self._on_rejected),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
@@ -286,6 +293,19 @@ class DicomServer:
                 yield status_dataset(NOT_AUTHORIZED), None
                 return
             yield from handler(event)
+
+    def _retrieve(self, handlers: dict[str, Callable], unrouted: tuple) -> Callable:
+        """C-GET and C-MOVE, routed by abstract syntax like C-FIND (their contexts are admitted only to an
+        AE with the right, so no per-request check). Unrouted: C-GET says no sub-operations, then 0122;
+        C-MOVE's first answer is its destination, and "none" is answered A801 by pynetdicom."""
+        def handle(event):
+            with self.in_flight.handler(), acting_for(_requestor(event)):
+                handler = handlers.get(str(event.context.abstract_syntax))
+                if handler is None:
+                    yield from unrouted
+                    return
+                yield from handler(event)
+        return handle
 
     def _on_c_store(self, event) -> int:
         with self.in_flight.handler(), acting_for(_requestor(event)):
