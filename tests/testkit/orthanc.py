@@ -1,8 +1,9 @@
 """A real Orthanc for tests: started with its own temporary configuration, loaded with dcmtk storescu,
 inspected and altered through its REST API, stopped by PID.
 
-Orthanc has no bind-address option (it listens on every interface), so everything here talks to it on
-127.0.0.1 only. Both Orthanc and dcmtk get TCP_NODELAY=1: without it each DIMSE message stalls ~40 ms.
+Orthanc has no bind-address option (it listens on every interface): it runs with a small LD_PRELOAD
+shim (native/bind_loopback.c, compiled once with gcc) that turns its wildcard binds into loopback ones,
+so it listens on 127.0.0.1 only, and everything here talks to it there. Both Orthanc and dcmtk get TCP_NODELAY=1: without it each DIMSE message stalls ~40 ms.
 """
 
 from __future__ import annotations
@@ -53,6 +54,31 @@ def free_port() -> int:
 
 def _nodelay_env() -> dict[str, str]:
     return {**os.environ, "TCP_NODELAY": "1"}
+
+
+def loopback_shim() -> str:
+    """The compiled bind-to-loopback shim (built once per source version, in the temporary folder)."""
+    import hashlib
+    import shutil
+
+    source = Path(__file__).parent / "native" / "bind_loopback.c"
+    digest = hashlib.sha256(source.read_bytes()).hexdigest()[:12]
+    built = Path(tempfile.gettempdir()) / f"wfm-bind-loopback-{digest}.so"
+    if not built.exists():
+        compiler = shutil.which("gcc") or shutil.which("cc")
+        if compiler is None:
+            message = "gcc is needed to build the loopback shim Orthanc runs with (apt-get install gcc)"
+            pytest.fail(message) if REQUIRE_ORTHANC else pytest.skip(message)
+        partial = built.with_suffix(f".{os.getpid()}.tmp")
+        subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(partial), str(source), "-ldl"],
+                       check=True, capture_output=True, timeout=120)
+        partial.replace(built)  # atomic: parallel workers never load a half-written file
+    return str(built)
+
+
+def _orthanc_env() -> dict[str, str]:
+    preload = " ".join(filter(None, [loopback_shim(), os.environ.get("LD_PRELOAD", "")]))
+    return {**_nodelay_env(), "LD_PRELOAD": preload}
 
 
 class OrthancError(RuntimeError):
@@ -121,7 +147,7 @@ class OrthancServer:
         config_path.write_text(json.dumps(config, indent=2))
         started = time.monotonic()
         self._proc = subprocess.Popen([ORTHANC_BIN, f"--logdir={work / 'logs'}", str(config_path)],
-                                      env=_nodelay_env(), stdout=subprocess.DEVNULL,
+                                      env=_orthanc_env(), stdout=subprocess.DEVNULL,
                                       stderr=subprocess.DEVNULL, cwd=work)
         try:
             self._wait_ready(started + self.startup_timeout)
