@@ -327,3 +327,35 @@ def test_the_conformance_statement_lists_every_console_resource(app):
     assert mounted == {(method, path) for method, path, _, _ in RESOURCES}
     statement = render()
     assert all(f"`{path}`" in statement for _, path, _, _ in RESOURCES)
+
+
+def test_every_control_has_a_label_and_every_page_a_title(app, seeded):
+    from html.parser import HTMLParser
+
+    class Controls(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.ids, self.labels, self.unlabelled, self.title, self.lang = set(), set(), [], False, None
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "html":
+                self.lang = a.get("lang")
+            if tag == "title":
+                self.title = True
+            if tag == "label":
+                self.labels.add(a.get("for"))
+            if tag in ("input", "select", "textarea") and a.get("type") != "hidden":
+                self.ids.add(a.get("id"))
+                if not a.get("id"):
+                    self.unlabelled.append(a)
+
+    pages = ["/ui/worklist", f"/ui/workitems/{seeded.workitems['ct_head']}", "/ui/studies?q=ACC100",
+             f"/ui/studies/{seeded.study_uid}", "/ui/reconciliations", f"/ui/reconciliations/{seeded.run_uid}",
+             "/ui/events", "/ui/status", "/ui/login"]
+    with client(app) as http:
+        for path in pages:
+            parsed = Controls()
+            parsed.feed(http.get(path).text)
+            assert parsed.lang == "en" and parsed.title, path
+            assert not parsed.unlabelled and parsed.ids <= parsed.labels, (path, parsed.ids - parsed.labels)
