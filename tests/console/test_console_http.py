@@ -12,7 +12,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from console_seed import seed
-from testkit.http import client, http_app
+from testkit.http import client, http_app, mounted_routes
 from testkit.ups import claim, ups_association
 from workflow.access.tokens import Tokens
 from workflow.console import views
@@ -308,13 +308,8 @@ def test_the_conformance_statement_lists_every_console_resource(app):
     from starlette.routing import Mount, WebSocketRoute
     from workflow.conformance import render
     from workflow.console.pages import RESOURCES
-    def routes(items):  # FastAPI keeps an included router's routes inside it
-        for route in items:
-            inner = getattr(route, "original_router", None)
-            yield from routes(inner.routes) if inner is not None else [route]
-
     mounted = set()
-    for route in routes(app.http.config.app.routes):
+    for route in mounted_routes(app):
         path = getattr(route, "path", "")
         if not (path == "/" or path.startswith("/ui")):
             continue

@@ -58,3 +58,13 @@ class EventSocket:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def mounted_routes(app: App) -> list:
+    """Every route of the HTTP face, those of included routers too (FastAPI keeps an included router's
+    routes inside it, so `routes` alone lists almost nothing)."""
+    def walk(items):
+        for route in items:
+            inner = getattr(route, "original_router", None)
+            yield from walk(inner.routes) if inner is not None else [route]
+    return list(walk(app.http.config.app.routes))
