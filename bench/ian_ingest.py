@@ -183,7 +183,8 @@ def servers(tmp: Path, compare_src: str | None = None) -> list[Server]:
             url, drop = url_and_drop
             port = free_port()
             env = {"WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
-                   "WFM_MAX_ASSOCIATIONS": "50", "WFM_LOG_LEVEL": "WARNING", **extra}
+                   "WFM_MAX_ASSOCIATIONS": "50", "WFM_LOG_LEVEL": "WARNING",
+                   "WFM_HTTP_PORT": "0", **extra}  # HTTP off: its default port may be taken
             out.append(Server(name, "WFM", [sys.executable, "-m", "workflow", "serve"], port, env, drop))
     return out
 

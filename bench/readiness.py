@@ -209,7 +209,7 @@ def n_get_seconds(port: int, uid: str, expected_inputs: int, repeats: int = 5) -
 def run_backend(name: str, url: str, small: int, large: int) -> list[tuple]:
     port = free_port()
     env = {**os.environ, "WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
-           "WFM_LOG_LEVEL": "WARNING"}
+           "WFM_LOG_LEVEL": "WARNING", "WFM_HTTP_PORT": "0"}  # HTTP off: its default port may be taken
     proc = subprocess.Popen([sys.executable, "-m", "workflow", "serve"], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rows = []

@@ -63,6 +63,7 @@ from pynetdicom.dsutils import encode
 from pynetdicom.sop_class import UnifiedProcedureStepPull, UnifiedProcedureStepPush
 
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
+from workflow.dimse.reactor import StrayCounter, hold_reactor, release_reactor
 from workflow.dimse.server import TRANSFER_SYNTAXES
 
 PULL, PUSH = UnifiedProcedureStepPull, UnifiedProcedureStepPush
@@ -705,36 +706,57 @@ class Client:
             raise RuntimeError(f"association with {called} on port {port} refused")
         ts = next(c for c in self.assoc.accepted_contexts if c.abstract_syntax == PULL).transfer_syntax[0]
         self.ts = UID(ts)
+        # pynetdicom's reactor may take a response meant for the request (its issue #875): held before each
+        # request, and a response it took anyway fails the run instead of shortening an answer.
+        self.strays = StrayCounter(self.assoc)
 
     def key(self, ds: Dataset) -> str:
         """The hash of the identifier bytes pynetdicom will send (it encodes exactly like this)."""
         raw = encode(ds, self.ts.is_implicit_VR, self.ts.is_little_endian, self.ts.is_deflated)
         return hashlib.sha1(raw).hexdigest()
 
+    def _no_strays(self, before: int, what: str) -> None:
+        if self.strays.count != before:
+            raise RuntimeError(f"{what}: a response was lost locally (pynetdicom reactor race, issue #875)")
+
     def find(self, ds: Dataset, keep: list | None = None) -> tuple[float, int]:
         """(seconds, matches) of one C-FIND; the match identifiers go to `keep` when given."""
         matches = 0
+        strays = self.strays.count
         started = time.perf_counter()
-        for status, ident in self.assoc.send_c_find(ds, PULL):
-            if status is None or not status:
-                raise RuntimeError("C-FIND: no response (association lost?)")
-            if status.Status in (0xFF00, 0xFF01):
-                matches += 1
-                if keep is not None:
-                    keep.append(ident)
-            elif status.Status != 0x0000:
-                raise RuntimeError(f"C-FIND failed with 0x{status.Status:04X}: {status.get('ErrorComment', '')}")
-        return time.perf_counter() - started, matches
+        hold_reactor(self.assoc)
+        try:
+            for status, ident in self.assoc.send_c_find(ds, PULL):
+                if status is None or not status:
+                    raise RuntimeError("C-FIND: no response (association lost?)")
+                if status.Status in (0xFF00, 0xFF01):
+                    matches += 1
+                    if keep is not None:
+                        keep.append(ident)
+                elif status.Status != 0x0000:
+                    raise RuntimeError(f"C-FIND failed with 0x{status.Status:04X}: {status.get('ErrorComment', '')}")
+        finally:
+            release_reactor(self.assoc)
+        seconds = time.perf_counter() - started
+        self._no_strays(strays, "C-FIND")
+        return seconds, matches
 
     def claims(self, infos: list[tuple[str, Dataset]]) -> float:
         """Seconds for N-ACTION 1 (to IN PROGRESS) on every (uid, info); each must succeed."""
+        strays = self.strays.count
         started = time.perf_counter()
         for uid, info in infos:
-            status, _ = self.assoc.send_n_action(info, 1, PUSH, uid, meta_uid=PULL)
+            hold_reactor(self.assoc)
+            try:
+                status, _ = self.assoc.send_n_action(info, 1, PUSH, uid, meta_uid=PULL)
+            finally:
+                release_reactor(self.assoc)
             if not status or status.Status != 0x0000:
                 code = f"0x{status.Status:04X}" if status else "no response"
                 raise RuntimeError(f"claim of {uid} failed: {code}")
-        return time.perf_counter() - started
+        seconds = time.perf_counter() - started
+        self._no_strays(strays, "N-ACTION")
+        return seconds
 
     def close(self) -> None:
         if self.assoc.is_established:

@@ -153,6 +153,18 @@ def test_search_pages_with_limit_and_offset(rs):
     assert rs.search({"WorklistLabel": label, "offset": "5"}).status_code == 204
 
 
+def test_search_answers_at_most_the_maximum_and_says_so(rs, monkeypatch):
+    import workflow.ups.http as ups_http
+    label = f"most-{generate_uid()[-10:]}"
+    made = sorted(create(rs, WorklistLabel=label) for _ in range(4))
+    monkeypatch.setattr(ups_http, "MAX_RESULTS", 3)  # the server runs in this process
+    first_page = rs.search({"WorklistLabel": label})
+    assert uids(first_page) == made[:3] and "exceeded the maximum" in first_page.headers["warning"]
+    rest = rs.search({"WorklistLabel": label, "offset": "3"})
+    assert uids(rest) == made[3:] and "warning" not in rest.headers
+    assert "warning" not in rs.search({"WorklistLabel": label, "limit": "3"}).headers
+
+
 def test_search_says_fuzzy_matching_is_not_supported(rs):
     label = f"fuzzy-{generate_uid()[-10:]}"
     create(rs, WorklistLabel=label)

@@ -86,8 +86,10 @@ answers a small JSON body (`application/json`: error, DIMSE status, comment) bes
   SOP Instance UID). Returned: the Type 1 return keys of Table CC.2.5-3 ({default_keys}),
   the matching keys, and the `includefield` attributes (repeated or comma-separated; `all`: every return
   key of Table CC.2.5-3). The Transaction UID is never returned. `limit` (at least 1) and `offset` page
-  the matches; `fuzzymatching=true` and `emptyvaluematching=true` are not supported and say so in a
-  Warning (the search is made without them). An unknown keyword, a malformed tag or a non-sequence
+  the matches; one answer holds at most {ups_http.MAX_RESULTS:,} matches: when more match, the first
+  ones come with the Warning "{ups_http.TOO_MANY}" (the rest with `offset`);
+  `fuzzymatching=true` and `emptyvaluematching=true` are not supported and say so in a Warning (the
+  search is made without them). An unknown keyword, a malformed tag or a non-sequence
   used as a path is 400.
 - Subscribe: `deletionlock=true|false` (default false); `filter=attribute=value[,attribute=value]`
   (repeatable; the Filtered Worklist only; keys as in Search, UID lists separated by backslashes).

@@ -29,6 +29,9 @@ from workflow.web.access import requires
 from workflow.web.responses import DICOM_JSON, DicomJSONResponse, failure, warning
 
 BASE = "/dicom-web/workitems"
+MAX_RESULTS = 10_000  # matches one Search answers; more are asked for with offset (PS3.18 8.3.4.4)
+TOO_MANY = ("The number of results exceeded the maximum supported by the server. Additional results can be "
+            "requested.")
 # Search returns these unless asked for more (the Type 1 return keys of Table CC.2.5-3); includefield=all
 # adds every other return key the table lists.
 DEFAULT_KEYS = tuple(a.tag for a in UPS_ATTRIBUTES if a.return_key == "1")
@@ -78,14 +81,17 @@ async def _payload(request: Request, required: bool = True) -> dict[str, Any]:
     return rq.check_dataset(body)
 
 
-def _search(worklist: WorklistService, search: rq.Search) -> list[dict]:
-    """The page of matches, the service's generator closed (and its connection returned) at once."""
+def _search(worklist: WorklistService, search: rq.Search) -> tuple[list[dict], bool]:
+    """The page of matches (at most MAX_RESULTS: a Search answers in one payload, C-FIND streams) and
+    whether more were left out; the service's generator is closed (its connection returned) at once."""
     matches = worklist.find(search.identifier)
+    cap = MAX_RESULTS if search.limit is None else min(search.limit, MAX_RESULTS)
     try:
-        stop = None if search.limit is None else search.offset + search.limit
-        return list(islice(matches, search.offset, stop))
+        found = list(islice(matches, search.offset, search.offset + cap + 1))
     finally:
         matches.close()
+    capped_by_us = search.limit is None or search.limit > MAX_RESULTS  # not by the client's own limit
+    return found[:cap], capped_by_us and len(found) > cap
 
 
 def router(worklist: WorklistService) -> APIRouter:
@@ -128,10 +134,11 @@ def router(worklist: WorklistService) -> APIRouter:
         except rq.BadRequest as exc:
             return malformed(answers.SEARCH, exc)
         try:
-            found = await run_in_threadpool(_search, worklist, query)
+            found, truncated = await run_in_threadpool(_search, worklist, query)
         except QueryRejected as exc:
             return reply(answers.SEARCH, Outcome(exc.status, comment=exc.comment))
-        headers = warning(" ".join(query.warnings)) if query.warnings else None
+        notes = query.warnings + ([TOO_MANY] if truncated else [])
+        headers = warning(" ".join(notes)) if notes else None
         outcome = Outcome(statuses.SUCCESS)
         return reply(answers.SEARCH, outcome, variant="" if found else answers.NO_MATCH, body=found,
                      headers=headers)
