@@ -61,7 +61,7 @@ The HTTP face (`http_host`, `http_port`; section 3.4) serves the Worklist Servic
 section 3.2.7: each transaction is one call of the same service, so both faces apply the same
 attribute rules, state table, matching and event reports, and answer the same conditions (the DIMSE
 status is named in the Warning header). A workitem created, claimed or changed on one face is the same
-workitem on the other. HTTP/1.1 over TCP (security: section 6).
+workitem on the other. HTTP/1.1 over TCP on `http_port`, and over TLS on `https_port` (section 6.1); access by bearer token (section 6.2).
 
 **Resources and the right each needs.** With no token created every request is accepted (a start-up
 warning says so); once one exists, a request needs `Authorization: Bearer <token>` whose token holds
