@@ -147,7 +147,7 @@ class App:
                 readiness_http.router(self.readiness),
                 reconcile_http.router(self.engine, self.audit),
             ]
-            web_app = asgi.build(routers, self.tokens, self.metrics, self.audit)
+            web_app = asgi.build(routers, self.tokens, self.metrics, self.audit, max_body=settings.max_dataset_bytes)
             # The web console on the same app, services and access rules; its live pages wake with the senders.
             self.console = console_pages.install(web_app, console_pages.ConsoleServices(
                 settings, self.engine, self.worklist, self.readiness, self.outbox, self.tokens, self.audit,

@@ -37,7 +37,8 @@ def render_security() -> str:
     right_rows = [(r.value, MEANING[r]) for r in dict.fromkeys(Right)]
     limit_rows = [
         ("Largest PDU received (announced in the A-ASSOCIATE-AC)", "`max_pdu_size`", f"{d.max_pdu_size} bytes"),
-        ("Largest data set of one request (larger: A-ABORT, nothing stored)", "`max_dataset_bytes`",
+        ("Largest data set of one request (larger: A-ABORT, nothing stored); over HTTP, the largest request "
+         "body (larger: 413 before it is read, or once a chunked body passes it)", "`max_dataset_bytes`",
          f"{d.max_dataset_bytes} bytes"),
         ("Associations open at once, in all", "`max_associations`", str(d.max_associations)),
         ("Associations open at once per calling AE title (more: A-ASSOCIATE-RJ transient, local limit)",

@@ -16,12 +16,14 @@ from workflow import __version__
 from workflow.access.tokens import Tokens
 from workflow.audit.trail import NoAudit
 from workflow.metrics import Metrics
+from workflow.web.limits import BodyLimit, BodyTooLarge
 from workflow.web.responses import failure, warning
 
 log = logging.getLogger("workflow.http")
 
 
-def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics, audit=None) -> FastAPI:
+def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics, audit=None,
+          max_body: int = 256 * 1024 * 1024) -> FastAPI:
     app = FastAPI(title="wfm: the open DICOM workflow manager", version=__version__,
                   description="UPS-RS (PS3.18 chapter 11) under /dicom-web; IAN and MPPS over HTTP, the read API, "
                               "health and metrics under /api and /metrics (non-standard, this server's own).")
@@ -30,6 +32,7 @@ def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics, audit=
     app.state.audit = audit or NoAudit()
     for router in routers:
         app.include_router(router)
+    app.add_middleware(BodyLimit, limit=max_body)
 
     @app.middleware("http")
     async def log_and_count(request: Request, call_next):
@@ -52,6 +55,10 @@ def build(routers: Iterable[APIRouter], tokens: Tokens, metrics: Metrics, audit=
         headers = dict(exc.headers or {})
         headers.update(warning(str(exc.detail)))
         return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=headers)
+
+    @app.exception_handler(BodyTooLarge)
+    async def too_large(request: Request, exc: BodyTooLarge):
+        return failure(413, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(request: Request, exc: RequestValidationError):
