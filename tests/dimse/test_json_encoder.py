@@ -49,3 +49,39 @@ def test_what_it_cannot_encode_exactly_goes_to_pydicom():
     slow = response_dataset(ds, False)
     assert not slow.get_item(0x00404021).is_raw
     assert encode(slow, False, True) == encode(Dataset.from_json(ds), False, True)
+
+
+@st.composite
+def response(draw) -> dict:
+    """A workitem-like response: the VRs a C-FIND or N-GET answer carries, some values empty."""
+    def maybe(element):
+        return element if draw(st.booleans()) else {"vr": element["vr"]}
+    ds = {"00080018": {"vr": "UI", "Value": [draw(uid)]},
+          "00100010": maybe({"vr": "PN", "Value": [{"Alphabetic": draw(text) or "Doe^Jane"}]}),
+          "00100020": maybe({"vr": "LO", "Value": [draw(text) or "PID"]}),
+          "00100030": maybe({"vr": "DA", "Value": ["19700101"]}),
+          "00404005": maybe({"vr": "DT", "Value": ["20261205090000"]}),
+          "00741000": {"vr": "CS", "Value": [draw(st.sampled_from(["SCHEDULED", "IN PROGRESS"]))]},
+          "00741200": maybe({"vr": "CS", "Value": ["MEDIUM"]}),
+          "00404025": {"vr": "SQ", "Value": [{"00080100": {"vr": "SH", "Value": [draw(text) or "ST1"]},
+                                              "00080102": {"vr": "SH", "Value": ["99WFM"]}}]},
+          "00404021": {"vr": "SQ", "Value": [draw(input_item()) for _ in range(draw(st.integers(0, 3)))]},
+          "00201208": maybe({"vr": "IS", "Value": [draw(st.integers(0, 9999))]})}
+    return ds
+
+
+@settings(max_examples=60, deadline=None)
+@given(ds=response(), implicit=st.booleans())
+def test_a_whole_response_encodes_as_pydicom_does(ds, implicit):
+    from workflow.dimse.json_encoder import encoded_or_none, install
+    from pynetdicom import service_class
+
+    install()
+    answer = encoded_or_none(ds, implicit)
+    assert answer is not None
+    assert service_class.encode(answer, implicit, True, False) == encode(Dataset.from_json(ds), implicit, True, False)
+
+
+def test_a_decimal_number_is_left_to_pydicom():
+    from workflow.dimse.json_encoder import encoded_or_none
+    assert encoded_or_none({"00181050": {"vr": "DS", "Value": [0.3]}}, True) is None

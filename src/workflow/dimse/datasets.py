@@ -10,7 +10,7 @@ from pydicom.tag import Tag
 
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
 from workflow.dimse.dicom_json import dataset_bytes_to_json
-from workflow.dimse.json_encoder import response_dataset
+from workflow.dimse.json_encoder import encoded_or_none, response_dataset
 from workflow.kernel.attributes import error_comment
 from workflow.kernel.statuses import CARRIES_ATTRIBUTE_LIST, Status
 
@@ -35,7 +35,7 @@ def to_dataset(ds: dict[str, Any] | None, context=None) -> Dataset | None:
         return None
     syntax = context.transfer_syntax if context is not None else None
     if syntax is not None and syntax.is_little_endian and not syntax.is_deflated:
-        return response_dataset(ds, syntax.is_implicit_VR)
+        return encoded_or_none(ds, syntax.is_implicit_VR) or response_dataset(ds, syntax.is_implicit_VR)
     return Dataset.from_json(ds)
 
 

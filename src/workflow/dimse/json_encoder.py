@@ -35,6 +35,8 @@ def _value_bytes(vr: str, element: dict) -> bytes:
     values = element.get("Value") or []
     if "InlineBinary" in element or "BulkDataURI" in element:
         raise NotEncodable("binary value")
+    if vr in ("DS", "IS") and any(isinstance(v, float) for v in values):
+        raise NotEncodable("a decimal number (pydicom chooses its text form)")
     if vr in _BINARY:
         return b"".join(struct.pack(_BINARY[vr], v) for v in values)
     if vr not in _TEXT:
@@ -101,3 +103,38 @@ def response_dataset(ds: JsonDataset, implicit: bool) -> Dataset:
     # Raw elements are written as they are only when the data set says it is in that encoding.
     out.set_original_encoding(implicit, True, out._character_set)
     return out
+
+
+class Encoded(Dataset):
+    """A response data set already encoded (`encoded`, in the transfer syntax `implicit` names, Little
+    Endian): pynetdicom sends the bytes as they are (see `install`), skipping pydicom's writer, which
+    costs ~1 ms for a workitem; this encoder ~0.04 ms. Empty as a pydicom Dataset: only for handing to
+    pynetdicom."""
+
+    def __init__(self, encoded: bytes, implicit: bool) -> None:
+        super().__init__()
+        self.__dict__["encoded"], self.__dict__["implicit"] = encoded, implicit
+
+
+def encoded_or_none(ds: JsonDataset, implicit: bool) -> Encoded | None:
+    try:
+        return Encoded(dataset_bytes(ds, implicit), implicit)
+    except NotEncodable:
+        return None
+
+
+def install() -> None:
+    """Teach pynetdicom's service classes to send an `Encoded` data set as it is (once per process)."""
+    from pynetdicom import service_class
+
+    original = service_class.encode
+    if getattr(original, "wfm_encoded", False):
+        return
+
+    def encode(ds, is_implicit_vr, is_little_endian, deflated=False):
+        if isinstance(ds, Encoded) and ds.implicit == is_implicit_vr and is_little_endian and not deflated:
+            return ds.encoded
+        return original(ds, is_implicit_vr, is_little_endian, deflated)
+
+    encode.wfm_encoded = True
+    service_class.encode = encode

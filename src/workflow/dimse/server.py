@@ -18,6 +18,7 @@ from workflow.config import Settings
 from workflow.dimse.admission import Admission, AdmissionRequestHandler
 from workflow.dimse.datasets import status_dataset
 from workflow.dimse.guards import DatasetLimit, TlsAssociationServer
+from workflow.dimse.json_encoder import install as send_encoded_as_is
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.audit.rules.messages import NODE_AUTHENTICATION, RESTRICTED_FUNCTION, Code
@@ -126,6 +127,7 @@ class DicomServer:
         self.in_flight = InFlight()
         self.metrics = metrics or Metrics()
         self.admission = Admission(settings)
+        send_encoded_as_is()  # responses encoded straight from DICOM JSON (json_encoder.Encoded)
         self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
