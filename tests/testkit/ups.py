@@ -154,9 +154,11 @@ class EventReceiver:
         """Down as a subscriber that went away: the associations it had open (the server keeps one to a
         busy subscriber) are aborted too."""
         if self._server:
-            for assoc in self._server.active_associations:
-                assoc.abort()
-            self._server.shutdown()
+            self._server.shutdown()  # no new association first, then those still open
+            while self._server.active_associations:
+                for assoc in self._server.active_associations:
+                    assoc.abort()
+                time.sleep(0.01)
             self._server = None
 
     def wait(self, predicate=lambda r: True, timeout: float = 15.0) -> Report:

@@ -14,6 +14,7 @@ from workflow.conformance.ups import render_mpps, render_ups
 from workflow.app import OFFERED as SERVICES, USED as SCU_SERVICES
 from workflow.dimse.server import IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME, TRANSFER_SYNTAXES
 from workflow.kernel import statuses
+from workflow.ups.dimse.event_sender import KEEP_OPEN
 from workflow.ian.rules.availability import BEHAVIOUR, Availability
 from workflow.ian.rules.notification import IAN_ATTRIBUTES
 from workflow.kernel.attributes import Attr, absence_rules
@@ -241,8 +242,9 @@ received (DICOM JSON, calling AE title, peer address, time) and merges its insta
 
 The server initiates associations to deliver UPS event reports: to each subscriber's Receiving AE
 (its `[[remote_ae]]` address), proposing UPS Event with
-{", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES)}, one association per delivery round for
-all events then owed to that subscriber (section 3.2.7). The `wfm ian send` tool initiates one
+{", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES)}, one association per subscriber for
+all events owed to it, kept open while events keep coming and released after {KEEP_OPEN:g} s without
+one (section 3.2.7). The `wfm ian send` tool initiates one
 association per invocation to the given AE, proposing Instance Availability Notification with
 {", ".join(UID(str(t)).name for t in TRANSFER_SYNTAXES)}, and sends one IAN per study found in the
 given DICOM files: every instance with the given Instance Availability and Retrieve AE Title(s),

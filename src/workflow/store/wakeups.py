@@ -64,8 +64,8 @@ class Listener:
 
     def _listen(self) -> None:
         raw = self.engine.raw_connection()
+        conn = raw.dbapi_connection
         raw.detach()  # our own for good: never back to the pool while LISTENing
-        conn = raw.driver_connection
         try:
             conn.autocommit = True
             for channel in self._callbacks:

@@ -57,12 +57,17 @@ class Outbox:
     def due_subscribers(self, now: datetime, *, dimse: bool = True) -> list[str]:
         """Subscribers whose oldest pending event is due (later ones wait behind it: order), of one
         channel: `dimse` (configured [[remote_ae]]: N-EVENT-REPORT) or not (a UPS-RS WebSocket)."""
+        return self.heads(now, dimse=dimse)[0]
+
+    def heads(self, now: datetime, *, dimse: bool = True) -> tuple[list[str], datetime | None]:
+        """`due_subscribers`, and when the first head not due yet falls due (None: none waits)."""
         t = OutboxEvent.__table__
         with reading(self.engine) as conn:
             heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
                                  .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
-        return sorted(ae for ae, next_at in heads
-                      if aware(next_at) <= now and self.by_dimse(ae) == dimse)
+        mine = [(ae, aware(next_at)) for ae, next_at in heads if self.by_dimse(ae) == dimse]
+        later = [at for _, at in mine if at > now]
+        return sorted(ae for ae, at in mine if at <= now), min(later) if later else None
 
     def by_dimse(self, receiving_ae: str) -> bool:
         """Events for a configured [[remote_ae]] go by DIMSE; any other AE title's wait for its WebSocket."""
@@ -81,29 +86,35 @@ class Outbox:
                                         last_error="not delivered over its WebSocket within event_retry_for")
                                 ).rowcount
 
-    def pending_for(self, receiving_ae: str, limit: int = 100) -> list[OwedEvent]:
+    def pending_for(self, receiving_ae: str, limit: int = 100, lease: "Lease | None" = None) -> list[OwedEvent]:
         t = OutboxEvent.__table__
-        with reading(self.engine) as conn:
-            rows = conn.execute(select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae)
-                                .order_by(t.c.id).limit(limit)).all()
+        query = select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae).order_by(t.c.id).limit(limit)
+        if lease is not None and lease.conn is not None:  # the lease's connection: no checkout of our own
+            rows = lease.conn.execute(query).all()
+            lease.conn.commit()
+        else:
+            with reading(self.engine) as conn:
+                rows = conn.execute(query).all()
         return [_owed(r) for r in rows]
 
     @contextmanager
-    def lease(self, receiving_ae: str) -> Iterator[bool]:
+    def lease(self, receiving_ae: str) -> Iterator["Lease"]:
         """One delivery to a subscriber at a time across every server process on this database:
-        a PostgreSQL advisory lock per subscriber (SQLite serves one process). Yields False when
-        another process is delivering to it now."""
+        a PostgreSQL advisory lock per subscriber (SQLite serves one process). The lease is false when
+        another process is delivering to it now; on PostgreSQL it carries the connection that holds the
+        lock, which the round's reads and writes use too."""
         if self.engine.dialect.name != "postgresql":
-            yield True
+            yield Lease(True, None)
             return
         key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
         with reading(self.engine) as conn:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
             conn.commit()
             try:
-                yield bool(got)
+                yield Lease(bool(got), conn if got else None)
             finally:
                 if got:
+                    conn.rollback()
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
                     conn.commit()
 
@@ -118,11 +129,16 @@ class Outbox:
                                  .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
         return aware(value) if value else None
 
-    def delivered(self, event_id: int, now: datetime) -> None:
+    def delivered(self, event_id: int, now: datetime, lease: "Lease | None" = None) -> None:
         t = OutboxEvent.__table__
+        mark = (update(t).where(t.c.id == event_id)
+                .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
+        if lease is not None and lease.conn is not None:  # PostgreSQL: on the lease's connection
+            lease.conn.execute(mark)
+            lease.conn.commit()
+            return
         with self.engine.begin() as conn:
-            conn.execute(update(t).where(t.c.id == event_id)
-                         .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
+            conn.execute(mark)
 
     def failed(self, event: OwedEvent, error: str, now: datetime) -> str:
         """Record a failed attempt; back off, or give up after event_retry_for. Returns the new status."""
@@ -164,6 +180,17 @@ class Outbox:
                  "subscriber": r.receiving_ae, "status": r.status, "attempts": r.attempts,
                  "created_at": _iso(r.created_at), "next_attempt_at": _iso(r.next_attempt_at),
                  "last_error": r.last_error} for r in rows]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The right to deliver to one subscriber now (`held`), and on PostgreSQL the connection holding it."""
+
+    held: bool
+    conn: Connection | None
+
+    def __bool__(self) -> bool:
+        return self.held
 
 
 def _oldest_pending_ids():

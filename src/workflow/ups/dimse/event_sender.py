@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -31,6 +32,7 @@ SERVICE = ServiceSpec("Unified Procedure Step - Event", str(UnifiedProcedureStep
 GLOBAL_SUBSCRIPTION_UID = "1.2.840.10008.5.1.4.34.5"
 
 FALLBACK = 60.0  # seconds: the longest the sender sleeps with nothing due and no wake-up
+BATCH = 100  # events read per subscriber and round
 KEEP_OPEN = 5.0  # seconds an idle association to a subscriber stays open for the next event
 
 
@@ -57,8 +59,7 @@ class EventSender:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.deliver_due()
-                next_due = self.outbox.next_due(dimse=True)
+                next_due = self.deliver_due()
             except Exception:  # noqa: BLE001 - the sender must outlive a database hiccup
                 log.exception("event delivery round failed")
                 next_due = None
@@ -69,25 +70,32 @@ class EventSender:
             self.wake.clear()
             self._close_idle(keep=KEEP_OPEN)
 
-    def deliver_due(self, final: bool = False) -> None:
-        """One delivery round. `final`: the last round at shutdown, run after the thread stopped."""
-        for ae_title in self.outbox.due_subscribers(utcnow(), dimse=True):
+    def deliver_due(self, final: bool = False) -> datetime | None:
+        """One delivery round; returns when the next event falls due (None: nothing owed now). `final`:
+        the last round at shutdown, run after the thread stopped."""
+        due, later = self.outbox.heads(utcnow(), dimse=True)
+        failed = more = False
+        for ae_title in due:
             if self._stop.is_set() and not final:
-                return
-            with self.outbox.lease(ae_title) as mine:
+                return later
+            with self.outbox.lease(ae_title) as lease:
                 # Read the owed events only once the lease is ours: another process may just
                 # have delivered some of them.
-                events = self.outbox.pending_for(ae_title) if mine else []
+                events = self.outbox.pending_for(ae_title, BATCH, lease=lease) if lease else []
+                more |= len(events) == BATCH  # a subscriber owed more than one batch: next round at once
                 if events:
-                    self._deliver(ae_title, events)
+                    failed |= not self._deliver(ae_title, events, lease)
         if final:
             self._close_idle(keep=0.0)
+        # A failure set a retry time, a full batch left events owed; otherwise what waited stays the next
+        # (new events wake us).
+        return self.outbox.next_due(dimse=True) if failed or more else later
 
-    def _deliver(self, ae_title: str, events: list[OwedEvent]) -> None:
+    def _deliver(self, ae_title: str, events: list[OwedEvent], lease=None) -> bool:
+        """Send the events in order; False at the first that failed (recorded, later ones wait)."""
         remote = self.settings.remote(ae_title)
         if remote is None:
-            self._failed(events[0], f"Receiving AE {ae_title} is not a configured remote_ae")
-            return
+            return self._failed(events[0], f"Receiving AE {ae_title} is not a configured remote_ae")
         assoc, reused = self._association(ae_title, remote)
         if assoc is None:
             return self._failed(events[0], reused)
@@ -102,13 +110,14 @@ class EventSender:
                 status = self._send(assoc, event)
             reused = True
             if status is not None and status < 0xA000:  # Success or Warning
-                self.outbox.delivered(event.id, utcnow())
+                self.outbox.delivered(event.id, utcnow(), lease)
                 self._open[ae_title] = (assoc, time.monotonic())
                 log.info("event delivered", extra={"called_ae": ae_title, "sop_instance": event.workitem_uid,
                                                    "status": f"{status:04X}"})
                 continue
             self._drop(ae_title)
             return self._failed(event, "no response" if status is None else f"status 0x{status:04X}")
+        return True
 
     def _association(self, ae_title: str, remote):
         """The open association to the subscriber (reused: True), or a new one (False); (None, why)
@@ -152,9 +161,11 @@ class EventSender:
                                               event.workitem_uid, meta_uid=UnifiedProcedureStepEvent)
         return int(status.Status) if status and "Status" in status else None
 
-    def _failed(self, event: OwedEvent, error: str) -> None:
+    def _failed(self, event: OwedEvent, error: str) -> bool:
+        """Record a failed attempt; returns False (for `_deliver`)."""
         outcome = self.outbox.failed(event, error, utcnow())
         level = logging.ERROR if outcome != "PENDING" else logging.WARNING
         log.log(level, f"event delivery failed ({error}); {outcome.lower()}",
                 extra={"called_ae": event.receiving_ae, "sop_instance": event.workitem_uid,
                        "reason": error})
+        return False
