@@ -136,6 +136,12 @@ class AdmissionRequestHandler(RequestHandler):
         return assoc
 
 
+def _closed(dul) -> bool:
+    """The peer's connection is gone: the DUL thread, started before this wait begins, has ended (it
+    ends once the transport closes). Not the DUL's state: idle (Sta1) is also where it starts."""
+    return not dul.is_alive()
+
+
 def _until_closed(dul):
     """The DUL's receive_pdu, except that a wait for the A-ASSOCIATE-RQ ends as soon as the peer's
     connection is gone (pynetdicom waits out the whole ARTIM timeout, holding the slot, after a peer
@@ -148,6 +154,6 @@ def _until_closed(dul):
         deadline = time.monotonic() + timeout
         while True:
             primitive = receive(True, max(0.0, min(0.05, deadline - time.monotonic())))
-            if primitive is not None or time.monotonic() >= deadline or dul.state_machine.current_state == "Sta1":
+            if primitive is not None or time.monotonic() >= deadline or _closed(dul):
                 return primitive
     return receive_pdu
