@@ -12,7 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 AE_TITLE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # AE VR: default repertoire, no backslash
 
@@ -263,21 +263,39 @@ def _coerce(value: Any, kind: type) -> Any:
     return kind(value)
 
 
+def _tables(entries: Any, key: str, source: str, problems: list[str]) -> Iterator[tuple[str, dict]]:
+    """(where, table) for each `[[key]]` table; what is not a table goes to `problems`."""
+    if not isinstance(entries, list):
+        problems.append(f"{source}: key '{key}': expected [[{key}]] tables")
+        return
+    for i, entry in enumerate(entries):
+        where = f"{source}: {key}[{i}]"
+        if isinstance(entry, dict):
+            yield where, entry
+        else:
+            problems.append(f"{where}: expected a table")
+
+
+def _table_problems(where: str, entry: dict, required: tuple[str, ...]) -> list[str]:
+    """The required keys missing, and a bad `ae_title`."""
+    found = [f"{where}: key '{k}' is required" for k in required if k not in entry]
+    title = str(entry.get("ae_title", ""))
+    if "ae_title" in entry and (not AE_TITLE_RE.match(title) or not title.strip()):
+        found.append(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
+    return found
+
+
+def _repeated_titles(key: str, titles: list[str], source: str) -> list[str]:
+    return [f"{source}: {key}: AE title {t!r} appears more than once"
+            for t in sorted({t for t in titles if titles.count(t) > 1})]
+
+
 def _remote_aes(entries: Any, source: str, problems: list[str]) -> tuple[RemoteAE, ...]:
     """The `[[remote_ae]]` tables; each problem goes to `problems` and its entry is left out."""
-    if not isinstance(entries, list):
-        problems.append(f"{source}: key 'remote_ae': expected [[remote_ae]] tables")
-        return ()
     out = []
-    for i, entry in enumerate(entries):
-        where = f"{source}: remote_ae[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a table")
-            continue
-        found = [f"{where}: key '{k}' is required" for k in ("ae_title", "host", "port") if k not in entry]
+    for where, entry in _tables(entries, "remote_ae", source, problems):
+        found = _table_problems(where, entry, ("ae_title", "host", "port"))
         title, port = str(entry.get("ae_title", "")), entry.get("port")
-        if "ae_title" in entry and (not AE_TITLE_RE.match(title) or not title.strip()):
-            found.append(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
         if "port" in entry and (not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536):
             found.append(f"{where}: key 'port': {port!r} is not a TCP port")
         found += [f"{where}: key '{k}': unknown setting"
@@ -291,9 +309,7 @@ def _remote_aes(entries: Any, source: str, problems: list[str]) -> tuple[RemoteA
             out.append(RemoteAE(ae_title=title, host=str(entry["host"]), port=port,
                                 status_change=entry.get("status_change", False), reconcile=reconcile,
                                 tls=entry.get("tls", False)))
-    titles = [r.ae_title for r in out]
-    problems += [f"{source}: remote_ae: AE title {t!r} appears more than once"
-                 for t in sorted({t for t in titles if titles.count(t) > 1})]
+    problems += _repeated_titles("remote_ae", [r.ae_title for r in out], source)
     return tuple(out)
 
 
@@ -303,21 +319,12 @@ def _client_aes(entries: Any, source: str, problems: list[str]) -> tuple[ClientA
 
     from workflow.rights import RightsError, parse_rights
 
-    if not isinstance(entries, list):
-        problems.append(f"{source}: key 'client_ae': expected [[client_ae]] tables")
-        return ()
     out = []
-    for i, entry in enumerate(entries):
-        where = f"{source}: client_ae[{i}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: expected a table")
-            continue
-        found = [f"{where}: key '{k}' is required" for k in ("ae_title", "rights") if k not in entry]
+    for where, entry in _tables(entries, "client_ae", source, problems):
+        found = _table_problems(where, entry, ("ae_title", "rights"))
         found += [f"{where}: key '{k}': unknown setting"
                   for k in sorted(set(entry) - {"ae_title", "rights", "hosts", "certificate_subject"})]
         title = str(entry.get("ae_title", ""))
-        if "ae_title" in entry and (not AE_TITLE_RE.match(title) or not title.strip()):
-            found.append(f"{where}: key 'ae_title': {title!r} is not a valid AE title (1-16 characters, no backslash)")
         rights = entry.get("rights", [])
         if not isinstance(rights, list) or not all(isinstance(r, str) for r in rights):
             found.append(f"{where}: key 'rights': expected a list such as [\"notify\", \"query\"]")
@@ -343,9 +350,7 @@ def _client_aes(entries: Any, source: str, problems: list[str]) -> tuple[ClientA
         if not found:
             out.append(ClientAE(title, tuple(r.strip().lower() for r in rights), tuple(str(h) for h in hosts),
                                 subject.strip()))
-    titles = [c.ae_title for c in out]
-    problems += [f"{source}: client_ae: AE title {t!r} appears more than once"
-                 for t in sorted({t for t in titles if titles.count(t) > 1})]
+    problems += _repeated_titles("client_ae", [c.ae_title for c in out], source)
     return tuple(out)
 
 
