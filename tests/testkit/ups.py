@@ -94,6 +94,27 @@ def ups_association(port: int, calling_ae: str = "SCHEDULER", contexts=(PUSH, PU
             assoc.release()
 
 
+def final_state_requirements(cancellation_datetime: str | None = None) -> Dataset:
+    """An N-SET (or UPS-RS Update) filling what COMPLETED and CANCELED need (Table CC.2.5-3 Final State
+    P/X rows)."""
+    mod = Dataset()
+    performed = Dataset()
+    performed.PerformedStationNameCodeSequence = [code("STATION1")]
+    performed.PerformedProcedureStepStartDateTime = "20261123090500"
+    performed.PerformedProcedureStepEndDateTime = "20261123091000"
+    performed.PerformedWorkitemCodeSequence = [code("110005", "DCM", "Interpretation")]
+    performed.OutputInformationSequence = []
+    performed.ActualHumanPerformersSequence = []
+    mod.UnifiedProcedureStepPerformedProcedureSequence = [performed]
+    progress = Dataset()
+    if cancellation_datetime:
+        progress.ProcedureStepCancellationDateTime = cancellation_datetime
+    progress.ReasonForCancellation = "test"
+    progress.ProcedureStepDiscontinuationReasonCodeSequence = [code("110513", "DCM", "Discontinued")]
+    mod.ProcedureStepProgressInformationSequence = [progress]
+    return mod
+
+
 def action(assoc, uid: str, action_type: int, meta=WATCH, **keywords) -> Dataset:
     info = Dataset()
     for key, value in keywords.items():

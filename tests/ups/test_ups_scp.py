@@ -11,7 +11,7 @@ from pydicom.uid import generate_uid
 from sqlalchemy import select
 
 from testkit.db import test_settings
-from testkit.ups import (FILTERED, GLOBAL, PULL, PUSH, QUERY, WATCH, EventReceiver, action, claim, code, get, ups_association, workitem)
+from testkit.ups import (FILTERED, GLOBAL, PULL, PUSH, QUERY, WATCH, EventReceiver, action, claim, code, final_state_requirements, get, ups_association, workitem)
 from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.ups.tables import Workitem
@@ -159,21 +159,8 @@ def _in_state(assoc, state: str) -> tuple[str | None, str | None]:
 
 def _complete_requirements(assoc, uid, txn):
     """Fill what COMPLETED and CANCELED need (Table CC.2.5-3 Final State P/X rows)."""
-    mod = Dataset()
+    mod = final_state_requirements(cancellation_datetime="20261123091000")
     mod.TransactionUID = txn
-    performed = Dataset()
-    performed.PerformedStationNameCodeSequence = [code("STATION1")]
-    performed.PerformedProcedureStepStartDateTime = "20261123090500"
-    performed.PerformedProcedureStepEndDateTime = "20261123091000"
-    performed.PerformedWorkitemCodeSequence = [code("110005", "DCM", "Interpretation")]
-    performed.OutputInformationSequence = []
-    performed.ActualHumanPerformersSequence = []
-    mod.UnifiedProcedureStepPerformedProcedureSequence = [performed]
-    progress = Dataset()
-    progress.ProcedureStepCancellationDateTime = "20261123091000"
-    progress.ReasonForCancellation = "test"
-    progress.ProcedureStepDiscontinuationReasonCodeSequence = [code("110513", "DCM", "Discontinued")]
-    mod.ProcedureStepProgressInformationSequence = [progress]
     status, _ = assoc.send_n_set(mod, PUSH, uid, meta_uid=PULL)
     assert status.Status == 0, status
 

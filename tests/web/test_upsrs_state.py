@@ -7,11 +7,10 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import pytest
-from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from testkit.http import http_app
-from testkit.ups import code, workitem
+from testkit.ups import final_state_requirements, workitem
 from testkit.upsrs import UpsRs, as_json
 
 pytestmark = pytest.mark.slow
@@ -78,19 +77,7 @@ def rs(app):
 
 def requirements(txn: str) -> dict:
     """What COMPLETED and CANCELED need (Table CC.2.5-3 Final State rows), as an Update payload."""
-    mod = Dataset()
-    performed = Dataset()
-    performed.PerformedStationNameCodeSequence = [code("STATION1")]
-    performed.PerformedProcedureStepStartDateTime = "20261123090500"
-    performed.PerformedProcedureStepEndDateTime = "20261123091000"
-    performed.PerformedWorkitemCodeSequence = [code("110005", "DCM", "Interpretation")]
-    performed.OutputInformationSequence = []
-    performed.ActualHumanPerformersSequence = []
-    mod.UnifiedProcedureStepPerformedProcedureSequence = [performed]
-    progress = Dataset()
-    progress.ReasonForCancellation = "test"
-    progress.ProcedureStepDiscontinuationReasonCodeSequence = [code("110513", "DCM", "Discontinued")]
-    mod.ProcedureStepProgressInformationSequence = [progress]
+    mod = final_state_requirements()
     return as_json(mod)
 
 
