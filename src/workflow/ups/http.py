@@ -100,6 +100,14 @@ def router(worklist: WorklistService) -> APIRouter:
     def malformed(transaction: str, exc: rq.BadRequest) -> Response:
         return reply(transaction, None, detail=str(exc))
 
+    async def ending(transaction: str, call, uid: str, aetitle: str, request: Request) -> Response:
+        """Unsubscribe and Suspend: the same parameters, one service call each."""
+        try:
+            info = rq.subscription(uid.strip(), aetitle, request.query_params.multi_items(), subscribing=False)
+        except rq.BadRequest as exc:
+            return malformed(transaction, exc)
+        return reply(transaction, await run_in_threadpool(call, uid.strip(), info))
+
     @api.post(BASE, name="ups-rs create", status_code=201, response_class=Response,
               summary="Create Workitem (PS3.18 11.4): 201 with Location", openapi_extra=_BODY,
               responses={201: {"description": "created"}, **_failures(400, 409, 503)})
@@ -233,21 +241,13 @@ def router(worklist: WorklistService) -> APIRouter:
                 responses={200: {"description": "unsubscribed"}, **_failures(400, 404, 503)})
     async def unsubscribe(uid: str, aetitle: str, request: Request,
                           who: Principal = Depends(requires(Right.WATCH))) -> Response:
-        try:
-            info = rq.subscription(uid.strip(), aetitle, request.query_params.multi_items(), subscribing=False)
-        except rq.BadRequest as exc:
-            return malformed(answers.UNSUBSCRIBE, exc)
-        return reply(answers.UNSUBSCRIBE, await run_in_threadpool(worklist.unsubscribe, uid.strip(), info))
+        return await ending(answers.UNSUBSCRIBE, worklist.unsubscribe, uid, aetitle, request)
 
     @api.post(subscriber + "/suspend", name="ups-rs suspend", response_class=Response,
               summary="Suspend Global Subscription (PS3.18 11.12)",
               responses={200: {"description": "suspended"}, **_failures(400, 404, 503)})
     async def suspend(uid: str, aetitle: str, request: Request,
                       who: Principal = Depends(requires(Right.WATCH))) -> Response:
-        try:
-            info = rq.subscription(uid.strip(), aetitle, request.query_params.multi_items(), subscribing=False)
-        except rq.BadRequest as exc:
-            return malformed(answers.SUSPEND, exc)
-        return reply(answers.SUSPEND, await run_in_threadpool(worklist.suspend, uid.strip(), info))
+        return await ending(answers.SUSPEND, worklist.suspend, uid, aetitle, request)
 
     return api
