@@ -115,6 +115,8 @@ class App:
         self.wakeups = wakeups.Listener(self.engine)
         self.wakeups.on(wakeups.EVENTS, self.events_written.fire)
         self.wakeups.on(wakeups.READINESS, self.readiness.wake.set)
+        if self.audit_sender is not None:
+            self.wakeups.on(wakeups.AUDIT, self.audit.wake.set)
         # Scheduled reconciliation; None while no archive has a schedule.
         self.scheduler: reconcile_scheduler.ReconcileScheduler | None = None
 

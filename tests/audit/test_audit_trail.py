@@ -5,12 +5,17 @@ arrives, in order, once it is back."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
 import pytest
 from lxml import etree
 from pydicom.uid import generate_uid
+
+from workflow.audit.rules.messages import application_activity
+from workflow.audit.trail import AuditTrail
+from workflow.store.engine import make_engine
 
 from testkit.audit import SyslogReceiver, schema_errors, valid
 from testkit.http import client, http_app
@@ -63,8 +68,7 @@ def test_audited_events_arrive_valid_and_in_order(app, syslog_receiver):
 
 def test_a_refused_association_is_a_security_alert(app, syslog_receiver):
     before = len(syslog_receiver.messages)
-    with ups_association(app.dicom.port, calling_ae="INTRUDER") if False else association(
-            app.dicom.port, calling_ae="INTRUDER") as assoc:
+    with association(app.dicom.port, calling_ae="INTRUDER") as assoc:
         assert not assoc.is_established
     got = syslog_receiver.wait_for(lambda msgs: any(e[:2] == ("110113", "110126") for e in events(msgs[before:])))
     alert = next(xml for (_, _, xml), e in zip(got[before:], events(got[before:])) if e[:2] == ("110113", "110126"))
@@ -81,7 +85,6 @@ def test_nothing_is_lost_while_the_repository_is_down(app, syslog_receiver, data
             assert assoc.send_n_create(workitem(), PUSH, uid)[0].Status == 0
     pending = subprocess.run([sys.executable, "-m", "workflow", "audit", "--json"], capture_output=True, text=True,
                              env={"WFM_DATABASE_URL": database_url, "PATH": ""}, timeout=60)
-    import json
     owed = json.loads(pending.stdout)
     assert len(owed) >= 15 and all(r["status"] == "PENDING" for r in owed)
     restarted = SyslogReceiver(syslog_receiver.port).start()
@@ -96,3 +99,16 @@ def test_nothing_is_lost_while_the_repository_is_down(app, syslog_receiver, data
                  for o in etree.fromstring(xml).findall("ParticipantObjectIdentification")[:1]]
     first_seen = [u for u in dict.fromkeys(announced) if u in uids]
     assert first_seen == uids  # every one, in the order they were created
+
+
+def test_a_record_another_process_commits_is_sent_at_once(app, syslog_receiver, database_url):
+    """A record committed by another process on the database (`wfm reconcile run`, a second server)
+    wakes this server's sender by NOTIFY: it arrives long before the sender's 60 s safety net."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("SQLite serves one process")
+    app.wakeups.listening.wait(10)
+    other = AuditTrail(make_engine(database_url), app.settings)  # another process's trail: its own engine
+    before = len(syslog_receiver.messages)
+    other.record_now(application_activity(started=False))
+    syslog_receiver.wait_for(lambda msgs: any(e[:2] == ("110100", "110121") for e in events(msgs[before:])), timeout=10)
+    other.engine.dispose()

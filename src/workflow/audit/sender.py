@@ -17,9 +17,12 @@ import socket
 import ssl
 import threading
 import time
+import zlib
+from contextlib import contextmanager
+from typing import Iterator
 from urllib.parse import urlparse
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from workflow.audit.tables import AuditRecord
 from workflow.audit.trail import PENDING, SENT
@@ -31,6 +34,7 @@ A = AuditRecord.__table__
 REPLAY = 10.0  # seconds of records sent again after a broken TCP/TLS connection
 PRI = 10 * 8 + 5  # facility 10 (security/authorization), severity 5 (notice), as IHE ATNA uses
 BATCH = 200
+DRAIN_LOCK = zlib.crc32(b"wfm-audit-drain") & 0x7FFFFFFF
 
 
 class RepositoryError(ConnectionError):
@@ -100,10 +104,11 @@ class Repository:
 
 
 class AuditSender:
-    """One thread: wakes when records were committed (or every `every` seconds), sends what is pending in
-    id order, backs off when the repository is unreachable."""
+    """One thread: wakes when records were committed, in this process or (PostgreSQL NOTIFY) another,
+    sends what is pending in id order, backs off when the repository is unreachable. `every` is only
+    a safety net (a lost notification)."""
 
-    def __init__(self, engine: Engine, repository: Repository, wake: threading.Event, every: float = 5.0,
+    def __init__(self, engine: Engine, repository: Repository, wake: threading.Event, every: float = 60.0,
                  retry_first: float = 1.0, retry_max: float = 60.0) -> None:
         self.engine, self.repository, self.wake = engine, repository, wake
         self.every, self.retry_first, self.retry_max = every, retry_first, retry_max
@@ -142,22 +147,48 @@ class AuditSender:
                 return
 
     def drain(self) -> int:
-        """Send every pending record in order; returns how many were sent."""
-        if self.repository.broken():
-            self._replay_after_break()
-        sent = 0
-        while True:
-            with reading(self.engine) as conn:
-                rows = conn.execute(select(A.c.id, A.c.created_at, A.c.message_xml).where(A.c.status == PENDING)
-                                    .order_by(A.c.id).limit(BATCH)).all()
-            if not rows:
-                return sent
-            for row in rows:
-                self._send(row)
-                with self.engine.begin() as conn:
-                    conn.execute(update(A).where(A.c.id == row.id).values(status=SENT, sent_at=utcnow(),
-                                                                         attempts=A.c.attempts + 1, last_error=None))
-                sent += 1
+        """Send every pending record in order; returns how many were sent. One process drains at a time
+        (two would send the same records twice, out of order)."""
+        with self._drain_lock():
+            if self.repository.broken():
+                self._replay_after_break()
+            sent = 0
+            while True:
+                with reading(self.engine) as conn:
+                    rows = conn.execute(select(A.c.id, A.c.created_at, A.c.message_xml)
+                                        .where(A.c.status == PENDING).order_by(A.c.id).limit(BATCH)).all()
+                if not rows:
+                    return sent
+                done: list[int] = []
+                try:
+                    for row in rows:
+                        self._send(row)
+                        done.append(row.id)
+                finally:
+                    self._mark_sent(done)  # one commit per batch: a crash before it only sends them again
+                sent += len(done)
+
+    def _mark_sent(self, ids: list[int]) -> None:
+        if ids:
+            with self.engine.begin() as conn:
+                conn.execute(update(A).where(A.c.id.in_(ids)).values(status=SENT, sent_at=utcnow(),
+                                                                    attempts=A.c.attempts + 1, last_error=None))
+
+    @contextmanager
+    def _drain_lock(self) -> Iterator[None]:
+        """Across the server processes on one PostgreSQL, a session advisory lock; the next process waits
+        and then drains what is left (SQLite serves one process)."""
+        if self.engine.dialect.name != "postgresql":
+            yield
+            return
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": DRAIN_LOCK})
+            conn.commit()
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": DRAIN_LOCK})
+                conn.commit()
 
     def _send(self, row) -> None:
         try:
@@ -185,7 +216,6 @@ class AuditSender:
 
     def pending_count(self) -> int:
         with reading(self.engine) as conn:
-            from sqlalchemy import func
             return conn.execute(select(func.count()).select_from(A).where(A.c.status == PENDING)).scalar_one()
 
 

@@ -17,6 +17,7 @@ from workflow.audit.tables import AuditRecord
 from workflow.config import Settings
 from workflow.store.at_commit import insert_at_commit
 from workflow.store.engine import aware, reading
+from workflow.store.wakeups import AUDIT, notify_at_commit
 
 log = logging.getLogger("workflow.audit")
 A = AuditRecord.__table__
@@ -43,6 +44,7 @@ class AuditTrail:
         insert_at_commit(conn, A, [dict(created_at=message.at, event=message.name[:64],
                                         message_xml=to_xml(message, self.source), status=PENDING, attempts=0)],
                          ORDER_LOCK)
+        notify_at_commit(conn, AUDIT)  # another process's sender on PostgreSQL hears of it at once
 
     def committed(self) -> None:
         if self.enabled:

@@ -20,6 +20,7 @@ log = logging.getLogger("workflow.store")
 
 EVENTS = "wfm_events"  # outbox events written (UPS event reports owed to subscribers)
 READINESS = "wfm_readiness"  # studies marked for readiness evaluation by a process without a worker
+AUDIT = "wfm_audit"  # audit records written (any process's sender may drain them)
 
 
 def notify_at_commit(conn: Connection, channel: str) -> None:
