@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings, strategies as st
 from pydicom.dataset import Dataset
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.dsutils import encode
 
 from workflow.dimse.json_encoder import LARGE_SEQUENCE, NotEncodable, response_dataset, sequence_bytes
@@ -85,3 +86,17 @@ def test_a_whole_response_encodes_as_pydicom_does(ds, implicit):
 def test_a_decimal_number_is_left_to_pydicom():
     from workflow.dimse.json_encoder import encoded_or_none
     assert encoded_or_none({"00181050": {"vr": "DS", "Value": [0.3]}}, True) is None
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_a_handler_answer_is_sent_as_encoded_bytes(syntax):
+    """What the handlers return (`to_dataset`) for an encodable match is the pre-encoded data set, not
+    pydicom's; and it is truthy, as pynetdicom sends a data set only `if ds`."""
+    from types import SimpleNamespace
+    from workflow.dimse.datasets import to_dataset
+    from workflow.dimse.json_encoder import Encoded
+
+    ds = {"00100020": {"vr": "LO", "Value": ["PID"]}, "00741000": {"vr": "CS", "Value": ["SCHEDULED"]}}
+    answer = to_dataset(ds, SimpleNamespace(transfer_syntax=syntax))
+    assert isinstance(answer, Encoded) and answer
+    assert answer.encoded == encode(Dataset.from_json(ds), syntax.is_implicit_VR, True, False)

@@ -35,7 +35,8 @@ def to_dataset(ds: dict[str, Any] | None, context=None) -> Dataset | None:
         return None
     syntax = context.transfer_syntax if context is not None else None
     if syntax is not None and syntax.is_little_endian and not syntax.is_deflated:
-        return encoded_or_none(ds, syntax.is_implicit_VR) or response_dataset(ds, syntax.is_implicit_VR)
+        encoded = encoded_or_none(ds, syntax.is_implicit_VR)
+        return encoded if encoded is not None else response_dataset(ds, syntax.is_implicit_VR)
     return Dataset.from_json(ds)
 
 

@@ -115,6 +115,10 @@ class Encoded(Dataset):
         super().__init__()
         self.__dict__["encoded"], self.__dict__["implicit"] = encoded, implicit
 
+    def __bool__(self) -> bool:
+        # pynetdicom sends a response's data set only `if ds`: a Dataset with no elements is falsy.
+        return True
+
 
 def encoded_or_none(ds: JsonDataset, implicit: bool) -> Encoded | None:
     try:

@@ -15,9 +15,28 @@ INPUT_INFORMATION = "00404021"
 def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
     """The workitem with its Input Information Sequence assembled from the server-managed rows (one
     item per series and retrieve location), when the server manages its inputs."""
-    rows = conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid)
-                        .order_by(INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
-                                  INPUTS.c.sop_instance_uid)).all()
+    return _assembled(ds, conn.execute(_ordered(select(INPUTS).where(INPUTS.c.workitem_uid == uid))).all())
+
+
+def inputs_of(conn: Connection, uids: list[str]) -> dict[str, list]:
+    """The input rows of several workitems in one query (a search's matches), by workitem; pass each
+    list with its data set to `with_rows`."""
+    out: dict[str, list] = {}
+    for r in conn.execute(_ordered(select(INPUTS).where(INPUTS.c.workitem_uid.in_(uids)))):
+        out.setdefault(r.workitem_uid, []).append(r)
+    return out
+
+
+def with_rows(ds: JsonDataset, rows: list) -> JsonDataset:
+    return _assembled(ds, rows)
+
+
+def _ordered(query):
+    return query.order_by(INPUTS.c.workitem_uid, INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
+                          INPUTS.c.sop_instance_uid)
+
+
+def _assembled(ds: JsonDataset, rows) -> JsonDataset:
     if not rows:
         return ds
     groups: dict[tuple, list] = {}

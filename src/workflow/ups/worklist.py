@@ -34,7 +34,7 @@ from workflow.kernel import requestor
 from workflow.kernel.outcome import Outcome
 from workflow.kernel.ports import Audit
 from workflow.kernel.ports import Signal
-from workflow.ups.inputs import with_inputs
+from workflow.ups.inputs import inputs_of, with_inputs, with_rows
 from workflow.ups.index import index_workitem
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.query import matching_select
@@ -51,6 +51,7 @@ INPUT_INFORMATION = tag_of("InputInformationSequence")
 RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
 SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
 UPS_QUERY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.5"
+INPUT_CHUNK = 10  # matches whose Input Information one query reads
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
 NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
 IDENTIFIER_MISMATCH = statuses.Status(0xA900, "Failure", "Identifier does not match SOP Class")
@@ -386,13 +387,19 @@ class WorklistService:
         wants_inputs = INPUT_INFORMATION in identifier
         with reading(self.engine) as conn:
             result = conn.execution_options(yield_per=batch).execute(stmt)
-            for row in result:
-                if cancelled():
-                    return
-                ds = json.loads(row.dataset_json)
-                if wants_inputs:  # same connection: a checkout per match costs more than the query
-                    ds = with_inputs(conn, row.sop_instance_uid, ds)
-                yield _return_keys(ds, identifier)
+            for rows in result.partitions():
+                # Inputs for a few matches at a time: one query instead of one per match, while a
+                # workitem listing thousands of instances keeps the memory bounded.
+                for at in range(0, len(rows), INPUT_CHUNK):
+                    chunk = rows[at:at + INPUT_CHUNK]
+                    inputs = inputs_of(conn, [r.sop_instance_uid for r in chunk]) if wants_inputs else {}
+                    for row in chunk:
+                        if cancelled():
+                            return
+                        ds = json.loads(row.dataset_json)
+                        if wants_inputs:
+                            ds = with_rows(ds, inputs.get(row.sop_instance_uid, []))
+                        yield _return_keys(ds, identifier)
 
     # ------------------------------------------------------------------ retention
 
