@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, delete, exists, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, or_, select, update
 
 from workflow.ups.rules.matching import parse_query
 from workflow.ups.tables import Subscription, Workitem
@@ -24,16 +24,22 @@ def _covers_new(created_at):
     return or_(S.c.suspended_at.is_(None), S.c.suspended_at > created_at)
 
 
+def _recipients_query():
+    uid, created_at = bindparam("uid"), bindparam("created_at")
+    opted_out = select(S.c.receiving_ae).where(S.c.kind == OPTOUT, S.c.workitem_uid == uid)
+    return select(S.c.receiving_ae, S.c.kind, S.c.filter_json).where(
+        or_(and_(S.c.kind == WORKITEM, S.c.workitem_uid == uid),
+            and_(S.c.kind.in_((GLOBAL, FILTERED)), _covers_new(created_at))),
+        S.c.receiving_ae.not_in(opted_out),
+    ).order_by(S.c.receiving_ae)
+
+
+_RECIPIENTS = _recipients_query()  # built once: every change to a workitem asks
+
+
 def recipients(conn: Connection, workitem_uid: str, created_at: datetime) -> list[str]:
     """Receiving AEs subscribed to this workitem, in a stable order."""
-    opted_out = select(S.c.receiving_ae).where(S.c.kind == OPTOUT, S.c.workitem_uid == workitem_uid)
-    rows = conn.execute(
-        select(S.c.receiving_ae, S.c.kind, S.c.filter_json).where(
-            or_(and_(S.c.kind == WORKITEM, S.c.workitem_uid == workitem_uid),
-                and_(S.c.kind.in_((GLOBAL, FILTERED)), _covers_new(created_at))),
-            S.c.receiving_ae.not_in(opted_out),
-        ).order_by(S.c.receiving_ae)
-    ).all()
+    rows = conn.execute(_RECIPIENTS, {"uid": workitem_uid, "created_at": created_at}).all()
     out = []
     for ae, kind, filter_json in rows:
         if kind == FILTERED and not _matches(conn, workitem_uid, filter_json):

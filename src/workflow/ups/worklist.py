@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Any, Callable, Iterator, Protocol
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Connection, Engine, delete, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from workflow.config import Settings
@@ -52,6 +52,10 @@ RECEIVING_AE, DELETION_LOCK = tag_of("ReceivingAE"), tag_of("DeletionLock")
 SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
 UPS_QUERY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.5"
 INPUT_CHUNK = 10  # matches whose Input Information one query reads
+# Built once: constructing a statement costs more than running it on a warm connection.
+_LOAD = select(W).where(W.c.sop_instance_uid == bindparam("uid"))
+_LOAD_LOCKED = _LOAD.with_for_update()
+_UPDATE = update(W).where(W.c.sop_instance_uid == bindparam("_uid"))  # SET: the columns given
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
 NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
 IDENTIFIER_MISMATCH = statuses.Status(0xA900, "Failure", "Identifier does not match SOP Class")
@@ -120,10 +124,7 @@ class WorklistService:
     # ------------------------------------------------------------------ helpers
 
     def _load(self, conn: Connection, uid: str, lock: bool = True):
-        stmt = select(W).where(W.c.sop_instance_uid == uid)
-        if lock and self._postgres:
-            stmt = stmt.with_for_update()
-        return conn.execute(stmt).first()
+        return conn.execute(_LOAD_LOCKED if lock and self._postgres else _LOAD, {"uid": uid}).first()
 
     def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool,
                transaction_uid: str | None = None, finished: bool = False, sequences: bool = True) -> None:
@@ -137,7 +138,7 @@ class WorklistService:
         if insert:
             conn.execute(W.insert().values(sop_instance_uid=uid, created_at=now, **values))
         else:
-            conn.execute(update(W).where(W.c.sop_instance_uid == uid).values(**values))
+            conn.execute(_UPDATE, {"_uid": uid, **values})
             if not sequences:
                 return
             conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))

@@ -433,8 +433,9 @@ def _merged_charset(old: list[str], new: list[str]) -> list[str]:
 # --- States ---------------------------------------------------------------------------------------------
 
 def with_state(ds: dict[str, Any], state: UPSState) -> dict[str, Any]:
-    """The data set with its Procedure Step State set, for storing after a state change."""
-    out = copy.deepcopy(ds)
+    """The data set with its Procedure Step State set, for storing after a state change (a new
+    top-level dict: `ds` is left as it was, and shares the untouched elements)."""
+    out = dict(ds)
     out[PROCEDURE_STEP_STATE] = json_element("CS", state.value)
     return out
 
