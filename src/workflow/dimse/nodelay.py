@@ -12,6 +12,8 @@ import socket
 from pynetdicom import AE
 from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
+from workflow.dimse.reactor import guard
+
 
 def set_nodelay(sock: socket.socket | None) -> None:
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
@@ -19,7 +21,11 @@ def set_nodelay(sock: socket.socket | None) -> None:
 
 
 class NoDelayAE(AE):
-    """An AE whose outgoing associations use TCP_NODELAY (set before connect; it survives it)."""
+    """An AE whose outgoing associations use TCP_NODELAY (set before connect; it survives it) and
+    hold pynetdicom's reactor before each request (`reactor.guard`)."""
+
+    def associate(self, *args, **kwargs):  # type: ignore[override]
+        return guard(super().associate(*args, **kwargs))
 
     def _create_socket(self, assoc, address, tls_args) -> AssociationSocket:  # type: ignore[override]
         sock = super()._create_socket(assoc, address, tls_args)

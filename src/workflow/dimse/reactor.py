@@ -5,6 +5,7 @@ so a lost response is reported, never mistaken for "no matches"."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 from pynetdicom.association import Association
@@ -45,3 +46,23 @@ class StrayCounter:
             serve(msg, context_id)
 
         assoc._serve_request = counting
+
+
+def guard(assoc: Association) -> Association:
+    """Leave responses to the request that waits for them: a requestor's reactor (pynetdicom runs it in
+    the Association's own thread) is handed only requests (an N-EVENT-REPORT to a subscriber), never a
+    response. Costs nothing per request, unlike `hold_reactor`. Without it a quick response is now and
+    then taken and dropped by the reactor and the request returns an empty Dataset: the event sender
+    counted a delivered event as failed and sent it again; a tool or test saw no answer."""
+    dimse = assoc.dimse
+    take = dimse.get_msg
+
+    def get_msg(block: bool = False):
+        if threading.current_thread() is assoc:
+            _, msg = dimse.peek_msg()
+            if msg is not None and not msg.is_valid_request:
+                return None, None
+        return take(block)
+
+    dimse.get_msg = get_msg
+    return assoc
