@@ -44,7 +44,8 @@ def archive(make_archive, engine):
     """The archive (several Inventory instances per tree) and our records of it, made to differ."""
     archive = make_archive(AET, record_limit=4, fanout=2)
     h = archive.holdings
-    # (k is 0-based: ct.study_uid(k) is study number k + 1.) Study n is dated 40 - n days ago: studies 1-9 fall outside a 30-day scope, 10-15 inside.
+    # k is 0-based: ct.study_uid(k) is study number k + 1. Study n is dated 40 - n days ago: studies 1-9
+    # fall outside a 30-day scope, 10-15 inside.
     start = date.today() - timedelta(days=40)
     ct = h.seed(12, 2, 3, root=ROOT, first_study=1, modality="CT", start_date=start)
     mr = h.seed(3, 1, 2, root=ROOT, first_study=13, modality="MR", start_date=start)

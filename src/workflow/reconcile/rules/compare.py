@@ -349,9 +349,11 @@ class Comparer:
                         actual: Iterable[tuple[str, list[HoldingRow]]],
                         errors: Mapping[str, str] | None = None) -> Iterator[Discrepancy]:
         """`compare` over both sides grouped by study: (Study Instance UID, rows) per study, each side in
-        strictly increasing study order (else `UnsortedInput`), a study's rows in any order. The findings,
-        their order and the tally are `compare`'s for the same holdings (expected rows: their flag is
-        "not settled"; archive rows: "removed", duplicates in the order the archive gave them).
+        strictly increasing study order (else `UnsortedInput`), a study's rows in any order, expected
+        keys unique (as the store's primary key makes them; a repeat raises only in a study with
+        findings). The findings, their order and the tally are `compare`'s for the same holdings
+        (expected rows: their flag is "not settled"; archive rows: "removed", duplicates in the order
+        the archive gave them).
 
         A study whose two sides are equal row for row, none flagged, is all matches, counted without an
         object per instance: that is nearly every study, and why this is fast. Any other study goes
@@ -371,8 +373,7 @@ class Comparer:
             study = min(heads)
             exp_rows, act_rows = exp.take(study), act.take(study)
             if err.peek() is not None and err.peek()[0] == study:
-                yield from self._unreadable(study, (Expected(holding_of(r), not r[6]) for r in exp_rows),
-                                            err.pop()[1])
+                yield from self._unreadable(study, map(_expected_of, exp_rows), err.pop()[1])
                 continue  # what the archive did list for it is not trusted
             exp_rows.sort(key=_ROW_KEY)
             act_rows.sort(key=_ROW_KEY)  # stable: duplicates stay in the archive's order
@@ -382,10 +383,8 @@ class Comparer:
                 tally.actual_seen += n
                 tally.matched += n
                 continue
-            yield from self._join(
-                _Ordered([Expected(holding_of(r), not r[6]) for r in exp_rows], _expected_key, "expected",
-                         strict=True),
-                merge_runs(holding_of(r) for r in act_rows))
+            yield from self._join(_Ordered(map(_expected_of, exp_rows), _expected_key, "expected", strict=True),
+                                  merge_runs(map(holding_of, act_rows)))
 
     def compare_study(self, study_uid: str, expected: Iterable[Expected],
                       actual: Iterable[Holding] | Unreadable) -> Iterator[Discrepancy]:
@@ -498,6 +497,11 @@ def merge_runs(holdings: Iterable[Holding], on_merge: Callable[[], None] = lambd
 
 
 _ROW_KEY = itemgetter(1, 2)  # (series, SOP instance) within a study
+
+
+def _expected_of(row: HoldingRow) -> Expected:
+    """An expected HoldingRow (its flag: not settled) as an Expected."""
+    return Expected(Holding(row[0], row[1], row[2], "", row[3], row[4], row[5]), not row[6])
 _ROW_FLAG = itemgetter(6)
 
 
