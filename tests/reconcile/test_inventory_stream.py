@@ -129,6 +129,10 @@ def streamed(inv) -> tuple[dict, list[dict], list[Holding]]:
                         "series": [(se.series_uid, se.modality, se.removed, se.availability, se.instances)
                                    for se in s.series]})
         holdings.extend(s.holdings)
+    # study_rows(), the Inventory path's reader: the same instances as tuples, without the SOP Class.
+    assert [(uid, row) for uid, rows in inv.study_rows() for row in rows] == [
+        (x.study_uid, (x.study_uid, x.series_uid, x.sop_uid, x.availability, x.retrieve_ae, x.retrieve_url, x.removed))
+        for x in holdings]
     return header, studies, holdings
 
 

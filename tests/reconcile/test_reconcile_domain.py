@@ -1,10 +1,14 @@
 """The reconciliation merge-join: each reason code, ordering errors, duplicates, the cut-off, unreadable
-studies, and (property-based) agreement with a naive set-based comparison."""
+studies, and (property-based) agreement with a naive set-based comparison; the study-grouped comparison
+of plain rows (the Inventory path's) gives what the merge-join gives, finding for finding and count for
+count."""
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
 from functools import reduce
+from itertools import groupby
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -12,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 from workflow.reconcile.rules.holdings import Holding, StudyCount
 from workflow.reconcile.rules.compare import (MEANING, Comparer, Discrepancy, Expected, Reason, Rules, Tally, Unreadable,
                                        UnsortedInput, check_instance, compare, compare_counts, merge_holdings,
-                                       pair_studies)
+                                       merge_runs, pair_studies)
 
 
 def h(study="1.1", series="1", sop="1", **kw) -> Holding:
@@ -284,3 +288,49 @@ def test_any_unsorted_input_raises(actual):
         return  # all keys equal: a valid order
     with pytest.raises(UnsortedInput):
         run([], actual)
+
+
+# --- property: the study-grouped comparison of rows equals the merge-join ------------------------------------
+
+def as_row(x: Holding, flag: bool) -> tuple:
+    return (x.study_uid, x.series_uid, x.sop_uid, x.availability, x.retrieve_ae, x.retrieve_url, flag)
+
+
+def by_study(rows: list[tuple]) -> list[tuple[str, list[tuple]]]:
+    """Grouped by study in study order; within a study, the order given (a stable sort)."""
+    return [(study, list(group)) for study, group in groupby(sorted(rows, key=lambda r: r[0]), lambda r: r[0])]
+
+
+@settings(max_examples=400, deadline=None)
+@given(expected=st.dictionaries(st.tuples(st.sampled_from(STUDIES), st.sampled_from(SERIES), st.sampled_from(SOPS)),
+                                st.tuples(holdings, st.booleans()), max_size=20),
+       actual=st.lists(holdings, max_size=25),
+       errors=st.dictionaries(st.sampled_from(STUDIES + ["0", "3"]), st.sampled_from(["timeout", "refused"]), max_size=2),
+       rules=st.builds(Rules, st.booleans(), st.booleans()),
+       matching=st.booleans(), seed=st.integers(0, 2**16))
+def test_compare_studies_equals_the_merge_join(expected, actual, errors, rules, matching, seed):
+    exp = [Expected(Holding(*key, availability=x.availability, retrieve_ae=x.retrieve_ae,
+                            retrieve_url=x.retrieve_url), settled) for key, (x, settled) in expected.items()]
+    exp.sort(key=lambda e: e.holding.key)
+    if matching:  # the archive holds exactly what is expected (the fast path), plus what `actual` adds
+        actual = [e.holding for e in exp] + actual
+    # The reference: the Inventory path before it was made fast (spool-merged, then the merge-join).
+    reference_tally = Tally()
+    reference = list(compare(exp, merge_runs(sorted(actual, key=lambda a: a.key)), rules, errors=errors,
+                             tally=reference_tally))
+
+    exp_rows = [as_row(e.holding, not e.settled) for e in exp]
+    random.Random(seed).shuffle(exp_rows)  # any order within a study
+    act_rows = [as_row(a, a.removed) for a in actual]
+    tally = Tally()
+    found = list(Comparer(rules, tally).compare_studies(by_study(exp_rows), by_study(act_rows), errors))
+    assert found == reference
+    assert tally == reference_tally
+
+
+def test_compare_studies_refuses_studies_out_of_order():
+    rows = [("1.2", [("1.2", "1", "1", "", "", "", False)]), ("1.10", [("1.10", "1", "1", "", "", "", False)])]
+    with pytest.raises(UnsortedInput):
+        list(Comparer().compare_studies(rows, []))
+    with pytest.raises(UnsortedInput):
+        list(Comparer().compare_studies([], [rows[0], rows[0]]))

@@ -151,7 +151,7 @@ class _InventorySource:
         # ready-made was taken at its Content Date and Time (the archive's local time, to the second).
         taken = None if found.created else found.content_datetime
         return Inventory(found.root_uid, found.completion, taken.astimezone(timezone.utc) if taken else None,
-                         found.holdings)
+                         found.study_rows)
 
 
 class DatabaseReceiver:

@@ -12,6 +12,7 @@ record at a time (bench/inventory_parse.py measures both).
             for holding in study.holdings:   # workflow.reconcile.rules.holdings.Holding (INSTANCE level)
                 ...
         for holding in inv.holdings(): ...   # the same instances, flattened
+        for study_uid, rows in inv.study_rows(): ...  # the same, as plain tuples (HoldingRow): fast
 
 API:
 - `parse(source, transfer_syntax=None) -> InventoryFile`: `source` is bytes-like or a binary file
@@ -21,6 +22,7 @@ API:
 - `open_inventory(path, transfer_syntax=None) -> InventoryFile` opens and maps a file.
 - `InventoryFile.header -> InventoryHeader` (read at once; it jumps over the records),
   `.studies() -> Iterator[StudyRecord]`, `.holdings() -> Iterator[Holding]`,
+  `.study_rows() -> Iterator[tuple[str, list[HoldingRow]]]` (no SOP Class, no object per instance),
   `.study_uids() -> Iterator[str]` (jumps over series and instances): lazy, one pass per call;
   `.close()` / context manager (unmaps the file).
 - Malformed input raises `InventoryFormatError` (a ValueError), also mid-stream, e.g. when the
@@ -50,7 +52,7 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from workflow.reconcile.rules.holdings import Holding, StudyCount
+from workflow.reconcile.rules.holdings import Holding, HoldingRow, StudyCount
 
 IMPLICIT_VR_LE = "1.2.840.10008.1.2"
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -193,7 +195,8 @@ class StudyRecord:
     instance_count: int | None = None
     modalities: tuple[str, ...] = ()
     series: list[SeriesRecord] = field(default_factory=list)  # SERIES and INSTANCE levels
-    holdings: list[Holding] = field(default_factory=list)  # INSTANCE level
+    holdings: list[Holding] = field(default_factory=list)  # INSTANCE level, from studies()
+    rows: list[HoldingRow] = field(default_factory=list)  # INSTANCE level, from study_rows() (holdings stays empty)
 
     def counts(self) -> StudyCount:
         """The declared counts, plus the listed instances per series at INSTANCE level."""
@@ -516,6 +519,15 @@ class InventoryFile:
 
     def studies(self) -> Iterator[StudyRecord]:
         """The study records, one at a time, in file order."""
+        return self._records(rows=False)
+
+    def study_rows(self) -> Iterator[tuple[str, list[HoldingRow]]]:
+        """(Study Instance UID, its instances as `HoldingRow` tuples) per study record, in file order:
+        what `studies()` lists as Holdings (less the SOP Class), without making an object per instance."""
+        for study in self._records(rows=True):
+            yield study.study_uid, study.rows
+
+    def _records(self, rows: bool) -> Iterator[StudyRecord]:
         if self._studies_at is None:
             if self.header.records_in_instance:
                 raise InventoryFormatError("Inventoried Studies Sequence missing")
@@ -527,7 +539,7 @@ class InventoryFile:
         for start, item_end, item_undefined in w.items(pos, end, undefined, 1):
             fields, w.after = w.scan(start, item_end, item_undefined, _STUDY_TAGS, study_handlers, 2)
             count += 1
-            yield self._study(fields)
+            yield self._study(fields, rows)
         declared = self.header.records_in_instance
         if declared is not None and declared != count:
             raise InventoryFormatError(f"{count} study records where Number of Study Records in Instance says "
@@ -549,12 +561,16 @@ class InventoryFile:
                 raise InventoryFormatError("study record without Study Instance UID")
             yield _uid(fields[STUDY_UID])
 
-    def _cached(self, b: bytes | None, decode: Callable[[bytes], str]) -> str:
-        if not b:
-            return ""
+    def _cache(self, decode: Callable[[bytes], str]) -> dict[bytes, str]:
         cache = self._caches.get(decode)
         if cache is None:
             cache = self._caches[decode] = {}
+        return cache
+
+    def _cached(self, b: bytes | None, decode: Callable[[bytes], str]) -> str:
+        if not b:
+            return ""
+        cache = self._cache(decode)
         value = cache.get(b)
         if value is None:
             if len(cache) >= _CACHE_LIMIT:  # unique values (URLs...) must not grow memory with size
@@ -562,7 +578,7 @@ class InventoryFile:
             value = cache[b] = decode(b)
         return value
 
-    def _study(self, f: dict) -> StudyRecord:
+    def _study(self, f: dict, rows: bool = False) -> StudyRecord:
         if not f.get(STUDY_UID):
             raise InventoryFormatError("study record without Study Instance UID")
         cached = self._cached
@@ -576,10 +592,10 @@ class InventoryFile:
             series_count=_integer_string(f.get(SERIES_COUNT)), instance_count=_integer_string(f.get(INSTANCE_COUNT)),
             modalities=tuple(modalities.split("\\")) if modalities else ())
         for series_fields, instances in f.get(SERIES, ()):
-            self._add_series(study, series_fields, instances)
+            self._add_series(study, series_fields, instances, rows)
         return study
 
-    def _add_series(self, study: StudyRecord, f: dict, instances: list[tuple] | None) -> None:
+    def _add_series(self, study: StudyRecord, f: dict, instances: list[tuple] | None, rows: bool) -> None:
         if not f.get(SERIES_UID):
             raise InventoryFormatError(f"series item without Series Instance UID in study {study.study_uid}")
         cached = self._cached
@@ -597,6 +613,10 @@ class InventoryFile:
         stated = series.availability or study.availability
         availability = stated if stated == "ONLINE" else ""
         study_uid, series_uid, removed = study.study_uid, series.series_uid, series.removed
+        if rows:
+            study.rows.extend([(study_uid, series_uid, uid, avail or availability, i_ae or ae, i_url or url,
+                                removed or i_removed) for _, uid, avail, i_ae, i_url, i_removed in instances])
+            return
         study.holdings.extend([
             Holding(study_uid, series_uid, uid, cls, avail or availability, i_ae or ae, i_url or url,
                     removed or i_removed)
@@ -612,20 +632,95 @@ class InventoryFile:
         return found, w.after
 
     def _instances(self, pos: int, end: int, undefined: bool, depth: int) -> tuple[list[tuple], int]:
-        """(SOP Class, SOP Instance, availability, AE, URL, removed) per instance item."""
+        """(SOP Class, SOP Instance, availability, AE, URL, removed) per instance item.
+
+        The hot loop of a million-instance inventory, so written out: items and their elements are read
+        here, without `items()` and `scan()`. An item it does not expect (undefined length, a nested
+        or undefined-length element, anything malformed) is read again by `scan()`, which handles or
+        refuses it exactly as for any other item; what is read here is what `scan()` would read."""
         w = self._walker
-        scan, cached = w.scan, self._cached
+        if depth > _MAX_DEPTH:
+            raise InventoryFormatError("sequences nested too deeply")
+        buf, implicit, scan = w.buf, w.implicit, w.scan
+        explicit_header, implicit_header, u32, long_vrs = _EXPLICIT_HEADER, _IMPLICIT_HEADER, _U32, _LONG_VRS
+        cached = self._cached
+        classes, availabilities = self._cache(_uid), self._cache(_cs_upper)
         found = []
-        for start, item_end, item_undefined in w.items(pos, end, undefined, depth):
-            f, w.after = scan(start, item_end, item_undefined, _INSTANCE_TAGS, _NO_HANDLERS, depth)
-            uid = f.get(SOP_INSTANCE)
+        append = found.append
+        while not undefined and pos < end or undefined:
+            if pos + 8 > end:
+                raise InventoryFormatError(f"truncated sequence at offset {pos}")
+            raw, item_length = implicit_header(buf, pos)
+            if raw != _ITEM:
+                if raw == _SEQ_END and undefined:
+                    return found, pos + 8
+                raise InventoryFormatError(f"expected an item at offset {pos}")
+            start = pos + 8
+            cls = uid = avail = ae = url = removed = None
+            item_undefined = item_length == _UNDEFINED
+            if item_undefined:
+                plain = False
+            else:
+                item_end = start + item_length
+                if item_end > end:
+                    raise InventoryFormatError(f"item at offset {pos} runs past its sequence")
+                plain, p = True, start
+                while p < item_end:
+                    if p + 8 > item_end:
+                        plain = False
+                        break
+                    if implicit:
+                        raw, length = implicit_header(buf, p)
+                        if raw & 0xFFFF == 0xFFFE:
+                            plain = False
+                            break
+                        s = p + 8
+                    else:
+                        raw, vr, length = explicit_header(buf, p)
+                        if vr in long_vrs:
+                            if p + 12 > item_end:
+                                plain = False
+                                break
+                            length = u32(buf, p + 8)[0]
+                            s = p + 12
+                        elif raw & 0xFFFF == 0xFFFE:
+                            plain = False
+                            break
+                        else:
+                            s = p + 8
+                    p = s + length
+                    if length == _UNDEFINED or p > item_end:
+                        plain = False
+                        break
+                    if raw == SOP_INSTANCE:
+                        uid = buf[s:p]
+                    elif raw == SOP_CLASS:
+                        cls = buf[s:p]
+                    elif raw == AVAILABILITY:
+                        avail = buf[s:p]
+                    elif raw == RETRIEVE_AE:
+                        ae = buf[s:p]
+                    elif raw == RETRIEVE_URL:
+                        url = buf[s:p]
+                    elif raw == REMOVED:
+                        removed = buf[s:p]
+                pos = item_end
+            if not plain:
+                f, pos = scan(start, end if item_undefined else item_end, item_undefined, _INSTANCE_TAGS,
+                              _NO_HANDLERS, depth)
+                cls, uid, avail = f.get(SOP_CLASS), f.get(SOP_INSTANCE), f.get(AVAILABILITY)
+                ae, url, removed = f.get(RETRIEVE_AE), f.get(RETRIEVE_URL), f.get(REMOVED)
             if not uid:
                 raise InventoryFormatError(f"instance item without SOP Instance UID at offset {start}")
-            removed, ae, url = f.get(REMOVED), f.get(RETRIEVE_AE), f.get(RETRIEVE_URL)
-            found.append((cached(f.get(SOP_CLASS), _uid), _uid(uid), cached(f.get(AVAILABILITY), _cs_upper),
-                          cached(ae, _ae) if ae else "", _ur(url) if url else "",
-                          removed is not None and _cs(removed).upper() == "Y"))
-        return found, w.after
+            klass = classes.get(cls) if cls else ""
+            if klass is None:
+                klass = cached(cls, _uid)
+            said = availabilities.get(avail) if avail else ""
+            if said is None:
+                said = cached(avail, _cs_upper)
+            append((klass, _uid(uid), said, cached(ae, _ae) if ae else "", _ur(url) if url else "",
+                    removed is not None and _cs(removed).upper() == "Y"))
+        return found, pos
 
 
 def _cs_upper(b: bytes) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, InventoryHeader, StudyRecord, open_inventory
 from workflow.reconcile.dimse.peer import ArchiveError, colon
 from workflow.reconcile.rules.dicom_values import parse_date_time
-from workflow.reconcile.rules.holdings import Holding
+from workflow.reconcile.rules.holdings import Holding, HoldingRow
 
 # Worst first wins when the nodes of a tree disagree.
 COMPLETION_RANK = {"COMPLETE": 0, "PARTIAL": 1, "CANCELED": 2, "FAILURE": 3}
@@ -32,7 +32,7 @@ class InventoryNode:
 
 @dataclass
 class RetrievedInventory:
-    """A retrieved Inventory tree, on disk. Read it with studies() / holdings() / study_uids()
+    """A retrieved Inventory tree, on disk. Read it with studies() / holdings() / study_rows() / study_uids()
     (one pass each, file by file); remove_files() when done."""
 
     root_uid: str
@@ -89,9 +89,15 @@ class RetrievedInventory:
 
     def holdings(self) -> Iterator[Holding]:
         """Every instance listed, in file order (not key order). A study may appear in several
-        records, so an instance may come more than once: the holdings spool merges duplicates."""
+        records, so an instance may come more than once: the comparer merges duplicates."""
         for study in self.studies():
             yield from study.holdings
+
+    def study_rows(self) -> Iterator[tuple[str, list[HoldingRow]]]:
+        """What holdings() lists, as (Study Instance UID, HoldingRows) per study record, in file order."""
+        for node in self.nodes:
+            with _NodeReader(node) as inv:
+                yield from inv.study_rows()
 
     def study_uids(self) -> Iterator[str]:
         """The Study Instance UIDs listed (a study may appear in several records)."""

@@ -33,6 +33,19 @@ class Holding:
         return (self.study_uid, self.series_uid, self.sop_uid)
 
 
+# A Holding as a plain tuple, where a million of them are made and compared (the Inventory path):
+# (study_uid, series_uid, sop_uid, availability, retrieve_ae, retrieve_url, flag). The SOP Class is not
+# carried (reconciliation never compares it). The last field is `removed` at the archive; on the expected
+# side it says "not settled" (announced after the cut-off), so that a row of each side that is equal
+# as a tuple, with the flag False, is a match.
+HoldingRow = tuple[str, str, str, str, str, str, bool]
+
+
+def holding_of(row: HoldingRow) -> Holding:
+    """An archive's HoldingRow as a Holding (SOP Class unknown: "")."""
+    return Holding(row[0], row[1], row[2], "", row[3], row[4], row[5], bool(row[6]))
+
+
 @dataclass(frozen=True, slots=True)
 class StudyCount:
     """Counts an archive reports for one study (Study Root C-FIND at STUDY level, or an Inventory
