@@ -497,12 +497,12 @@ def merge_runs(holdings: Iterable[Holding], on_merge: Callable[[], None] = lambd
 
 
 _ROW_KEY = itemgetter(1, 2)  # (series, SOP instance) within a study
+_ROW_FLAG = itemgetter(6)  # expected: not settled; archive: removed
 
 
 def _expected_of(row: HoldingRow) -> Expected:
     """An expected HoldingRow (its flag: not settled) as an Expected."""
     return Expected(Holding(row[0], row[1], row[2], "", row[3], row[4], row[5]), not row[6])
-_ROW_FLAG = itemgetter(6)
 
 
 class _Studies:
