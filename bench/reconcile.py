@@ -173,7 +173,7 @@ def run_backend(name: str, url: str, args) -> list[tuple]:
                       f"{time.perf_counter() - t0:.1f} s, before the clock", file=sys.stderr)
             results = {}
             if args.compare_src:
-                results["inventory (before)"] = reconcile(url, port, "inventory", workdir, args.compare_src / "src")
+                results["inventory (before)"] = reconcile(url, port, "inventory", workdir, args.compare_src)
             results["inventory"] = reconcile(url, port, "inventory", workdir)
             if args.repository:
                 results["repository"] = reconcile(url, port, "repository", workdir)
@@ -204,8 +204,14 @@ def main() -> int:
                         help="skip the Repository Query crawl")
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument("--compare-src", type=Path, metavar="DIR",
-                        help="also run the Inventory path of the source tree in DIR (its src/ on PYTHONPATH)")
+                        help="also run the Inventory path of another source tree: DIR is the tree or its src/")
     args = parser.parse_args()
+    if args.compare_src:
+        # The tree or its src/ (bench/ian_ingest.py takes the src/): a wrong DIR would silently run this tree.
+        found = [d for d in (args.compare_src / "src", args.compare_src) if (d / "workflow" / "__init__.py").is_file()]
+        if not found:
+            parser.error(f"--compare-src {args.compare_src}: no workflow package there or in its src/")
+        args.compare_src = found[0]
     if args.smoke:
         args.studies, args.series, args.per_series, args.record_limit = 60, 2, 3, 20
     rows = []
