@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, ForeignKey, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 UID = 64
@@ -35,6 +35,21 @@ class ReadinessPending(SQLModel, table=True):
     # Bumped by every new mark: the worker clears the row only if no mark came after its read.
     generation: int
     marked_at: datetime = Field(index=True)
+    # Incremental evaluation (service.py `_StudyCache`): `ians_since`: the earliest received_at of the IANs marked
+    # since the row was made; `full_read` when a mark came from something else (an MPPS, reconciliation),
+    # whose change a read of the IANs since `ians_since` would not see.
+    ians_since: Optional[datetime] = None
+    full_read: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=true()))
+
+
+class ReadinessStudy(SQLModel, table=True):
+    """How many passes of the readiness worker have evaluated a study, over every process: a process
+    keeps what it read of a study between passes only while no other process's pass came between."""
+
+    __tablename__ = "readiness_study"
+
+    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    passes: int
 
 
 class RequestedProcedure(SQLModel, table=True):

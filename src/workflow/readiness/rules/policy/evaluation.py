@@ -89,19 +89,50 @@ class _Outcome:
     not_available: frozenset[str] = frozenset()
 
 
+class Choices:
+    """What one policy's input rules make of each instance of a study, kept up to date one changed
+    instance at a time (incremental evaluation): whether its SOP class is allowed, and the location
+    `_choose` picks. `evaluate_readiness(policy, facts, choices)` gives the same Evaluation as without
+    `choices` as long as the choices were fed exactly `facts.instances`."""
+
+    def __init__(self, rules: InputRules, instances: Iterable[InstanceFacts] = ()) -> None:
+        self.rules = rules
+        self.known: dict[str, InstanceFacts] = {}
+        self.filtered_out: set[str] = set()
+        self.accepted: dict[str, Input] = {}
+        for inst in instances:
+            self.put(inst)
+
+    def put(self, inst: InstanceFacts) -> None:
+        """An instance new or changed (its class, series or locations)."""
+        uid = inst.sop_instance_uid
+        self.known[uid] = inst
+        self.accepted.pop(uid, None)
+        if not self.rules.allows(inst.sop_class_uid):
+            self.filtered_out.add(uid)
+            return
+        self.filtered_out.discard(uid)
+        if (chosen := _choose(inst, self.rules)) is not None:
+            self.accepted[uid] = chosen
+
+    def drop(self, uid: str) -> None:
+        """An instance no longer of the study (or with no location left)."""
+        self.known.pop(uid, None)
+        self.accepted.pop(uid, None)
+        self.filtered_out.discard(uid)
+
+
 class _Study:
     """The facts seen through one policy (independent of `now`)."""
 
-    def __init__(self, policy: Policy, facts: Facts) -> None:
+    def __init__(self, policy: Policy, facts: Facts, choices: Choices | None = None) -> None:
         rules = policy.inputs
         self.facts = facts
         self.accept_words = rules.accepted_words
-        self.known = {i.sop_instance_uid: i for i in facts.instances}
-        self.filtered_out = frozenset(u for u, i in self.known.items() if not rules.allows(i.sop_class_uid))
-        self.accepted: dict[str, Input] = {}
-        for uid, inst in self.known.items():
-            if uid not in self.filtered_out and (chosen := _choose(inst, rules)) is not None:
-                self.accepted[uid] = chosen
+        if choices is None:
+            choices = Choices(rules, facts.instances)
+        # The order of `known` never shows: every output is sorted or a count.
+        self.known, self.filtered_out, self.accepted = choices.known, choices.filtered_out, choices.accepted
         relevant = [u for u in self.known if u not in self.filtered_out]
         if facts.expected is not None and rules.restrict_to_expected_set:
             relevant = [u for u in relevant if u in facts.expected]
@@ -218,14 +249,16 @@ def _settle_times(cond: Condition, last: datetime) -> set[datetime]:
     return {last + timedelta(seconds=cond.seconds)} if isinstance(cond, Settled) else set()
 
 
-def evaluate_readiness(policy: Policy, facts: Facts) -> Evaluation:
+def evaluate_readiness(policy: Policy, facts: Facts, choices: Choices | None = None) -> Evaluation:
     """The readiness and inputs `policy` gives a workitem with `facts` (pure; see the module docstring).
 
     inputs: instances of an allowed SOP class (and of the expected set, when one is known and
     restrict_to_expected_set) with at least one location at an accepted availability, each with its
     chosen location (`_choose`). settle_due_at: the earliest time after `now` at which, with no new facts,
-    the readiness would change because a `settled` condition matures; None if none would."""
-    s = _Study(policy, facts)
+    the readiness would change because a `settled` condition matures; None if none would.
+    choices: the policy's `Choices` for exactly `facts.instances`, kept by the caller between
+    evaluations (the result is the same; only the work of choosing locations is saved)."""
+    s = _Study(policy, facts, choices)
     leaves: list[_Outcome] = []
     truth = _truth(policy.complete_when, s, facts.now, leaves)
     readiness = _readiness(truth, s)
