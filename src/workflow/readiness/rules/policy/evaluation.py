@@ -99,6 +99,8 @@ class Choices:
         self.rules = rules
         self.known: dict[str, InstanceFacts] = {}
         self.filtered_out: set[str] = set()
+        self.allowed: set[str] = set()  # known - filtered_out
+        self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
         self.accepted: dict[str, Input] = {}
         for inst in instances:
             self.put(inst)
@@ -108,10 +110,13 @@ class Choices:
         uid = inst.sop_instance_uid
         self.known[uid] = inst
         self.accepted.pop(uid, None)
+        (self.withdrawn.add if inst.withdrawn else self.withdrawn.discard)(uid)
         if not self.rules.allows(inst.sop_class_uid):
             self.filtered_out.add(uid)
+            self.allowed.discard(uid)
             return
         self.filtered_out.discard(uid)
+        self.allowed.add(uid)
         if (chosen := _choose(inst, self.rules)) is not None:
             self.accepted[uid] = chosen
 
@@ -119,7 +124,8 @@ class Choices:
         """An instance no longer of the study (or with no location left)."""
         self.known.pop(uid, None)
         self.accepted.pop(uid, None)
-        self.filtered_out.discard(uid)
+        for kept in (self.filtered_out, self.allowed, self.withdrawn):
+            kept.discard(uid)
 
 
 class _Study:
@@ -131,24 +137,27 @@ class _Study:
         self.accept_words = rules.accepted_words
         if choices is None:
             choices = Choices(rules, facts.instances)
-        # The order of `known` never shows: every output is sorted or a count.
+        # Set algebra over what `choices` keeps (its sets are only read here): no loop over the
+        # instances in Python, so a pass costs little more for a large study than for a small one.
         self.known, self.filtered_out, self.accepted = choices.known, choices.filtered_out, choices.accepted
-        relevant = [u for u in self.known if u not in self.filtered_out]
+        self.withdrawn = choices.withdrawn
         if facts.expected is not None and rules.restrict_to_expected_set:
-            relevant = [u for u in relevant if u in facts.expected]
-        self.candidates = frozenset(relevant)
-        self.inputs = tuple(sorted((self.accepted[u] for u in self.candidates if u in self.accepted),
+            self.candidates = facts.expected.intersection(choices.allowed)
+        else:
+            self.candidates = frozenset(choices.allowed)
+        chosen = self.candidates.intersection(self.accepted)
+        self.inputs = tuple(sorted((self.accepted[u] for u in chosen),
                                    key=lambda x: (x.instance.series_instance_uid, x.instance.sop_instance_uid)))
         self.expected = None if facts.expected is None else facts.expected - self.filtered_out
         self.listed = facts.listed - self.filtered_out
 
     def required(self, name: str, required: frozenset[str], what: str) -> _Outcome:
         """All of `required` must be accepted: MET, else INCOMPLETE if one is unannounced, else UNAVAILABLE."""
-        missing = frozenset(u for u in required if u not in self.accepted)
+        missing = required.difference(self.accepted)
         n = len(required)
         if not missing:
             return _Outcome(_Truth.MET, f"{name}: all {n} {what} are available {self.accept_words}")
-        unannounced = frozenset(u for u in missing if u not in self.known)
+        unannounced = missing.difference(self.known)
         unavailable = missing - unannounced
         parts = []
         if unannounced:
@@ -200,7 +209,7 @@ def _leaf(cond: Condition, s: _Study, now: datetime) -> _Outcome:
         have = len(s.inputs)
         if have >= cond.count:
             return _Outcome(_Truth.MET, f"expected_count = {cond.count}: {have} instances are inputs")
-        waiting = frozenset(u for u in s.candidates if u not in s.accepted and not s.known[u].withdrawn)
+        waiting = s.candidates.difference(s.accepted, s.withdrawn)
         truth = _Truth.UNAVAILABLE if have + len(waiting) >= cond.count else _Truth.INCOMPLETE
         extra = f"; {len(waiting)} more announced but not available {s.accept_words}" if waiting else ""
         return _Outcome(truth, f"expected_count = {cond.count}: {have} instances are inputs{extra}", waiting, waiting)
@@ -216,10 +225,10 @@ def _settled(cond: Settled, s: _Study, now: datetime) -> _Outcome:
     due = last + timedelta(seconds=cond.seconds)
     if now < due:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: last IAN at {last.isoformat()}, settles at {due.isoformat()}")
-    considered = frozenset(u for u in s.candidates if not s.known[u].withdrawn)
+    considered = s.candidates - s.withdrawn
     if not considered:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: settled, but no instance of the study is an input candidate")
-    bad = frozenset(u for u in considered if u not in s.accepted)
+    bad = considered.difference(s.accepted)
     if bad:
         return _Outcome(_Truth.UNAVAILABLE, f"{name}: settled, but {len(bad)} of {len(considered)} known "
                                             f"instances are not available {s.accept_words} ({s.states(bad)})",
