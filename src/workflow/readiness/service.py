@@ -174,7 +174,10 @@ class ReadinessService:
         rows = conn.execute(_locked(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
                                     .order_by(W.c.sop_instance_uid), conn)).all()
         written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
-        procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
+        if cache is not None:
+            procedures.refresh(conn, study_uid, None, now, cache.expected_by_step.get, lambda: cache.online)
+        else:
+            procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
 
     def _study_cache(self, conn: Connection, study_uid: str) -> "_StudyCache":
@@ -440,15 +443,19 @@ class _StudyCache:
         self.instances: dict[str, InstanceFacts] = {}  # those with a location (the facts)
         self.accessions: frozenset[str] = frozenset()
         self.expected: frozenset[str] | None = None
+        self.expected_by_step: dict[str, frozenset[str]] = {}  # of the COMPLETED MPPS
+        self.online: set[str] = set()  # instances ONLINE somewhere (requested procedures)
         self.last_ian_at: datetime | None = None
         self._choices: dict[InputRules, Choices] = {}
         self._facts: tuple[InstanceFacts, ...] | None = None
 
     def read_all(self, conn: Connection) -> None:
         self.accessions = _accessions(conn, self.study_uid)
-        self.expected = _expected(conn, self.study_uid)
+        self.expected_by_step = _expected_by_step(conn, self.study_uid)
+        self.expected = frozenset().union(*self.expected_by_step.values()) if self.expected_by_step else None
         self.last_ian_at = _last_ian_at(conn, self.study_uid)
         self.instances, self.uids = _instances(conn, INST.c.study_instance_uid == self.study_uid, self.study_uid)
+        self.online = {u for u, i in self.instances.items() if i.best_availability is Availability.ONLINE}
 
     def read_since(self, conn: Connection, since: datetime | None) -> bool:
         """Bring the cache up to date with the IANs received at or after `since` (None: no mark, so
@@ -480,8 +487,13 @@ class _StudyCache:
                     self.instances[uid] = found[uid]
                     for choices in self._choices.values():
                         choices.put(found[uid])
+                    if found[uid].best_availability is Availability.ONLINE:
+                        self.online.add(uid)
+                    else:
+                        self.online.discard(uid)
                 else:
                     self.instances.pop(uid, None)
+                    self.online.discard(uid)
                     for choices in self._choices.values():
                         choices.drop(uid)
             if changed:
@@ -525,6 +537,20 @@ def _expected(conn: Connection, study_uid: str) -> frozenset[str] | None:
     if not steps:
         return None
     return frozenset(conn.execute(select(i.c.sop_instance_uid).where(i.c.performed_step_uid.in_(steps))).scalars())
+
+
+def _expected_by_step(conn: Connection, study_uid: str) -> dict[str, frozenset[str]]:
+    """The Performed Series instances of each COMPLETED MPPS of the study (empty ones included)."""
+    p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
+    completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
+        p.c.status == "COMPLETED", r.c.study_instance_uid == study_uid)
+    steps = set(conn.execute(completed).scalars())
+    found: dict[str, set[str]] = {s: set() for s in steps}
+    if steps:
+        for step, uid in conn.execute(select(i.c.performed_step_uid, i.c.sop_instance_uid)
+                                      .where(i.c.performed_step_uid.in_(steps))):
+            found[step].add(uid)
+    return {s: frozenset(u) for s, u in found.items()}
 
 
 def _instances(conn: Connection, where, study_uid: str) -> tuple[dict[str, InstanceFacts], set[str]]:
