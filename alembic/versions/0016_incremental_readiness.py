@@ -1,5 +1,6 @@
 """Incremental readiness: a pass reads only what the IANs since the study's last pass changed (the
-pending mark's earliest IAN time, whether a non-IAN mark came, the passes per study, and the indexes
+pending mark's earliest IAN time, whether a non-IAN mark came, the last pass per study and the last
+input write per workitem, and the indexes
 that find an IAN's instances and locations)
 
 Revision ID: 0016
@@ -23,8 +24,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('full_read', sa.Boolean(), server_default=sa.true(), nullable=False))
     op.create_table('readiness_study',
     sa.Column('study_instance_uid', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
-    sa.Column('passes', sa.Integer(), nullable=False),
+    sa.Column('pass_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
     sa.PrimaryKeyConstraint('study_instance_uid')
+    )
+    op.create_table('readiness_inputs',
+    sa.Column('workitem_uid', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+    sa.Column('write_id', sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['workitem_uid'], ['workitem.sop_instance_uid'], ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('workitem_uid')
     )
     with op.batch_alter_table('instance', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_instance_last_notification_id'), ['last_notification_id'], unique=False)
@@ -37,6 +44,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_instance_location_notification_id'))
     with op.batch_alter_table('instance', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_instance_last_notification_id'))
+    op.drop_table('readiness_inputs')
     op.drop_table('readiness_study')
     with op.batch_alter_table('readiness_pending', schema=None) as batch_op:
         batch_op.drop_column('full_read')

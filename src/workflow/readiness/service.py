@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections import OrderedDict, defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -35,7 +36,7 @@ from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
-from workflow.readiness.inputs import apply_readiness, input_rows
+from workflow.readiness.inputs import KeptInputs, apply_readiness, input_values, last_write
 
 log = logging.getLogger("workflow.readiness")
 
@@ -184,22 +185,23 @@ class ReadinessService:
         """The study as this process read it at its last pass, brought up to date by reading only the
         instances the IANs marked since then changed; read whole when that would not be exact (another
         process's pass came between, a mark other than an IAN's, an instance left the study, a first
-        pass). Counts the pass in `readiness_study` (every process's passes of the study)."""
+        pass). Records the pass in `readiness_study` (every process's last pass of the study)."""
         mark = conn.execute(select(PENDING.c.ians_since, PENDING.c.full_read)
                             .where(PENDING.c.study_instance_uid == study_uid)).first()
-        passes = conn.execute(select(STUDY.c.passes).where(STUDY.c.study_instance_uid == study_uid)).scalar()
+        last = conn.execute(select(STUDY.c.pass_id).where(STUDY.c.study_instance_uid == study_uid)).scalar()
         cache = self._caches.pop(study_uid, None)
-        fresh = (cache is None or passes is None or cache.passes != passes
+        fresh = (cache is None or last is None or cache.pass_id != last
                  or (mark is not None and (mark.full_read or mark.ians_since is None))
                  or not cache.read_since(conn, mark.ians_since if mark is not None else None))
         if fresh:
             cache = _StudyCache(study_uid)
             cache.read_all(conn)
-        if passes is None:
-            conn.execute(STUDY.insert().values(study_instance_uid=study_uid, passes=1))
+        # A random id: should this transaction roll back, no later pass can carry the same one.
+        cache.pass_id = uuid.uuid4().hex
+        if last is None:
+            conn.execute(STUDY.insert().values(study_instance_uid=study_uid, pass_id=cache.pass_id))
         else:
-            conn.execute(update(STUDY).where(STUDY.c.study_instance_uid == study_uid).values(passes=passes + 1))
-        cache.passes = (passes or 0) + 1
+            conn.execute(update(STUDY).where(STUDY.c.study_instance_uid == study_uid).values(pass_id=cache.pass_id))
         self.cache_reads["full" if fresh else "incremental"] += 1
         self._caches[study_uid] = cache  # the most recently used last
         total = sum(len(c.uids) for c in self._caches.values())
@@ -360,7 +362,9 @@ class ReadinessService:
                   snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
         snapshot = snapshot or _StudySnapshot(conn, study_uid)
-        current = input_rows(conn, row.sop_instance_uid)  # read once: what is listed, and what to rewrite
+        kept = snapshot.cache.inputs(conn, row.sop_instance_uid) if snapshot.cache is not None else None
+        # read once: what is listed, and what to rewrite
+        current = kept.values if kept is not None else input_values(conn, row.sop_instance_uid)
         policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, frozenset(current))
         if policy is None or _declared_ready(row, facts):
             return 0
@@ -374,7 +378,7 @@ class ReadinessService:
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
-        return apply_readiness(conn, row, change, now, study_uid, current)
+        return apply_readiness(conn, row, change, now, study_uid, current, kept)
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -433,12 +437,13 @@ class _StudyCache:
     what the IANs marked since the last one changed (issue 16): the study's instances and their
     locations, the expected set and accessions (from MPPS: any MPPS mark reads the whole study again),
     the time of its last IAN, and per input rules the `Choices` the evaluation would otherwise make
-    again for every instance. Valid while `passes` equals the study's `readiness_study.passes`: a pass
-    of another process (which consumed marks this one never read) makes the next pass read it whole."""
+    again for every instance; and the input rows of its workitems (`KeptInputs`). Valid while
+    `pass_id` is the study's `readiness_study.pass_id`: a pass of another process (which consumed marks
+    this one never read) makes the next pass read it whole."""
 
     def __init__(self, study_uid: str) -> None:
         self.study_uid = study_uid
-        self.passes: int | None = None
+        self.pass_id: str | None = None
         self.uids: set[str] = set()  # every instance of the study, with a location or not
         self.instances: dict[str, InstanceFacts] = {}  # those with a location (the facts)
         self.accessions: frozenset[str] = frozenset()
@@ -448,6 +453,7 @@ class _StudyCache:
         self.last_ian_at: datetime | None = None
         self._choices: dict[InputRules, Choices] = {}
         self._facts: tuple[InstanceFacts, ...] | None = None
+        self._inputs: dict[str, KeptInputs] = {}  # by workitem
 
     def read_all(self, conn: Connection) -> None:
         self.accessions = _accessions(conn, self.study_uid)
@@ -510,6 +516,14 @@ class _StudyCache:
         if self._facts is None:
             self._facts = tuple(self.instances.values())
         return self._facts
+
+    def inputs(self, conn: Connection, workitem_uid: str) -> KeptInputs:
+        """The workitem's input rows: as kept, while the last write of them was this process's."""
+        write_id = last_write(conn, workitem_uid)
+        kept = self._inputs.get(workitem_uid)
+        if kept is None or kept.write_id != write_id:
+            kept = self._inputs[workitem_uid] = KeptInputs(write_id, input_values(conn, workitem_uid))
+        return kept
 
     def choices(self, rules: InputRules) -> Choices:
         if rules not in self._choices:

@@ -43,13 +43,24 @@ class ReadinessPending(SQLModel, table=True):
 
 
 class ReadinessStudy(SQLModel, table=True):
-    """How many passes of the readiness worker have evaluated a study, over every process: a process
-    keeps what it read of a study between passes only while no other process's pass came between."""
+    """The last pass of the readiness worker over a study, in any process (a random id each pass): a
+    process keeps what it read of a study between passes only while the last pass is its own."""
 
     __tablename__ = "readiness_study"
 
     study_instance_uid: str = Field(max_length=UID, primary_key=True)
-    passes: int
+    pass_id: str = Field(max_length=32)
+
+
+class ReadinessInputs(SQLModel, table=True):
+    """The last write of a workitem's `workitem_input` rows by readiness, in any process (a random id
+    each write): a process keeps the rows it wrote while the last write is its own."""
+
+    __tablename__ = "readiness_inputs"
+
+    workitem_uid: str = Field(
+        sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
+    write_id: str = Field(max_length=32)
 
 
 class RequestedProcedure(SQLModel, table=True):
