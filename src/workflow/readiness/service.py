@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
 from workflow.kernel.json_model import first, items
-from workflow.readiness.rules.policy import (Choices, Facts, InputRules, InstanceFacts, PolicySet, StudyFacts,
+from workflow.readiness.rules.policy import (CanonicalInstances, Choices, Facts, InputRules, InstanceFacts, PolicySet, StudyFacts,
                                              Template, WorkitemFacts, evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
 from workflow.readiness.rules.policy.modalities import study_modalities
@@ -454,6 +454,8 @@ class _StudyCache:
         self._choices: dict[InputRules, Choices] = {}
         self._facts: tuple[InstanceFacts, ...] | None = None
         self._inputs: dict[str, KeptInputs] = {}  # by workitem
+        self._order: list[str] | None = None  # `instances` sorted, as of the last `facts`
+        self._changed: set[str] = set()  # changed since
 
     def read_all(self, conn: Connection) -> None:
         self.accessions = _accessions(conn, self.study_uid)
@@ -504,6 +506,7 @@ class _StudyCache:
                         choices.drop(uid)
             if changed:
                 self._facts = None
+                self._changed |= changed
             latest = max((aware(n.received_at) for n in notes), default=None)
             if latest is not None and (self.last_ian_at is None or latest > self.last_ian_at):
                 self.last_ian_at = latest
@@ -512,9 +515,14 @@ class _StudyCache:
                              .where(INST.c.study_instance_uid == self.study_uid)).scalar_one()
         return count == len(self.uids)
 
-    def facts(self) -> tuple[InstanceFacts, ...]:
+    def facts(self) -> CanonicalInstances:
+        """The instances by SOP Instance UID (kept sorted: the changed ones are merged in)."""
         if self._facts is None:
-            self._facts = tuple(self.instances.values())
+            self._order = sorted(self.instances) if self._order is None else sorted(
+                [u for u in self._order if u in self.instances and u not in self._changed]
+                + [u for u in self._changed if u in self.instances])
+            self._changed = set()
+            self._facts = CanonicalInstances(self.instances[u] for u in self._order)
         return self._facts
 
     def inputs(self, conn: Connection, workitem_uid: str) -> KeptInputs:

@@ -102,14 +102,31 @@ class Choices:
         self.allowed: set[str] = set()  # known - filtered_out
         self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
         self.accepted: dict[str, Input] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # accepted: (series, instance), the order of inputs
+        self._order: list[str] = []  # accepted, in that order, as of the last `ordered`
+        self._changed: set[str] = set()  # put or dropped since
         for inst in instances:
             self.put(inst)
+
+    def ordered(self) -> list[str]:
+        """The accepted instances by series and SOP Instance UID. Kept between calls: the changed
+        ones are sorted and merged in (one sorted run and a short one: a linear merge)."""
+        if self._changed:
+            changed, keys = self._changed, self._keys
+            kept = [u for u in self._order if u not in changed]
+            added = [u for u in changed if u in keys]
+            kept += added
+            kept.sort(key=keys.__getitem__)
+            self._order, self._changed = kept, set()
+        return self._order
 
     def put(self, inst: InstanceFacts) -> None:
         """An instance new or changed (its class, series or locations)."""
         uid = inst.sop_instance_uid
         self.known[uid] = inst
         self.accepted.pop(uid, None)
+        self._keys.pop(uid, None)
+        self._changed.add(uid)
         (self.withdrawn.add if inst.withdrawn else self.withdrawn.discard)(uid)
         if not self.rules.allows(inst.sop_class_uid):
             self.filtered_out.add(uid)
@@ -119,11 +136,14 @@ class Choices:
         self.allowed.add(uid)
         if (chosen := _choose(inst, self.rules)) is not None:
             self.accepted[uid] = chosen
+            self._keys[uid] = (inst.series_instance_uid, uid)
 
     def drop(self, uid: str) -> None:
         """An instance no longer of the study (or with no location left)."""
         self.known.pop(uid, None)
         self.accepted.pop(uid, None)
+        self._keys.pop(uid, None)
+        self._changed.add(uid)
         for kept in (self.filtered_out, self.allowed, self.withdrawn):
             kept.discard(uid)
 
@@ -145,9 +165,8 @@ class _Study:
             self.candidates = facts.expected.intersection(choices.allowed)
         else:
             self.candidates = frozenset(choices.allowed)
-        chosen = self.candidates.intersection(self.accepted)
-        self.inputs = tuple(sorted((self.accepted[u] for u in chosen),
-                                   key=lambda x: (x.instance.series_instance_uid, x.instance.sop_instance_uid)))
+        accepted, candidates = self.accepted, self.candidates
+        self.inputs = tuple(accepted[u] for u in choices.ordered() if u in candidates)
         self.expected = None if facts.expected is None else facts.expected - self.filtered_out
         self.listed = facts.listed - self.filtered_out
 
