@@ -40,17 +40,24 @@ def input_values(conn: Connection, uid: str) -> dict[str, tuple]:
     return {r.sop_instance_uid: _row_values(r) for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
 
 
+def by_uid(inputs) -> dict[str, Any]:
+    return {i.instance.sop_instance_uid: i for i in inputs}
+
+
 def last_write(conn: Connection, uid: str) -> str | None:
     return conn.execute(select(WRITES.c.write_id).where(WRITES.c.workitem_uid == uid)).scalar()
 
 
 def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str,
-                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None) -> int:
+                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None,
+                    wanted: dict[str, Any] | None = None) -> int:
     """Write a readiness change (its inputs and Input Readiness State) into the workitem `row`. Returns
     events written. `current`: the workitem's `input_values`, when the caller read them; `kept`: what
-    the caller keeps of them (brought up to date here)."""
+    the caller keeps of them (brought up to date here); `wanted`: `change.inputs` by SOP Instance UID,
+    when the caller built it (workitems sharing an evaluation share it)."""
     uid = row.sop_instance_uid
-    wanted = {i.instance.sop_instance_uid: i for i in change.inputs}
+    if wanted is None:
+        wanted = by_uid(change.inputs)
     current = input_values(conn, uid) if current is None else current
     sources = kept.sources if kept is not None else {}
     stale, fresh, same = [], [], []

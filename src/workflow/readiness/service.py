@@ -36,7 +36,7 @@ from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
-from workflow.readiness.inputs import KeptInputs, apply_readiness, input_values, last_write
+from workflow.readiness.inputs import KeptInputs, apply_readiness, by_uid, input_values, last_write
 
 log = logging.getLogger("workflow.readiness")
 
@@ -44,7 +44,7 @@ W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
 STUDY = ReadinessStudy.__table__
 INST, LOC, NOTE = Instance.__table__, InstanceLocation.__table__, Notification.__table__
-CACHED_INSTANCES = 2_000_000  # instances a process keeps of the studies it evaluated last (incremental)
+CACHED_INSTANCES = 500_000  # instances a process keeps of the studies it evaluated last (~1.5 KB each)
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
 MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
@@ -378,7 +378,7 @@ class ReadinessService:
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
-        return apply_readiness(conn, row, change, now, study_uid, current, kept)
+        return apply_readiness(conn, row, change, now, study_uid, current, kept, snapshot.wanted(change.inputs))
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -402,6 +402,7 @@ class _StudySnapshot:
     def __init__(self, conn: Connection, study_uid: str, cache: "_StudyCache | None" = None) -> None:
         self.conn, self.study_uid, self.cache = conn, study_uid, cache
         self._evaluations: dict[tuple, tuple] = {}
+        self._wanted: tuple | None = None
         if cache is not None:
             self.accessions, self.last_ian_at, self.expected = cache.accessions, cache.last_ian_at, cache.expected
             self.instances = cache.facts()
@@ -417,6 +418,12 @@ class _StudySnapshot:
             # policy kept: id() stays unique
             self._evaluations[key] = (policy, evaluate_readiness(policy, facts, choices))
         return self._evaluations[key][1]
+
+    def wanted(self, inputs: tuple) -> dict:
+        """`inputs` by SOP Instance UID, built once for the workitems sharing an evaluation."""
+        if self._wanted is None or self._wanted[0] is not inputs:
+            self._wanted = (inputs, by_uid(inputs))
+        return self._wanted[1]
 
     @cached_property
     def last_ian_at(self) -> datetime | None:
