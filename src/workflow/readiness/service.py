@@ -86,9 +86,9 @@ class ReadinessService:
         (unless a newer mark came meanwhile). Returns how many events were written.
 
         A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
-        has waited `max_wait` seconds since this process first saw it pending: each pass reads the
-        whole study, so a pass per short pause would make a large study's cost grow with its square
-        and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
+        has waited `max_wait` seconds since this process first saw it pending: each pass still does
+        some whole-study work (set operations, see `_StudyCache`), so a pass per short pause would
+        make a large study's cost grow faster than its size and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
             pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()

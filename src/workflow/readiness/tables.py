@@ -35,9 +35,9 @@ class ReadinessPending(SQLModel, table=True):
     # Bumped by every new mark: the worker clears the row only if no mark came after its read.
     generation: int
     marked_at: datetime = Field(index=True)
-    # Incremental evaluation (service.py `_StudyCache`): `ians_since`: the earliest received_at of the IANs marked
-    # since the row was made; `full_read` when a mark came from something else (an MPPS, reconciliation),
-    # whose change a read of the IANs since `ians_since` would not see.
+    # Incremental evaluation (service.py `_StudyCache`): `ians_since` is the earliest received_at of
+    # the IANs marked since the row was made; `full_read` says a mark came from something else (an
+    # MPPS, reconciliation), whose change a read of the IANs since `ians_since` would not see.
     ians_since: Optional[datetime] = None
     full_read: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=true()))
 
