@@ -14,7 +14,7 @@ from workflow.config import ConfigError
 from workflow.ian.rules.availability import Availability
 from workflow.kernel.attributes import is_uid
 from workflow.readiness.rules.policy import (
-    AllOf, AnyOf, Evaluation, ExpectedSetAvailable, ExpectedSetKnown, Facts, InstanceFacts, Location,
+    AllOf, AnyOf, Choices, Evaluation, ExpectedSetAvailable, ExpectedSetKnown, Facts, InstanceFacts, Location,
     OnDowngrade, PolicyError, PolicySet, Priority, Readiness, Settled, StudyFacts, WorkitemFacts, describe,
     evaluate_readiness, load_policies, loads_policies, readiness_change,
 )
@@ -725,3 +725,25 @@ def test_the_implied_modality_table_names_storage_sop_classes_of_that_modality()
     by_name = {UID_dictionary[uid][0]: modality for uid, modality in IMPLIED_MODALITY.items()}
     assert {name: by_name[name] for name in wanted} == wanted
     assert "Secondary Capture Image Storage" not in by_name
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=st.lists(st.tuples(st.booleans(), _instance), max_size=12),
+       expected=st.none() | st.frozensets(st.sampled_from([f"1.{i}" for i in range(8)]), max_size=5),
+       listed=st.frozensets(st.sampled_from([f"1.{i}" for i in range(8)]), max_size=3),
+       minutes=st.integers(0, 5), which=st.integers(0, len(_policies) - 1))
+def test_choices_kept_one_change_at_a_time_evaluate_as_a_fresh_read(history, expected, listed, minutes, which):
+    """Incremental evaluation: `Choices` fed a history of changed and dropped instances (as a pass
+    reads them) evaluate exactly as the facts of the instances that remain, read whole."""
+    policy = _policies[which]()
+    now = T0 + timedelta(minutes=minutes)
+    choices, remaining = Choices(policy.inputs), {}
+    for dropped, inst in history:
+        if dropped:
+            choices.drop(inst.sop_instance_uid)
+            remaining.pop(inst.sop_instance_uid, None)
+        else:
+            choices.put(inst)
+            remaining[inst.sop_instance_uid] = inst
+    facts = Facts(expected, tuple(remaining.values()), listed, T0, now)
+    assert evaluate_readiness(policy, facts, choices) == evaluate_readiness(policy, facts)

@@ -138,7 +138,7 @@ class IngestService:
                     earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
                                            ).scalar_one_or_none()
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
-                self.studies.mark(conn, ian.study_instance_uid, received.received_at)
+                self.studies.mark(conn, ian.study_instance_uid, received.received_at, ian=True)
                 if getattr(self.audit, "enabled", True):
                     self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
                                                               received.sop_instance_uid, ian.study_instance_uid,

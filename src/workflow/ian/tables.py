@@ -46,7 +46,8 @@ class Instance(SQLModel, table=True):
     study_instance_uid: str = Field(max_length=UID)
     first_notified_at: datetime
     last_notified_at: datetime
-    last_notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))
+    # Indexed: readiness reads the instances the IANs since its last pass changed (readiness/service.py).
+    last_notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False, index=True))
 
 
 class InstanceLocation(SQLModel, table=True):
@@ -65,7 +66,8 @@ class InstanceLocation(SQLModel, table=True):
     file_set_id: Optional[str] = Field(default=None, max_length=16)
     file_set_uid: Optional[str] = Field(default=None, max_length=UID)
     notified_at: datetime
-    notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))
+    # Indexed: readiness reads the locations the IANs since its last pass changed (readiness/service.py).
+    notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False, index=True))
 
 
 class InstancePerformedStep(SQLModel, table=True):

@@ -11,9 +11,11 @@ from typing import Any, Protocol
 class StudyChanges(Protocol):
     """Told, inside the transaction that changed what is known of a study (an IAN's instances, a
     performed step's final state), that the study must be evaluated again; told after the commit
-    so that whoever evaluates wakes up."""
+    so that whoever evaluates wakes up. `ian`: the change is an IAN's, received at `at`, whose rows
+    carry its notification (an evaluation may read only those); any other change (the default) makes
+    the next evaluation read the whole study."""
 
-    def mark(self, conn: Any, study_uid: str, at: datetime) -> None: ...
+    def mark(self, conn: Any, study_uid: str, at: datetime, ian: bool = False) -> None: ...
 
     def committed(self) -> None: ...
 
@@ -21,7 +23,7 @@ class StudyChanges(Protocol):
 class NoStudyChanges:
     """For a room used on its own (a tool, a test): nobody evaluates studies."""
 
-    def mark(self, conn: Any, study_uid: str, at: datetime) -> None:
+    def mark(self, conn: Any, study_uid: str, at: datetime, ian: bool = False) -> None:
         pass
 
     def committed(self) -> None:

@@ -5,10 +5,14 @@ Report the change owes, all in the caller's transaction."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import Connection, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from workflow.readiness.tables import ReadinessInputs
 
 from workflow.ups.reporting import report
 from workflow.ups.rules import events as ups_events
@@ -16,28 +20,75 @@ from workflow.ups.tables import Workitem, WorkitemInput
 
 W = Workitem.__table__
 INPUTS = WorkitemInput.__table__
+WRITES = ReadinessInputs.__table__
 READINESS = "00404041"
 
 
-def input_rows(conn: Connection, uid: str) -> dict[str, Any]:
-    """The workitem's server-managed input rows, by SOP Instance UID."""
-    return {r.sop_instance_uid: r for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+class KeptInputs:
+    """A workitem's input rows as this process last read or wrote them, kept between incremental
+    passes while `write_id` is the workitem's last write (`readiness_inputs`): `values` by SOP Instance
+    UID as `_row_values` gives them; `sources` the Input each was written from (the evaluation keeps
+    an unchanged instance's Input, so most rows are known unchanged without comparing values)."""
+
+    def __init__(self, write_id: str | None, values: dict[str, tuple]) -> None:
+        self.write_id, self.values = write_id, values
+        self.sources: dict[str, Any] = {}
+
+
+def input_values(conn: Connection, uid: str) -> dict[str, tuple]:
+    """The workitem's server-managed input rows, by SOP Instance UID (their `_row_values`)."""
+    return {r.sop_instance_uid: _row_values(r) for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
+
+
+def by_uid(inputs) -> dict[str, Any]:
+    return {i.instance.sop_instance_uid: i for i in inputs}
+
+
+def last_write(conn: Connection, uid: str) -> str | None:
+    return conn.execute(select(WRITES.c.write_id).where(WRITES.c.workitem_uid == uid)).scalar()
 
 
 def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str,
-                    current: dict | None = None) -> int:
+                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None,
+                    wanted: dict[str, Any] | None = None) -> int:
     """Write a readiness change (its inputs and Input Readiness State) into the workitem `row`. Returns
-    events written. `current`: the workitem's input rows by SOP Instance UID, when the caller read them."""
+    events written. `current`: the workitem's `input_values`, when the caller read them; `kept`: what
+    the caller keeps of them (brought up to date here); `wanted`: `change.inputs` by SOP Instance UID,
+    when the caller built it (workitems sharing an evaluation share it)."""
     uid = row.sop_instance_uid
-    wanted = {i.instance.sop_instance_uid: i for i in change.inputs}
-    current = input_rows(conn, uid) if current is None else current
-    stale = [u for u, r in current.items()
-             if u not in wanted or _input_values(wanted[u], study_uid) != _row_values(r)]
+    if wanted is None:
+        wanted = by_uid(change.inputs)
+    current = input_values(conn, uid) if current is None else current
+    sources = kept.sources if kept is not None else {}
+    stale, fresh, same = [], [], []
+    for u, chosen in wanted.items():
+        if sources.get(u) is chosen:
+            continue
+        have = current.get(u)
+        if have is not None and have == _input_values(chosen, study_uid):
+            same.append(u)
+            continue
+        if have is not None:
+            stale.append(u)
+        fresh.append(u)
+    if len(current) > len(wanted) - len(fresh) + len(stale):  # some rows are no longer wanted
+        stale += [u for u in current if u not in wanted]
     if stale:
         conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
-    fresh = [_input_row(uid, i, study_uid) for u, i in wanted.items() if u not in current or u in stale]
     if fresh:
-        conn.execute(INPUTS.insert(), fresh)
+        conn.execute(INPUTS.insert(), [_input_row(uid, wanted[u], study_uid) for u in fresh])
+    if stale or fresh:  # a process keeping this workitem's rows reads them again
+        write_id = uuid.uuid4().hex
+        conn.execute(_WRITE[conn.dialect.name], {"workitem": uid, "write_id": write_id})
+        if kept is not None:
+            kept.write_id = write_id
+    if kept is not None:
+        for u in stale:
+            kept.values.pop(u, None)
+            kept.sources.pop(u, None)
+        for u in fresh + same:
+            kept.values[u] = _input_values(wanted[u], study_uid)
+            kept.sources[u] = wanted[u]
     if change.readiness.value == row.input_readiness_state:
         return 0
     ds = json.loads(row.dataset_json)
@@ -69,3 +120,12 @@ def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
                 study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
                 retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
                 file_set_id=chosen.file_set_id, file_set_uid=chosen.file_set_uid)
+
+
+def _write_statement(dialect):
+    stmt = dialect.insert(WRITES).values(workitem_uid=bindparam("workitem"), write_id=bindparam("write_id"))
+    return stmt.on_conflict_do_update(index_elements=[WRITES.c.workitem_uid],
+                                      set_={"write_id": stmt.excluded.write_id})
+
+
+_WRITE = {"postgresql": _write_statement(postgresql), "sqlite": _write_statement(sqlite)}

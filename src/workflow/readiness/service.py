@@ -9,37 +9,42 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections import defaultdict
+import uuid
+from collections import OrderedDict, defaultdict
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from functools import cached_property
 
-from sqlalchemy import Connection, Engine, bindparam, delete, exists, func, or_, select
+from sqlalchemy import Connection, Engine, bindparam, case, delete, exists, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
 from workflow.kernel.json_model import first, items
-from workflow.readiness.rules.policy import (Facts, InstanceFacts, PolicySet, StudyFacts, Template, WorkitemFacts,
-                                             evaluate_readiness, readiness_change)
+from workflow.readiness.rules.policy import (CanonicalInstances, Choices, Facts, InputRules, InstanceFacts, PolicySet, StudyFacts,
+                                             Template, WorkitemFacts, evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
 from workflow.readiness.rules.policy.modalities import study_modalities
 from workflow.store.engine import aware, reading
 from workflow.store.wakeups import READINESS, notify_at_commit
 from workflow.ian.tables import Instance, InstanceLocation, Notification
 from workflow.mpps.tables import PerformedStep, PerformedStepInstance, PerformedStepRequest
-from workflow.readiness.tables import ReadinessPending, ReadinessTimer
+from workflow.readiness.tables import ReadinessPending, ReadinessStudy, ReadinessTimer
 from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
-from workflow.readiness.inputs import apply_readiness, input_rows
+from workflow.readiness.inputs import KeptInputs, apply_readiness, by_uid, input_values, last_write
 
 log = logging.getLogger("workflow.readiness")
 
 W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
+STUDY = ReadinessStudy.__table__
+INST, LOC, NOTE = Instance.__table__, InstanceLocation.__table__, Notification.__table__
+CACHED_INSTANCES = 500_000  # instances a process keeps of the studies it evaluated last (~1.5 KB each)
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
 MODALITY, PROCEDURE_CODES, PPS_DESCRIPTION = "00080060", "00081032", "00400254"
@@ -55,14 +60,21 @@ class ReadinessService:
         self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
         self.timers_wake = threading.Event()  # set when a settle timer was written: the timer thread looks
         self.timer_writes = 0  # settle timers written by this process (the timer thread compares)
+        # Incremental evaluation: what this process read of each study at its last pass (see
+        # `_StudyCache`); WFM_READINESS_FULL=1 reads the whole study every pass (bench/readiness.py
+        # measures both in one run).
+        self.incremental = os.environ.get("WFM_READINESS_FULL", "") not in ("1", "true")
+        self._caches: OrderedDict[str, _StudyCache] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self.cache_reads = {"full": 0, "incremental": 0}  # passes by how they read the study (tests)
 
     # ------------------------------------------------------------------ triggers
 
-    def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
+    def mark(self, conn: Connection, study_uid: str, at: datetime, ian: bool = False) -> None:
         """StudyChanges: inside an IAN's or MPPS's transaction, mark the study for evaluation by
-        `run_pending`. An evaluation reads the whole study, so doing it once per burst of IANs keeps the
-        cost per instance flat (bench/readiness.py)."""
-        mark_pending(conn, study_uid, at)
+        `run_pending`. An evaluation reads what the IANs marked since the last pass changed (the whole
+        study after any other mark), once per burst of IANs (bench/readiness.py)."""
+        mark_pending(conn, study_uid, at, ian)
 
     def committed(self) -> None:
         """StudyChanges: the marking transaction committed; the worker may evaluate."""
@@ -74,9 +86,9 @@ class ReadinessService:
         (unless a newer mark came meanwhile). Returns how many events were written.
 
         A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
-        has waited `max_wait` seconds since this process first saw it pending: each pass reads the
-        whole study, so a pass per short pause would make a large study's cost grow with its square
-        and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
+        has waited `max_wait` seconds since this process first saw it pending: each pass still does
+        some whole-study work (set operations, see `_StudyCache`), so a pass per short pause would
+        make a large study's cost grow faster than its size and take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
             pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()
@@ -130,8 +142,8 @@ class ReadinessService:
         if self.policies.templates:
             return False
         known = conn.execute(_WATCH_LOOKUP, {"study": study_uid}).one()
-        is_watched, announced, procedures_known, bare_state = known
-        if is_watched or not announced:
+        is_watched, announced, procedures_known, bare_state, cached = known
+        if is_watched or not announced or cached:  # cached: a process keeps the study; its passes count
             return False
         if procedures_known == 0:
             procedures.announce(conn, study_uid, now)
@@ -146,8 +158,13 @@ class ReadinessService:
     def update_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Apply templates, then re-evaluate every SCHEDULED workitem of the study (by its Study
         Instance UID or a Referenced Request item). Returns how many events were written."""
+        with self._cache_lock:
+            return self._update_study(conn, study_uid, now)
+
+    def _update_study(self, conn: Connection, study_uid: str, now: datetime) -> int:
         written = self._apply_templates(conn, study_uid, now) if self.policies.templates else 0
-        snapshot = _StudySnapshot(conn, study_uid)  # read once for all the study's workitems
+        cache = self._study_cache(conn, study_uid) if self.incremental else None
+        snapshot = _StudySnapshot(conn, study_uid, cache)  # read once for all the study's workitems
         links = [W.c.study_instance_uid == study_uid, _requests(STUDY_UID, [study_uid])]
         if snapshot.accessions:  # a policy may link by an Accession Number the study's MPPS names
             links.append(_requests(ACCESSION, snapshot.accessions))
@@ -158,8 +175,40 @@ class ReadinessService:
         rows = conn.execute(_locked(select(W).where(W.c.procedure_step_state == "SCHEDULED", or_(*links))
                                     .order_by(W.c.sop_instance_uid), conn)).all()
         written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
-        procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
+        if cache is not None:
+            procedures.refresh(conn, study_uid, None, now, cache.expected_by_step.get, lambda: cache.online)
+        else:
+            procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
+
+    def _study_cache(self, conn: Connection, study_uid: str) -> "_StudyCache":
+        """The study as this process read it at its last pass, brought up to date by reading only the
+        instances the IANs marked since then changed; read whole when that would not be exact (another
+        process's pass came between, a mark other than an IAN's, an instance left the study, a first
+        pass). Records the pass in `readiness_study` (every process's last pass of the study)."""
+        mark = conn.execute(select(PENDING.c.ians_since, PENDING.c.full_read)
+                            .where(PENDING.c.study_instance_uid == study_uid)).first()
+        last = conn.execute(select(STUDY.c.pass_id).where(STUDY.c.study_instance_uid == study_uid)).scalar()
+        cache = self._caches.pop(study_uid, None)
+        fresh = (cache is None or last is None or cache.pass_id != last
+                 or (mark is not None and (mark.full_read or mark.ians_since is None))
+                 or not cache.read_since(conn, mark.ians_since if mark is not None else None))
+        if fresh:
+            cache = _StudyCache(study_uid)
+            cache.read_all(conn)
+        # A random id: should this transaction roll back, no later pass can carry the same one.
+        cache.pass_id = uuid.uuid4().hex
+        if last is None:
+            conn.execute(STUDY.insert().values(study_instance_uid=study_uid, pass_id=cache.pass_id))
+        else:
+            conn.execute(update(STUDY).where(STUDY.c.study_instance_uid == study_uid).values(pass_id=cache.pass_id))
+        self.cache_reads["full" if fresh else "incremental"] += 1
+        self._caches[study_uid] = cache  # the most recently used last
+        total = sum(len(c.uids) for c in self._caches.values())
+        while total > CACHED_INSTANCES and len(self._caches) > 1:
+            _, dropped = self._caches.popitem(last=False)
+            total -= len(dropped.uids)
+        return cache
 
     def _apply_templates(self, conn: Connection, study_uid: str, now: datetime) -> int:
         """Workitems that templates create for a study matching their conditions: one per study and
@@ -313,7 +362,9 @@ class ReadinessService:
                   snapshot: "_StudySnapshot | None" = None) -> int:
         ds = json.loads(row.dataset_json)
         snapshot = snapshot or _StudySnapshot(conn, study_uid)
-        current = input_rows(conn, row.sop_instance_uid)  # read once: what is listed, and what to rewrite
+        kept = snapshot.cache.inputs(conn, row.sop_instance_uid) if snapshot.cache is not None else None
+        # read once: what is listed, and what to rewrite
+        current = kept.values if kept is not None else input_values(conn, row.sop_instance_uid)
         policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, frozenset(current))
         if policy is None or _declared_ready(row, facts):
             return 0
@@ -327,7 +378,7 @@ class ReadinessService:
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
-        return apply_readiness(conn, row, change, now, study_uid, current)
+        return apply_readiness(conn, row, change, now, study_uid, current, kept, snapshot.wanted(change.inputs))
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -345,89 +396,249 @@ class ReadinessService:
 
 class _StudySnapshot:
     """What readiness needs to know of one study, read once per evaluation however many workitems
-    watch the study; the expensive parts (every instance and location) only when a policy applies."""
+    watch the study; the expensive parts (every instance and location) only when a policy applies.
+    With a `_StudyCache` (the worker's passes) everything comes from it, already up to date."""
 
-    def __init__(self, conn: Connection, study_uid: str) -> None:
-        self.conn, self.study_uid = conn, study_uid
+    def __init__(self, conn: Connection, study_uid: str, cache: "_StudyCache | None" = None) -> None:
+        self.conn, self.study_uid, self.cache = conn, study_uid, cache
         self._evaluations: dict[tuple, tuple] = {}
-        r = PerformedStepRequest.__table__
-        self.accessions = frozenset(a for a in conn.execute(select(r.c.accession_number).where(
-            r.c.study_instance_uid == study_uid)).scalars() if a)
+        self._wanted: tuple | None = None
+        if cache is not None:
+            self.accessions, self.last_ian_at, self.expected = cache.accessions, cache.last_ian_at, cache.expected
+            self.instances = cache.facts()
+        else:
+            self.accessions = _accessions(conn, study_uid)
 
     def evaluation(self, policy, facts: Facts):
         """Workitems of one study under one policy with the same inputs listed (the usual case: they
         were all filled from the same IANs) share one evaluation."""
         key = (id(policy), facts.listed, facts.now)
         if key not in self._evaluations:
-            self._evaluations[key] = (policy, evaluate_readiness(policy, facts))  # policy kept: id() stays unique
+            choices = self.cache.choices(policy.inputs) if self.cache is not None else None
+            # policy kept: id() stays unique
+            self._evaluations[key] = (policy, evaluate_readiness(policy, facts, choices))
         return self._evaluations[key][1]
+
+    def wanted(self, inputs: tuple) -> dict:
+        """`inputs` by SOP Instance UID, built once for the workitems sharing an evaluation."""
+        if self._wanted is None or self._wanted[0] is not inputs:
+            self._wanted = (inputs, by_uid(inputs))
+        return self._wanted[1]
 
     @cached_property
     def last_ian_at(self) -> datetime | None:
-        note = Notification.__table__
-        return aware(self.conn.execute(select(func.max(note.c.received_at))
-                                        .where(note.c.study_instance_uid == self.study_uid)).scalar())
+        return _last_ian_at(self.conn, self.study_uid)
 
     @cached_property
     def expected(self) -> frozenset[str] | None:
         """The union of the Performed Series of the study's COMPLETED MPPS; None when it has none."""
-        p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
-        completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
-            p.c.status == "COMPLETED", r.c.study_instance_uid == self.study_uid)
-        steps = set(self.conn.execute(completed).scalars())
-        if not steps:
-            return None
-        return frozenset(self.conn.execute(select(i.c.sop_instance_uid)
-                                           .where(i.c.performed_step_uid.in_(steps))).scalars())
+        return _expected(self.conn, self.study_uid)
 
     @cached_property
     def instances(self) -> tuple[InstanceFacts, ...]:
-        inst, loc = Instance.__table__, InstanceLocation.__table__
-        rows = self.conn.execute(select(inst.c.sop_instance_uid, inst.c.sop_class_uid, inst.c.series_instance_uid,
-                                        inst.c.first_notified_at, loc.c.retrieve_ae_title, loc.c.availability,
-                                        loc.c.retrieve_url, loc.c.notified_at, loc.c.file_set_id,
-                                        loc.c.file_set_uid)
-                                 .join(loc, loc.c.sop_instance_uid == inst.c.sop_instance_uid)
-                                 .where(inst.c.study_instance_uid == self.study_uid)).all()
-        grouped: dict[str, list] = defaultdict(list)
-        head: dict[str, tuple] = {}
-        for r in rows:
-            head[r.sop_instance_uid] = (r.sop_class_uid, r.series_instance_uid, r.first_notified_at)
+        return tuple(_instances(self.conn, INST.c.study_instance_uid == self.study_uid, self.study_uid)[0].values())
+
+
+class _StudyCache:
+    """What one process read of a study, kept between the worker's passes so that a pass reads only
+    what the IANs marked since the last one changed (issue 16): the study's instances and their
+    locations, the expected set and accessions (from MPPS: any MPPS mark reads the whole study again),
+    the time of its last IAN, and per input rules the `Choices` the evaluation would otherwise make
+    again for every instance; and the input rows of its workitems (`KeptInputs`). Valid while
+    `pass_id` is the study's `readiness_study.pass_id`: a pass of another process (which consumed marks
+    this one never read) makes the next pass read it whole."""
+
+    def __init__(self, study_uid: str) -> None:
+        self.study_uid = study_uid
+        self.pass_id: str | None = None
+        self.uids: set[str] = set()  # every instance of the study, with a location or not
+        self.instances: dict[str, InstanceFacts] = {}  # those with a location (the facts)
+        self.accessions: frozenset[str] = frozenset()
+        self.expected: frozenset[str] | None = None
+        self.expected_by_step: dict[str, frozenset[str]] = {}  # of the COMPLETED MPPS
+        self.online: set[str] = set()  # instances ONLINE somewhere (requested procedures)
+        self.last_ian_at: datetime | None = None
+        self._choices: dict[InputRules, Choices] = {}
+        self._facts: tuple[InstanceFacts, ...] | None = None
+        self._inputs: dict[str, KeptInputs] = {}  # by workitem
+        self._order: list[str] | None = None  # `instances` sorted, as of the last `facts`
+        self._changed: set[str] = set()  # changed since
+
+    def read_all(self, conn: Connection) -> None:
+        self.accessions = _accessions(conn, self.study_uid)
+        self.expected_by_step = _expected_by_step(conn, self.study_uid)
+        self.expected = frozenset().union(*self.expected_by_step.values()) if self.expected_by_step else None
+        self.last_ian_at = _last_ian_at(conn, self.study_uid)
+        self.instances, self.uids = _instances(conn, INST.c.study_instance_uid == self.study_uid, self.study_uid)
+        self.online = {u for u, i in self.instances.items() if i.best_availability is Availability.ONLINE}
+
+    def read_since(self, conn: Connection, since: datetime | None) -> bool:
+        """Bring the cache up to date with the IANs received at or after `since` (None: no mark, so
+        nothing changed). False when it cannot be (an instance left the study): read it whole."""
+        if since is not None:
+            notes = conn.execute(select(NOTE.c.id, NOTE.c.received_at).where(
+                NOTE.c.study_instance_uid == self.study_uid, NOTE.c.received_at >= since)).all()
+            ids = [n.id for n in notes]
+            changed: set[str] = set()
+            for at in range(0, len(ids), 1000):
+                chunk = ids[at:at + 1000]
+                changed.update(conn.execute(select(INST.c.sop_instance_uid).where(
+                    INST.c.last_notification_id.in_(chunk))).scalars())
+                changed.update(conn.execute(select(LOC.c.sop_instance_uid).where(
+                    LOC.c.notification_id.in_(chunk))).scalars())
+            found: dict[str, InstanceFacts] = {}
+            mine: set[str] = set()
+            ordered = sorted(changed)
+            for at in range(0, len(ordered), 1000):
+                part = _instances(conn, INST.c.sop_instance_uid.in_(ordered[at:at + 1000]), self.study_uid)
+                found.update(part[0])
+                mine |= part[1]
+            for uid in changed:
+                if uid in mine:
+                    self.uids.add(uid)
+                else:  # moved to another study
+                    self.uids.discard(uid)
+                if uid in found:
+                    self.instances[uid] = found[uid]
+                    for choices in self._choices.values():
+                        choices.put(found[uid])
+                    if found[uid].best_availability is Availability.ONLINE:
+                        self.online.add(uid)
+                    else:
+                        self.online.discard(uid)
+                else:
+                    self.instances.pop(uid, None)
+                    self.online.discard(uid)
+                    for choices in self._choices.values():
+                        choices.drop(uid)
+            if changed:
+                self._facts = None
+                self._changed |= changed
+            latest = max((aware(n.received_at) for n in notes), default=None)
+            if latest is not None and (self.last_ian_at is None or latest > self.last_ian_at):
+                self.last_ian_at = latest
+        # An instance an IAN for another study took away is seen only by its count (an index count).
+        count = conn.execute(select(func.count()).select_from(INST)
+                             .where(INST.c.study_instance_uid == self.study_uid)).scalar_one()
+        return count == len(self.uids)
+
+    def facts(self) -> CanonicalInstances:
+        """The instances by SOP Instance UID (kept sorted: the changed ones are merged in)."""
+        if self._facts is None:
+            self._order = sorted(self.instances) if self._order is None else sorted(
+                [u for u in self._order if u in self.instances and u not in self._changed]
+                + [u for u in self._changed if u in self.instances])
+            self._changed = set()
+            self._facts = CanonicalInstances(self.instances[u] for u in self._order)
+        return self._facts
+
+    def inputs(self, conn: Connection, workitem_uid: str) -> KeptInputs:
+        """The workitem's input rows: as kept, while the last write of them was this process's."""
+        write_id = last_write(conn, workitem_uid)
+        kept = self._inputs.get(workitem_uid)
+        if kept is None or kept.write_id != write_id:
+            kept = self._inputs[workitem_uid] = KeptInputs(write_id, input_values(conn, workitem_uid))
+        return kept
+
+    def choices(self, rules: InputRules) -> Choices:
+        if rules not in self._choices:
+            self._choices[rules] = Choices(rules, self.instances.values())
+        return self._choices[rules]
+
+
+def _accessions(conn: Connection, study_uid: str) -> frozenset[str]:
+    r = PerformedStepRequest.__table__
+    return frozenset(a for a in conn.execute(select(r.c.accession_number).where(
+        r.c.study_instance_uid == study_uid)).scalars() if a)
+
+
+def _last_ian_at(conn: Connection, study_uid: str) -> datetime | None:
+    return aware(conn.execute(select(func.max(NOTE.c.received_at))
+                              .where(NOTE.c.study_instance_uid == study_uid)).scalar())
+
+
+def _expected(conn: Connection, study_uid: str) -> frozenset[str] | None:
+    """The union of the Performed Series of the study's COMPLETED MPPS; None when it has none."""
+    p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
+    completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
+        p.c.status == "COMPLETED", r.c.study_instance_uid == study_uid)
+    steps = set(conn.execute(completed).scalars())
+    if not steps:
+        return None
+    return frozenset(conn.execute(select(i.c.sop_instance_uid).where(i.c.performed_step_uid.in_(steps))).scalars())
+
+
+def _expected_by_step(conn: Connection, study_uid: str) -> dict[str, frozenset[str]]:
+    """The Performed Series instances of each COMPLETED MPPS of the study (empty ones included)."""
+    p, r, i = PerformedStep.__table__, PerformedStepRequest.__table__, PerformedStepInstance.__table__
+    completed = select(p.c.sop_instance_uid).join(r, r.c.performed_step_uid == p.c.sop_instance_uid).where(
+        p.c.status == "COMPLETED", r.c.study_instance_uid == study_uid)
+    steps = set(conn.execute(completed).scalars())
+    found: dict[str, set[str]] = {s: set() for s in steps}
+    if steps:
+        for step, uid in conn.execute(select(i.c.performed_step_uid, i.c.sop_instance_uid)
+                                      .where(i.c.performed_step_uid.in_(steps))):
+            found[step].add(uid)
+    return {s: frozenset(u) for s, u in found.items()}
+
+
+def _instances(conn: Connection, where, study_uid: str) -> tuple[dict[str, InstanceFacts], set[str]]:
+    """The instances `where` selects that belong to the study, with their locations (those with none
+    are left out of the facts, as IANs never listed them anywhere); and the UIDs of all of them."""
+    rows = conn.execute(select(INST.c.sop_instance_uid, INST.c.sop_class_uid, INST.c.series_instance_uid,
+                               INST.c.first_notified_at, LOC.c.retrieve_ae_title, LOC.c.availability,
+                               LOC.c.retrieve_url, LOC.c.notified_at, LOC.c.file_set_id, LOC.c.file_set_uid)
+                        .outerjoin(LOC, LOC.c.sop_instance_uid == INST.c.sop_instance_uid)
+                        .where(where, INST.c.study_instance_uid == study_uid)).all()
+    grouped: dict[str, list] = defaultdict(list)
+    head: dict[str, tuple] = {}
+    for r in rows:
+        head[r.sop_instance_uid] = (r.sop_class_uid, r.series_instance_uid, r.first_notified_at)
+        if r.retrieve_ae_title is not None:
             grouped[r.sop_instance_uid].append((r.retrieve_ae_title, Availability(r.availability), r.retrieve_url,
                                                 aware(r.notified_at), r.file_set_id, r.file_set_uid))
-        out = []
-        for uid, locations in grouped.items():
-            cls, series, first_at = head[uid]
-            out.append(InstanceFacts(uid, cls, series, tuple(locations), aware(first_at)))
-        return tuple(out)
+    out = {}
+    for uid, locations in grouped.items():
+        cls, series, first_at = head[uid]
+        out[uid] = InstanceFacts(uid, cls, series, tuple(locations), aware(first_at))
+    return out, set(head)
 
 
 class PendingMarks:
     """StudyChanges for a process without a readiness worker (`wfm reconcile run`): the marks are rows,
     which a server's worker finds within its fallback interval."""
 
-    def mark(self, conn: Connection, study_uid: str, at: datetime) -> None:
-        mark_pending(conn, study_uid, at)
+    def mark(self, conn: Connection, study_uid: str, at: datetime, ian: bool = False) -> None:
+        mark_pending(conn, study_uid, at, ian)
         notify_at_commit(conn, READINESS)  # a server's worker on PostgreSQL hears of it at once
 
     def committed(self) -> None:
         pass
 
 
-def mark_pending(conn: Connection, study_uid: str, now: datetime) -> int:
+def mark_pending(conn: Connection, study_uid: str, now: datetime, ian: bool = False) -> int:
     """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
-    finds it: the marks are rows). Returns 1."""
-    conn.execute(_MARK[conn.dialect.name], {"study": study_uid, "at": now})
+    finds it: the marks are rows). `ian`: the mark of an IAN received at `now` (its rows carry its
+    notification, so a pass may read only those); any other mark makes the next pass read the whole
+    study. Returns 1."""
+    conn.execute(_MARK[conn.dialect.name], {"study": study_uid, "at": now, "since": now if ian else None,
+                                            "full": not ian})
     return 1
 
 
 def _mark_statement(dialect):
     # Built once per dialect: constructing an upsert costs more than executing it (once per IAN).
     stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
-                                          marked_at=bindparam("at"))
+                                          marked_at=bindparam("at"), ians_since=bindparam("since"),
+                                          full_read=bindparam("full"))
+    old, new = PENDING.c.ians_since, stmt.excluded.ians_since
+    # The earliest IAN since the row was made: IANs committing out of the order they were received
+    # in (concurrent associations) are all read by the next pass.
+    earliest = case((old.is_(None), new), (new.is_(None), old), (new < old, new), else_=old)
     return stmt.on_conflict_do_update(index_elements=[PENDING.c.study_instance_uid],
                                       set_={"generation": PENDING.c.generation + 1,
-                                            "marked_at": stmt.excluded.marked_at})
+                                            "marked_at": stmt.excluded.marked_at, "ians_since": earliest,
+                                            "full_read": or_(PENDING.c.full_read, stmt.excluded.full_read)})
 
 
 _MARK = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
@@ -449,7 +660,8 @@ def _watch_lookup():
     return select(watched, exists().where(Instance.__table__.c.study_instance_uid == study),
                   select(func.count()).where(rp.c.study_instance_uid == study).scalar_subquery(),
                   select(rp.c.state).where(rp.c.study_instance_uid == study, rp.c.accession_number == "",
-                                           rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery())
+                                           rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery(),
+                  exists().where(STUDY.c.study_instance_uid == study))
 
 
 _WATCH_LOOKUP = _watch_lookup()

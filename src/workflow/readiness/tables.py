@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, ForeignKey, UniqueConstraint
+from sqlalchemy import Boolean, Column, ForeignKey, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
 UID = 64
@@ -35,6 +35,32 @@ class ReadinessPending(SQLModel, table=True):
     # Bumped by every new mark: the worker clears the row only if no mark came after its read.
     generation: int
     marked_at: datetime = Field(index=True)
+    # Incremental evaluation (service.py `_StudyCache`): `ians_since` is the earliest received_at of
+    # the IANs marked since the row was made; `full_read` says a mark came from something else (an
+    # MPPS, reconciliation), whose change a read of the IANs since `ians_since` would not see.
+    ians_since: Optional[datetime] = None
+    full_read: bool = Field(default=True, sa_column=Column(Boolean, nullable=False, server_default=true()))
+
+
+class ReadinessStudy(SQLModel, table=True):
+    """The last pass of the readiness worker over a study, in any process (a random id each pass): a
+    process keeps what it read of a study between passes only while the last pass is its own."""
+
+    __tablename__ = "readiness_study"
+
+    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    pass_id: str = Field(max_length=32)
+
+
+class ReadinessInputs(SQLModel, table=True):
+    """The last write of a workitem's `workitem_input` rows by readiness, in any process (a random id
+    each write): a process keeps the rows it wrote while the last write is its own."""
+
+    __tablename__ = "readiness_inputs"
+
+    workitem_uid: str = Field(
+        sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
+    write_id: str = Field(max_length=32)
 
 
 class RequestedProcedure(SQLModel, table=True):

@@ -18,9 +18,9 @@ The file format is documented key by key in policies/README.md.
 """
 
 from workflow.readiness.rules.policy.describe import describe
-from workflow.readiness.rules.policy.evaluation import (Evaluation, Input, ReadinessChange, evaluate_readiness,
+from workflow.readiness.rules.policy.evaluation import (Choices, Evaluation, Input, ReadinessChange, evaluate_readiness,
                                                         readiness_change)
-from workflow.readiness.rules.policy.facts import Facts, InstanceFacts, Location, StudyFacts, WorkitemFacts
+from workflow.readiness.rules.policy.facts import CanonicalInstances, Facts, InstanceFacts, Location, StudyFacts, WorkitemFacts
 from workflow.readiness.rules.policy.loading import load_policies, loads_policies, policy_files
 from workflow.readiness.rules.policy.model import (AllOf, AnyOf, Code, Condition, ExpectedCount,
                                                    ExpectedSetAvailable, ExpectedSetKnown, InputRules,
@@ -31,7 +31,7 @@ from workflow.readiness.rules.policy.problems import PolicyError, PolicyProblem
 from workflow.readiness.rules.policy.templates import ConditionCheck, Template, TemplateConditions, WorkitemSpec
 
 __all__ = [
-    "AllOf", "AnyOf", "Code", "Condition", "ConditionCheck", "Evaluation", "ExpectedCount", "ExpectedSetAvailable",
+    "AllOf", "AnyOf", "CanonicalInstances", "Choices", "Code", "Condition", "ConditionCheck", "Evaluation", "ExpectedCount", "ExpectedSetAvailable",
     "ExpectedSetKnown", "Facts", "Input", "InputRules", "InstanceFacts", "ListedInstancesAvailable", "Location",
     "OnDowngrade", "Policy", "PolicyError", "PolicyProblem", "PolicySet", "Priority", "Readiness",
     "ReadinessChange", "Selector", "Settled", "StudyFacts", "Template", "TemplateConditions", "WorkitemFacts",

@@ -89,35 +89,94 @@ class _Outcome:
     not_available: frozenset[str] = frozenset()
 
 
+class Choices:
+    """What one policy's input rules make of each instance of a study, kept up to date one changed
+    instance at a time (incremental evaluation): whether its SOP class is allowed, and the location
+    `_choose` picks. `evaluate_readiness(policy, facts, choices)` gives the same Evaluation as without
+    `choices` as long as the choices were fed exactly `facts.instances`."""
+
+    def __init__(self, rules: InputRules, instances: Iterable[InstanceFacts] = ()) -> None:
+        self.rules = rules
+        self.known: dict[str, InstanceFacts] = {}
+        self.filtered_out: set[str] = set()
+        self.allowed: set[str] = set()  # known - filtered_out
+        self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
+        self.accepted: dict[str, Input] = {}
+        self._keys: dict[str, tuple[str, str]] = {}  # accepted: (series, instance), the order of inputs
+        self._order: list[str] = []  # accepted, in that order, as of the last `ordered`
+        self._changed: set[str] = set()  # put or dropped since
+        for inst in instances:
+            self.put(inst)
+
+    def ordered(self) -> list[str]:
+        """The accepted instances by series and SOP Instance UID. Kept between calls: the changed
+        ones are sorted and merged in (one sorted run and a short one: a linear merge)."""
+        if self._changed:
+            changed, keys = self._changed, self._keys
+            kept = [u for u in self._order if u not in changed]
+            added = [u for u in changed if u in keys]
+            kept += added
+            kept.sort(key=keys.__getitem__)
+            self._order, self._changed = kept, set()
+        return self._order
+
+    def put(self, inst: InstanceFacts) -> None:
+        """An instance new or changed (its class, series or locations)."""
+        uid = inst.sop_instance_uid
+        self.known[uid] = inst
+        self.accepted.pop(uid, None)
+        self._keys.pop(uid, None)
+        self._changed.add(uid)
+        (self.withdrawn.add if inst.withdrawn else self.withdrawn.discard)(uid)
+        if not self.rules.allows(inst.sop_class_uid):
+            self.filtered_out.add(uid)
+            self.allowed.discard(uid)
+            return
+        self.filtered_out.discard(uid)
+        self.allowed.add(uid)
+        if (chosen := _choose(inst, self.rules)) is not None:
+            self.accepted[uid] = chosen
+            self._keys[uid] = (inst.series_instance_uid, uid)
+
+    def drop(self, uid: str) -> None:
+        """An instance no longer of the study (or with no location left)."""
+        self.known.pop(uid, None)
+        self.accepted.pop(uid, None)
+        self._keys.pop(uid, None)
+        self._changed.add(uid)
+        for kept in (self.filtered_out, self.allowed, self.withdrawn):
+            kept.discard(uid)
+
+
 class _Study:
     """The facts seen through one policy (independent of `now`)."""
 
-    def __init__(self, policy: Policy, facts: Facts) -> None:
+    def __init__(self, policy: Policy, facts: Facts, choices: Choices | None = None) -> None:
         rules = policy.inputs
         self.facts = facts
         self.accept_words = rules.accepted_words
-        self.known = {i.sop_instance_uid: i for i in facts.instances}
-        self.filtered_out = frozenset(u for u, i in self.known.items() if not rules.allows(i.sop_class_uid))
-        self.accepted: dict[str, Input] = {}
-        for uid, inst in self.known.items():
-            if uid not in self.filtered_out and (chosen := _choose(inst, rules)) is not None:
-                self.accepted[uid] = chosen
-        relevant = [u for u in self.known if u not in self.filtered_out]
+        if choices is None:
+            choices = Choices(rules, facts.instances)
+        # Set algebra over what `choices` keeps (its sets are only read here): no loop over the
+        # instances in Python, so a pass costs little more for a large study than for a small one.
+        self.known, self.filtered_out, self.accepted = choices.known, choices.filtered_out, choices.accepted
+        self.withdrawn = choices.withdrawn
         if facts.expected is not None and rules.restrict_to_expected_set:
-            relevant = [u for u in relevant if u in facts.expected]
-        self.candidates = frozenset(relevant)
-        self.inputs = tuple(sorted((self.accepted[u] for u in self.candidates if u in self.accepted),
-                                   key=lambda x: (x.instance.series_instance_uid, x.instance.sop_instance_uid)))
+            self.candidates = facts.expected.intersection(choices.allowed)
+        else:
+            self.candidates = frozenset(choices.allowed)
+        accepted, candidates = self.accepted, self.candidates
+        self.inputs = tuple(accepted[u] for u in choices.ordered() if u in candidates)
         self.expected = None if facts.expected is None else facts.expected - self.filtered_out
         self.listed = facts.listed - self.filtered_out
 
     def required(self, name: str, required: frozenset[str], what: str) -> _Outcome:
         """All of `required` must be accepted: MET, else INCOMPLETE if one is unannounced, else UNAVAILABLE."""
-        missing = frozenset(u for u in required if u not in self.accepted)
+        missing = required.difference(self.accepted)
         n = len(required)
         if not missing:
             return _Outcome(_Truth.MET, f"{name}: all {n} {what} are available {self.accept_words}")
-        unannounced = frozenset(u for u in missing if u not in self.known)
+        unannounced = missing.difference(self.known)
         unavailable = missing - unannounced
         parts = []
         if unannounced:
@@ -169,7 +228,7 @@ def _leaf(cond: Condition, s: _Study, now: datetime) -> _Outcome:
         have = len(s.inputs)
         if have >= cond.count:
             return _Outcome(_Truth.MET, f"expected_count = {cond.count}: {have} instances are inputs")
-        waiting = frozenset(u for u in s.candidates if u not in s.accepted and not s.known[u].withdrawn)
+        waiting = s.candidates.difference(s.accepted, s.withdrawn)
         truth = _Truth.UNAVAILABLE if have + len(waiting) >= cond.count else _Truth.INCOMPLETE
         extra = f"; {len(waiting)} more announced but not available {s.accept_words}" if waiting else ""
         return _Outcome(truth, f"expected_count = {cond.count}: {have} instances are inputs{extra}", waiting, waiting)
@@ -185,10 +244,10 @@ def _settled(cond: Settled, s: _Study, now: datetime) -> _Outcome:
     due = last + timedelta(seconds=cond.seconds)
     if now < due:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: last IAN at {last.isoformat()}, settles at {due.isoformat()}")
-    considered = frozenset(u for u in s.candidates if not s.known[u].withdrawn)
+    considered = s.candidates - s.withdrawn
     if not considered:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: settled, but no instance of the study is an input candidate")
-    bad = frozenset(u for u in considered if u not in s.accepted)
+    bad = considered.difference(s.accepted)
     if bad:
         return _Outcome(_Truth.UNAVAILABLE, f"{name}: settled, but {len(bad)} of {len(considered)} known "
                                             f"instances are not available {s.accept_words} ({s.states(bad)})",
@@ -218,14 +277,16 @@ def _settle_times(cond: Condition, last: datetime) -> set[datetime]:
     return {last + timedelta(seconds=cond.seconds)} if isinstance(cond, Settled) else set()
 
 
-def evaluate_readiness(policy: Policy, facts: Facts) -> Evaluation:
+def evaluate_readiness(policy: Policy, facts: Facts, choices: Choices | None = None) -> Evaluation:
     """The readiness and inputs `policy` gives a workitem with `facts` (pure; see the module docstring).
 
     inputs: instances of an allowed SOP class (and of the expected set, when one is known and
     restrict_to_expected_set) with at least one location at an accepted availability, each with its
     chosen location (`_choose`). settle_due_at: the earliest time after `now` at which, with no new facts,
-    the readiness would change because a `settled` condition matures; None if none would."""
-    s = _Study(policy, facts)
+    the readiness would change because a `settled` condition matures; None if none would.
+    choices: the policy's `Choices` for exactly `facts.instances`, kept by the caller between
+    evaluations (the result is the same; only the work of choosing locations is saved)."""
+    s = _Study(policy, facts, choices)
     leaves: list[_Outcome] = []
     truth = _truth(policy.complete_when, s, facts.now, leaves)
     readiness = _readiness(truth, s)

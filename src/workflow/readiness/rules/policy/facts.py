@@ -56,6 +56,11 @@ class InstanceFacts:
         return min((x.availability for x in self.locations), key=lambda a: a.rank, default=Availability.UNAVAILABLE)
 
 
+class CanonicalInstances(tuple):
+    """Instances already in the canonical order (by SOP Instance UID, each once), as a caller that
+    keeps them sorted between evaluations builds them: `Facts` takes them as they are."""
+
+
 @dataclass(frozen=True)
 class Facts:
     """What is known when a workitem's readiness is evaluated.
@@ -78,6 +83,8 @@ class Facts:
         if self.expected is not None:
             object.__setattr__(self, "expected", frozenset(self.expected))
         object.__setattr__(self, "listed", frozenset(self.listed))
+        if isinstance(self.instances, CanonicalInstances):
+            return
         instances = tuple(sorted(self.instances, key=lambda i: i.sop_instance_uid))
         for a, b in zip(instances, instances[1:]):
             if a.sop_instance_uid == b.sop_instance_uid:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 from typing import Callable, Iterable
 
 
@@ -23,7 +24,8 @@ def sop_class_text(uid: str) -> str:
 
 
 def uid_list(uids: Iterable[str], fmt: Callable[[str], str] = lambda u: u, limit: int = 5) -> str:
-    """Sorted, the first `limit` shown: "1.1, 1.2 and 4 more"."""
-    items = sorted(uids)
-    shown = ", ".join(fmt(u) for u in items[:limit])
+    """Sorted, the first `limit` shown: "1.1, 1.2 and 4 more" (only those are sorted: a study's
+    200,000 missing instances are not sorted to name five)."""
+    items = uids if isinstance(uids, (set, frozenset, list, tuple)) else list(uids)
+    shown = ", ".join(fmt(u) for u in heapq.nsmallest(limit, items))
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
