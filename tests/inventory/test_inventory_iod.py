@@ -93,7 +93,7 @@ def test_the_tree_splits_and_every_node_lists_its_subtree():
         assert ds.NumberOfStudyRecordsInInstance == own
         below = [nodes[ref.ReferencedSOPInstanceUID] for ref in ds.IncorporatedInventoryInstanceSequence]
         assert ds.TotalNumberOfStudyRecords == own + sum(int(c.TotalNumberOfStudyRecords) for c in below)
-        assert (ds.ContentDate, ds.ContentTime, ds.InventoryLevel) == ("20261205", "100000", "INSTANCE")
+        assert (ds.ContentDate, ds.ContentTime, ds.InventoryLevel) == ("20261205", "100000.000000", "INSTANCE")
         assert len(ds.ScopeOfInventorySequence) == 1
     listed = [r.StudyInstanceUID for ds in nodes.values() for r in ds.InventoriedStudiesSequence]
     assert sorted(listed) == sorted(f"1.2.3.{n}" for n in range(7))

@@ -156,7 +156,9 @@ def node_dataset(uid: str, header: NodeHeader, records: list[Dataset], children:
     ds.SOPClassUID = INVENTORY_STORAGE
     ds.SOPInstanceUID = uid
     ds.ContentDate = header.content.strftime("%Y%m%d")
-    ds.ContentTime = header.content.strftime("%H%M%S")
+    # To the microsecond: a reconciliation takes it as its cut-off, and an instance announced in the
+    # same second would otherwise count as announced after the inventory was taken (not checked).
+    ds.ContentTime = header.content.strftime("%H%M%S.%f")
     ds.Manufacturer = MANUFACTURER
     if header.station_name:
         ds.StationName = header.station_name[:16]
