@@ -164,8 +164,15 @@ class AuditSender:
                     for row in rows:
                         self._send(row)
                         done.append(row.id)
-                finally:
-                    self._mark_sent(done)  # one commit per batch: a crash before it only sends them again
+                except RepositoryError:
+                    # SENT first, then the replay makes the recent ones PENDING again (not the reverse).
+                    self._mark_sent(done)
+                    self._replay_after_break()
+                    raise
+                except Exception:
+                    self._mark_sent(done)
+                    raise
+                self._mark_sent(done)  # one commit per batch: a crash before it only sends them again
                 sent += len(done)
 
     def _mark_sent(self, ids: list[int]) -> None:
@@ -197,7 +204,6 @@ class AuditSender:
             with self.engine.begin() as conn:
                 conn.execute(update(A).where(A.c.id == row.id).values(attempts=A.c.attempts + 1,
                                                                      last_error=str(exc)[:2000]))
-            self._replay_after_break()
             raise
         now = time.monotonic()
         self._sent_on_connection = [(i, t) for i, t in self._sent_on_connection if now - t <= REPLAY]
