@@ -15,7 +15,7 @@ INPUT_INFORMATION = "00404021"
 def with_inputs(conn: Connection, uid: str, ds: JsonDataset) -> JsonDataset:
     """The workitem with its Input Information Sequence assembled from the server-managed rows (one
     item per series and retrieve location), when the server manages its inputs."""
-    return _assembled(ds, conn.execute(_ordered(select(INPUTS).where(INPUTS.c.workitem_uid == uid))).all())
+    return with_rows(ds, conn.execute(_ordered(select(INPUTS).where(INPUTS.c.workitem_uid == uid))).all())
 
 
 def inputs_of(conn: Connection, uids: list[str]) -> dict[str, list]:
@@ -27,16 +27,13 @@ def inputs_of(conn: Connection, uids: list[str]) -> dict[str, list]:
     return out
 
 
-def with_rows(ds: JsonDataset, rows: list) -> JsonDataset:
-    return _assembled(ds, rows)
-
-
 def _ordered(query):
     return query.order_by(INPUTS.c.workitem_uid, INPUTS.c.series_instance_uid, INPUTS.c.retrieve_ae_title,
                           INPUTS.c.sop_instance_uid)
 
 
-def _assembled(ds: JsonDataset, rows) -> JsonDataset:
+def with_rows(ds: JsonDataset, rows) -> JsonDataset:
+    """The workitem with its Input Information Sequence assembled from its input rows (as read)."""
     if not rows:
         return ds
     groups: dict[tuple, list] = {}
