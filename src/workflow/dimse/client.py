@@ -13,6 +13,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt, status as standard_statuses
 
+from workflow.dimse import event_driven
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
 from workflow.dimse.nodelay import NoDelayAE
 
@@ -43,6 +44,7 @@ def associate(ae: NoDelayAE, host: str, port: int, called_ae: str):
     """An established association to `called_ae` at host:port, or AssociationFailed saying why, as an
     operator needs to read it: nothing listening at the address, the peer rejecting us (and its reason),
     the peer accepting none of the proposed SOP classes, or an abort."""
+    event_driven.install()  # the tool's requests go out without waiting for pynetdicom's next poll
     seen: dict[str, object] = {}
 
     def on_acse(event) -> None:  # the A-ASSOCIATE response, for its result, source and reason

@@ -1,0 +1,167 @@
+"""pynetdicom's two reactor threads woken by what they wait for, instead of polling every millisecond.
+
+pynetdicom 3.0 runs two loops per association, each sleeping 1 ms whenever it finds nothing to do: the
+DUL thread (socket -> PDUs, and primitives to send -> socket) and the association's reactor (decoded
+DIMSE messages -> handlers). A request therefore waits up to ~1 ms at each of three hand-offs on its way
+in and out (the DUL reading it, the reactor taking it, the DUL sending the answer); an idle association
+wakes 2,000 times a second. Here each loop instead waits until there is something for it, or a short
+bound has passed (timers, flags set without a queue: the loops still check them):
+
+- the DUL waits in `select` on its socket and a pipe that a primitive queued for it writes to;
+- the association's reactor waits on an Event set when a DIMSE message or a DUL primitive is queued for
+  it, or when a requestor pauses it (`_reactor_checkpoint.clear()`).
+
+A DIMSE message goes out as several P-DATA primitives queued one by one. pynetdicom lets two threads
+send on one association at once (a handler's response, and a request or event from another thread: it
+counts the reactor as paused while a handler runs), and nothing keeps their fragments together; waking
+the DUL on each fragment makes the threads switch between fragments, so `install()` also makes each
+message's fragments one block (a lock per association around `send_msg`). Without it a peer received
+interleaved command and data fragments and aborted ("invalid DIMSE message").
+
+Only the two loops' own idle sleeps change (told apart by their caller's code object); every other
+sleep pynetdicom makes is left as it is. `install()` once per process; a pynetdicom whose loops are not
+where we expect them is left alone (the check fails closed: it keeps polling).
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import sys
+import threading
+import time
+import weakref
+
+from pynetdicom import association as _association
+from pynetdicom import dimse as _dimse
+from pynetdicom import dul as _dul
+
+BOUND = 0.01  # seconds a loop may wait without a wake-up before it checks its timers and flags again
+
+_DUL_LOOP = _dul.DULServiceProvider.run_reactor.__code__
+_REACTOR_LOOP = _association.Association._run_reactor.__code__
+
+
+class _DulWaker:
+    """A pipe the DUL thread selects on beside its socket; written to when a primitive is queued."""
+
+    def __init__(self, dul) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        weakref.finalize(dul, _close, self.read_fd, self.write_fd)
+        for queued in (dul.to_provider_queue, dul.event_queue):
+            _on_put(queued, self)
+
+    def wake(self) -> None:
+        try:
+            os.write(self.write_fd, b"!")
+        except (BlockingIOError, OSError):
+            pass  # the pipe is full (a wake-up is pending anyway) or closed (the DUL is gone)
+
+    def wait(self, dul, seconds: float) -> None:
+        raw = getattr(dul.socket, "socket", None) if dul.socket is not None else None
+        if raw is not None and hasattr(raw, "pending") and raw.pending():
+            return  # TLS holds decrypted bytes the socket no longer signals
+        watched = [self.read_fd] if raw is None else [raw, self.read_fd]
+        try:
+            select.select(watched, [], [], seconds)
+        except (OSError, ValueError):
+            time.sleep(seconds)  # the socket was closed under us: the loop finds out itself
+        try:
+            while os.read(self.read_fd, 512):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+
+class _ReactorWaker:
+    """An Event the association's reactor waits on; set when something is queued for it."""
+
+    def __init__(self, assoc) -> None:
+        self.ready = threading.Event()
+        _on_put(assoc.dimse.msg_queue, self)
+        _on_put(assoc.dul.to_user_queue, self)
+        checkpoint = assoc._reactor_checkpoint
+        clear = checkpoint.clear
+
+        def clear_and_wake() -> None:  # a requestor pausing the reactor waits until it is paused
+            clear()
+            self.wake()
+
+        checkpoint.clear = clear_and_wake
+
+    def wake(self) -> None:
+        self.ready.set()
+
+    def wait(self, seconds: float) -> None:
+        self.ready.wait(seconds)
+        self.ready.clear()  # before the loop looks at its queues: a put after this sets it again
+
+
+def _on_put(queued, waker) -> None:
+    put = queued.put
+
+    def put_and_wake(item, block=True, timeout=None) -> None:
+        put(item, block, timeout)
+        waker.wake()
+
+    queued.put = put_and_wake
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+class _Clock:
+    """Stands in for the `time` module inside pynetdicom's dul and association modules: the two loops'
+    idle sleeps become waits for work; anything else goes to `time` unchanged."""
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        caller = sys._getframe(1).f_code
+        if caller is _DUL_LOOP:
+            dul = threading.current_thread()
+            if getattr(dul, "state_machine", None) is None or dul.state_machine.current_state == "Sta1":
+                return time.sleep(seconds)  # not connected, or closing: stop_dul() waits on this loop
+            waker = dul.__dict__.get("_wfm_waker")
+            if waker is None:  # the first idle turn: wire up, then look again before waiting
+                dul.__dict__["_wfm_waker"] = _DulWaker(dul)
+                return None
+            return waker.wait(dul, BOUND)
+        if caller is _REACTOR_LOOP:
+            assoc = threading.current_thread()
+            waker = assoc.__dict__.get("_wfm_waker")
+            if waker is None:
+                assoc.__dict__["_wfm_waker"] = _ReactorWaker(assoc)
+                return None
+            return waker.wait(BOUND)
+        return time.sleep(seconds)
+
+
+def install() -> None:
+    """Make pynetdicom's reactors in this process wait for work instead of polling (once)."""
+    if isinstance(_dul.time, _Clock):
+        return
+    _dul.time = _Clock()
+    _association.time = _Clock()
+    _dimse.DIMSEServiceProvider.send_msg = _whole(_dimse.DIMSEServiceProvider.send_msg)
+
+
+def _whole(send_msg):
+    """`send_msg` queuing all of a message's fragments before another thread's message on the
+    association can queue any."""
+
+    def send_whole(self, primitive, context_id):
+        lock = self.__dict__.get("_wfm_send_lock") or self.__dict__.setdefault("_wfm_send_lock", threading.Lock())
+        with lock:
+            return send_msg(self, primitive, context_id)
+
+    return send_whole
