@@ -11,6 +11,7 @@ import time
 
 from sqlalchemy import Engine
 
+from workflow import heap
 from workflow.access.tokens import Tokens
 from workflow.audit.rules import messages
 from workflow.audit.sender import AuditSender, Repository
@@ -275,6 +276,7 @@ class App:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGHUP, lambda signum, frame: self.reload_policies())
         self.start()
+        heap.settle()
         while not stop.wait(3600):
             pass
         self.stop()
