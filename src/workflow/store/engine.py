@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import contextmanager
 from datetime import timezone
 from typing import Iterator
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
+
+# A pooled PostgreSQL connection idle this long is pinged before use (a server restart leaves it dead).
+PING_AFTER = 2.0
 
 
 def make_engine(url: str) -> Engine:
@@ -16,7 +21,32 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a connection before use only if it sat in the pool for PING_AFTER seconds or more.
+
+    SQLAlchemy's pool_pre_ping pings at every checkout: a round trip more for every transaction, ~10% of
+    an IAN's and a claim's time on PostgreSQL. A connection in steady use cannot have gone stale
+    unnoticed for long; one that idled is checked, and a dead one is replaced before the request sees
+    it (DisconnectionError makes the pool connect afresh)."""
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_conn, record):
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_conn, record, _proxy):
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since < PING_AFTER:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except Exception as exc:  # noqa: BLE001 - whatever the driver raises, the connection is unusable
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def _sqlite_engine(url: str) -> Engine:
