@@ -91,6 +91,20 @@ def reading(engine: Engine) -> Iterator[Connection]:
         yield conn.execution_options(**{READ_ONLY: True})
 
 
+@contextmanager
+def autocommitting(engine: Engine) -> Iterator[Connection]:
+    """On PostgreSQL a connection on which every statement is its own transaction: one round trip
+    each instead of BEGIN, statement, COMMIT (three). For short reads and one-statement writes that
+    need no snapshot shared between statements (READ COMMITTED gives each statement its own anyway).
+    Not for streamed results (server-side cursors need a transaction). On SQLite: `reading`."""
+    if engine.dialect.name != "postgresql":
+        with reading(engine) as conn:
+            yield conn
+        return
+    with engine.connect() as conn:
+        yield conn.execution_options(isolation_level="AUTOCOMMIT")
+
+
 def aware(at):
     """A datetime read back from the database, in UTC: SQLite returns them without a zone (None stays None)."""
     if at is None:

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, Engine, select, text, update
 
 from workflow.config import Settings
 from workflow.store.at_commit import insert_at_commit
-from workflow.store.engine import aware, reading
+from workflow.store.engine import autocommitting, aware, reading
 from workflow.store.wakeups import EVENTS, notify_at_commit
 from workflow.ups.tables import OutboxEvent
 
@@ -62,7 +62,7 @@ class Outbox:
     def heads(self, now: datetime, *, dimse: bool = True) -> tuple[list[str], datetime | None]:
         """`due_subscribers`, and when the first head not due yet falls due (None: none waits)."""
         t = OutboxEvent.__table__
-        with reading(self.engine) as conn:
+        with autocommitting(self.engine) as conn:  # on every wake-up: one round trip, not three
             heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
                                  .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
         mine = [(ae, aware(next_at)) for ae, next_at in heads if self.by_dimse(ae) == dimse]
@@ -91,7 +91,6 @@ class Outbox:
         query = select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae).order_by(t.c.id).limit(limit)
         if lease is not None and lease.conn is not None:  # the lease's connection: no checkout of our own
             rows = lease.conn.execute(query).all()
-            lease.conn.commit()
         else:
             with reading(self.engine) as conn:
                 rows = conn.execute(query).all()
@@ -102,21 +101,19 @@ class Outbox:
         """One delivery to a subscriber at a time across every server process on this database:
         a PostgreSQL advisory lock per subscriber (SQLite serves one process). The lease is false when
         another process is delivering to it now; on PostgreSQL it carries the connection that holds the
-        lock, which the round's reads and writes use too."""
+        lock, which the round's reads and writes use too, each statement its own transaction (the
+        round trips between the wake-up and the event sent: 2 instead of 6)."""
         if self.engine.dialect.name != "postgresql":
             yield Lease(True, None)
             return
         key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
-        with reading(self.engine) as conn:
+        with autocommitting(self.engine) as conn:
             got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            conn.commit()
             try:
                 yield Lease(bool(got), conn if got else None)
             finally:
                 if got:
-                    conn.rollback()
                     conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
-                    conn.commit()
 
     def next_due(self, *, dimse: bool = True) -> datetime | None:
         """When the next event of the channel falls due (DIMSE retries wait; WebSocket ones are due as
@@ -133,9 +130,8 @@ class Outbox:
         t = OutboxEvent.__table__
         mark = (update(t).where(t.c.id == event_id)
                 .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
-        if lease is not None and lease.conn is not None:  # PostgreSQL: on the lease's connection
+        if lease is not None and lease.conn is not None:  # PostgreSQL: on the lease's connection, committed
             lease.conn.execute(mark)
-            lease.conn.commit()
             return
         with self.engine.begin() as conn:
             conn.execute(mark)
