@@ -9,10 +9,10 @@ import time
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import event, select, text
 
 from workflow.store.at_commit import owed
-from workflow.ups.outbox import enqueue
+from workflow.ups.outbox import COMMIT_ORDER_LOCK, enqueue
 from workflow.ups.tables import OutboxEvent, Workitem
 
 O, W = OutboxEvent.__table__, Workitem.__table__
@@ -119,3 +119,47 @@ def test_writing_an_event_then_waiting_for_a_claimed_workitem_does_not_deadlock(
     (b_id,), (a_id,) = _events(engine, b), _events(engine, a)
     assert b_id < a_id
 
+
+
+def test_one_event_takes_the_commit_order_lock_before_its_id_in_one_statement(engine):
+    """The usual commit (one event) sends lock, insert and NOTIFY as one statement: it still waits for
+    the commit-order lock before its row gets an id, so ids follow commit order."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serialises writers with BEGIN IMMEDIATE: no commit-order lock")
+    first, second = "1.2.826.0.1.3680043.8.498.921", "1.2.826.0.1.3680043.8.498.922"
+    statements: list[str] = []
+    pids: list[int] = []
+    started = threading.Event()
+
+    def later_writer() -> None:
+        with engine.begin() as conn:
+            pids.append(conn.execute(text("SELECT pg_backend_pid()")).scalar())
+            _event(conn, second)
+            started.set()
+
+    def count(conn, cursor, statement, *args):
+        if threading.current_thread() is writer:
+            statements.append(statement)
+
+    writer = threading.Thread(target=later_writer)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with engine.begin() as holder:  # holds the commit-order lock, as a committing transaction does
+            holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": COMMIT_ORDER_LOCK})
+            writer.start()
+            deadline = time.monotonic() + 10
+            while not pids and time.monotonic() < deadline:
+                time.sleep(0.01)
+            _wait_until_blocked_on_a_lock(engine, pids[0])  # its commit waits for the lock
+            holder.execute(O.insert().values(receiving_ae="SUB", workitem_uid=first, event_type_id=1,
+                                             event_json="{}", status="PENDING", attempts=0, created_at=NOW,
+                                             next_attempt_at=NOW))
+        # The holder committed: the writer's statement gets the lock, then its row its id.
+        writer.join(30)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert started.is_set()
+    (first_id,), (second_id,) = _events(engine, first), _events(engine, second)
+    assert first_id < second_id
+    at_commit = [s for s in statements if "outbox_event" in s]
+    assert len(at_commit) == 1 and "pg_advisory_xact_lock" in at_commit[0] and "pg_notify" in at_commit[0]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, Table, event, text
+from sqlalchemy import Connection, Engine, Table, event, func, literal, select, text
 
 _KEY = "wfm_rows_at_commit"
 _NOTIFY = "wfm_notify_at_commit"
@@ -45,12 +45,27 @@ def _flush(conn: Connection) -> None:
     # committing transactions with rows for several tables never wait for each other in a circle.
     pending, channels = conn.info.pop(_KEY, None), conn.info.pop(_NOTIFY, None)
     postgres = conn.dialect.name == "postgresql"
+    notes = sorted(channels or ())
     for (lock, _), (table, rows) in sorted((pending or {}).items(), key=lambda kv: kv[0]):
+        if postgres and lock and len(rows) == 1:  # the usual case (one event, one audit record)
+            conn.execute(_gated_insert(table, rows[0], lock, notes))
+            notes = []  # sent with it
+            continue
         if postgres and lock:
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
         conn.execute(table.insert(), rows)
-    for channel in sorted(channels or ()):
+    for channel in notes:
         conn.execute(text("SELECT pg_notify(:c, '')"), {"c": channel})
+
+
+def _gated_insert(table: Table, row: dict[str, Any], lock: int, channels: list[str]):
+    """One statement, one round trip, for lock, insert and NOTIFYs (three or more otherwise): the
+    row is selected from a CTE that takes the lock, so the lock is held before the row (and its id)
+    exists; the CTE calls volatile functions, so PostgreSQL evaluates it once and never inlines it.
+    A NOTIFY is delivered at COMMIT wherever in the transaction it is made."""
+    gate = select(func.pg_advisory_xact_lock(lock), *(func.pg_notify(c, "") for c in channels)).cte("gate")
+    values = select(*(literal(value, table.c[name].type) for name, value in row.items())).select_from(gate)
+    return table.insert().from_select(list(row), values)
 
 
 @event.listens_for(Engine, "begin")
