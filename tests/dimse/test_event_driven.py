@@ -4,6 +4,8 @@ alike (the TLS tests of the server run on the same transport)."""
 
 from __future__ import annotations
 
+import gc
+import os
 import threading
 import time
 from io import BytesIO
@@ -142,3 +144,28 @@ def test_a_message_s_fragments_are_queued_as_one_block(echo_server):
         assoc.release()
     runs = [name for i, name in enumerate(queued) if i == 0 or queued[i - 1] != name]
     assert len(queued) > 4 and sorted(runs) == ["first", "second"], queued
+
+
+def test_a_finished_association_leaves_no_wake_up_pipe_open(echo_server):
+    """Each DUL's pipe is closed when its loop ends, not when the cyclic collector frees the association
+    (with the server's settled heap that can be thousands of associations later)."""
+    server, _ = echo_server
+    port = server.server_address[1]
+
+    def open_descriptors() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    gc.disable()  # what the collector would free is not what this test is about
+    try:
+        before = open_descriptors()
+        for _ in range(30):
+            assoc = _associate(port)
+            assert assoc.send_c_echo().Status == 0
+            assoc.release()
+            assoc.join(10)
+        deadline = time.monotonic() + 10
+        while open_descriptors() > before + 4 and time.monotonic() < deadline:
+            time.sleep(0.05)  # the acceptor's side finishes its loop a moment after the release
+        assert open_descriptors() <= before + 4
+    finally:
+        gc.enable()

@@ -30,7 +30,6 @@ import select
 import sys
 import threading
 import time
-import weakref
 
 from pynetdicom import association as _association
 from pynetdicom import dimse as _dimse
@@ -43,21 +42,35 @@ _REACTOR_LOOP = _association.Association._run_reactor.__code__
 
 
 class _DulWaker:
-    """A pipe the DUL thread selects on beside its socket; written to when a primitive is queued."""
+    """A pipe the DUL thread selects on beside its socket; written to when a primitive is queued.
+    Closed when the DUL's loop ends (`_run_then_close`): a pipe per finished association would
+    otherwise stay open until the cyclic collector frees the association. The lock keeps a late
+    wake-up from writing to a closed descriptor, which the process may already have reused."""
 
     def __init__(self, dul) -> None:
         self.read_fd, self.write_fd = os.pipe()
         os.set_blocking(self.read_fd, False)
         os.set_blocking(self.write_fd, False)
-        weakref.finalize(dul, _close, self.read_fd, self.write_fd)
+        self._lock = threading.Lock()
+        self._closed = False
         for queued in (dul.to_provider_queue, dul.event_queue):
             _on_put(queued, self)
 
     def wake(self) -> None:
-        try:
-            os.write(self.write_fd, b"!")
-        except (BlockingIOError, OSError):
-            pass  # the pipe is full (a wake-up is pending anyway) or closed (the DUL is gone)
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self.write_fd, b"!")
+            except OSError:
+                pass  # the pipe is full: a wake-up is pending anyway
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                os.close(self.read_fd)
+                os.close(self.write_fd)
 
     def wait(self, dul, seconds: float) -> None:
         raw = getattr(dul.socket, "socket", None) if dul.socket is not None else None
@@ -71,7 +84,7 @@ class _DulWaker:
         try:
             while os.read(self.read_fd, 512):
                 pass
-        except (BlockingIOError, OSError):
+        except OSError:
             pass
 
 
@@ -109,12 +122,18 @@ def _on_put(queued, waker) -> None:
     queued.put = put_and_wake
 
 
-def _close(*fds: int) -> None:
-    for fd in fds:
+def _run_then_close(run_reactor):
+    """The DUL's thread body, closing its wake-up pipe once the loop has ended."""
+
+    def run(self) -> None:
         try:
-            os.close(fd)
-        except OSError:
-            pass
+            run_reactor(self)
+        finally:
+            waker = self.__dict__.pop("_wfm_waker", None)
+            if waker is not None:
+                waker.close()
+
+    return run
 
 
 class _Clock:
@@ -152,6 +171,8 @@ def install() -> None:
         return
     _dul.time = _Clock()
     _association.time = _Clock()
+    # DULs made from now on run the wrapped loop (a DUL binds its thread body when it is made).
+    _dul.DULServiceProvider.run_reactor = _run_then_close(_dul.DULServiceProvider.run_reactor)
     _dimse.DIMSEServiceProvider.send_msg = _whole(_dimse.DIMSEServiceProvider.send_msg)
 
 
