@@ -16,6 +16,7 @@ from pynetdicom import evt, status as standard_statuses
 from workflow.dimse import event_driven
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 
 log = logging.getLogger("workflow.scu")
 
@@ -84,8 +85,7 @@ def association(peer: Peer, abstract_syntaxes: Iterable[str]) -> Iterator:
     try:
         yield assoc
     finally:
-        if assoc.is_established:
-            assoc.release()
+        release(assoc)
 
 
 class Client:

@@ -1,36 +1,84 @@
 """pynetdicom 3.0's reactor thread may take a response off the queue instead of the request that waits
 for it (pynetdicom issue #875): the request then times out. `hold_reactor` keeps the reactor parked before
 a request is sent (the request's generator releases it); `StrayCounter` counts responses it took anyway,
-so a lost response is reported, never mistaken for "no matches"."""
+so a lost response is reported, never mistaken for "no matches". `held` holds it for one request and
+its responses however they end; `release` ends an association in bounded time."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pynetdicom.association import Association
 
+log = logging.getLogger("workflow.dimse")
+RELEASE_LIMIT = 30.0  # seconds to wait for the reactor to pause when the association has no ACSE timeout
 
-def hold_reactor(assoc: Association, limit: float = 1.0) -> None:
+
+def hold_reactor(assoc: Association, limit: float = 1.0) -> bool:
     """Block pynetdicom's reactor thread before sending a request, so that it cannot take a response.
 
     pynetdicom pauses it itself but only checks a flag that is still True just after the reactor left
     its wait; here we wait until the reactor actually waits on the cleared checkpoint (CPython's
-    Event keeps its waiters in `_cond._waiters`). The request's generator releases it at the end."""
+    Event keeps its waiters in `_cond._waiters`). The request's generator releases it at the end.
+    True once the reactor waits there; False if it did not within `limit` or its thread has ended."""
     checkpoint = getattr(assoc, "_reactor_checkpoint", None)
     waiters = getattr(getattr(checkpoint, "_cond", None), "_waiters", None)
     if checkpoint is None or waiters is None:
-        return  # another pynetdicom: the stray count still catches a lost response
+        return assoc.is_alive()  # another pynetdicom: the stray count still catches a lost response
     checkpoint.clear()
     deadline = time.monotonic() + limit
-    while not waiters and assoc.is_established and time.monotonic() < deadline:
+    while not waiters and assoc.is_established and assoc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.0001)
+    return bool(waiters)
 
 
 def release_reactor(assoc: Association) -> None:
     checkpoint = getattr(assoc, "_reactor_checkpoint", None)
     if checkpoint is not None:
         checkpoint.set()
+
+
+@contextmanager
+def held(assoc: Association) -> Iterator[None]:
+    """The reactor held for one request and its responses, and let go however they end: a request
+    refused before it started (pynetdicom's C-FIND/GET/MOVE raise only once iterated) or abandoned
+    part-way would otherwise leave the reactor parked for good."""
+    hold_reactor(assoc)
+    try:
+        yield
+    finally:
+        release_reactor(assoc)
+
+
+def release(assoc: Association | None) -> None:
+    """A-RELEASE an association that may already be gone, in bounded time.
+
+    pynetdicom's `release()` first waits, without a limit, for the reactor thread to pause. A reactor
+    that has ended while the association still counts as established, or that is stuck in a handler,
+    keeps it waiting for ever (pynetdicom counts its reactor as paused only while it waits or runs a
+    handler): a reconciliation run once hung so in CI, releasing an Inventory Creation association.
+    Here the wait is bounded by the association's ACSE timeout; past it, or with no reactor left, the
+    association is aborted instead, and a warning says why."""
+    if assoc is None or not assoc.is_established:
+        return
+    limit = assoc.acse_timeout or RELEASE_LIMIT
+    if hold_reactor(assoc, limit):
+        try:  # what pynetdicom's release() does once its reactor is paused, without its unbounded wait
+            assoc.acse.negotiate_release()  # bounded by the ACSE timeout; aborts if no answer comes
+        finally:
+            release_reactor(assoc)
+        return
+    if not assoc.is_established:
+        release_reactor(assoc)
+        return  # ended on its own meanwhile (the peer released or aborted it)
+    reason = "its reactor thread has ended" if not assoc.is_alive() else f"its reactor did not pause within {limit:g} s"
+    log.warning("aborting the association with %s instead of releasing it: %s", assoc.remote.get("ae_title", "?"), reason)
+    release_reactor(assoc)
+    assoc.abort()
 
 
 class StrayCounter:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from workflow.dimse.reactor import release
 from workflow.reconcile.dimse.peer import ArchivePeer
 from workflow.reconcile.dimse.sop_classes import (INVENTORY_CREATION, INVENTORY_FIND, INVENTORY_GET, INVENTORY_MOVE,
                                                   REPOSITORY_QUERY, STUDY_ROOT_FIND)
@@ -27,4 +28,4 @@ def probe(local_ae: str, remote_ae: str, host: str, port: int, timeout: float = 
     try:
         return {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
     finally:
-        assoc.release()
+        release(assoc)

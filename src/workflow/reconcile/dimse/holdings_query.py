@@ -44,7 +44,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.association import Association
 
-from workflow.dimse.reactor import StrayCounter, hold_reactor, release_reactor
+from workflow.dimse.reactor import StrayCounter, hold_reactor, release, release_reactor
 from workflow.reconcile.dimse.peer import PENDING, SUCCESS, ArchiveError, ArchivePeer, status_comment
 from workflow.reconcile.dimse.sop_classes import STUDY_ROOT_FIND
 from workflow.reconcile.rules.dicom_values import text_values
@@ -95,8 +95,7 @@ class StudyRootHoldings:
 
     def close(self) -> None:
         assoc, self._assoc = self._assoc, None
-        if assoc is not None and assoc.is_established:
-            assoc.release()
+        release(assoc)
 
     @property
     def peer(self) -> str:
@@ -111,7 +110,7 @@ class StudyRootHoldings:
         accepted = {str(cx.abstract_syntax) for cx in assoc.accepted_contexts}
         chosen = next((m for m in self.MODELS if m in accepted), None)
         if chosen is None:
-            assoc.release()
+            release(assoc)
             raise ArchiveError(f"{self.peer} does not accept Study Root C-FIND", study_uid)
         self.model = chosen
         # Idle for `timeout` between queries: release politely rather than abort; the next query

@@ -61,12 +61,12 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.association import Association
 
-from workflow.dimse.reactor import StrayCounter, hold_reactor, release_reactor
+from workflow.dimse.reactor import StrayCounter, held, release
 from workflow.reconcile.dimse.inventory_creation import INITIATE, TERMINATED_WITHOUT, Creation, NoAnswer, Termination
 from workflow.reconcile.dimse.inventory_receiver import INVENTORY_SYNTAXES, InventoryReceiver
 from workflow.reconcile.dimse.inventory_retrieval import Retrieval
 from workflow.reconcile.dimse.inventory_tree import InventoryNode, RetrievedInventory, worst_completion
-from workflow.reconcile.dimse.peer import (PENDING, ArchiveError, ArchivePeer, NotAccepted, colon, release,
+from workflow.reconcile.dimse.peer import (PENDING, ArchiveError, ArchivePeer, NotAccepted, colon,
                                            status_comment)
 from workflow.reconcile.dimse.sop_classes import INVENTORY_FIND, INVENTORY_STORAGE
 from workflow.reconcile.rules.inventory_matches import InventoryMatch, RootSearch, inventory_match, usable_groups
@@ -171,23 +171,22 @@ class InventoryHoldings:
 
     def _find(self, assoc: Association, query: Dataset) -> list[Dataset]:
         strays = StrayCounter(assoc)
-        hold_reactor(assoc)
-        try:
-            responses = assoc.send_c_find(query, INVENTORY_FIND, msg_id=self.archive.next_msg_id())
-        except RuntimeError as exc:
-            release_reactor(assoc)
-            raise ArchiveError(f"{self.peer}: {exc}") from exc
         matches = []
-        for status, ident in responses:
-            code = status.get("Status")
-            if code is None:
-                raise ArchiveError(f"{self.peer}: Inventory FIND aborted or timed out")
-            if code in PENDING:
-                if ident is None:
-                    raise ArchiveError(f"{self.peer}: undecodable Inventory FIND response")
-                matches.append(ident)
-            elif code != 0x0000:
-                raise ArchiveError(f"{self.peer}: Inventory FIND status 0x{code:04X}{status_comment(status)}")
+        with held(assoc):
+            try:
+                for status, ident in assoc.send_c_find(query, INVENTORY_FIND, msg_id=self.archive.next_msg_id()):
+                    code = status.get("Status")
+                    if code is None:
+                        raise ArchiveError(f"{self.peer}: Inventory FIND aborted or timed out")
+                    if code in PENDING:
+                        if ident is None:
+                            raise ArchiveError(f"{self.peer}: undecodable Inventory FIND response")
+                        matches.append(ident)
+                    elif code != 0x0000:
+                        raise ArchiveError(f"{self.peer}: Inventory FIND status 0x{code:04X}"
+                                           f"{status_comment(status)}")
+            except RuntimeError as exc:  # the association ended before the request went out
+                raise ArchiveError(f"{self.peer}: {exc}") from exc
         if strays.count:
             # a match lost to pynetdicom's reactor: the list may be short (cf. holdings_query)
             raise ArchiveError(f"{self.peer}: an Inventory FIND response was lost locally; answer incomplete")

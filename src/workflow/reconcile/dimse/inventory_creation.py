@@ -12,8 +12,8 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 
-from workflow.dimse.reactor import hold_reactor, release_reactor
-from workflow.reconcile.dimse.peer import ArchiveError, ArchivePeer, release, status_comment
+from workflow.dimse.reactor import held, release
+from workflow.reconcile.dimse.peer import ArchiveError, ArchivePeer, status_comment
 from workflow.reconcile.dimse.sop_classes import INVENTORY_CREATION, STORAGE_MANAGEMENT_INSTANCE
 
 INITIATE, REQUEST_STATUS, CANCEL = 11, 12, 13
@@ -88,12 +88,11 @@ class Creation:
             oldest = self.channels.pop(0)
             if oldest.is_established:
                 oldest.abort()
-        hold_reactor(assoc)
         try:
-            status, _ = assoc.send_n_action(info, action_type, INVENTORY_CREATION, STORAGE_MANAGEMENT_INSTANCE,
-                                            msg_id=archive.next_msg_id())
+            with held(assoc):
+                status, _ = assoc.send_n_action(info, action_type, INVENTORY_CREATION, STORAGE_MANAGEMENT_INSTANCE,
+                                                msg_id=archive.next_msg_id())
         except RuntimeError as exc:
-            release_reactor(assoc)
             raise ArchiveError(f"{archive.name}: N-ACTION {action_type}: {exc}") from exc
         if status.get("Status") is None:
             raise NoAnswer(f"{archive.name}: no answer to N-ACTION {action_type} (aborted or timed out)")

@@ -10,11 +10,11 @@ from pydicom.dataset import Dataset
 from pynetdicom import evt
 from pynetdicom.association import Association
 
-from workflow.dimse.reactor import hold_reactor, release_reactor
+from workflow.dimse.reactor import held, release
 from workflow.reconcile.dimse.inventory_receiver import InventoryReceiver, ReceivedInstance, write_received
 from workflow.reconcile.dimse.inventory_stream import InventoryFormatError, open_inventory
 from workflow.reconcile.dimse.inventory_tree import InventoryNode
-from workflow.reconcile.dimse.peer import PENDING, ArchiveError, ArchivePeer, release, status_comment
+from workflow.reconcile.dimse.peer import PENDING, ArchiveError, ArchivePeer, status_comment
 from workflow.reconcile.dimse.sop_classes import INVENTORY_GET, INVENTORY_MOVE, INVENTORY_STORAGE
 
 
@@ -66,23 +66,23 @@ class Retrieval:
         if self.move:
             self.receiver.expect(uids)
         assoc = self._assoc
-        hold_reactor(assoc)
-        try:
-            if self.move:
-                responses = assoc.send_c_move(identifier, archive.local_ae, INVENTORY_MOVE, msg_id=archive.next_msg_id())
-            else:
-                responses = assoc.send_c_get(identifier, INVENTORY_GET, msg_id=archive.next_msg_id())
-        except RuntimeError as exc:
-            release_reactor(assoc)
-            raise ArchiveError(f"{archive.name}: Inventory {what}: {exc}") from exc
         final = None
-        for status, ident in responses:
-            code = status.get("Status")
-            if code is None:
-                raise ArchiveError(f"{archive.name}: Inventory {what} aborted or timed out "
-                                   f"({len(self._received)} of {len(uids)} instances received)")
-            if code not in PENDING:
-                final = (status, ident)
+        with held(assoc):
+            try:
+                if self.move:
+                    responses = assoc.send_c_move(identifier, archive.local_ae, INVENTORY_MOVE,
+                                                  msg_id=archive.next_msg_id())
+                else:
+                    responses = assoc.send_c_get(identifier, INVENTORY_GET, msg_id=archive.next_msg_id())
+                for status, ident in responses:
+                    code = status.get("Status")
+                    if code is None:
+                        raise ArchiveError(f"{archive.name}: Inventory {what} aborted or timed out "
+                                           f"({len(self._received)} of {len(uids)} instances received)")
+                    if code not in PENDING:
+                        final = (status, ident)
+            except RuntimeError as exc:  # the association ended before the request went out
+                raise ArchiveError(f"{archive.name}: Inventory {what}: {exc}") from exc
         if final is None:
             raise ArchiveError(f"{archive.name}: Inventory {what} ended without a final status")
         self._check_final(what, *final)

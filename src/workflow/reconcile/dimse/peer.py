@@ -13,6 +13,7 @@ from pynetdicom import build_context, build_role
 from pynetdicom.association import Association
 
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 from workflow.reconcile.dimse.sop_classes import INVENTORY_STORAGE, VERIFICATION
 
 PENDING = (0xFF00, 0xFF01)
@@ -104,7 +105,7 @@ class ArchivePeer:
         if storage_syntaxes and INVENTORY_STORAGE not in accepted:
             missing.append(f"Inventory Storage as SCP with {'/'.join(storage_syntaxes)}")
         if missing:
-            assoc.release()
+            release(assoc)
             raise NotAccepted(f"{self.name} does not accept {purpose} ({', '.join(missing)})")
         return assoc
 
@@ -116,9 +117,3 @@ def status_comment(status: Dataset) -> str:
 
 def colon(comment: str) -> str:
     return f": {comment}" if comment else ""
-
-
-def release(assoc: Association | None) -> None:
-    """Release an association that may already be gone."""
-    if assoc is not None and assoc.is_established:
-        assoc.release()

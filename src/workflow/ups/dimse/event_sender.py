@@ -19,6 +19,7 @@ from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStep
 
 from workflow.config import Settings
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 from workflow.dimse.routing import ServiceSpec
 from workflow.kernel.clock import utcnow
 from workflow.tls import outgoing
@@ -142,8 +143,8 @@ class EventSender:
 
     def _drop(self, ae_title: str) -> None:
         kept = self._open.pop(ae_title, None)
-        if kept is not None and kept[0].is_established:
-            kept[0].release()
+        if kept is not None:
+            release(kept[0])
 
     def _close_idle(self, keep: float) -> None:
         """Release the associations unused for `keep` seconds."""
