@@ -68,10 +68,7 @@ def release(assoc: Association | None) -> None:
     limit = assoc.acse_timeout or RELEASE_LIMIT
     if hold_reactor(assoc, limit):
         try:  # what pynetdicom's release() does once its reactor is paused, without its unbounded wait
-            if assoc.dul.state_machine.current_state == "Sta6":
-                assoc.acse.negotiate_release()  # bounded by the ACSE timeout; aborts if no answer comes
-            else:  # already ending (an abort sent or received): an A-RELEASE now would crash the DUL thread
-                assoc.abort()
+            assoc.acse.negotiate_release()  # bounded by the ACSE timeout; aborts if no answer comes
         finally:
             release_reactor(assoc)
         return
