@@ -45,8 +45,8 @@ def release_reactor(assoc: Association) -> None:
 @contextmanager
 def held(assoc: Association) -> Iterator[None]:
     """The reactor held for one request and its responses, and let go however they end: a request
-    refused before it started (pynetdicom's C-FIND/GET/MOVE raise only once iterated) or abandoned
-    part-way would otherwise leave the reactor parked for good."""
+    refused (RuntimeError) or abandoned part-way (an error while reading its responses) would otherwise
+    leave the reactor parked, and the peer's next request on the association unanswered."""
     hold_reactor(assoc)
     try:
         yield
@@ -57,12 +57,13 @@ def held(assoc: Association) -> Iterator[None]:
 def release(assoc: Association | None) -> None:
     """A-RELEASE an association that may already be gone, in bounded time.
 
-    pynetdicom's `release()` first waits, without a limit, for the reactor thread to pause. A reactor
-    that has ended while the association still counts as established, or that is stuck in a handler,
-    keeps it waiting for ever (pynetdicom counts its reactor as paused only while it waits or runs a
-    handler): a reconciliation run once hung so in CI, releasing an Inventory Creation association.
-    Here the wait is bounded by the association's ACSE timeout; past it, or with no reactor left, the
-    association is aborted instead, and a warning says why."""
+    pynetdicom's `release()` first waits, without a limit, until the reactor counts as paused, which it
+    does only while it waits at its checkpoint or runs a handler. A reactor thread that has ended
+    between two turns of its loop, while the association still counts as established, keeps it
+    waiting for ever: a reconciliation run once hung so in CI, releasing an Inventory Creation
+    association. Here we wait for the reactor to park, for at most the association's ACSE timeout; past
+    it (a handler that does not return), or with no reactor left, the association is aborted instead,
+    and a warning says why."""
     if assoc is None or not assoc.is_established:
         return
     limit = assoc.acse_timeout or RELEASE_LIMIT
@@ -75,8 +76,10 @@ def release(assoc: Association | None) -> None:
     if not assoc.is_established:
         release_reactor(assoc)
         return  # ended on its own meanwhile (the peer released or aborted it)
-    reason = "its reactor thread has ended" if not assoc.is_alive() else f"its reactor did not pause within {limit:g} s"
-    log.warning("aborting the association with %s instead of releasing it: %s", assoc.remote.get("ae_title", "?"), reason)
+    reason = ("its reactor thread has ended" if not assoc.is_alive()
+              else f"its reactor did not pause within {limit:g} s")
+    log.warning("aborting the association with %s instead of releasing it: %s",
+                assoc.remote.get("ae_title", "?"), reason)
     release_reactor(assoc)
     assoc.abort()
 
