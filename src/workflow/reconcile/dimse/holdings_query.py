@@ -44,7 +44,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.association import Association
 
-from workflow.dimse.reactor import StrayCounter, hold_reactor, release, release_reactor
+from workflow.dimse.reactor import StrayCounter, held, release
 from workflow.reconcile.dimse.peer import PENDING, SUCCESS, ArchiveError, ArchivePeer, status_comment
 from workflow.reconcile.dimse.sop_classes import STUDY_ROOT_FIND
 from workflow.reconcile.rules.dicom_values import text_values
@@ -133,45 +133,41 @@ class StudyRootHoldings:
         assoc = self._association(study_uid)
         stray_counter = self._strays
         strays = stray_counter.count
-        hold_reactor(assoc)
-        try:
-            responses = assoc.send_c_find(identifier, self.model, msg_id=self.archive.next_msg_id())
-        except RuntimeError as exc:  # the association ended just now (released after idling)
-            release_reactor(assoc)
-            raise ArchiveError(f"{self.peer}: {exc}", study_uid, connection=True) from exc
-        except BaseException:
-            release_reactor(assoc)
-            raise
         finished = False
-        waited_since = time.monotonic()
-        try:
-            for status, match in responses:
-                code = status.get("Status")
-                if code is None:  # pynetdicom: DIMSE timeout, abort or invalid response; dropped below
-                    waited = time.monotonic() - waited_since
-                    what = (f"no C-FIND response within {self.timeout:g} s" if waited >= 0.9 * self.timeout
-                            else "association aborted or invalid C-FIND response")
-                    raise ArchiveError(f"{self.peer}: {what}", study_uid, connection=True)
-                if code in PENDING:
-                    if match is None:
-                        raise ArchiveError(f"{self.peer}: undecodable C-FIND response", study_uid)
-                    yield match
-                    waited_since = time.monotonic()
-                    continue
-                finished = True
-                if stray_counter.count != strays:
-                    raise ArchiveError(f"{self.peer}: a C-FIND response was lost locally "
-                                       "(pynetdicom reactor race); answer incomplete", study_uid)
-                if code not in final:
-                    raise ArchiveError(f"{self.peer}: C-FIND status 0x{code:04X}{status_comment(status)}", study_uid)
-                return code
-            raise ArchiveError(f"{self.peer}: C-FIND ended without a final status", study_uid, connection=True)
-        finally:
-            responses.close()  # pynetdicom would wait for more after a warning such as B001
-            release_reactor(assoc)
-            if not finished:
-                # Abandoned or failed mid-stream: pending responses would confuse the next query.
-                self._drop(assoc)
+        with held(assoc):
+            try:
+                responses = assoc.send_c_find(identifier, self.model, msg_id=self.archive.next_msg_id())
+            except RuntimeError as exc:  # the association ended just now (released after idling)
+                raise ArchiveError(f"{self.peer}: {exc}", study_uid, connection=True) from exc
+            waited_since = time.monotonic()
+            try:
+                for status, match in responses:
+                    code = status.get("Status")
+                    if code is None:  # pynetdicom: DIMSE timeout, abort or invalid response; dropped below
+                        waited = time.monotonic() - waited_since
+                        what = (f"no C-FIND response within {self.timeout:g} s" if waited >= 0.9 * self.timeout
+                                else "association aborted or invalid C-FIND response")
+                        raise ArchiveError(f"{self.peer}: {what}", study_uid, connection=True)
+                    if code in PENDING:
+                        if match is None:
+                            raise ArchiveError(f"{self.peer}: undecodable C-FIND response", study_uid)
+                        yield match
+                        waited_since = time.monotonic()
+                        continue
+                    finished = True
+                    if stray_counter.count != strays:
+                        raise ArchiveError(f"{self.peer}: a C-FIND response was lost locally "
+                                           "(pynetdicom reactor race); answer incomplete", study_uid)
+                    if code not in final:
+                        raise ArchiveError(f"{self.peer}: C-FIND status 0x{code:04X}{status_comment(status)}",
+                                           study_uid)
+                    return code
+                raise ArchiveError(f"{self.peer}: C-FIND ended without a final status", study_uid, connection=True)
+            finally:
+                responses.close()  # pynetdicom would wait for more after a warning such as B001
+                if not finished:
+                    # Abandoned or failed mid-stream: pending responses would confuse the next query.
+                    self._drop(assoc)
 
     def _drop(self, assoc: Association) -> None:
         if assoc.is_established:
