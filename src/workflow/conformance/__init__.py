@@ -270,6 +270,12 @@ in the Referenced Image Sequence, other objects in the Referenced Non-Image Comp
 Sequence). `wfm demo` plays these roles, a Storage SCU and a UPS Event SCP (a subscriber) against a
 reference archive and a server it starts on 127.0.0.1 only.
 
+Every association the server, its reconciliation jobs or its tools initiate ends with an A-RELEASE,
+waiting for the A-RELEASE-RP as long as for any response (`network_timeout` for the server and its
+jobs; at most 30 s for event reports) and aborting if none comes. If the release cannot begin within
+that time, because our own receiving side of the association is stuck or gone, the association is
+aborted (A-ABORT, source service-user) instead, and the log says why.
+
 #### 3.2.4 Association acceptance policy
 
 {_table(("Abstract Syntax", "UID", "Transfer Syntaxes", "Role", "Extended Negotiation"), context_rows)}
