@@ -27,6 +27,7 @@ from workflow.readiness.rules.policy import (CanonicalInstances, Choices, Facts,
                                              Template, WorkitemFacts, evaluate_readiness, readiness_change)
 from workflow.readiness import procedures
 from workflow.readiness.rules.policy.modalities import study_modalities
+from workflow.store.at_commit import execute_at_commit
 from workflow.store.engine import aware, reading
 from workflow.store.wakeups import READINESS, notify_at_commit
 from workflow.ian.tables import Instance, InstanceLocation, Notification
@@ -620,9 +621,10 @@ def mark_pending(conn: Connection, study_uid: str, now: datetime, ian: bool = Fa
     """Mark a study for the readiness worker, inside the caller's transaction (any process's worker
     finds it: the marks are rows). `ian`: the mark of an IAN received at `now` (its rows carry its
     notification, so a pass may read only those); any other mark makes the next pass read the whole
-    study. Returns 1."""
-    conn.execute(_MARK[conn.dialect.name], {"study": study_uid, "at": now, "since": now if ian else None,
-                                            "full": not ian})
+    study. Written at commit (no statement in the transaction reads it back): on PostgreSQL an IAN's
+    mark carries its COMMIT, a round trip saved. Returns 1."""
+    execute_at_commit(conn, _MARK[conn.dialect.name], {"study": study_uid, "at": now,
+                                                       "since": now if ian else None, "full": not ian})
     return 1
 
 

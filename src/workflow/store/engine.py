@@ -21,7 +21,9 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    engine = create_engine(url, pool_size=10, max_overflow=20)
+    # LIFO: the connection used last is the one used next, its prepared statements and the server's
+    # caches behind it warm; the rest of the pool idles (and is pinged before use, below).
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
     _ping_when_idle(engine)
     return engine
 
@@ -86,9 +88,17 @@ READ_ONLY = "wfm_read_only"
 @contextmanager
 def reading(engine: Engine) -> Iterator[Connection]:
     """A connection for reads only: on SQLite it takes no write lock (WAL readers see the last
-    commit and never block writers)."""
+    commit and never block writers). On PostgreSQL its transaction is READ ONLY and ends with COMMIT:
+    psycopg follows every ROLLBACK with DEALLOCATE ALL, a round trip that also drops the connection's
+    prepared statements, so the next statements are parsed and planned afresh."""
     with engine.connect() as conn:
-        yield conn.execution_options(**{READ_ONLY: True})
+        if engine.dialect.name != "postgresql":
+            yield conn.execution_options(**{READ_ONLY: True})
+            return
+        conn = conn.execution_options(**{READ_ONLY: True}, postgresql_readonly=True)
+        yield conn
+        if conn.in_transaction():
+            conn.commit()
 
 
 @contextmanager

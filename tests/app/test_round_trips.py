@@ -1,0 +1,108 @@
+"""Round trips PostgreSQL transactions save, and what stays as it was: the last statement written at
+commit carries the COMMIT (store/at_commit.py), reads end with COMMIT so psycopg keeps the
+connection's prepared statements (store/engine.py `reading`); a change whose rows written at commit
+fail is rolled back whole, on both backends."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import bindparam, select, text
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from workflow.store.at_commit import insert_at_commit
+from workflow.store.engine import reading
+from workflow.store.wakeups import EVENTS, notify_at_commit
+from workflow.ups.outbox import COMMIT_ORDER_LOCK, enqueue
+from workflow.ups.tables import OutboxEvent, Workitem
+
+O, W = OutboxEvent.__table__, Workitem.__table__
+NOW = datetime(2026, 12, 6, tzinfo=timezone.utc)
+
+
+def _insert_workitem(engine, uid: str) -> None:
+    with engine.begin() as conn:
+        conn.execute(W.insert().values(sop_instance_uid=uid, procedure_step_state="SCHEDULED",
+                                       input_readiness_state="READY", dataset_json="{}", created_at=NOW,
+                                       updated_at=NOW))
+
+
+def _state(engine, uid: str) -> str:
+    with reading(engine) as conn:
+        return conn.execute(select(W.c.procedure_step_state).where(W.c.sop_instance_uid == uid)).scalar_one()
+
+
+def _postgres_only(engine) -> None:
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite has no round trips to save: the database is in the process")
+
+
+def test_a_change_whose_event_cannot_be_written_is_rolled_back_whole(engine):
+    uid = "1.2.826.0.1.3680043.8.498.931"
+    _insert_workitem(engine, uid)
+    bad = dict(receiving_ae="SUB", workitem_uid=uid, event_type_id=1, event_json=None, status="PENDING",
+               attempts=0, created_at=NOW, next_attempt_at=NOW)  # event_json is NOT NULL
+    with pytest.raises(IntegrityError):
+        with engine.begin() as conn:
+            conn.execute(W.update().where(W.c.sop_instance_uid == uid).values(procedure_step_state="IN PROGRESS"))
+            insert_at_commit(conn, O, [bad], COMMIT_ORDER_LOCK)
+            notify_at_commit(conn, EVENTS)
+    assert _state(engine, uid) == "SCHEDULED"
+    with engine.begin() as conn:  # the pool's connection is usable: the next change commits
+        conn.execute(W.update().where(W.c.sop_instance_uid == uid).values(procedure_step_state="IN PROGRESS"))
+        enqueue(conn, ["SUB"], uid, 1, {}, NOW)
+    assert _state(engine, uid) == "IN PROGRESS"
+    with reading(engine) as conn:
+        assert conn.execute(select(O.c.event_json).where(O.c.workitem_uid == uid)).scalars().all() == ["{}"]
+
+
+def test_the_event_written_at_commit_carries_the_commit(engine):
+    """Lock, insert, NOTIFY and COMMIT reach PostgreSQL as one simple query: no COMMIT of its own."""
+    _postgres_only(engine)
+    uid = "1.2.826.0.1.3680043.8.498.932"
+    _insert_workitem(engine, uid)
+    with tempfile.TemporaryFile("w+") as trace:
+        with engine.begin() as conn:
+            pgconn = conn.connection.dbapi_connection.pgconn
+            pgconn.trace(trace.fileno())
+            conn.execute(W.update().where(W.c.sop_instance_uid == uid).values(procedure_step_state="IN PROGRESS"))
+            enqueue(conn, ["SUB"], uid, 1, {"00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}}, NOW)
+        pgconn.untrace()
+        trace.seek(0)
+        sent = trace.read()  # libpq's trace: a message a line, but a query's own newlines kept
+    start = sent.index('Query\t "WITH gate AS')
+    end = sent.index('; COMMIT"', start)
+    carried = sent[start:end]
+    assert "pg_advisory_xact_lock" in carried and "pg_notify" in carried and "\tF\t" not in carried, carried
+    assert 'Query\t "COMMIT"' not in sent
+    assert _state(engine, uid) == "IN PROGRESS"
+    with reading(engine) as conn:
+        assert conn.execute(select(O.c.status).where(O.c.workitem_uid == uid)).scalars().all() == ["PENDING"]
+
+
+def test_reads_keep_the_connections_prepared_statements(engine):
+    """psycopg prepares a statement run often on a connection; a ROLLBACK would make it DEALLOCATE ALL."""
+    _postgres_only(engine)
+    lookup = select(W.c.procedure_step_state).where(W.c.sop_instance_uid == bindparam("uid"))
+    for _ in range(3):
+        with reading(engine) as conn:
+            for _ in range(4):
+                conn.execute(lookup, {"uid": "1.2.826.0.1.3680043.8.498.933"}).all()
+            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    with reading(engine) as conn:  # the pool hands back the connection used last
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == backend
+        prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+    assert any("workitem.procedure_step_state" in s for s in prepared), prepared
+
+
+def test_a_write_inside_a_read_is_refused(engine):
+    """`reading` is for reads: on PostgreSQL its transaction is READ ONLY (it ends with COMMIT)."""
+    _postgres_only(engine)
+    uid = "1.2.826.0.1.3680043.8.498.934"
+    _insert_workitem(engine, uid)
+    with pytest.raises(DBAPIError, match="read-only transaction"):
+        with reading(engine) as conn:
+            conn.execute(W.update().where(W.c.sop_instance_uid == uid).values(procedure_step_state="IN PROGRESS"))
+    assert _state(engine, uid) == "SCHEDULED"
