@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any
 
 from pydicom.uid import generate_uid
-from sqlalchemy import Engine, bindparam, case, func, select
+from sqlalchemy import Engine, bindparam, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -30,7 +30,8 @@ from workflow.audit.trail import NoAudit
 from workflow.kernel import requestor
 from workflow.kernel.ports import Audit, NoStudyChanges, StudyChanges
 from workflow.store.engine import reading
-from workflow.ian.tables import Instance, InstanceLocation, InstancePerformedStep
+from workflow.ian.tables import InstancePerformedStep
+from workflow.ian.upserts import ArrayUpserts, RowUpserts
 from workflow.ian.tables import Notification as NotificationRow
 
 
@@ -83,9 +84,7 @@ class IngestService:
         self.studies = studies
         self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        # Built once: constructing an upsert costs more than executing it.
-        self._upsert_instances = self._instance_upsert()
-        self._upsert_locations = self._location_upsert()
+        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(self._insert)
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         # One statement for the usual case: the IAN is new (a retry's UID conflicts and returns no id).
         notes = NotificationRow.__table__
@@ -166,63 +165,13 @@ class IngestService:
         ).scalar_one_or_none()
         if notification_id is None:
             return False
-        # Within one IAN the last item for an instance wins (a sender listing it twice).
-        by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}
-        if not by_uid:
+        if not ian.instances:
             return True
-        conn.execute(self._upsert_instances, [
-            dict(sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid,
-                 series_instance_uid=ref.series_instance_uid, study_instance_uid=ian.study_instance_uid,
-                 first_notified_at=at, last_notified_at=at, last_notification_id=notification_id)
-            for uid, ref in by_uid.items()
-        ])
-        locations = [
-            dict(sop_instance_uid=uid, retrieve_ae_title=title, availability=ref.availability.value,
-                 retrieve_url=ref.retrieve_url, retrieve_uri=ref.retrieve_uri,
-                 retrieve_location_uid=ref.retrieve_location_uid, file_set_id=ref.file_set_id,
-                 file_set_uid=ref.file_set_uid, notified_at=at, notification_id=notification_id)
-            for uid, ref in by_uid.items() for title in ref.retrieve_ae_titles
-        ]
-        conn.execute(self._upsert_locations, locations)
+        self._upserts.store(conn, ian, at, notification_id)
         if ian.pps_uid:
             conn.execute(self._link_steps, [
                 dict(sop_instance_uid=uid, performed_step_uid=ian.pps_uid,
                      performed_step_class_uid=ian.pps_class_uid, notification_id=notification_id)
-                for uid in by_uid
+                for uid in dict.fromkeys(ref.sop_instance_uid for ref in ian.instances)
             ])
         return True
-
-    def _instance_upsert(self):
-        table = Instance.__table__
-        stmt = self._insert(table)
-        newer = stmt.excluded.last_notified_at >= table.c.last_notified_at
-        # The most recently received IAN names the instance's class, series and study.
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c.sop_instance_uid],
-            set_={
-                "sop_class_uid": case((newer, stmt.excluded.sop_class_uid), else_=table.c.sop_class_uid),
-                "series_instance_uid": case((newer, stmt.excluded.series_instance_uid),
-                                            else_=table.c.series_instance_uid),
-                "study_instance_uid": case((newer, stmt.excluded.study_instance_uid),
-                                           else_=table.c.study_instance_uid),
-                "last_notification_id": case((newer, stmt.excluded.last_notification_id),
-                                             else_=table.c.last_notification_id),
-                "last_notified_at": case((newer, stmt.excluded.last_notified_at),
-                                         else_=table.c.last_notified_at),
-            },
-        )
-
-    def _location_upsert(self):
-        table = InstanceLocation.__table__
-        stmt = self._insert(table)
-        keep_earlier = ("retrieve_url", "retrieve_uri", "retrieve_location_uid", "file_set_id", "file_set_uid")
-        set_ = {name: stmt.excluded[name] for name in ("availability", "notified_at", "notification_id")}
-        # An optional attribute a later IAN leaves out keeps its earlier value for this location.
-        set_.update({name: func.coalesce(stmt.excluded[name], table.c[name]) for name in keep_earlier})
-        # The most recently received IAN wins, whatever order concurrent transactions commit in.
-        return stmt.on_conflict_do_update(
-            index_elements=[table.c.sop_instance_uid, table.c.retrieve_ae_title],
-            set_=set_,
-            where=stmt.excluded.notified_at >= table.c.notified_at,
-        )
-

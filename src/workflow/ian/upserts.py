@@ -1,0 +1,121 @@
+"""The instances and locations one IAN names, as upserts: row by row (an executemany) on SQLite, and
+on PostgreSQL one statement for all of them, each table's rows an `unnest` of arrays.
+
+Why one statement on PostgreSQL: an executemany is one execution per row on the server and, with the
+two tables, two round trips; the arrays are one execution and one round trip whatever the IAN's size.
+The merge rules are the same text in both (`instance_conflict`, `location_conflict`); the rows are
+deduplicated first, the last for a key winning, as the row-by-row upserts leave them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import DateTime, Integer, String, bindparam, case, func, select
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import ARRAY
+
+from workflow.ian.rules.notification import Notification
+from workflow.ian.tables import Instance, InstanceLocation
+
+INSTANCE = Instance.__table__
+LOCATION = InstanceLocation.__table__
+INSTANCE_COLUMNS = ("sop_instance_uid", "sop_class_uid", "series_instance_uid")
+LOCATION_COLUMNS = ("sop_instance_uid", "retrieve_ae_title", "availability", "retrieve_url", "retrieve_uri",
+                    "retrieve_location_uid", "file_set_id", "file_set_uid")
+KEEP_EARLIER = ("retrieve_url", "retrieve_uri", "retrieve_location_uid", "file_set_id", "file_set_uid")
+
+
+def instance_conflict(stmt):
+    """The most recently received IAN names the instance's class, series and study."""
+    newer = stmt.excluded.last_notified_at >= INSTANCE.c.last_notified_at
+    return stmt.on_conflict_do_update(
+        index_elements=[INSTANCE.c.sop_instance_uid],
+        set_={name: case((newer, stmt.excluded[name]), else_=INSTANCE.c[name])
+              for name in ("sop_class_uid", "series_instance_uid", "study_instance_uid", "last_notification_id",
+                           "last_notified_at")},
+    )
+
+
+def location_conflict(stmt):
+    """The most recently received IAN wins, whatever order concurrent transactions commit in; an
+    optional attribute a later IAN leaves out keeps its earlier value for this location."""
+    set_ = {name: stmt.excluded[name] for name in ("availability", "notified_at", "notification_id")}
+    set_.update({name: func.coalesce(stmt.excluded[name], LOCATION.c[name]) for name in KEEP_EARLIER})
+    return stmt.on_conflict_do_update(
+        index_elements=[LOCATION.c.sop_instance_uid, LOCATION.c.retrieve_ae_title],
+        set_=set_,
+        where=stmt.excluded.notified_at >= LOCATION.c.notified_at,
+    )
+
+
+def rows_by_key(ian: Notification) -> tuple[dict[str, Any], dict[tuple[str, str], Any]]:
+    """The IAN's instances by SOP Instance UID and its locations by (UID, Retrieve AE Title): within
+    one IAN the last item for a key wins (a sender listing an instance or a title twice)."""
+    by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}
+    locations = {(uid, title): ref for uid, ref in by_uid.items() for title in ref.retrieve_ae_titles}
+    return by_uid, locations
+
+
+def _location_values(ref, title: str) -> tuple:
+    return (title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri, ref.retrieve_location_uid,
+            ref.file_set_id, ref.file_set_uid)
+
+
+class RowUpserts:
+    """SQLite: one upsert a row, instances then locations."""
+
+    def __init__(self, insert) -> None:
+        # Built once: constructing an upsert costs more than executing it.
+        self._instances = instance_conflict(insert(INSTANCE))
+        self._locations = location_conflict(insert(LOCATION))
+
+    def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
+        by_uid, locations = rows_by_key(ian)
+        conn.execute(self._instances, [
+            dict(sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid, series_instance_uid=ref.series_instance_uid,
+                 study_instance_uid=ian.study_instance_uid, first_notified_at=at, last_notified_at=at,
+                 last_notification_id=notification_id)
+            for uid, ref in by_uid.items()])
+        if locations:
+            conn.execute(self._locations, [
+                dict(zip(LOCATION_COLUMNS, (uid, *_location_values(ref, title))), notified_at=at,
+                     notification_id=notification_id)
+                for (uid, title), ref in locations.items()])
+
+
+class ArrayUpserts:
+    """PostgreSQL: instances and locations in one statement (the instances' upsert a CTE of the
+    locations'; the locations' foreign key is checked at the end of the statement)."""
+
+    def __init__(self) -> None:
+        at, nid = bindparam("at", type_=DateTime(timezone=True)), bindparam("nid", type_=Integer)
+        rows = _unnest("i", INSTANCE_COLUMNS)
+        instances = postgresql.insert(INSTANCE).from_select(
+            [*INSTANCE_COLUMNS, "study_instance_uid", "first_notified_at", "last_notified_at", "last_notification_id"],
+            select(*(rows.c[name] for name in INSTANCE_COLUMNS), bindparam("study", type_=String), at, at, nid))
+        places = _unnest("l", LOCATION_COLUMNS)
+        locations = postgresql.insert(LOCATION).from_select(
+            [*LOCATION_COLUMNS, "notified_at", "notification_id"],
+            select(*(places.c[name] for name in LOCATION_COLUMNS), at, nid))
+        self._statement = location_conflict(locations).add_cte(instance_conflict(instances).cte("stored_instances"))
+
+    def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
+        by_uid, locations = rows_by_key(ian)
+        params: dict[str, Any] = {"study": ian.study_instance_uid, "at": at, "nid": notification_id}
+        refs = list(by_uid.values())
+        params.update(zip(_names("i", INSTANCE_COLUMNS),
+                          (list(by_uid), [r.sop_class_uid for r in refs], [r.series_instance_uid for r in refs])))
+        places = [(uid, *_location_values(ref, title)) for (uid, title), ref in locations.items()]
+        params.update(zip(_names("l", LOCATION_COLUMNS),
+                          (list(column) for column in zip(*places)) if places else ([] for _ in LOCATION_COLUMNS)))
+        conn.execute(self._statement, params)
+
+
+def _names(prefix: str, columns: tuple[str, ...]) -> list[str]:
+    return [f"{prefix}_{name}" for name in columns]
+
+
+def _unnest(prefix: str, columns: tuple[str, ...]):
+    arrays = (bindparam(name, type_=ARRAY(String)) for name in _names(prefix, columns))
+    return func.unnest(*arrays).table_valued(*columns).render_derived(name=prefix)
