@@ -1,7 +1,8 @@
 """On PostgreSQL an IAN's instances and locations are stored by one statement of arrays
-(ian/upserts.py `ArrayUpserts`); row by row they were (and on SQLite are) an upsert each. For any
-sequence of IANs (an instance or a Retrieve AE Title listed twice in one, IANs received out of order
-or at the same moment, optional attributes left out by a later one) both leave the same rows."""
+(ian/upserts.py `ArrayUpserts`); on SQLite row by row (`RowUpserts`), as both were before. The oracle
+here is the earlier code's: an upsert a row. For any sequence of IANs (an instance or a Retrieve AE
+Title listed twice in one, IANs received out of order or at the same moment, optional attributes left
+out by a later one) both leave the rows the oracle leaves."""
 
 from __future__ import annotations
 
@@ -9,31 +10,61 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import event, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
 from workflow.ian.rules.notification import Notification, ReferencedInstance
 from workflow.ian.tables import Notification as NotificationRow
-from workflow.ian.upserts import INSTANCE, LOCATION, ArrayUpserts, RowUpserts
+from workflow.ian.upserts import (INSTANCE, LOCATION, LOCATION_COLUMNS, ArrayUpserts, RowUpserts, instance_conflict,
+                                  location_conflict)
 from workflow.store import migrate
-from workflow.store.engine import make_engine
+from workflow.store.engine import aware, make_engine
 from testkit.db import drop_database, new_database_url
-
-pytestmark = pytest.mark.postgres
 
 BASE = datetime(2026, 12, 6, 8, 0, tzinfo=timezone.utc)
 NOTES = NotificationRow.__table__
 
 
 @pytest.fixture(scope="module")
-def engine(postgres_admin_url, tmp_path_factory):
+def postgres(postgres_admin_url, tmp_path_factory):
     url = new_database_url("postgresql", tmp_path_factory.mktemp("db"), postgres_admin_url)
     engine = make_engine(url)
     migrate.upgrade(engine)
     yield engine
     engine.dispose()
     drop_database(url, postgres_admin_url)
+
+
+@pytest.fixture(scope="module")
+def lite(tmp_path_factory):
+    engine = make_engine(new_database_url("sqlite", tmp_path_factory.mktemp("db"), None))
+    event.listen(engine, "connect", lambda dbapi, _: dbapi.execute("PRAGMA synchronous=OFF"))  # not about durability
+    engine.dispose()
+    migrate.upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+class RowByRow:
+    """The oracle: one upsert a row (an executemany), the merge rules the product's."""
+
+    def __init__(self, insert) -> None:
+        self._instances = instance_conflict(insert(INSTANCE))
+        self._locations = location_conflict(insert(LOCATION))
+
+    def store(self, conn, ian, at, notification_id) -> None:
+        by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}  # the last item for an instance wins
+        for uid, ref in by_uid.items():
+            conn.execute(self._instances, [dict(
+                sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid, series_instance_uid=ref.series_instance_uid,
+                study_instance_uid=ian.study_instance_uid, first_notified_at=at, last_notified_at=at,
+                last_notification_id=notification_id)])
+            for title in ref.retrieve_ae_titles:  # a title listed twice: upserted twice
+                conn.execute(self._locations, [dict(zip(LOCATION_COLUMNS, (
+                    uid, title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri,
+                    ref.retrieve_location_uid, ref.file_set_id, ref.file_set_uid)),
+                    notified_at=at, notification_id=notification_id)])
 
 
 optional = st.none() | st.sampled_from(["x", "y"])
@@ -53,9 +84,12 @@ ians = st.tuples(st.builds(Notification, study_instance_uid=st.sampled_from(["1.
 
 
 def _stored(engine, upserts, sequence) -> tuple[list, list]:
+    """The instance and location rows `upserts` leave for `sequence`, notification ids as the index of
+    the IAN in the sequence (databases number them apart)."""
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE instance_location, instance_performed_step, instance, notification "
-                          "RESTART IDENTITY CASCADE"))
+        for table in ("instance_location", "instance_performed_step", "instance", "notification"):
+            conn.execute(text(f"DELETE FROM {table}"))
+    order = {}
     for n, (ian, minutes) in enumerate(sequence):
         at = BASE + timedelta(minutes=minutes)
         with engine.begin() as conn:
@@ -64,26 +98,41 @@ def _stored(engine, upserts, sequence) -> tuple[list, list]:
                 peer_address="127.0.0.1", received_at=at, instance_count=len(ian.instances),
                 content_sha256="0" * 64, dataset_json="{}")).scalar_one()
             upserts.store(conn, ian, at, notification_id)
+        order[notification_id] = n
     with engine.connect() as conn:
-        return (conn.execute(select(INSTANCE).order_by(INSTANCE.c.sop_instance_uid)).all(),
-                conn.execute(select(LOCATION).order_by(LOCATION.c.sop_instance_uid,
-                                                       LOCATION.c.retrieve_ae_title)).all())
+        instances = conn.execute(select(INSTANCE).order_by(INSTANCE.c.sop_instance_uid)).mappings().all()
+        locations = conn.execute(select(LOCATION).order_by(LOCATION.c.sop_instance_uid,
+                                                           LOCATION.c.retrieve_ae_title)).mappings().all()
+    return [_plain(row, order) for row in instances], [_plain(row, order) for row in locations]
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def _plain(row, order: dict[int, int]) -> dict:
+    plain = {name: aware(value) if isinstance(value, datetime) else value for name, value in row.items()}
+    for name in ("last_notification_id", "notification_id"):
+        if name in plain:
+            plain[name] = order[plain[name]]
+    return plain
+
+
+@pytest.mark.postgres
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sequence=st.lists(ians, min_size=1, max_size=5))
-def test_arrays_leave_the_rows_the_row_by_row_upserts_leave(engine, sequence):
-    row_by_row = _stored(engine, RowUpserts(postgresql.insert), sequence)
-    arrays = _stored(engine, ArrayUpserts(), sequence)
-    assert arrays == row_by_row
-    assert arrays[0]  # every IAN names an instance
+def test_set_wise_upserts_leave_the_rows_row_by_row_upserts_leave(postgres, lite, sequence):
+    oracle = _stored(postgres, RowByRow(postgresql.insert), sequence)
+    assert oracle[0]  # every IAN names an instance
+    assert _stored(postgres, ArrayUpserts(), sequence) == oracle
+    assert _stored(lite, RowByRow(sqlite.insert), sequence) == oracle  # the oracle's rules mean one thing
+    assert _stored(lite, RowUpserts(sqlite.insert), sequence) == oracle
 
 
-def test_a_title_listed_twice_and_an_instance_listed_twice_in_one_ian(engine):
+@pytest.mark.parametrize("backend", ["lite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_title_listed_twice_and_an_instance_listed_twice_in_one_ian(backend, request):
+    engine = request.getfixturevalue(backend)
     first = ReferencedInstance("1.2.840.10008.5.1.4.1.1.2", "1.2.3.1", "1.2.9.1", Availability.OFFLINE, ("PACS",))
     again = ReferencedInstance("1.2.840.10008.5.1.4.1.1.2", "1.2.3.1", "1.2.9.1", Availability.ONLINE,
                                ("PACS", "PACS"), retrieve_url="http://pacs/1")
-    instances, locations = _stored(engine, ArrayUpserts(), [(Notification("1.2.7.1", (first, again)), 0)])
-    assert [i.sop_instance_uid for i in instances] == ["1.2.3.1"]
-    assert [(loc.retrieve_ae_title, loc.availability, loc.retrieve_url) for loc in locations] == [
+    upserts = ArrayUpserts() if backend == "postgres" else RowUpserts(sqlite.insert)
+    instances, locations = _stored(engine, upserts, [(Notification("1.2.7.1", (first, again)), 0)])
+    assert [i["sop_instance_uid"] for i in instances] == ["1.2.3.1"]
+    assert [(loc["retrieve_ae_title"], loc["availability"], loc["retrieve_url"]) for loc in locations] == [
         ("PACS", "ONLINE", "http://pacs/1")]
