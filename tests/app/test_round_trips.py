@@ -5,6 +5,7 @@ fail is rolled back whole, on both backends."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from datetime import datetime, timezone
 
@@ -106,3 +107,16 @@ def test_a_write_inside_a_read_is_refused(engine):
         with reading(engine) as conn:
             conn.execute(W.update().where(W.c.sop_instance_uid == uid).values(procedure_step_state="IN PROGRESS"))
     assert _state(engine, uid) == "SCHEDULED"
+
+
+def test_values_carried_with_the_commit_are_stored_verbatim(engine):
+    """The carried statement's values are bound client-side: quotes, backslashes, percent signs and SQL
+    in a value (a patient's name in an event) are stored as given, never run."""
+    uid = "1.2.826.0.1.3680043.8.498.935"
+    hostile = "O'Brien\\'); DROP TABLE workitem; -- %s %(x)s \u00e9\u4e2d $$ E'\\x00'"
+    with engine.begin() as conn:
+        enqueue(conn, ["SUB"], uid, 1, {"00100010": {"vr": "PN", "Value": [{"Alphabetic": hostile}]}}, NOW)
+    with reading(engine) as conn:
+        stored = conn.execute(select(O.c.event_json).where(O.c.workitem_uid == uid)).scalar_one()
+        conn.execute(select(W.c.sop_instance_uid).limit(1)).all()  # raises if the table had been dropped
+    assert json.loads(stored)["00100010"]["Value"][0]["Alphabetic"] == hostile
