@@ -10,7 +10,7 @@ import tempfile
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, create_engine, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from workflow.store.at_commit import insert_at_commit
@@ -86,15 +86,17 @@ def test_the_event_written_at_commit_carries_the_commit(engine):
 def test_reads_keep_the_connections_prepared_statements(engine):
     """psycopg prepares a statement run often on a connection; a ROLLBACK would make it DEALLOCATE ALL."""
     _postgres_only(engine)
+    one = create_engine(engine.url, pool_size=1, max_overflow=0)  # every read on the same connection
     lookup = select(W.c.procedure_step_state).where(W.c.sop_instance_uid == bindparam("uid"))
-    for _ in range(3):
-        with reading(engine) as conn:
-            for _ in range(4):
-                conn.execute(lookup, {"uid": "1.2.826.0.1.3680043.8.498.933"}).all()
-            backend = conn.execute(text("SELECT pg_backend_pid()")).scalar()
-    with reading(engine) as conn:  # the pool hands back the connection used last
-        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == backend
-        prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+    try:
+        for _ in range(3):
+            with reading(one) as conn:
+                for _ in range(4):
+                    conn.execute(lookup, {"uid": "1.2.826.0.1.3680043.8.498.933"}).all()
+        with reading(one) as conn:
+            prepared = conn.execute(text("SELECT statement FROM pg_prepared_statements")).scalars().all()
+    finally:
+        one.dispose()
     assert any("workitem.procedure_step_state" in s for s in prepared), prepared
 
 

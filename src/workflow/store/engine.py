@@ -21,9 +21,7 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    # LIFO: the connection used last is the one used next, its prepared statements and the server's
-    # caches behind it warm; the rest of the pool idles (and is pinged before use, below).
-    engine = create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
     _ping_when_idle(engine)
     return engine
 
