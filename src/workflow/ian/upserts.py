@@ -71,17 +71,21 @@ class RowUpserts:
         self._locations = location_conflict(insert(LOCATION))
 
     def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
-        by_uid, locations = rows_by_key(ian)
+        by_uid = {ref.sop_instance_uid: ref for ref in ian.instances}  # the last item for an instance wins
         conn.execute(self._instances, [
             dict(sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid, series_instance_uid=ref.series_instance_uid,
                  study_instance_uid=ian.study_instance_uid, first_notified_at=at, last_notified_at=at,
                  last_notification_id=notification_id)
             for uid, ref in by_uid.items()])
+        # Row dicts written out (not zipped): this runs for every instance of every IAN on SQLite.
+        locations = [
+            dict(sop_instance_uid=uid, retrieve_ae_title=title, availability=ref.availability.value,
+                 retrieve_url=ref.retrieve_url, retrieve_uri=ref.retrieve_uri,
+                 retrieve_location_uid=ref.retrieve_location_uid, file_set_id=ref.file_set_id,
+                 file_set_uid=ref.file_set_uid, notified_at=at, notification_id=notification_id)
+            for uid, ref in by_uid.items() for title in ref.retrieve_ae_titles]  # titles: deduplicated at parse
         if locations:
-            conn.execute(self._locations, [
-                dict(zip(LOCATION_COLUMNS, (uid, *_location_values(ref, title))), notified_at=at,
-                     notification_id=notification_id)
-                for (uid, title), ref in locations.items()])
+            conn.execute(self._locations, locations)
 
 
 class ArrayUpserts:
