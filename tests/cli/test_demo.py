@@ -112,11 +112,18 @@ def test_demo_keep_leaves_the_servers_until_killed(tmp_path):
     assert not wait_gone(pids)
 
 
-def test_ctrl_c_stops_what_the_demo_started(tmp_path):
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.parametrize("inherited", ["default", "ignored"])
+def test_ctrl_c_stops_what_the_demo_started(tmp_path, inherited):
+    """Also when the demo starts with SIGINT ignored, as a shell's background job (`wfm demo &`) does."""
     folder = tmp_path / "demo"
     env = {k: v for k, v in os.environ.items() if not k.startswith("WFM_")}
     demo = subprocess.Popen([sys.executable, "-m", "workflow", "demo", "--folder", str(folder)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=_ignore_sigint if inherited == "ignored" else None)
     seen = []
     try:
         for line in demo.stdout:

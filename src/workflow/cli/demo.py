@@ -7,6 +7,7 @@ from __future__ import annotations
 import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -22,13 +23,23 @@ def cmd_demo(args) -> int:
         print(f"wfm demo: {folder} is not empty; name an empty or new folder", file=sys.stderr)
         return 1
 
-    def on_sigterm(signum, frame):
+    # Ctrl-C and SIGTERM stop the demo. The flag backs up the KeyboardInterrupt: Python drops an
+    # exception raised while a finalizer (__del__, a weakref callback) runs, and the story would go on;
+    # it is checked at every step and at the end. Our own SIGINT handler also overrides an ignored
+    # SIGINT inherited from the parent.
+    interrupted = threading.Event()
+
+    def on_signal(signum, frame):
+        interrupted.set()
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
-    story = Story(folder, sys.stdout, keep=args.keep)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    story = Story(folder, sys.stdout, keep=args.keep, interrupted=interrupted)
     try:
         uids = story.run()
+        if interrupted.is_set():
+            raise KeyboardInterrupt
     except KeyboardInterrupt:
         story.keep = False
         print("\nwfm demo: interrupted; stopping what it started", file=sys.stderr)

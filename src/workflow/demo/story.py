@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -44,22 +45,26 @@ def ok(*steps: Step) -> None:
 
 
 class Narrator:
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: TextIO, interrupted: threading.Event | None = None) -> None:
         self.out = out
         self.started = time.monotonic()
         self.number = 0
+        self.interrupted = interrupted
 
     def __call__(self, text: str) -> None:
+        if self.interrupted is not None and self.interrupted.is_set():
+            raise KeyboardInterrupt  # the signal's own was dropped (see cli/demo.py)
         self.number += 1
         print(f"[{time.monotonic() - self.started:5.1f} s] {self.number:2}. {text}", file=self.out, flush=True)
 
 
 class Story:
-    def __init__(self, folder: Path, out: TextIO, keep: bool = False) -> None:
+    def __init__(self, folder: Path, out: TextIO, keep: bool = False,
+                 interrupted: threading.Event | None = None) -> None:
         self.folder = folder
         self.out = out
         self.keep = keep
-        self.say = Narrator(out)
+        self.say = Narrator(out, interrupted)
         self.children: list[Child] = []
         self.subscriber: Subscriber | None = None
         self.ports = {name: free_port() for name in (ARCHIVE, SERVER, SUBSCRIBER)}
