@@ -1,8 +1,9 @@
 """Inventory Creation SCP (PS3.4 KK.2): N-ACTION 11 Initiate, 12 Request Status, 13 Cancel,
 14 Pause, 15 Resume, each with a Transaction UID; production runs in a background thread, and
 N-EVENT-REPORTs go back on the association that last spoke about the transaction, while it is open:
-- 12 Inventory Status: PROCESSING when production starts, PAUSED / PROCESSING on pause and resume,
-  every Requested Status Interval minutes, and in reply to Request Status;
+- 12 Inventory Status: PROCESSING when production starts, PAUSED once production has stopped after a
+  pause (the record then in production finished and counted), PROCESSING on resume, every Requested
+  Status Interval minutes, and in reply to Request Status;
 - 11 Inventory Terminated with Instances: root Referenced SOP Class/Instance UID, Retrieve AE Title,
   Total Number of Study Records; Transaction Status COMPLETE, CANCELED (cancel with Retain
   Instances Y) or FAILURE (production stopped early, inventory kept as PARTIAL);
@@ -152,9 +153,8 @@ class CreationService:
         if tx.status not in ACTIVE:
             return status(0x0110, f"transaction already ended ({tx.status})")
         if tx.status == "PROCESSING":
-            tx.running.clear()
-            tx.status = "PAUSED"
-            self._report(tx)
+            tx.status = "PAUSED"  # before the producer can see the pause: its report must say PAUSED
+            tx.running.clear()  # the producer reports PAUSED once it has stopped (`_checkpoint`)
         return 0x0000
 
     def _resume(self, event, info: Dataset) -> Dataset | int:
@@ -192,6 +192,10 @@ class CreationService:
         faults = self.faults
         if faults.creation_study_delay:
             time.sleep(faults.creation_study_delay)
+        if not tx.running.is_set():
+            # Reported here, not when the pause was asked: the record in production then is finished
+            # first, and the report must count it, as every later one will.
+            self._report(tx)
         while not tx.running.wait(0.05):
             self._check_stopping()
         self._check_stopping()
