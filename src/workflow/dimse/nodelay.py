@@ -12,6 +12,7 @@ import socket
 from pynetdicom import AE
 from pynetdicom.transport import AssociationSocket, ThreadedAssociationServer
 
+from workflow.dimse import closing
 from workflow.dimse.reactor import guard
 
 
@@ -22,9 +23,11 @@ def set_nodelay(sock: socket.socket | None) -> None:
 
 class NoDelayAE(AE):
     """An AE whose outgoing associations use TCP_NODELAY (set before connect; it survives it) and
-    hold pynetdicom's reactor before each request (`reactor.guard`)."""
+    hold pynetdicom's reactor before each request (`reactor.guard`); a request racing the association's
+    close is dropped, not fatal to its DUL thread (`closing`)."""
 
     def associate(self, *args, **kwargs):  # type: ignore[override]
+        closing.install()
         return guard(super().associate(*args, **kwargs))
 
     def _create_socket(self, assoc, address, tls_args) -> AssociationSocket:  # type: ignore[override]

@@ -17,7 +17,7 @@ from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.admission import Admission, AdmissionRequestHandler
 from workflow.dimse.datasets import status_dataset
-from workflow.dimse import event_driven
+from workflow.dimse import closing, event_driven
 from workflow.dimse.guards import DatasetLimit, TlsAssociationServer
 from workflow.dimse.json_encoder import install as send_encoded_as_is
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
@@ -130,6 +130,7 @@ class DicomServer:
         self.admission = Admission(settings)
         send_encoded_as_is()  # responses encoded straight from DICOM JSON (json_encoder.Encoded)
         event_driven.install()  # pynetdicom's reactors wait for work instead of polling each millisecond
+        closing.install()  # a response racing an association's close is dropped, not fatal to its DUL
         self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
