@@ -186,3 +186,20 @@ def _whole(send_msg):
             return send_msg(self, primitive, context_id)
 
     return send_whole
+
+
+def drain(assoc, deadline: float) -> bool:
+    """Wait, until `deadline` (a monotonic time), until every message a thread has begun to send on
+    `assoc` is on its way: all its fragments queued (`send_whole` holds the lock while it queues them)
+    and taken by the DUL, which sends each before it looks at the next primitive. pynetdicom announces
+    a message as sent (EVT_DIMSE_SENT) before it queues it, so an A-ABORT queued on that signal can
+    overtake the response it was waiting for. True once nothing is left to send."""
+    lock = assoc.dimse.__dict__.get("_wfm_send_lock")
+    if lock is not None:
+        if not lock.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return False
+        lock.release()
+    queued = assoc.dul.to_provider_queue
+    while queued.queue and assoc.dul.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    return not queued.queue

@@ -34,6 +34,7 @@ log = logging.getLogger("workflow.dimse")
 IMPLEMENTATION_CLASS_UID = "2.25.57341232141535019075580653872591262980"
 IMPLEMENTATION_VERSION_NAME = f"WFM_{__version__}"[:16]
 
+DRAIN_LIMIT = 5.0  # seconds a stop waits for responses already answered to leave, before it aborts
 # Transfer syntaxes accepted on every context, in order of preference.
 TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian)
 
@@ -214,7 +215,9 @@ class DicomServer:
             server.shutdown()
         idle = self.in_flight.wait_idle(grace)
         associations = [a for server in servers for a in server.active_associations]
+        sent_by = time.monotonic() + DRAIN_LIMIT
         for assoc in associations:
+            event_driven.drain(assoc, sent_by)  # the last responses leave before the A-ABORT
             assoc.abort()
         deadline = time.monotonic() + 5
         for assoc in associations:
