@@ -10,6 +10,7 @@ from pynetdicom.sop_class import InstanceAvailabilityNotification, Verification
 
 from workflow.dimse import response_fields  # noqa: F401  (decode Attribute Identifier List)
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 
 CT = "1.2.840.10008.5.1.4.1.1.2"
 MPPS = "1.2.840.10008.3.1.2.3.3"
@@ -62,8 +63,7 @@ def association(port: int, calling_ae: str = "MODALITY", called_ae: str = "WFM",
     try:
         yield assoc
     finally:
-        if assoc.is_established:
-            assoc.release()
+        release(assoc)  # bounded: pynetdicom's release() can wait for ever on a reactor that has ended
 
 
 def send(assoc, ds, uid=None) -> tuple[Dataset, str]:

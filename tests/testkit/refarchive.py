@@ -26,6 +26,7 @@ from pynetdicom.sop_class import (
 )
 
 from refarchive.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 
 STUDY_ROOT_FIND = StudyRootQueryRetrieveInformationModelFind
 
@@ -79,8 +80,7 @@ def scu(port: int, calling_ae: str = "RECONCILER", called_ae: str = "REFARCH") -
     try:
         yield peer
     finally:
-        if peer.assoc.is_established:
-            peer.assoc.release()
+        release(peer.assoc)  # bounded: pynetdicom's release() can wait for ever on a reactor that has ended
 
 
 def wait_closed(assoc, timeout: float = 5.0) -> None:

@@ -17,6 +17,7 @@ from pynetdicom.sop_class import (UnifiedProcedureStepEvent, UnifiedProcedureSte
 
 from workflow.dimse import response_fields  # noqa: F401
 from workflow.dimse.nodelay import NoDelayAE
+from workflow.dimse.reactor import release
 
 PUSH, PULL, WATCH, QUERY = (UnifiedProcedureStepPush, UnifiedProcedureStepPull, UnifiedProcedureStepWatch,
                             UnifiedProcedureStepQuery)
@@ -90,8 +91,7 @@ def ups_association(port: int, calling_ae: str = "SCHEDULER", contexts=(PUSH, PU
     try:
         yield assoc
     finally:
-        if assoc.is_established:
-            assoc.release()
+        release(assoc)  # bounded: pynetdicom's release() can wait for ever on a reactor that has ended
 
 
 def final_state_requirements(cancellation_datetime: str | None = None) -> Dataset:
