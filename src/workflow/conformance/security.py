@@ -47,8 +47,9 @@ def render_security() -> str:
          str(d.max_associations_per_address)),
         ("ARTIM: seconds a new connection may stay silent or stall its TLS handshake", "`artim_timeout`",
          f"{d.artim_timeout:g}"),
-        ("Seconds without a PDU on an established association before it is aborted", "`network_timeout`",
-         f"{d.network_timeout:g}"),
+        ("Seconds without a PDU on an established association before it is aborted; also the seconds a "
+         "send may wait on a peer that has stopped reading, before the connection is closed",
+         "`network_timeout`", f"{d.network_timeout:g}"),
     ]
     suites = ", ".join(f"`{s}`" for s in BCP195_TLS12.split(":"))
     return f"""### 6.1 Security profiles and TLS
