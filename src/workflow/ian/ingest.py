@@ -84,7 +84,7 @@ class IngestService:
         self.studies = studies
         self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(self._insert)
+        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(self._insert, engine.dialect)
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         # One statement for the usual case: the IAN is new (a retry's UID conflicts and returns no id).
         notes = NotificationRow.__table__
