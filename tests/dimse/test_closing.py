@@ -1,9 +1,10 @@
-"""A local request that reaches the DUL after the association began to close (dimse/closing.py).
+"""A local request that reaches the DUL after the association began to end (dimse/closing.py).
 
-The race as it happens: a holdings query aborts its association after a DIMSE timeout, and its idle
-timer releases it a moment later. Here both requests are queued at once on a real association, so the
-DUL takes the A-RELEASE in Sta13 (awaiting transport close) every time: it must drop it and go on to
-close the connection, not die with "Invalid event 'Evt11' for the current state 'Sta13'"."""
+The races as they happen: a holdings query aborts its association after a DIMSE timeout, and its idle
+timer releases it a moment later; a client answers the peer's request just after sending its
+A-RELEASE-RQ. Here both requests are queued at once on a real association, so the DUL takes the second
+in Sta13 (awaiting transport close) or Sta7 (awaiting A-RELEASE-RP) every time: it must drop it and
+go on to end the association, not die with "Invalid event 'Evt11' for the current state 'Sta13'"."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 
 import pytest
 from pynetdicom import AE
-from pynetdicom.pdu_primitives import A_ABORT, A_RELEASE
+from pynetdicom.pdu_primitives import A_ABORT, A_RELEASE, P_DATA
 from pynetdicom.sop_class import Verification
 
 from workflow.dimse import closing, event_driven
@@ -62,6 +63,26 @@ def test_a_request_queued_behind_an_abort_is_dropped_and_the_connection_closes(s
     queued = dul.to_provider_queue
     with queued.mutex:  # both at once: the DUL takes the second in Sta13, after sending the A-ABORT
         queued.queue.extend([abort, late_request])  # the DUL looks at the queue at least every 10 ms
+
+    assert _wait(lambda: dul.state_machine.current_state == "Sta1"), dul.state_machine.current_state
+    assert not thread_errors, thread_errors
+    assert not queued.queue, "the late request was left queued"
+    assoc.kill()
+    assert _wait(lambda: not dul.is_alive())
+    assert not thread_errors, thread_errors
+
+
+@pytest.mark.parametrize("late", ["P-DATA", "release"])
+def test_a_request_queued_behind_our_release_is_dropped_and_the_release_completes(server, thread_errors, late):
+    ae = AE(ae_title="SCU")
+    ae.add_requested_context(Verification)
+    ae.acse_timeout = 5
+    assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PEER")
+    assert assoc.is_established
+    dul = assoc.dul
+    queued = dul.to_provider_queue
+    with queued.mutex:  # both at once: the DUL takes the second in Sta7, after sending the A-RELEASE-RQ
+        queued.queue.extend([A_RELEASE(), P_DATA() if late == "P-DATA" else A_RELEASE()])
 
     assert _wait(lambda: dul.state_machine.current_state == "Sta1"), dul.state_machine.current_state
     assert not thread_errors, thread_errors

@@ -274,10 +274,11 @@ Every association the server, its reconciliation jobs or its tools initiate ends
 waiting for the A-RELEASE-RP as long as for any response (`network_timeout` for the server and its
 jobs; at most 30 s for event reports) and aborting if none comes. If the release cannot begin within
 that time, because our own receiving side of the association is stuck or gone, the association is
-aborted (A-ABORT, source service-user) instead, and the log says why. A release, abort or message
-that our side has queued when the association has already begun to close (the peer's A-ABORT, or our
-own after a response timed out, came first: PS3.8 state Sta13) is not sent: the transport connection
-is closed as PS3.8 prescribes for that state.
+aborted (A-ABORT, source service-user) instead, and the log says why. A message, release or abort
+that our side has queued when the association is already ending, where PS3.8's state table allows
+none (a message once our A-RELEASE-RQ is sent, Sta7; anything once an A-ABORT was sent or received,
+Sta13), is not sent: the release completes, or the transport connection is closed, as that table
+prescribes.
 
 #### 3.2.4 Association acceptance policy
 
