@@ -46,23 +46,24 @@ def _wait(condition, seconds: float = 5.0) -> bool:
     return condition()
 
 
-@pytest.mark.parametrize("late", ["release", "abort"])
-def test_a_request_queued_behind_an_abort_is_dropped_and_the_connection_closes(server, thread_errors, late):
+def _abort() -> A_ABORT:
+    abort = A_ABORT()
+    abort.abort_source = 0x00
+    return abort
+
+
+def _queue_both_and_end(server, thread_errors, first, late) -> None:
+    """`first` and `late` queued at once on a real association: the DUL takes `late` in the state
+    `first` leads to. The association must end (Sta1), the DUL thread with it, and nothing raise."""
     ae = AE(ae_title="SCU")
     ae.add_requested_context(Verification)
     ae.acse_timeout = 5
     assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PEER")
     assert assoc.is_established
     dul = assoc.dul
-
-    abort = A_ABORT()
-    abort.abort_source = 0x00
-    late_request = A_RELEASE() if late == "release" else A_ABORT()
-    if late == "abort":
-        late_request.abort_source = 0x00
     queued = dul.to_provider_queue
-    with queued.mutex:  # both at once: the DUL takes the second in Sta13, after sending the A-ABORT
-        queued.queue.extend([abort, late_request])  # the DUL looks at the queue at least every 10 ms
+    with queued.mutex:  # the DUL looks at the queue at least every 10 ms
+        queued.queue.extend([first, late])
 
     assert _wait(lambda: dul.state_machine.current_state == "Sta1"), dul.state_machine.current_state
     assert not thread_errors, thread_errors
@@ -70,23 +71,13 @@ def test_a_request_queued_behind_an_abort_is_dropped_and_the_connection_closes(s
     assoc.kill()
     assert _wait(lambda: not dul.is_alive())
     assert not thread_errors, thread_errors
+
+
+@pytest.mark.parametrize("late", ["release", "abort"])
+def test_a_request_queued_behind_an_abort_is_dropped_and_the_connection_closes(server, thread_errors, late):
+    _queue_both_and_end(server, thread_errors, _abort(), A_RELEASE() if late == "release" else _abort())  # Sta13
 
 
 @pytest.mark.parametrize("late", ["P-DATA", "release"])
 def test_a_request_queued_behind_our_release_is_dropped_and_the_release_completes(server, thread_errors, late):
-    ae = AE(ae_title="SCU")
-    ae.add_requested_context(Verification)
-    ae.acse_timeout = 5
-    assoc = ae.associate("127.0.0.1", server.server_address[1], ae_title="PEER")
-    assert assoc.is_established
-    dul = assoc.dul
-    queued = dul.to_provider_queue
-    with queued.mutex:  # both at once: the DUL takes the second in Sta7, after sending the A-RELEASE-RQ
-        queued.queue.extend([A_RELEASE(), P_DATA() if late == "P-DATA" else A_RELEASE()])
-
-    assert _wait(lambda: dul.state_machine.current_state == "Sta1"), dul.state_machine.current_state
-    assert not thread_errors, thread_errors
-    assert not queued.queue, "the late request was left queued"
-    assoc.kill()
-    assert _wait(lambda: not dul.is_alive())
-    assert not thread_errors, thread_errors
+    _queue_both_and_end(server, thread_errors, A_RELEASE(), P_DATA() if late == "P-DATA" else A_RELEASE())  # Sta7
