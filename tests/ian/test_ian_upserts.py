@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
-from sqlalchemy import event, select, text
+from sqlalchemy import event, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
@@ -83,21 +83,25 @@ ians = st.tuples(st.builds(Notification, study_instance_uid=st.sampled_from(["1.
                  st.integers(0, 3))  # minutes after BASE it was received: out of order, or at once
 
 
-def _stored(engine, upserts, sequence) -> tuple[list, list]:
+def _stored(engine, upserts, sequence, *, with_note: bool = False) -> tuple[list, list]:
     """The instance and location rows `upserts` leave for `sequence`, notification ids as the index of
-    the IAN in the sequence (databases number them apart)."""
+    the IAN in the sequence (databases number them apart). `with_note`: the notification row goes in
+    the same statement (`ArrayUpserts.store_new`), as ingest does on PostgreSQL."""
     with engine.begin() as conn:
         for table in ("instance_location", "instance_performed_step", "instance", "notification"):
             conn.execute(text(f"DELETE FROM {table}"))
     order = {}
     for n, (ian, minutes) in enumerate(sequence):
         at = BASE + timedelta(minutes=minutes)
+        note = dict(sop_instance_uid=f"1.2.5.{n}", study_instance_uid=ian.study_instance_uid, calling_ae_title="T",
+                    peer_address="127.0.0.1", received_at=at, instance_count=len(ian.instances),
+                    referenced_pps_uid=None, content_sha256="0" * 64, dataset_json="{}")
         with engine.begin() as conn:
-            notification_id = conn.execute(NOTES.insert().returning(NOTES.c.id), dict(
-                sop_instance_uid=f"1.2.5.{n}", study_instance_uid=ian.study_instance_uid, calling_ae_title="T",
-                peer_address="127.0.0.1", received_at=at, instance_count=len(ian.instances),
-                content_sha256="0" * 64, dataset_json="{}")).scalar_one()
-            upserts.store(conn, ian, at, notification_id)
+            if with_note:
+                notification_id = upserts.store_new(conn, note, ian, at)
+            else:
+                notification_id = conn.execute(NOTES.insert().returning(NOTES.c.id), note).scalar_one()
+                upserts.store(conn, ian, at, notification_id)
         order[notification_id] = n
     with engine.connect() as conn:
         instances = conn.execute(select(INSTANCE).order_by(INSTANCE.c.sop_instance_uid)).mappings().all()
@@ -121,6 +125,7 @@ def test_set_wise_upserts_leave_the_rows_row_by_row_upserts_leave(postgres, lite
     oracle = _stored(postgres, RowByRow(postgresql.insert), sequence)
     assert oracle[0]  # every IAN names an instance
     assert _stored(postgres, ArrayUpserts(), sequence) == oracle
+    assert _stored(postgres, ArrayUpserts(), sequence, with_note=True) == oracle
     assert _stored(lite, RowByRow(sqlite.insert), sequence) == oracle  # the oracle's rules mean one thing
     assert _stored(lite, RowUpserts(sqlite.insert, lite.dialect), sequence) == oracle
 
@@ -136,3 +141,21 @@ def test_a_title_listed_twice_and_an_instance_listed_twice_in_one_ian(backend, r
     assert [i["sop_instance_uid"] for i in instances] == ["1.2.3.1"]
     assert [(loc["retrieve_ae_title"], loc["availability"], loc["retrieve_url"]) for loc in locations] == [
         ("PACS", "ONLINE", "http://pacs/1")]
+
+
+@pytest.mark.postgres
+def test_an_ian_whose_uid_is_stored_already_writes_nothing_in_the_one_statement(postgres):
+    """store_new: the notification's ON CONFLICT DO NOTHING returns no row, so no instance or location
+    row is written either (ingest then tells a retry from a conflict by the digest)."""
+    ref = ReferencedInstance("1.2.840.10008.5.1.4.1.1.2", "1.2.3.1", "1.2.9.1", Availability.ONLINE, ("PACS",))
+    first = (Notification("1.2.7.1", (ref,)), 0)
+    assert _stored(postgres, ArrayUpserts(), [first], with_note=True)[0]
+    again = ReferencedInstance("1.2.840.10008.5.1.4.1.1.4", "1.2.3.2", "1.2.9.2", Availability.OFFLINE, ("VNA",))
+    note = dict(sop_instance_uid="1.2.5.0", study_instance_uid="1.2.7.9", calling_ae_title="T",
+                peer_address="127.0.0.1", received_at=BASE, instance_count=1, referenced_pps_uid=None,
+                content_sha256="1" * 64, dataset_json="{}")
+    with postgres.begin() as conn:
+        before = conn.execute(select(func.count()).select_from(LOCATION)).scalar_one()
+        assert ArrayUpserts().store_new(conn, note, Notification("1.2.7.9", (again,)), BASE) is None
+        assert conn.execute(select(func.count()).select_from(LOCATION)).scalar_one() == before
+        assert conn.execute(select(func.count()).select_from(INSTANCE)).scalar_one() == 1

@@ -157,18 +157,21 @@ class IngestService:
     def _store(self, conn, received: Received, ian: Notification, text: str, digest: str) -> bool:
         """Store the IAN; False (nothing stored) when its SOP Instance UID is stored already."""
         at = received.received_at
-        notification_id = conn.execute(self._insert_notification, dict(
-            sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
-            calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
-            received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
-            content_sha256=digest, dataset_json=text),
-        ).scalar_one_or_none()
-        if notification_id is None:
-            return False
-        if not ian.instances:
-            return True
-        self._upserts.store(conn, ian, at, notification_id)
-        if ian.pps_uid:
+        note = dict(sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
+                    calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
+                    received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
+                    content_sha256=digest, dataset_json=text)
+        if isinstance(self._upserts, ArrayUpserts):  # PostgreSQL: the row and the IAN's rows, one statement
+            notification_id = self._upserts.store_new(conn, note, ian, at)
+            if notification_id is None:
+                return False
+        else:
+            notification_id = conn.execute(self._insert_notification, note).scalar_one_or_none()
+            if notification_id is None:
+                return False
+            if ian.instances:
+                self._upserts.store(conn, ian, at, notification_id)
+        if ian.pps_uid and ian.instances:
             conn.execute(self._link_steps, [
                 dict(sop_instance_uid=uid, performed_step_uid=ian.pps_uid,
                      performed_step_class_uid=ian.pps_class_uid, notification_id=notification_id)

@@ -11,12 +11,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, bindparam, case, func, select
+from sqlalchemy import DateTime, Integer, String, bindparam, case, func, select, true
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from workflow.ian.rules.notification import Notification
 from workflow.ian.tables import Instance, InstanceLocation
+from workflow.ian.tables import Notification as NotificationRow
 
 INSTANCE = Instance.__table__
 LOCATION = InstanceLocation.__table__
@@ -117,30 +118,61 @@ def _positional(stmt, dialect, order: tuple[str, ...]) -> str:
 
 class ArrayUpserts:
     """PostgreSQL: instances and locations in one statement (the instances' upsert a CTE of the
-    locations'; the locations' foreign key is checked at the end of the statement)."""
+    locations'; the locations' foreign key is checked at the end of the statement).
+
+    `store_new` also inserts the IAN's notification row in that statement, its id joined into the
+    other rows: an IAN is then three round trips (BEGIN, this, the readiness mark with the COMMIT).
+    When the IAN's UID is stored already (a retry, or a conflict), the notification's ON CONFLICT DO
+    NOTHING returns no row, the join gives no instance or location row, and nothing changes."""
 
     def __init__(self) -> None:
         at, nid = bindparam("at", type_=DateTime(timezone=True)), bindparam("nid", type_=Integer)
-        rows = _unnest("i", INSTANCE_COLUMNS)
+        self._statement = self._upserts(at, nid)
+        notes = NotificationRow.__table__
+        note = postgresql.insert(notes).values(
+            {name: bindparam(f"n_{name}", type_=notes.c[name].type) for name in NOTIFICATION_COLUMNS}
+        ).on_conflict_do_nothing(index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id).cte("note")
+        self._with_note = select(note.c.id).add_cte(self._upserts(at, note.c.id, joined=note).cte("stored"))
+
+    @staticmethod
+    def _upserts(at, nid, joined=None):
+        rows, places = _unnest("i", INSTANCE_COLUMNS), _unnest("l", LOCATION_COLUMNS)
+        # Joined to the notification row for its id: no row at all when that row was not inserted.
+        rows_from = rows if joined is None else rows.join(joined, true())
+        places_from = places if joined is None else places.join(joined, true())
         instances = postgresql.insert(INSTANCE).from_select(
             [*INSTANCE_COLUMNS, "study_instance_uid", "first_notified_at", "last_notified_at", "last_notification_id"],
-            select(*(rows.c[name] for name in INSTANCE_COLUMNS), bindparam("study", type_=String), at, at, nid))
-        places = _unnest("l", LOCATION_COLUMNS)
+            select(*(rows.c[name] for name in INSTANCE_COLUMNS), bindparam("study", type_=String),
+                   at, at, nid).select_from(rows_from))
         locations = postgresql.insert(LOCATION).from_select(
             [*LOCATION_COLUMNS, "notified_at", "notification_id"],
-            select(*(places.c[name] for name in LOCATION_COLUMNS), at, nid))
-        self._statement = location_conflict(locations).add_cte(instance_conflict(instances).cte("stored_instances"))
+            select(*(places.c[name] for name in LOCATION_COLUMNS), at, nid).select_from(places_from))
+        return location_conflict(locations).add_cte(instance_conflict(instances).cte("stored_instances"))
 
     def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
+        conn.execute(self._statement, self._params(ian, at) | {"nid": notification_id})
+
+    def store_new(self, conn, note: dict[str, Any], ian: Notification, at: datetime) -> int | None:
+        """Insert the notification row (`note`: its columns) and the IAN's rows; its id, or None when its
+        SOP Instance UID is stored already (then nothing was written)."""
+        params = self._params(ian, at) | {f"n_{name}": note[name] for name in NOTIFICATION_COLUMNS}
+        return conn.execute(self._with_note, params).scalar_one_or_none()
+
+    @staticmethod
+    def _params(ian: Notification, at: datetime) -> dict[str, Any]:
         by_uid, locations = rows_by_key(ian)
-        params: dict[str, Any] = {"study": ian.study_instance_uid, "at": at, "nid": notification_id}
+        params: dict[str, Any] = {"study": ian.study_instance_uid, "at": at}
         refs = list(by_uid.values())
         params.update(zip(_names("i", INSTANCE_COLUMNS),
                           (list(by_uid), [r.sop_class_uid for r in refs], [r.series_instance_uid for r in refs])))
         places = [(uid, *_location_values(ref, title)) for (uid, title), ref in locations.items()]
         params.update(zip(_names("l", LOCATION_COLUMNS),
                           (list(column) for column in zip(*places)) if places else ([] for _ in LOCATION_COLUMNS)))
-        conn.execute(self._statement, params)
+        return params
+
+
+NOTIFICATION_COLUMNS = ("sop_instance_uid", "study_instance_uid", "calling_ae_title", "peer_address", "received_at",
+                        "instance_count", "referenced_pps_uid", "content_sha256", "dataset_json")
 
 
 def _names(prefix: str, columns: tuple[str, ...]) -> list[str]:
