@@ -1,7 +1,7 @@
 """Round trips PostgreSQL transactions save, and what stays as it was: the last statement written at
 commit carries the COMMIT (store/at_commit.py), reads end with COMMIT so psycopg keeps the
-connection's prepared statements (store/engine.py `reading`); a change whose rows written at commit
-fail is rolled back whole, on both backends."""
+connection's prepared statements (store/engine.py `reading`); an IAN is three round trips; a change
+whose rows written at commit fail is rolled back whole, on both backends."""
 
 from __future__ import annotations
 
@@ -122,3 +122,41 @@ def test_values_carried_with_the_commit_are_stored_verbatim(engine):
         stored = conn.execute(select(O.c.event_json).where(O.c.workitem_uid == uid)).scalar_one()
         conn.execute(select(W.c.sop_instance_uid).limit(1)).all()  # raises if the table had been dropped
     assert json.loads(stored)["00100010"]["Value"][0]["Alphabetic"] == hostile
+
+
+def test_an_ian_is_three_round_trips(engine):
+    """BEGIN; the notification row, instances and locations in one statement; the readiness mark with
+    the COMMIT (ian/upserts.py `ArrayUpserts.store_new`, store/at_commit.py)."""
+    _postgres_only(engine)
+    from workflow.ian.ingest import IngestService, Received
+    from workflow.ian.rules.notification import parse_ian
+    from workflow.readiness.service import mark_pending
+
+    class Marks:  # the server's ReadinessService.mark: the study's mark, run at commit
+        def mark(self, conn, study_uid, at, ian=False):
+            mark_pending(conn, study_uid, at, ian)
+
+        def committed(self):
+            pass
+
+    item = {"00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
+            "00081155": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.941"]},
+            "00080056": {"vr": "CS", "Value": ["ONLINE"]}, "00080054": {"vr": "AE", "Value": ["PACS"]}}
+    ian = {"0020000D": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.942"]},
+           "00081111": {"vr": "SQ", "Value": []},
+           "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.943"]},
+                                               "00081199": {"vr": "SQ", "Value": [item]}}]}}
+    service = IngestService(engine, studies=Marks())
+    received = Received("1.2.826.0.1.3680043.8.498.944", "MODALITY", "127.0.0.1:1", NOW, ian)
+    service.ingest(received, parse_ian(ian, 10))  # warm: the pool's connection made, statements compiled
+    received = Received("1.2.826.0.1.3680043.8.498.945", "MODALITY", "127.0.0.1:1", NOW, ian)
+    with engine.connect() as warm:
+        pgconn = warm.connection.dbapi_connection.pgconn  # the pool hands this connection out next
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        assert service.ingest(received, parse_ian(ian, 10)).value == "stored"
+        pgconn.untrace()
+        trace.seek(0)
+        sent = [line.split("\t") for line in trace.read().splitlines()]
+    waits = [fields[3] for fields in sent if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync")]
+    assert len(waits) == 3, waits
