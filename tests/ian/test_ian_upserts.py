@@ -86,7 +86,7 @@ ians = st.tuples(st.builds(Notification, study_instance_uid=st.sampled_from(["1.
 def _stored(engine, upserts, sequence, *, with_note: bool = False) -> tuple[list, list]:
     """The instance and location rows `upserts` leave for `sequence`, notification ids as the index of
     the IAN in the sequence (databases number them apart). `with_note`: the notification row goes in
-    the same statement (`ArrayUpserts.store_new`), as ingest does on PostgreSQL."""
+    the same call (`store_new`: on PostgreSQL the same statement), as ingest does."""
     with engine.begin() as conn:
         for table in ("instance_location", "instance_performed_step", "instance", "notification"):
             conn.execute(text(f"DELETE FROM {table}"))
@@ -127,7 +127,7 @@ def test_set_wise_upserts_leave_the_rows_row_by_row_upserts_leave(postgres, lite
     assert _stored(postgres, ArrayUpserts(), sequence) == oracle
     assert _stored(postgres, ArrayUpserts(), sequence, with_note=True) == oracle
     assert _stored(lite, RowByRow(sqlite.insert), sequence) == oracle  # the oracle's rules mean one thing
-    assert _stored(lite, RowUpserts(sqlite.insert, lite.dialect), sequence) == oracle
+    assert _stored(lite, RowUpserts(sqlite.insert, lite.dialect), sequence, with_note=True) == oracle
 
 
 @pytest.mark.parametrize("backend", ["lite", pytest.param("postgres", marks=pytest.mark.postgres)])

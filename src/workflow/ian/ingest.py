@@ -84,12 +84,9 @@ class IngestService:
         self.studies = studies
         self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(self._insert, engine.dialect)
+        self._upserts = (ArrayUpserts() if engine.dialect.name == "postgresql"
+                         else RowUpserts(self._insert, engine.dialect))
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
-        # One statement for the usual case: the IAN is new (a retry's UID conflicts and returns no id).
-        notes = NotificationRow.__table__
-        self._insert_notification = self._insert(notes).on_conflict_do_nothing(
-            index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
 
@@ -161,16 +158,9 @@ class IngestService:
                     calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
                     received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
                     content_sha256=digest, dataset_json=text)
-        if isinstance(self._upserts, ArrayUpserts):  # PostgreSQL: the row and the IAN's rows, one statement
-            notification_id = self._upserts.store_new(conn, note, ian, at)
-            if notification_id is None:
-                return False
-        else:
-            notification_id = conn.execute(self._insert_notification, note).scalar_one_or_none()
-            if notification_id is None:
-                return False
-            if ian.instances:
-                self._upserts.store(conn, ian, at, notification_id)
+        notification_id = self._upserts.store_new(conn, note, ian, at)  # PostgreSQL: all in one statement
+        if notification_id is None:
+            return False
         if ian.pps_uid and ian.instances:
             conn.execute(self._link_steps, [
                 dict(sop_instance_uid=uid, performed_step_uid=ian.pps_uid,

@@ -76,6 +76,16 @@ class RowUpserts:
         self._locations = _positional(location_conflict(insert(LOCATION)), dialect, LOCATION_ROW)
         self._at = _processor(INSTANCE.c.last_notified_at, dialect)
         self._at_location = _processor(LOCATION.c.notified_at, dialect)
+        notes = NotificationRow.__table__  # a UID stored already conflicts and returns no id
+        self._note = insert(notes).on_conflict_do_nothing(index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
+
+    def store_new(self, conn, note: dict[str, Any], ian: Notification, at: datetime) -> int | None:
+        """Insert the notification row (`note`: its columns), then the IAN's rows; its id, or None when
+        its SOP Instance UID is stored already (then nothing was written)."""
+        notification_id = conn.execute(self._note, note).scalar_one_or_none()
+        if notification_id is not None and ian.instances:
+            self.store(conn, ian, at, notification_id)
+        return notification_id
 
     def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
         when, study = self._at(at), ian.study_instance_uid
