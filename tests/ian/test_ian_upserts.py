@@ -127,7 +127,7 @@ def test_set_wise_upserts_leave_the_rows_row_by_row_upserts_leave(postgres, lite
     assert _stored(postgres, ArrayUpserts(), sequence) == oracle
     assert _stored(postgres, ArrayUpserts(), sequence, with_note=True) == oracle
     assert _stored(lite, RowByRow(sqlite.insert), sequence) == oracle  # the oracle's rules mean one thing
-    assert _stored(lite, RowUpserts(sqlite.insert, lite.dialect), sequence, with_note=True) == oracle
+    assert _stored(lite, RowUpserts(lite.dialect), sequence, with_note=True) == oracle
 
 
 @pytest.mark.parametrize("backend", ["lite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -136,7 +136,7 @@ def test_a_title_listed_twice_and_an_instance_listed_twice_in_one_ian(backend, r
     first = ReferencedInstance("1.2.840.10008.5.1.4.1.1.2", "1.2.3.1", "1.2.9.1", Availability.OFFLINE, ("PACS",))
     again = ReferencedInstance("1.2.840.10008.5.1.4.1.1.2", "1.2.3.1", "1.2.9.1", Availability.ONLINE,
                                ("PACS", "PACS"), retrieve_url="http://pacs/1")
-    upserts = ArrayUpserts() if backend == "postgres" else RowUpserts(sqlite.insert, engine.dialect)
+    upserts = ArrayUpserts() if backend == "postgres" else RowUpserts(engine.dialect)
     instances, locations = _stored(engine, upserts, [(Notification("1.2.7.1", (first, again)), 0)])
     assert [i["sop_instance_uid"] for i in instances] == ["1.2.3.1"]
     assert [(loc["retrieve_ae_title"], loc["availability"], loc["retrieve_url"]) for loc in locations] == [

@@ -84,8 +84,7 @@ class IngestService:
         self.studies = studies
         self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._upserts = (ArrayUpserts() if engine.dialect.name == "postgresql"
-                         else RowUpserts(self._insert, engine.dialect))
+        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(engine.dialect)
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, bindparam, case, func, select, true
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from workflow.ian.rules.notification import Notification
@@ -71,13 +71,14 @@ class RowUpserts:
     a 100-instance IAN before its commit. Here the only values that need processing, the times, are the
     same for every row of an IAN and are processed once."""
 
-    def __init__(self, insert, dialect) -> None:
-        self._instances = _positional(instance_conflict(insert(INSTANCE)), dialect, INSTANCE_ROW)
-        self._locations = _positional(location_conflict(insert(LOCATION)), dialect, LOCATION_ROW)
-        self._at = _processor(INSTANCE.c.last_notified_at, dialect)
-        self._at_location = _processor(LOCATION.c.notified_at, dialect)
+    def __init__(self, dialect) -> None:
+        self._instances = _positional(instance_conflict(sqlite.insert(INSTANCE)), dialect, INSTANCE_ROW)
+        self._locations = _positional(location_conflict(sqlite.insert(LOCATION)), dialect, LOCATION_ROW)
+        self._at = _processor(INSTANCE.c.last_notified_at, dialect) or (lambda value: value)
+        self._at_location = _processor(LOCATION.c.notified_at, dialect) or (lambda value: value)
         notes = NotificationRow.__table__  # a UID stored already conflicts and returns no id
-        self._note = insert(notes).on_conflict_do_nothing(index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
+        self._note = sqlite.insert(notes).on_conflict_do_nothing(
+            index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
 
     def store_new(self, conn, note: dict[str, Any], ian: Notification, at: datetime) -> int | None:
         """Insert the notification row (`note`: its columns), then the IAN's rows; its id, or None when
@@ -110,7 +111,8 @@ LOCATION_ROW = (*LOCATION_COLUMNS, "notified_at", "notification_id")
 
 
 def _processor(column, dialect):
-    return column.type.dialect_impl(dialect).bind_processor(dialect) or (lambda value: value)
+    """What SQLAlchemy does to a value bound to `column` before the driver sees it (None: nothing)."""
+    return column.type.dialect_impl(dialect).bind_processor(dialect)
 
 
 def _positional(stmt, dialect, order: tuple[str, ...]) -> str:
@@ -120,7 +122,7 @@ def _positional(stmt, dialect, order: tuple[str, ...]) -> str:
     if tuple(compiled.positiontup or ()) != order:
         raise RuntimeError(f"{stmt.table.name} upsert binds {compiled.positiontup}, not {order}")
     processed = [name for name in order if name not in ("first_notified_at", "last_notified_at", "notified_at")
-                 and stmt.table.c[name].type.dialect_impl(dialect).bind_processor(dialect) is not None]
+                 and _processor(stmt.table.c[name], dialect) is not None]
     if processed:
         raise RuntimeError(f"{stmt.table.name} upsert would process {processed}: RowUpserts passes them as they are")
     return compiled.string
