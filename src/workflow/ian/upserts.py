@@ -13,11 +13,11 @@ from typing import Any
 
 from sqlalchemy import DateTime, Integer, String, bindparam, case, func, select, true
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 
 from workflow.ian.rules.notification import Notification
 from workflow.ian.tables import Instance, InstanceLocation
 from workflow.ian.tables import Notification as NotificationRow
+from workflow.store.bulk import array_names, bind_processor, positional_sql, unnest
 
 INSTANCE = Instance.__table__
 LOCATION = InstanceLocation.__table__
@@ -72,10 +72,10 @@ class RowUpserts:
     same for every row of an IAN and are processed once."""
 
     def __init__(self, dialect) -> None:
-        self._instances = _positional(instance_conflict(sqlite.insert(INSTANCE)), dialect, INSTANCE_ROW)
-        self._locations = _positional(location_conflict(sqlite.insert(LOCATION)), dialect, LOCATION_ROW)
-        self._at = _processor(INSTANCE.c.last_notified_at, dialect) or (lambda value: value)
-        self._at_location = _processor(LOCATION.c.notified_at, dialect) or (lambda value: value)
+        self._instances = positional_sql(instance_conflict(sqlite.insert(INSTANCE)), dialect, INSTANCE_ROW, TIMES)
+        self._locations = positional_sql(location_conflict(sqlite.insert(LOCATION)), dialect, LOCATION_ROW, TIMES)
+        self._at = bind_processor(INSTANCE.c.last_notified_at, dialect) or (lambda value: value)
+        self._at_location = bind_processor(LOCATION.c.notified_at, dialect) or (lambda value: value)
         notes = NotificationRow.__table__  # a UID stored already conflicts and returns no id
         self._note = sqlite.insert(notes).on_conflict_do_nothing(
             index_elements=[notes.c.sop_instance_uid]).returning(notes.c.id)
@@ -104,28 +104,11 @@ class RowUpserts:
             conn.exec_driver_sql(self._locations, locations)
 
 
-# The order of the tuples `RowUpserts.store` builds; `_positional` holds the compiled statements to it.
+# The order of the tuples `RowUpserts.store` builds; `positional_sql` holds the compiled statements to it.
 INSTANCE_ROW = ("sop_instance_uid", "sop_class_uid", "series_instance_uid", "study_instance_uid", "first_notified_at",
                 "last_notified_at", "last_notification_id")
 LOCATION_ROW = (*LOCATION_COLUMNS, "notified_at", "notification_id")
-
-
-def _processor(column, dialect):
-    """What SQLAlchemy does to a value bound to `column` before the driver sees it (None: nothing)."""
-    return column.type.dialect_impl(dialect).bind_processor(dialect)
-
-
-def _positional(stmt, dialect, order: tuple[str, ...]) -> str:
-    """The statement's SQL for `order`'s positional values, refused at start-up if SQLAlchemy would
-    bind them otherwise or would process a value `store` passes as it is."""
-    compiled = stmt.compile(dialect=dialect)
-    if tuple(compiled.positiontup or ()) != order:
-        raise RuntimeError(f"{stmt.table.name} upsert binds {compiled.positiontup}, not {order}")
-    processed = [name for name in order if name not in ("first_notified_at", "last_notified_at", "notified_at")
-                 and _processor(stmt.table.c[name], dialect) is not None]
-    if processed:
-        raise RuntimeError(f"{stmt.table.name} upsert would process {processed}: RowUpserts passes them as they are")
-    return compiled.string
+TIMES = ("first_notified_at", "last_notified_at", "notified_at")  # RowUpserts processes these itself
 
 
 class ArrayUpserts:
@@ -148,7 +131,7 @@ class ArrayUpserts:
 
     @staticmethod
     def _upserts(at, nid, joined=None):
-        rows, places = _unnest("i", INSTANCE_COLUMNS), _unnest("l", LOCATION_COLUMNS)
+        rows, places = unnest("i", INSTANCE_COLUMNS), unnest("l", LOCATION_COLUMNS)
         # Joined to the notification row for its id: no row at all when that row was not inserted.
         rows_from = rows if joined is None else rows.join(joined, true())
         places_from = places if joined is None else places.join(joined, true())
@@ -175,10 +158,10 @@ class ArrayUpserts:
         by_uid, locations = rows_by_key(ian)
         params: dict[str, Any] = {"study": ian.study_instance_uid, "at": at}
         refs = list(by_uid.values())
-        params.update(zip(_names("i", INSTANCE_COLUMNS),
+        params.update(zip(array_names("i", INSTANCE_COLUMNS),
                           (list(by_uid), [r.sop_class_uid for r in refs], [r.series_instance_uid for r in refs])))
         places = [(uid, *_location_values(ref, title)) for (uid, title), ref in locations.items()]
-        params.update(zip(_names("l", LOCATION_COLUMNS),
+        params.update(zip(array_names("l", LOCATION_COLUMNS),
                           (list(column) for column in zip(*places)) if places else ([] for _ in LOCATION_COLUMNS)))
         return params
 
@@ -187,10 +170,3 @@ NOTIFICATION_COLUMNS = ("sop_instance_uid", "study_instance_uid", "calling_ae_ti
                         "instance_count", "referenced_pps_uid", "content_sha256", "dataset_json")
 
 
-def _names(prefix: str, columns: tuple[str, ...]) -> list[str]:
-    return [f"{prefix}_{name}" for name in columns]
-
-
-def _unnest(prefix: str, columns: tuple[str, ...]):
-    arrays = (bindparam(name, type_=ARRAY(String)) for name in _names(prefix, columns))
-    return func.unnest(*arrays).table_valued(*columns).render_derived(name=prefix)

@@ -7,12 +7,16 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import datetime
+from functools import lru_cache
+from itertools import compress
+from operator import is_not
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.readiness.tables import ReadinessInputs
+from workflow.store.bulk import array_names, positional_sql, unnest
 
 from workflow.ups.reporting import report
 from workflow.ups.rules import events as ups_events
@@ -40,10 +44,6 @@ def input_values(conn: Connection, uid: str) -> dict[str, tuple]:
     return {r.sop_instance_uid: _row_values(r) for r in conn.execute(select(INPUTS).where(INPUTS.c.workitem_uid == uid))}
 
 
-def by_uid(inputs) -> dict[str, Any]:
-    return {i.instance.sop_instance_uid: i for i in inputs}
-
-
 def last_write(conn: Connection, uid: str) -> str | None:
     return conn.execute(select(WRITES.c.write_id).where(WRITES.c.workitem_uid == uid)).scalar()
 
@@ -53,30 +53,32 @@ def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str
                     wanted: dict[str, Any] | None = None) -> int:
     """Write a readiness change (its inputs and Input Readiness State) into the workitem `row`. Returns
     events written. `current`: the workitem's `input_values`, when the caller read them; `kept`: what
-    the caller keeps of them (brought up to date here); `wanted`: `change.inputs` by SOP Instance UID,
-    when the caller built it (workitems sharing an evaluation share it)."""
+    the caller keeps of them (brought up to date here); `wanted`: `change.by_uid()`, when the caller
+    built it (workitems sharing an evaluation share it)."""
     uid = row.sop_instance_uid
     if wanted is None:
-        wanted = by_uid(change.inputs)
+        wanted = change.by_uid()
     current = input_values(conn, uid) if current is None else current
     sources = kept.sources if kept is not None else {}
-    stale, fresh, same = [], [], []
-    for u, chosen in wanted.items():
-        if sources.get(u) is chosen:
-            continue
+    stale, fresh = [], {}  # fresh: the rows to write, by SOP Instance UID
+    same = []
+    # Only the inputs not written from the very Input kept (an instance unchanged since the last pass
+    # keeps its Input object) are looked at: found without a Python loop over the study's inputs.
+    for u in compress(wanted, map(is_not, map(sources.get, wanted), wanted.values())):
+        values = _input_values(wanted[u], study_uid)
         have = current.get(u)
-        if have is not None and have == _input_values(chosen, study_uid):
+        if have == values:
             same.append(u)
             continue
         if have is not None:
             stale.append(u)
-        fresh.append(u)
+        fresh[u] = values
     if len(current) > len(wanted) - len(fresh) + len(stale):  # some rows are no longer wanted
         stale += [u for u in current if u not in wanted]
     if stale:
         conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))
     if fresh:
-        conn.execute(INPUTS.insert(), [_input_row(uid, wanted[u], study_uid) for u in fresh])
+        insert_inputs(conn, [(uid, u, *values) for u, values in fresh.items()])
     if stale or fresh:  # a process keeping this workitem's rows reads them again
         write_id = uuid.uuid4().hex
         conn.execute(_WRITE[conn.dialect.name], {"workitem": uid, "write_id": write_id})
@@ -86,8 +88,10 @@ def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str
         for u in stale:
             kept.values.pop(u, None)
             kept.sources.pop(u, None)
-        for u in fresh + same:
-            kept.values[u] = _input_values(wanted[u], study_uid)
+        kept.values.update(fresh)
+        for u in same:
+            kept.values[u] = current[u]
+        for u in (*fresh, *same):
             kept.sources[u] = wanted[u]
     if change.readiness.value == row.input_readiness_state:
         return 0
@@ -114,12 +118,27 @@ def _row_values(r) -> tuple:
             r.file_set_id, r.file_set_uid)
 
 
-def _input_row(uid: str, chosen, study_uid: str) -> dict[str, Any]:
-    inst = chosen.instance
-    return dict(workitem_uid=uid, sop_instance_uid=inst.sop_instance_uid, sop_class_uid=inst.sop_class_uid,
-                study_instance_uid=study_uid, series_instance_uid=inst.series_instance_uid,
-                retrieve_ae_title=chosen.ae_title, retrieve_url=chosen.retrieve_url,
-                file_set_id=chosen.file_set_id, file_set_uid=chosen.file_set_uid)
+# The input rows' tuples: the workitem, the instance, then `_input_values`, in the table's order.
+INPUT_ROW = ("workitem_uid", "sop_instance_uid", "sop_class_uid", "study_instance_uid", "series_instance_uid",
+             "retrieve_ae_title", "retrieve_url", "file_set_id", "file_set_uid")
+
+
+def insert_inputs(conn: Connection, rows: list[tuple]) -> None:
+    """Insert input rows (tuples in `INPUT_ROW`'s order) without SQLAlchemy's work per row: a pass
+    writes one per instance new to the study, for each workitem watching it."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(_ARRAY_INSERT, dict(zip(array_names("r", INPUT_ROW), map(list, zip(*rows)))))
+    else:
+        conn.exec_driver_sql(_row_insert(conn.dialect), rows)
+
+
+@lru_cache(maxsize=None)
+def _row_insert(dialect) -> str:
+    return positional_sql(INPUTS.insert(), dialect, INPUT_ROW)
+
+
+_ROWS = unnest("r", INPUT_ROW)
+_ARRAY_INSERT = postgresql.insert(INPUTS).from_select(list(INPUT_ROW), select(*(_ROWS.c[n] for n in INPUT_ROW)))
 
 
 def _write_statement(dialect):

@@ -13,6 +13,7 @@ import os
 import threading
 import uuid
 from collections import OrderedDict, defaultdict
+from itertools import filterfalse
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -37,7 +38,7 @@ from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.ups.worklist import WorklistService
-from workflow.readiness.inputs import KeptInputs, apply_readiness, by_uid, input_values, last_write
+from workflow.readiness.inputs import KeptInputs, apply_readiness, input_values, last_write
 
 log = logging.getLogger("workflow.readiness")
 
@@ -379,7 +380,7 @@ class ReadinessService:
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
-        return apply_readiness(conn, row, change, now, study_uid, current, kept, snapshot.wanted(change.inputs))
+        return apply_readiness(conn, row, change, now, study_uid, current, kept, snapshot.wanted(change))
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):
@@ -420,10 +421,10 @@ class _StudySnapshot:
             self._evaluations[key] = (policy, evaluate_readiness(policy, facts, choices))
         return self._evaluations[key][1]
 
-    def wanted(self, inputs: tuple) -> dict:
-        """`inputs` by SOP Instance UID, built once for the workitems sharing an evaluation."""
-        if self._wanted is None or self._wanted[0] is not inputs:
-            self._wanted = (inputs, by_uid(inputs))
+    def wanted(self, change) -> dict:
+        """The change's inputs by SOP Instance UID, built once for the workitems sharing an evaluation."""
+        if self._wanted is None or self._wanted[0] is not change.inputs:
+            self._wanted = (change.inputs, change.by_uid())
         return self._wanted[1]
 
     @cached_property
@@ -526,11 +527,15 @@ class _StudyCache:
     def facts(self) -> CanonicalInstances:
         """The instances by SOP Instance UID (kept sorted: the changed ones are merged in)."""
         if self._facts is None:
-            self._order = sorted(self.instances) if self._order is None else sorted(
-                [u for u in self._order if u in self.instances and u not in self._changed]
-                + [u for u in self._changed if u in self.instances])
+            if self._order is None:
+                self._order = sorted(self.instances)
+            else:  # an instance gone from `instances` is among the changed ones: no Python loop over the study
+                order = list(filterfalse(self._changed.__contains__, self._order))
+                order += [u for u in self._changed if u in self.instances]
+                order.sort()  # one sorted run and a short one
+                self._order = order
             self._changed = set()
-            self._facts = CanonicalInstances(self.instances[u] for u in self._order)
+            self._facts = CanonicalInstances(map(self.instances.__getitem__, self._order))
         return self._facts
 
     def inputs(self, conn: Connection, workitem_uid: str) -> KeptInputs:

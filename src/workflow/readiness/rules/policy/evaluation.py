@@ -28,6 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import IntEnum
+from functools import cached_property
+from itertools import filterfalse
 from typing import Iterable
 
 from workflow.ian.rules.availability import Availability
@@ -53,17 +55,28 @@ class Input:
 @dataclass(frozen=True)
 class Evaluation:
     """readiness: what complete_when says. inputs: the instances to list (sorted by series, instance).
-    missing: SOP Instance UIDs a failing condition needs that are not inputs (empty when READY).
-    not_available: those of `missing` that were announced but have no accepted location.
+    missing: SOP Instance UIDs a failing condition needs that are not inputs (empty when READY), sorted.
+    not_available: those of `missing` that were announced but have no accepted location, sorted.
     reasons: one line per condition, in the order of the policy. settle_due_at: see `evaluate_readiness`."""
 
     policy: str
     readiness: Readiness
     inputs: tuple[Input, ...]
-    missing: tuple[str, ...]
-    not_available: tuple[str, ...]
+    input_uids: tuple[str, ...]  # the SOP Instance UID of each of `inputs`
+    missing_uids: frozenset[str]
+    not_available_uids: frozenset[str]
     reasons: tuple[str, ...]
     settle_due_at: datetime | None
+
+    # Sorted only when asked (`wfm explain`): a pass during a burst of IANs has up to the whole
+    # study missing, and never reads it.
+    @cached_property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(sorted(self.missing_uids))
+
+    @cached_property
+    def not_available(self) -> tuple[str, ...]:
+        return tuple(sorted(self.not_available_uids))
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,12 @@ class ReadinessChange:
     readiness: Readiness
     inputs: tuple[Input, ...]
     reason: str
+    input_uids: tuple[str, ...] | None = None  # the SOP Instance UID of each of `inputs`, when known
+
+    def by_uid(self) -> dict[str, Input]:
+        """`inputs` by SOP Instance UID (built without a Python loop when `input_uids` is known)."""
+        uids = self.input_uids if self.input_uids is not None else [i.instance.sop_instance_uid for i in self.inputs]
+        return dict(zip(uids, self.inputs))
 
 
 class _Truth(IntEnum):
@@ -113,9 +132,8 @@ class Choices:
         ones are sorted and merged in (one sorted run and a short one: a linear merge)."""
         if self._changed:
             changed, keys = self._changed, self._keys
-            kept = [u for u in self._order if u not in changed]
-            added = [u for u in changed if u in keys]
-            kept += added
+            kept = list(filterfalse(changed.__contains__, self._order))  # no Python loop over the study
+            kept += [u for u in changed if u in keys]
             kept.sort(key=keys.__getitem__)
             self._order, self._changed = kept, set()
         return self._order
@@ -165,8 +183,11 @@ class _Study:
             self.candidates = facts.expected.intersection(choices.allowed)
         else:
             self.candidates = frozenset(choices.allowed)
-        accepted, candidates = self.accepted, self.candidates
-        self.inputs = tuple(accepted[u] for u in choices.ordered() if u in candidates)
+        ordered = choices.ordered()
+        if not self.candidates.issuperset(self.accepted):
+            ordered = list(filter(self.candidates.__contains__, ordered))
+        self.input_uids = tuple(ordered)  # SOP Instance UIDs of `inputs`, in their order
+        self.inputs = tuple(map(self.accepted.__getitem__, ordered))
         self.expected = None if facts.expected is None else facts.expected - self.filtered_out
         self.listed = facts.listed - self.filtered_out
 
@@ -307,8 +328,7 @@ def evaluate_readiness(policy: Policy, facts: Facts, choices: Choices | None = N
             if _readiness(_truth(policy.complete_when, s, when, []), s) is not readiness:
                 due = when
                 break
-    return Evaluation(policy.name, readiness, s.inputs, tuple(sorted(missing)), tuple(sorted(not_available)),
-                      tuple(reasons), due)
+    return Evaluation(policy.name, readiness, s.inputs, s.input_uids, missing, not_available, tuple(reasons), due)
 
 
 def readiness_change(policy: Policy, ups_state: str, current_readiness: str | None,
@@ -322,11 +342,12 @@ def readiness_change(policy: Policy, ups_state: str, current_readiness: str | No
     if str(ups_state).strip() != "SCHEDULED":
         return None
     if evaluation.readiness is Readiness.READY:
-        return ReadinessChange(Readiness.READY, evaluation.inputs, "; ".join(evaluation.reasons))
+        return ReadinessChange(Readiness.READY, evaluation.inputs, "; ".join(evaluation.reasons), evaluation.input_uids)
     if current_readiness is not None and str(current_readiness).strip() == Readiness.READY:
         if policy.on_downgrade is OnDowngrade.IGNORE:
             return None
         return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs,
                                f"downgrade from READY (on_downgrade = {policy.on_downgrade.value}): "
-                               + "; ".join(evaluation.reasons))
-    return ReadinessChange(evaluation.readiness, evaluation.inputs, "; ".join(evaluation.reasons))
+                               + "; ".join(evaluation.reasons), evaluation.input_uids)
+    return ReadinessChange(evaluation.readiness, evaluation.inputs, "; ".join(evaluation.reasons),
+                           evaluation.input_uids)
