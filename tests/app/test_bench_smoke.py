@@ -41,6 +41,7 @@ def test_readiness_benchmark_smoke():
     assert lines[0].split()[:2] == ["backend", "case"]
     assert any("N-GET, 200 inputs" in line for line in lines)
     assert any("200 instances, 20 IANs" in line for line in lines)
+    assert any(line.startswith("SQLite") and "whole study, CPU s/1000 inst." in line for line in lines)
 
 
 def test_reconcile_benchmark_smoke():
