@@ -49,15 +49,12 @@ def last_write(conn: Connection, uid: str) -> str | None:
 
 
 def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str,
-                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None,
-                    wanted: dict[str, Any] | None = None) -> int:
+                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None) -> int:
     """Write a readiness change (its inputs and Input Readiness State) into the workitem `row`. Returns
     events written. `current`: the workitem's `input_values`, when the caller read them; `kept`: what
-    the caller keeps of them (brought up to date here); `wanted`: `change.by_uid()`, when the caller
-    built it (workitems sharing an evaluation share it)."""
+    the caller keeps of them (brought up to date here)."""
     uid = row.sop_instance_uid
-    if wanted is None:
-        wanted = change.by_uid()
+    wanted = change.inputs_by_uid
     current = input_values(conn, uid) if current is None else current
     sources = kept.sources if kept is not None else {}
     stale, fresh = [], {}  # fresh: the rows to write, by SOP Instance UID

@@ -25,12 +25,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 from functools import cached_property
-from itertools import filterfalse
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from workflow.ian.rules.availability import Availability
 from workflow.readiness.rules.policy.facts import Facts, InstanceFacts
@@ -54,22 +53,29 @@ class Input:
 
 @dataclass(frozen=True)
 class Evaluation:
-    """readiness: what complete_when says. inputs: the instances to list (sorted by series, instance).
-    missing: SOP Instance UIDs a failing condition needs that are not inputs (empty when READY), sorted.
-    not_available: those of `missing` that were announced but have no accepted location, sorted.
-    reasons: one line per condition, in the order of the policy. settle_due_at: see `evaluate_readiness`."""
+    """readiness: what complete_when says. inputs: the instances to list (sorted by series, instance),
+    from `inputs_by_uid`. missing: SOP Instance UIDs a failing condition needs that are not inputs
+    (empty when READY), sorted. not_available: those of `missing` that were announced but have no
+    accepted location, sorted. reasons: one line per condition, in the order of the policy.
+    settle_due_at: see `evaluate_readiness`.
+
+    The lists are sorted only when asked (`wfm explain`, the tests): a pass writes the inputs as rows
+    (the order is the reader's), and during a burst of IANs it has up to the whole study missing."""
 
     policy: str
     readiness: Readiness
-    inputs: tuple[Input, ...]
-    input_uids: tuple[str, ...]  # the SOP Instance UID of each of `inputs`
+    # The inputs by SOP Instance UID. In a worker's pass, the Choices' own mapping: read only, and
+    # valid only during the pass (the Choices change with the next IANs).
+    inputs_by_uid: Mapping[str, Input] = field(hash=False)
     missing_uids: frozenset[str]
     not_available_uids: frozenset[str]
     reasons: tuple[str, ...]
     settle_due_at: datetime | None
 
-    # Sorted only when asked (`wfm explain`): a pass during a burst of IANs has up to the whole
-    # study missing, and never reads it.
+    @cached_property
+    def inputs(self) -> tuple[Input, ...]:
+        return in_order(self.inputs_by_uid)
+
     @cached_property
     def missing(self) -> tuple[str, ...]:
         return tuple(sorted(self.missing_uids))
@@ -84,14 +90,17 @@ class ReadinessChange:
     """What to write into a SCHEDULED workitem: its Input Readiness State and Input Information."""
 
     readiness: Readiness
-    inputs: tuple[Input, ...]
+    inputs_by_uid: Mapping[str, Input] = field(hash=False)  # as `Evaluation.inputs_by_uid`
     reason: str
-    input_uids: tuple[str, ...] | None = None  # the SOP Instance UID of each of `inputs`, when known
 
-    def by_uid(self) -> dict[str, Input]:
-        """`inputs` by SOP Instance UID (built without a Python loop when `input_uids` is known)."""
-        uids = self.input_uids if self.input_uids is not None else [i.instance.sop_instance_uid for i in self.inputs]
-        return dict(zip(uids, self.inputs))
+    @cached_property
+    def inputs(self) -> tuple[Input, ...]:
+        return in_order(self.inputs_by_uid)
+
+
+def in_order(by_uid: Mapping[str, Input]) -> tuple[Input, ...]:
+    """Inputs by Series Instance UID, then SOP Instance UID."""
+    return tuple(sorted(by_uid.values(), key=lambda i: (i.instance.series_instance_uid, i.instance.sop_instance_uid)))
 
 
 class _Truth(IntEnum):
@@ -121,30 +130,14 @@ class Choices:
         self.allowed: set[str] = set()  # known - filtered_out
         self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
         self.accepted: dict[str, Input] = {}
-        self._keys: dict[str, tuple[str, str]] = {}  # accepted: (series, instance), the order of inputs
-        self._order: list[str] = []  # accepted, in that order, as of the last `ordered`
-        self._changed: set[str] = set()  # put or dropped since
         for inst in instances:
             self.put(inst)
-
-    def ordered(self) -> list[str]:
-        """The accepted instances by series and SOP Instance UID. Kept between calls: the changed
-        ones are sorted and merged in (one sorted run and a short one: a linear merge)."""
-        if self._changed:
-            changed, keys = self._changed, self._keys
-            kept = list(filterfalse(changed.__contains__, self._order))  # no Python loop over the study
-            kept += [u for u in changed if u in keys]
-            kept.sort(key=keys.__getitem__)
-            self._order, self._changed = kept, set()
-        return self._order
 
     def put(self, inst: InstanceFacts) -> None:
         """An instance new or changed (its class, series or locations)."""
         uid = inst.sop_instance_uid
         self.known[uid] = inst
         self.accepted.pop(uid, None)
-        self._keys.pop(uid, None)
-        self._changed.add(uid)
         (self.withdrawn.add if inst.withdrawn else self.withdrawn.discard)(uid)
         if not self.rules.allows(inst.sop_class_uid):
             self.filtered_out.add(uid)
@@ -154,14 +147,11 @@ class Choices:
         self.allowed.add(uid)
         if (chosen := _choose(inst, self.rules)) is not None:
             self.accepted[uid] = chosen
-            self._keys[uid] = (inst.series_instance_uid, uid)
 
     def drop(self, uid: str) -> None:
         """An instance no longer of the study (or with no location left)."""
         self.known.pop(uid, None)
         self.accepted.pop(uid, None)
-        self._keys.pop(uid, None)
-        self._changed.add(uid)
         for kept in (self.filtered_out, self.allowed, self.withdrawn):
             kept.discard(uid)
 
@@ -183,11 +173,11 @@ class _Study:
             self.candidates = facts.expected.intersection(choices.allowed)
         else:
             self.candidates = frozenset(choices.allowed)
-        ordered = choices.ordered()
-        if not self.candidates.issuperset(self.accepted):
-            ordered = list(filter(self.candidates.__contains__, ordered))
-        self.input_uids = tuple(ordered)  # SOP Instance UIDs of `inputs`, in their order
-        self.inputs = tuple(map(self.accepted.__getitem__, ordered))
+        if self.candidates.issuperset(self.accepted):
+            self.inputs: Mapping[str, Input] = self.accepted  # every accepted instance is an input
+        else:
+            chosen = list(filter(self.candidates.__contains__, self.accepted))
+            self.inputs = dict(zip(chosen, map(self.accepted.__getitem__, chosen)))
         self.expected = None if facts.expected is None else facts.expected - self.filtered_out
         self.listed = facts.listed - self.filtered_out
 
@@ -328,7 +318,7 @@ def evaluate_readiness(policy: Policy, facts: Facts, choices: Choices | None = N
             if _readiness(_truth(policy.complete_when, s, when, []), s) is not readiness:
                 due = when
                 break
-    return Evaluation(policy.name, readiness, s.inputs, s.input_uids, missing, not_available, tuple(reasons), due)
+    return Evaluation(policy.name, readiness, s.inputs, missing, not_available, tuple(reasons), due)
 
 
 def readiness_change(policy: Policy, ups_state: str, current_readiness: str | None,
@@ -342,12 +332,11 @@ def readiness_change(policy: Policy, ups_state: str, current_readiness: str | No
     if str(ups_state).strip() != "SCHEDULED":
         return None
     if evaluation.readiness is Readiness.READY:
-        return ReadinessChange(Readiness.READY, evaluation.inputs, "; ".join(evaluation.reasons), evaluation.input_uids)
+        return ReadinessChange(Readiness.READY, evaluation.inputs_by_uid, "; ".join(evaluation.reasons))
     if current_readiness is not None and str(current_readiness).strip() == Readiness.READY:
         if policy.on_downgrade is OnDowngrade.IGNORE:
             return None
-        return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs,
+        return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs_by_uid,
                                f"downgrade from READY (on_downgrade = {policy.on_downgrade.value}): "
-                               + "; ".join(evaluation.reasons), evaluation.input_uids)
-    return ReadinessChange(evaluation.readiness, evaluation.inputs, "; ".join(evaluation.reasons),
-                           evaluation.input_uids)
+                               + "; ".join(evaluation.reasons))
+    return ReadinessChange(evaluation.readiness, evaluation.inputs_by_uid, "; ".join(evaluation.reasons))

@@ -67,7 +67,8 @@ class Facts:
 
     expected: SOP Instance UIDs of the expected set (the union of the Performed Series Sequence of the
       study's COMPLETED MPPS); None when no MPPS is known.
-    instances: every instance IANs announced for the study (unique SOP Instance UIDs).
+    instances: every instance IANs announced for the study (unique SOP Instance UIDs); empty when the
+      caller evaluates with the `Choices` it keeps for the study, which hold them.
     listed: SOP Instance UIDs already in the workitem's Input Information Sequence.
     last_ian_at: when the last IAN for the study was received; None when none was.
     now: the time of the evaluation.
