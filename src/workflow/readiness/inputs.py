@@ -37,6 +37,7 @@ class KeptInputs:
     def __init__(self, write_id: str | None, values: dict[str, tuple]) -> None:
         self.write_id, self.values = write_id, values
         self.sources: dict[str, Any] = {}
+        self.synced: Any = None  # the Choices' mark when the rows were last made its inputs (`Choices.mark`)
 
 
 def input_values(conn: Connection, uid: str) -> dict[str, tuple]:
@@ -49,19 +50,25 @@ def last_write(conn: Connection, uid: str) -> str | None:
 
 
 def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str,
-                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None) -> int:
+                    current: dict[str, tuple] | None = None, kept: KeptInputs | None = None,
+                    changed: set[str] | None = None) -> int:
     """Write a readiness change (its inputs and Input Readiness State) into the workitem `row`. Returns
     events written. `current`: the workitem's `input_values`, when the caller read them; `kept`: what
-    the caller keeps of them (brought up to date here)."""
+    the caller keeps of them (brought up to date here); `changed`: the only instances whose inputs can
+    differ from `kept`'s (`Choices.changed_since`), None to compare them all."""
     uid = row.sop_instance_uid
     wanted = change.inputs_by_uid
     current = input_values(conn, uid) if current is None else current
     sources = kept.sources if kept is not None else {}
     stale, fresh = [], {}  # fresh: the rows to write, by SOP Instance UID
     same = []
-    # Only the inputs not written from the very Input kept (an instance unchanged since the last pass
-    # keeps its Input object) are looked at: found without a Python loop over the study's inputs.
-    for u in compress(wanted, map(is_not, map(sources.get, wanted), wanted.values())):
+    if changed is None:
+        # Only the inputs not written from the very Input kept (an instance unchanged since the last
+        # pass keeps its Input object) are looked at: found without a Python loop over the inputs.
+        look = list(compress(wanted, map(is_not, map(sources.get, wanted), wanted.values())))
+    else:
+        look = [u for u in changed if u in wanted and sources.get(u) is not wanted[u]]
+    for u in look:
         values = _input_values(wanted[u], study_uid)
         have = current.get(u)
         if have == values:
@@ -70,7 +77,9 @@ def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str
         if have is not None:
             stale.append(u)
         fresh[u] = values
-    if len(current) > len(wanted) - len(fresh) + len(stale):  # some rows are no longer wanted
+    if changed is not None:
+        stale += [u for u in changed if u not in wanted and u in current]
+    elif len(current) > len(wanted) - len(fresh) + len(stale):  # some rows are no longer wanted
         stale += [u for u in current if u not in wanted]
     if stale:
         conn.execute(delete(INPUTS).where(INPUTS.c.workitem_uid == uid, INPUTS.c.sop_instance_uid.in_(stale)))

@@ -393,7 +393,12 @@ class ReadinessService:
         change = readiness_change(policy, row.procedure_step_state, row.input_readiness_state, ev)
         if change is None:
             return 0
-        return apply_readiness(conn, row, change, now, study_uid, current, kept)
+        if kept is None:
+            return apply_readiness(conn, row, change, now, study_uid, current)
+        choices = snapshot.cache.choices(policy.inputs)  # the evaluation's: its inputs are `change`'s
+        written = apply_readiness(conn, row, change, now, study_uid, current, kept, choices.changed_since(kept.synced))
+        kept.synced = choices.mark()
+        return written
 
     def _facts(self, conn: Connection, row, ds: dict, study_uid: str, now: datetime,
                snapshot: "_StudySnapshot | None" = None, listed: frozenset[str] | None = None):

@@ -130,12 +130,30 @@ class Choices:
         self.allowed: set[str] = set()  # known - filtered_out
         self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
         self.accepted: dict[str, Input] = {}
+        self._log: list[str] = []  # every instance put or dropped, in order (`changed_since`)
         for inst in instances:
             self.put(inst)
+
+    def mark(self) -> tuple[list[str], int]:
+        """Where the history of changes stands now (for `changed_since`)."""
+        return self._log, len(self._log)
+
+    def changed_since(self, mark: tuple[list[str], int] | None) -> set[str] | None:
+        """The instances put or dropped since `mark`: only their inputs can differ from what they were
+        then (for a study's fixed expected set). None when that is no longer known: ask about all."""
+        if mark is None or mark[0] is not self._log:
+            return None
+        return set(self._log[mark[1]:])
+
+    def _changed(self, uid: str) -> None:
+        if len(self._log) > 2 * len(self.known) + 10_000:  # the history outgrew the study: start a new one
+            self._log = []
+        self._log.append(uid)
 
     def put(self, inst: InstanceFacts) -> None:
         """An instance new or changed (its class, series or locations)."""
         uid = inst.sop_instance_uid
+        self._changed(uid)
         self.known[uid] = inst
         self.accepted.pop(uid, None)
         (self.withdrawn.add if inst.withdrawn else self.withdrawn.discard)(uid)
@@ -150,6 +168,7 @@ class Choices:
 
     def drop(self, uid: str) -> None:
         """An instance no longer of the study (or with no location left)."""
+        self._changed(uid)
         self.known.pop(uid, None)
         self.accepted.pop(uid, None)
         for kept in (self.filtered_out, self.allowed, self.withdrawn):
