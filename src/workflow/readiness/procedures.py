@@ -59,14 +59,17 @@ def refresh(conn: Connection, study_uid: str, instances, now: datetime, expected
                      extra={"study": study_uid})
 
 
-def announce(conn: Connection, study_uid: str, now: datetime) -> None:
-    """A study known only from IANs, none of whose procedures is known yet: its bare requested
-    procedure, created where `refresh` would put it (REQUESTED, moved on by the IANs), in one insert."""
+def announce(conn: Connection, study_uids: list[str], now: datetime) -> None:
+    """Studies known only from IANs, none of whose procedures is known yet: their bare requested
+    procedures, created where `refresh` would put them (REQUESTED, moved on by the IANs), in one go."""
+    if not study_uids:
+        return
     triggers, state = _ANNOUNCED
-    conn.execute(_ANNOUNCE[conn.dialect.name], {"study": study_uid, "state": state, "now": now})
+    conn.execute(_ANNOUNCE[conn.dialect.name], [{"study": s, "state": state, "now": now} for s in study_uids])
     if triggers:
-        log.info(f"requested procedure {study_uid} / - / -: REQUESTED -> {state} ({', '.join(triggers)})",
-                 extra={"study": study_uid})
+        for study_uid in study_uids:
+            log.info(f"requested procedure {study_uid} / - / -: REQUESTED -> {state} ({', '.join(triggers)})",
+                     extra={"study": study_uid})
 
 
 def _announce_statement(dialect):

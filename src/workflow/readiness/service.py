@@ -19,7 +19,7 @@ from typing import Any
 
 from functools import cached_property
 
-from sqlalchemy import Connection, Engine, bindparam, case, delete, exists, func, or_, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, delete, exists, func, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
@@ -116,54 +116,60 @@ class ReadinessService:
         return self._evaluate(due, now)
 
     def _evaluate(self, due: list[tuple[str, int]], now: datetime, batch: int = 200) -> int:
-        """Evaluate the due studies and clear their marks. Studies with nothing to decide share one
-        transaction (a commit is the dear part: an fsync on SQLite); a full evaluation ends its
-        transaction, so row locks on workitems are never held across several studies' work."""
-        written, i = 0, 0
-        while i < len(due):
-            done: list[tuple[str, int]] = []
+        """Evaluate the due studies and clear their marks. Studies with nothing to decide are settled
+        together (`_settle_quick`); a full evaluation has a transaction of its own, so row locks on
+        workitems are never held across several studies' work."""
+        rest = due if self.policies.templates else self._settle_quick(due, now, batch)
+        written = 0
+        for study_uid, generation in rest:
             with self.engine.begin() as conn:
-                while i < len(due) and len(done) < batch:
-                    study_uid, generation = due[i]
-                    i += 1
-                    if conn.dialect.name == "postgresql":
-                        # Several servers on one database: one evaluates a study, the others skip it.
-                        held = conn.execute(_HOLD, {"study": study_uid}).first()
-                        if held is None:
-                            continue
-                    quick = self._nothing_to_decide(conn, study_uid, now)
-                    if not quick:
-                        started = self.monotonic()
-                        written += self.update_study(conn, study_uid, now)
-                        self._pass_seconds.pop(study_uid, None)  # the most recent last
-                        self._pass_seconds[study_uid] = self.monotonic() - started
-                        if len(self._pass_seconds) > PASSES_KEPT:
-                            del self._pass_seconds[next(iter(self._pass_seconds))]
-                    done.append((study_uid, conn.execute(_CLEAR, {"study": study_uid,
-                                                                  "generation": generation}).rowcount))
-                    if not quick:
-                        break
-            for study_uid, cleared in done:
-                if cleared:
-                    self._waiting.pop(study_uid, None)
-                else:  # marked again while evaluated: the burst goes on, its wait starts now
-                    self._waiting[study_uid] = now
+                # Several servers on one database (PostgreSQL): one evaluates a study, the others skip it.
+                if conn.dialect.name == "postgresql" and conn.execute(_HOLD, {"study": study_uid}).first() is None:
+                    continue
+                started = self.monotonic()
+                written += self.update_study(conn, study_uid, now)
+                self._pass_seconds.pop(study_uid, None)  # the most recent last
+                self._pass_seconds[study_uid] = self.monotonic() - started
+                if len(self._pass_seconds) > PASSES_KEPT:
+                    del self._pass_seconds[next(iter(self._pass_seconds))]
+                cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": generation}).rowcount
+            self._cleared(study_uid, bool(cleared), now)
         return written
 
-    def _nothing_to_decide(self, conn: Connection, study_uid: str, now: datetime) -> bool:
-        """A study no workitem, template or MPPS watches, known only from IANs: one indexed lookup says
-        so; its only requested procedure (the bare one IANs give) is created here or already where the
-        facts put it. Returns False when the study needs the full evaluation (`update_study`)."""
-        if self.policies.templates:
-            return False
-        known = conn.execute(_WATCH_LOOKUP, {"study": study_uid}).one()
-        is_watched, announced, procedures_known, bare_state, cached = known
-        if is_watched or not announced or cached:  # cached: a process keeps the study; its passes count
-            return False
-        if procedures_known == 0:
-            procedures.announce(conn, study_uid, now)
-            return True
-        return procedures_known == 1 and bare_state is not None and procedures.settled_by_ians(bare_state)
+    def _settle_quick(self, due: list[tuple[str, int]], now: datetime, batch: int) -> list[tuple[str, int]]:
+        """Settle the due studies no workitem, template or MPPS watches, known only from IANs: their
+        only requested procedure (the bare one IANs give) is created or already where the facts put it.
+        Up to `batch` studies share a transaction (a commit is the dear part: an fsync on SQLite) of
+        three statements whatever their number: the lookup (on PostgreSQL it also locks their marks,
+        skipping those another server holds), the requested procedures created, the marks cleared.
+        Returns the studies that need the full evaluation (`update_study`)."""
+        generations, rest = dict(due), []
+        for at in range(0, len(due), batch):
+            quick, bare = [], []
+            with self.engine.begin() as conn:
+                for study_uid, watched, announced, known, state, kept in conn.execute(
+                        _LOOKUP[conn.dialect.name], {"studies": [s for s, _ in due[at:at + batch]]}):
+                    if watched or not announced or kept:  # kept: a process keeps the study; its passes count
+                        rest.append((study_uid, generations[study_uid]))
+                    elif known == 0:
+                        bare.append(study_uid)
+                    elif known == 1 and state is not None and procedures.settled_by_ians(state):
+                        quick.append(study_uid)
+                    else:
+                        rest.append((study_uid, generations[study_uid]))
+                procedures.announce(conn, bare, now)
+                quick += bare
+                cleared = set(conn.execute(_CLEAR_MANY, {"marks": [(s, generations[s]) for s in quick]}).scalars()
+                              ) if quick else set()
+            for study_uid in quick:
+                self._cleared(study_uid, study_uid in cleared, now)
+        return rest
+
+    def _cleared(self, study_uid: str, cleared: bool, now: datetime) -> None:
+        if cleared:
+            self._waiting.pop(study_uid, None)
+        else:  # marked again while evaluated: the burst goes on, its wait starts now
+            self._waiting[study_uid] = now
 
     def pending(self) -> int:
         """How many studies wait for evaluation (for operators and tests)."""
@@ -650,27 +656,30 @@ def _mark_statement(dialect):
 _MARK = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
 _CLEAR = delete(PENDING).where(PENDING.c.study_instance_uid == bindparam("study"),
                                PENDING.c.generation == bindparam("generation"))
+_CLEAR_MANY = delete(PENDING).where(tuple_(PENDING.c.study_instance_uid, PENDING.c.generation).in_(
+    bindparam("marks", expanding=True))).returning(PENDING.c.study_instance_uid)
 _HOLD = select(PENDING.c.generation).where(PENDING.c.study_instance_uid == bindparam("study")
                                            ).with_for_update(skip_locked=True)
 
 
-def _watch_lookup():
-    """One statement: whether anything watches the study (a workitem directly or by a Referenced
-    Request, an MPPS), whether IANs announced it, how many requested procedures it has, and the state
-    of its bare one that IANs gave."""
-    study = bindparam("study")
+def _lookup():
+    """One statement for many marked studies: whether anything watches each (a workitem directly or by
+    a Referenced Request, an MPPS), whether IANs announced it, how many requested procedures it has,
+    the state of its bare one that IANs gave, and whether a process keeps it (`readiness_study`)."""
+    study = PENDING.c.study_instance_uid
     r, rp = PerformedStepRequest.__table__, procedures.RP
     watched = or_(exists().where(W.c.study_instance_uid == study),
                   exists().where(SEQ.c.sequence_tag == REQUEST_SEQ, SEQ.c.key == STUDY_UID, SEQ.c.value == study),
                   exists().where(r.c.study_instance_uid == study))
-    return select(watched, exists().where(Instance.__table__.c.study_instance_uid == study),
+    return select(study, watched, exists().where(Instance.__table__.c.study_instance_uid == study),
                   select(func.count()).where(rp.c.study_instance_uid == study).scalar_subquery(),
                   select(rp.c.state).where(rp.c.study_instance_uid == study, rp.c.accession_number == "",
                                            rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery(),
-                  exists().where(STUDY.c.study_instance_uid == study))
+                  exists().where(STUDY.c.study_instance_uid == study)
+                  ).where(study.in_(bindparam("studies", expanding=True)))
 
 
-_WATCH_LOOKUP = _watch_lookup()
+_LOOKUP = {"sqlite": _lookup(), "postgresql": _lookup().with_for_update(of=PENDING, skip_locked=True)}
 
 
 def _locked(query, conn: Connection):
