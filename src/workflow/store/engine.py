@@ -23,7 +23,20 @@ def make_engine(url: str) -> Engine:
         url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
     engine = create_engine(url, pool_size=10, max_overflow=20)
     _ping_when_idle(engine)
+    if engine.dialect.driver == "psycopg":
+        _binary_arrays(engine)
     return engine
+
+
+def _binary_arrays(engine: Engine) -> None:
+    """Lists (the arrays of one-statement bulk writes: an IAN's instances and locations, readiness's
+    input rows) go to PostgreSQL in binary: psycopg's text array dumper runs in Python, ~0.6 µs an
+    element (0.7 ms of a 100-instance IAN's eleven arrays), its binary one ~0.1 µs."""
+    from psycopg.types.array import ListBinaryDumper
+
+    @event.listens_for(engine, "connect")
+    def _register(dbapi_conn, _record):
+        dbapi_conn.adapters.register_dumper(list, ListBinaryDumper)  # the last registered serves %s
 
 
 def _ping_when_idle(engine: Engine) -> None:
