@@ -113,10 +113,9 @@ class Settings:
     # Readiness: seconds the worker waits after an IAN or MPPS before it evaluates the study, so a
     # burst of IANs costs one evaluation (the State Report comes that much later).
     readiness_delay: float = 0.2
-    # Readiness: during a long burst of IANs for one study (never quiet for readiness_delay), the seconds
-    # between its evaluations, or four times its last evaluation's duration if longer (a large study's
-    # passes take at most a fifth of the burst); never less than readiness_delay. Each pass has a cost of
-    # its own (its commit, set operations over the study): shorter raises the CPU per instance.
+    # Readiness: during a long burst of IANs for one study (never quiet for readiness_delay), the most
+    # seconds its evaluation waits (a whole-study evaluation per short pause would starve the IANs);
+    # never less than readiness_delay.
     readiness_max_wait: float = 2.0
     # UPS: the Worklist Label given to workitems created without one (PS3.4 CC.2.5.1.3.1).
     default_worklist_label: str = "WFM"

@@ -108,35 +108,3 @@ def test_a_burst_is_evaluated_when_quiet_or_after_the_longest_wait(services):
     ian_at(t0 + timedelta(seconds=4))
     app.readiness.run_pending(t0 + timedelta(seconds=5.01), quiet=1.0, max_wait=3.0)  # quiet again
     assert listed() == 5
-
-
-def test_a_study_whose_last_pass_was_dear_waits_longer_during_a_burst(services, monkeypatch):
-    """During a burst a study waits `max_wait`, or PASS_SHARE times its last pass's duration if
-    longer: a large study's passes take at most a share of the burst, however often IANs come."""
-    from datetime import timedelta
-    from itertools import count
-
-    from workflow.readiness.service import PASS_SHARE
-
-    app, study, series = services, generate_uid(), generate_uid()
-    workitem_uid = generate_uid()
-    app.worklist.create(workitem_uid, workitem(StudyInstanceUID=study, InputReadinessState="INCOMPLETE").to_json_dict())
-    monkeypatch.setattr(app.readiness, "monotonic", count(0.0, 1.0).__next__)  # every pass takes 1 s
-    t0 = datetime.now(timezone.utc)
-
-    def step(at: float) -> int:
-        """An IAN of one instance at t0 + at, the worker's look 0.1 s later; the inputs listed then."""
-        ds = make_ian(study, {series: [instance_item(generate_uid())]}).to_json_dict()
-        app.ingest.ingest(Received(generate_uid(), "ARCHIVE", "127.0.0.1:1", t0 + timedelta(seconds=at), ds),
-                          parse_ian(ds, 1000))
-        app.readiness.run_pending(t0 + timedelta(seconds=at + 0.1), quiet=1.0, max_wait=1.5)
-        with app.engine.connect() as conn:
-            return len(conn.execute(select(WorkitemInput.sop_instance_uid)
-                                    .where(WorkitemInput.workitem_uid == workitem_uid)).all())
-
-    assert [step(0.0), step(0.9)] == [0, 0]  # first seen pending at 0.1: due at 1.6 at the latest
-    assert step(1.6) == 3  # waited max_wait: evaluated (a pass of "1 s")
-    # Marks every 0.9 s, never quiet: first seen again at 2.6, now due only PASS_SHARE s later.
-    seen = [step(2.5 + 0.9 * k) for k in range(5)]  # looks at 2.6 .. 6.2
-    assert PASS_SHARE == 4.0 and seen == [3, 3, 3, 3, 3]  # with max_wait alone: evaluated at 4.1
-    assert step(6.5) == 9  # 6.6 >= 2.6 + 4: evaluated

@@ -64,8 +64,8 @@ a Referenced Request Sequence item), the readiness policies (section 3.2.6) set 
 State and the Input Information Sequence, at creation and after an IAN or a COMPLETED MPPS of the
 study arrives (the study is marked in that transaction and evaluated once no mark has come for
 `readiness_delay`, {d.readiness_delay} s, so a burst of IANs costs one evaluation, or, during a burst that
-never pauses that long, every `readiness_max_wait`, {d.readiness_max_wait} s, or four times the study's
-last evaluation if that took longer; marks are kept in the database and survive restarts), or
+never pauses that long, every `readiness_max_wait`, {d.readiness_max_wait} s; marks are kept in the
+database and survive restarts), or
 a settle time passes (timers are kept in the database too). A policy that links by Accession Number
 also reaches a workitem whose Referenced Request names the Accession Number an MPPS of the study gives.
 Each change of Input Readiness State is reported (event 1). The Input Information Sequence then holds

@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import threading
-import time
 import uuid
 from collections import OrderedDict, defaultdict
 from datetime import datetime, timedelta, timezone
@@ -46,8 +45,6 @@ W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
 STUDY = ReadinessStudy.__table__
 INST, LOC, NOTE = Instance.__table__, InstanceLocation.__table__, Notification.__table__
-PASS_SHARE = 4.0  # during a burst of IANs, a study waits at least this many times its last pass's duration
-PASSES_KEPT = 10_000  # studies whose last pass's duration is remembered (the most recent)
 CACHED_INSTANCES = 500_000  # instances a process keeps of the studies it evaluated last (~1.5 KB each)
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
@@ -61,8 +58,6 @@ class ReadinessService:
         self.worklist = worklist  # creates the workitems templates ask for
         self.wake = threading.Event()  # set after a commit that marked a study: the worker evaluates it
         self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
-        self._pass_seconds: dict[str, float] = {}  # study -> what its last full pass took (PASSES_KEPT)
-        self.monotonic = time.monotonic  # times the passes (tests replace it)
         self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
         self.timers_wake = threading.Event()  # set when a settle timer was written: the timer thread looks
         self.timer_writes = 0  # settle timers written by this process (the timer thread compares)
@@ -92,11 +87,10 @@ class ReadinessService:
         (unless a newer mark came meanwhile). Returns how many events were written.
 
         A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
-        has waited `max_wait` seconds since this process first saw it pending (or since its last pass),
-        or `PASS_SHARE` times its last pass's duration if longer: each pass still does some whole-study
-        work (set operations, see `_StudyCache`), so passes of a large study must not come so often
-        that their cost grows faster than its size and takes the CPU the IANs need. `next_due` tells
-        the caller when the next study falls due."""
+        has waited `max_wait` seconds since this process first saw it pending (or since its last pass):
+        each pass still does some whole-study work (set operations, see `_StudyCache`), so a pass per
+        short pause would make a large study's cost grow faster than its size and take the CPU the IANs
+        need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
             pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()
@@ -106,9 +100,7 @@ class ReadinessService:
         for study_uid, generation, marked_at in pending:
             at = aware(marked_at) + timedelta(seconds=quiet)
             if max_wait is not None:
-                # A study whose last pass was dear waits longer: passes take at most a share of a burst.
-                wait = max(max_wait, PASS_SHARE * self._pass_seconds.get(study_uid, 0.0))
-                at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=wait))
+                at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
             if at <= now:
                 due.append((study_uid, generation))
             else:
@@ -126,12 +118,7 @@ class ReadinessService:
                 # Several servers on one database (PostgreSQL): one evaluates a study, the others skip it.
                 if conn.dialect.name == "postgresql" and conn.execute(_HOLD, {"study": study_uid}).first() is None:
                     continue
-                started = self.monotonic()
                 written += self.update_study(conn, study_uid, now)
-                self._pass_seconds.pop(study_uid, None)  # the most recent last
-                self._pass_seconds[study_uid] = self.monotonic() - started
-                if len(self._pass_seconds) > PASSES_KEPT:
-                    del self._pass_seconds[next(iter(self._pass_seconds))]
                 cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": generation}).rowcount
             self._cleared(study_uid, bool(cleared), now)
         return written
