@@ -94,9 +94,7 @@ def apply_readiness(conn: Connection, row, change, now: datetime, study_uid: str
         for u in stale:
             kept.values.pop(u, None)
             kept.sources.pop(u, None)
-        kept.values.update(fresh)
-        for u in same:
-            kept.values[u] = current[u]
+        kept.values.update(fresh)  # `same` rows are kept as they are
         for u in (*fresh, *same):
             kept.sources[u] = wanted[u]
     if change.readiness.value == row.input_readiness_state:
