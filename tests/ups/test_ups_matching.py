@@ -33,7 +33,7 @@ from workflow.ups.rules.matching import (
 )
 from workflow.store import migrate
 from workflow.store.engine import make_engine
-from workflow.ups.index import index_workitem
+from workflow.ups.index import changed_columns, index_workitem, sequences_changed
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.query import WildcardMatch, glob_pattern, like_pattern, matching_select
 
@@ -324,6 +324,31 @@ def test_index_workitem_columns_and_rows():
         ("00404035", 0, "00404037", 0, "Chase^Robert"),
     }
     assert all(set(r) == {"sequence_tag", "item_index", "key", "value_index", "value"} for r in rows)
+
+
+# An update writes only the columns whose element changed, and the sequence rows only when a matchable
+# sequence changed: what it stores must equal indexing the new data set whole.
+_ELEMENT_CHOICES = {
+    "00741000": st.sampled_from([el("CS", "SCHEDULED"), el("CS", "IN PROGRESS"), el("CS", "COMPLETED")]),
+    "00741200": st.sampled_from([el("CS", "HIGH"), el("CS", "LOW"), el("CS")]),
+    "00404005": st.sampled_from([el("DT", "20261123103015.5+0100"), el("DT", "20261124")]),
+    "00100010": st.sampled_from([pn("Doe^John "), pn("Roe^Jane"), el("PN")]),
+    "00404025": st.sampled_from([seq(code("ST1")), seq(code("ST1"), code("ST2", "OTHER")), seq()]),
+    "00741216": st.sampled_from([seq({"00404035": seq(performer([code("DR7", "L")], "Chase^Robert"))}), seq()]),
+    "00404041": st.sampled_from([el("CS", "READY"), el("CS", "INCOMPLETE")]),
+}
+_WORKITEM_ELEMENTS = st.fixed_dictionaries({}, optional=_ELEMENT_CHOICES)
+
+
+@settings(max_examples=300, deadline=None)
+@given(before=_WORKITEM_ELEMENTS, after=_WORKITEM_ELEMENTS)
+def test_an_update_indexes_what_a_full_index_would(before, after):
+    before, after = workitem("1.2.3") | before, workitem("1.2.3") | after
+    stored_columns, stored_rows = index_workitem(before)
+    full_columns, full_rows = index_workitem(after)
+    assert stored_columns | changed_columns(before, after) == full_columns
+    if full_rows != stored_rows:
+        assert sequences_changed(before, after)
 
 
 def test_index_workitem_rejects_a_malformed_date():

@@ -61,6 +61,26 @@ def index_workitem(ds: dict[str, Any]) -> tuple[dict[str, str | None], list[dict
     return columns, rows
 
 
+_COLUMN_KEYS = tuple(k for k in MATCHING_KEYS if k.storage == COLUMN and k.column != "sop_instance_uid")
+_SEQUENCE_TAGS = tuple(k.tag for k in MATCHING_KEYS if k.storage in (SEQ, WRAPPER))
+
+
+def changed_columns(before: dict[str, Any], after: dict[str, Any]) -> dict[str, str | None]:
+    """The column values of `after` (as `index_workitem` gives them) for the keys whose element is not
+    the same as in `before`: an update rewrites only these (a claim changes one of ~30)."""
+    out: dict[str, str | None] = {}
+    for key in _COLUMN_KEYS:
+        if before.get(key.tag) != after.get(key.tag):
+            values = stored_values(after, key)
+            out[key.column] = values[0] if values else None
+    return out
+
+
+def sequences_changed(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether any matchable sequence differs, so that its `workitem_seq_item` rows must be rewritten."""
+    return any(before.get(tag) != after.get(tag) for tag in _SEQUENCE_TAGS)
+
+
 def _sequence_rows(key: MatchingKey, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for item_index, item in enumerate(items):

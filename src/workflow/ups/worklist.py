@@ -35,7 +35,7 @@ from workflow.kernel.outcome import Outcome
 from workflow.kernel.ports import Audit
 from workflow.kernel.ports import Signal
 from workflow.ups.inputs import inputs_of, with_inputs, with_rows
-from workflow.ups.index import index_workitem
+from workflow.ups.index import changed_columns, index_workitem, sequences_changed
 from workflow.ups.tables import Workitem, WorkitemSeqItem
 from workflow.ups.query import matching_select
 from workflow.store.engine import reading
@@ -126,11 +126,16 @@ class WorklistService:
     def _load(self, conn: Connection, uid: str, lock: bool = True):
         return conn.execute(_LOAD_LOCKED if lock and self._postgres else _LOAD, {"uid": uid}).first()
 
-    def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool,
-               transaction_uid: str | None = None, finished: bool = False, sequences: bool = True) -> None:
-        """Store the workitem and its matching columns; `sequences=False` when no matchable
-        sequence can have changed (a state change), to skip rewriting its sequence-item rows."""
-        columns, seq_rows = index_workitem(ds)
+    def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool = False,
+               before: JsonDataset | None = None, transaction_uid: str | None = None, finished: bool = False) -> None:
+        """Store the workitem and its matching columns: all of them for a new one (`insert`), else
+        only those whose element differs from the stored data set `before`, and its sequence-item
+        rows only when a matchable sequence changed."""
+        if insert:
+            columns, seq_rows = index_workitem(ds)
+        else:
+            columns = changed_columns(before, ds)
+            seq_rows = index_workitem(ds)[1] if sequences_changed(before, ds) else None
         values = dict(columns, dataset_json=json.dumps(ds, sort_keys=True), updated_at=now,
                       transaction_uid=transaction_uid)
         if finished:
@@ -139,7 +144,7 @@ class WorklistService:
             conn.execute(W.insert().values(sop_instance_uid=uid, created_at=now, **values))
         else:
             conn.execute(_UPDATE, {"_uid": uid, **values})
-            if not sequences:
+            if seq_rows is None:
                 return
             conn.execute(delete(SEQ).where(SEQ.c.workitem_uid == uid))
         if seq_rows:
@@ -234,7 +239,7 @@ class WorklistService:
             before = json.loads(row.dataset_json)
             changes = {k: v for k, v in modification.items() if k != TXN}
             after = merge_set(before, changes, dicom_dt(now))
-            self._write(conn, uid, after, now, insert=False, transaction_uid=row.transaction_uid)
+            self._write(conn, uid, after, now, before=before, transaction_uid=row.transaction_uid)
             self._audit(conn, "U", uid, after, "updated")
             written = 0
             if first(after, READINESS) != first(before, READINESS):
@@ -256,7 +261,7 @@ class WorklistService:
         with self.engine.begin() as conn:
             row = self._load(conn, uid)
             current = parse_state(row.procedure_step_state) if row else None
-            ds = json.loads(row.dataset_json) if row else {}
+            ds = stored = json.loads(row.dataset_json) if row else {}
             if requested == UPSState.CANCELED.value:
                 ds = with_cancellation(ds, dicom_dt(now))  # the SCP fills the Cancellation DateTime
             unmet = final_state_unmet(ds, requested) if row and requested in ("COMPLETED", "CANCELED") else []
@@ -271,7 +276,7 @@ class WorklistService:
             ds = with_state(ds, decision.new_state)
             stored_txn = None if decision.clear_transaction_uid else (txn if decision.store_transaction_uid
                                                                        else row.transaction_uid)
-            self._write(conn, uid, ds, now, insert=False, transaction_uid=stored_txn, sequences=False,
+            self._write(conn, uid, ds, now, before=stored, transaction_uid=stored_txn,
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
             self._audit(conn, "U", uid, ds, f"state {decision.new_state.value}")
             written = sum(report(conn, uid, row.created_at, ups_events.STATE_REPORT,
@@ -295,8 +300,9 @@ class WorklistService:
                 event = ups_events.cancel_requested(requesting_ae, info)
                 written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
             if decision.new_state is not None:
-                ds = with_state(_cancelled(json.loads(row.dataset_json), info, dicom_dt(now)), decision.new_state)
-                self._write(conn, uid, ds, now, insert=False, transaction_uid=None, finished=True)
+                stored = json.loads(row.dataset_json)
+                ds = with_state(_cancelled(stored, info, dicom_dt(now)), decision.new_state)
+                self._write(conn, uid, ds, now, before=stored, transaction_uid=None, finished=True)
                 for state in decision.reports:
                     written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
                                           ups_events.state_report(ds, state.value), now)
