@@ -30,7 +30,9 @@ def test_ups_find_benchmark_smoke():
     lines = result.stdout.splitlines()
     assert lines[0].split()[:2] == ["backend", "query"]
     assert any(line.startswith("SQLite") for line in lines)
-    assert any("claims" in line for line in lines)
+    header = next(i for i, line in enumerate(lines) if line.startswith("backend") and "claims" in line)
+    assert lines[header].split()[-2:] == ["durable/s", "wfm/durable"]  # the durable claims baseline ran
+    assert len(lines[header + 2].split()) == 7, lines[header + 2]
 
 
 def test_readiness_benchmark_smoke():
