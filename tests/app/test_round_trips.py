@@ -160,3 +160,51 @@ def test_an_ian_is_three_round_trips(engine):
         sent = [line.split("\t") for line in trace.read().splitlines()]
     waits = [fields[3] for fields in sent if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync")]
     assert len(waits) == 3, waits
+
+
+def _round_trips(engine, action) -> list[str]:
+    """The requests `action` sends on the connection the pool hands out next, each awaiting an answer."""
+    with engine.connect() as warm:
+        pgconn = warm.connection.dbapi_connection.pgconn
+    with tempfile.TemporaryFile("w+") as trace:
+        pgconn.trace(trace.fileno())
+        action()
+        pgconn.untrace()
+        trace.seek(0)
+        sent = [line.split("\t") for line in trace.read().splitlines()]
+    return [fields[3] for fields in sent if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync")]
+
+
+@pytest.mark.parametrize("subscribed", [False, True], ids=["no subscriber", "a global subscriber"])
+def test_a_claim_is_four_round_trips(engine, subscribed):
+    """BEGIN; the workitem locked and read with the subscriptions that may cover it; its UPDATE; COMMIT,
+    which carries the State Report when a subscriber is owed one (ups/worklist.py `_load`)."""
+    _postgres_only(engine)
+    from pydicom.uid import generate_uid
+    from testkit.ups import workitem
+
+    from workflow.config import Settings
+    from workflow.ups import subscriptions
+    from workflow.ups.tables import OutboxEvent
+    from workflow.ups.worklist import WorklistService
+
+    service = WorklistService(engine, Settings(database_url=str(engine.url)))
+    if subscribed:
+        with engine.begin() as conn:
+            subscriptions.subscribe_global(conn, "SUB", False, NOW)
+    uids = [generate_uid() for _ in range(2)]
+    for uid in uids:
+        assert service.create(uid, workitem().to_json_dict()).status.code in (0, 0xB300)
+    claim = {"00741000": {"vr": "CS", "Value": ["IN PROGRESS"]}, "00081195": {"vr": "UI", "Value": [generate_uid()]}}
+    assert service.change_state(uids[0], claim).status.code == 0  # warm: statements compiled and prepared
+    outcomes = []
+    waits = _round_trips(engine, lambda: outcomes.append(service.change_state(uids[1], claim)))
+    assert outcomes[0].status.code == 0
+    assert len(waits) == 4, waits
+    O = OutboxEvent.__table__
+    with reading(engine) as conn:
+        events = conn.execute(select(O.c.receiving_ae, O.c.event_json)
+                              .where(O.c.workitem_uid == uids[1], O.c.event_type_id == 1).order_by(O.c.id)).all()
+    states = [json.loads(event)["00741000"]["Value"][0] for _, event in events]
+    assert states == (["SCHEDULED", "IN PROGRESS"] if subscribed else [])  # its creation's, then the claim's
+    assert {ae for ae, _ in events} <= {"SUB"}

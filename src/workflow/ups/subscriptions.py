@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, literal_column, or_, select, update
 
 from workflow.ups.rules.matching import parse_query
 from workflow.ups.tables import Subscription, Workitem
@@ -28,24 +28,42 @@ def _covers_new(created_at):
     return or_(S.c.suspended_at.is_(None), S.c.suspended_at > created_at)
 
 
-def _recipients_query():
-    uid, created_at = bindparam("uid"), bindparam("created_at")
-    opted_out = select(S.c.receiving_ae).where(S.c.kind == OPTOUT, S.c.workitem_uid == uid)
-    return select(S.c.receiving_ae, S.c.kind, S.c.filter_json).where(
-        or_(and_(S.c.kind == WORKITEM, S.c.workitem_uid == uid),
-            and_(_ANY_GLOBAL, _covers_new(created_at))),
-        S.c.receiving_ae.not_in(opted_out),
-    ).order_by(S.c.receiving_ae)
+def _covering(uid, created_at) -> tuple:
+    """The WHERE clauses of the subscriptions that may cover a workitem (FILTERED ones still to be
+    matched), for bound parameters or the columns of a workitem row."""
+    optout = S.alias("optout")  # its own name: inside a SELECT of subscription rows it must not correlate
+    opted_out = select(optout.c.receiving_ae).where(optout.c.kind == OPTOUT, optout.c.workitem_uid == uid
+                                                    ).correlate_except(optout)
+    return (or_(and_(S.c.kind == WORKITEM, S.c.workitem_uid == uid), and_(_ANY_GLOBAL, _covers_new(created_at))),
+            S.c.receiving_ae.not_in(opted_out))
 
 
-_RECIPIENTS = _recipients_query()  # built once: every change to a workitem asks
+# Built once: every change to a workitem asks.
+_RECIPIENTS = select(S.c.receiving_ae, S.c.kind, S.c.filter_json).where(
+    *_covering(bindparam("uid"), bindparam("created_at")))
 
 
-def recipients(conn: Connection, workitem_uid: str, created_at: datetime) -> list[str]:
-    """Receiving AEs subscribed to this workitem, in a stable order."""
-    rows = conn.execute(_RECIPIENTS, {"uid": workitem_uid, "created_at": created_at}).all()
+def candidates_of(workitem, postgres: bool):
+    """A column for a SELECT of `workitem` rows: the subscriptions that may cover each, as a JSON array of
+    [AE, kind, filter]. The load that locks a workitem for a change reads them with it, a round trip
+    fewer on PostgreSQL than asking after the change (`recipients(..., candidates)`)."""
+    if postgres:  # json_agg of no rows is NULL
+        listed = func.coalesce(func.json_agg(func.json_build_array(S.c.receiving_ae, S.c.kind, S.c.filter_json)),
+                               literal_column("'[]'::json"))
+    else:
+        listed = func.json_group_array(func.json_array(S.c.receiving_ae, S.c.kind, S.c.filter_json))
+    return select(listed).where(*_covering(workitem.c.sop_instance_uid, workitem.c.created_at)).scalar_subquery()
+
+
+def recipients(conn: Connection, workitem_uid: str, created_at: datetime, candidates=None) -> list[str]:
+    """Receiving AEs subscribed to this workitem, in a stable order; `candidates`: what `candidates_of`
+    read with the workitem in this transaction (else they are read here)."""
+    if candidates is None:
+        rows = conn.execute(_RECIPIENTS, {"uid": workitem_uid, "created_at": created_at}).all()
+    else:
+        rows = json.loads(candidates) if isinstance(candidates, str) else candidates
     out = []
-    for ae, kind, filter_json in rows:
+    for ae, kind, filter_json in sorted(rows, key=lambda r: (r[0], r[1])):
         if kind == FILTERED and not _matches(conn, workitem_uid, filter_json):
             continue
         out.append(ae)

@@ -53,8 +53,8 @@ SUBSCRIPTION_KEYS = (RECEIVING_AE, DELETION_LOCK)
 UPS_QUERY_SOP_CLASS_UID = "1.2.840.10008.5.1.4.34.6.5"
 INPUT_CHUNK = 10  # matches whose Input Information one query reads
 # Built once: constructing a statement costs more than running it on a warm connection.
-_LOAD = select(W).where(W.c.sop_instance_uid == bindparam("uid"))
-_LOAD_LOCKED = _LOAD.with_for_update()
+_STORED = (W.c.sop_instance_uid, W.c.procedure_step_state, W.c.transaction_uid, W.c.dataset_json, W.c.created_at)
+_LOAD = select(*_STORED).where(W.c.sop_instance_uid == bindparam("uid"))
 _UPDATE = update(W).where(W.c.sop_instance_uid == bindparam("_uid"))  # SET: the columns given
 RECEIVING_AE_UNKNOWN = statuses.Status(0xC308, "Failure", "Receiving AE-TITLE is Unknown to this SCP")
 NO_SUCH_ACTION = statuses.Status(0x0123, "Failure", "No such action")
@@ -120,11 +120,16 @@ class WorklistService:
         self.audit = audit  # Procedure Record in the transaction of each change; Query for each search
         self.clock = clock
         self._postgres = engine.dialect.name == "postgresql"
+        # The load before a change locks the row (PostgreSQL) and reads who may hear of it.
+        load = select(*_STORED, subs.candidates_of(W, self._postgres).label("candidates")).where(
+            W.c.sop_instance_uid == bindparam("uid"))
+        self._load_for_change = load.with_for_update(of=W) if self._postgres else load
 
     # ------------------------------------------------------------------ helpers
 
     def _load(self, conn: Connection, uid: str, lock: bool = True):
-        return conn.execute(_LOAD_LOCKED if lock and self._postgres else _LOAD, {"uid": uid}).first()
+        """The stored workitem; with `lock`, for a change: its row locked, and `candidates` for `report`."""
+        return conn.execute(self._load_for_change if lock else _LOAD, {"uid": uid}).first()
 
     def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool = False,
                before: JsonDataset | None = None, transaction_uid: str | None = None, finished: bool = False) -> None:
@@ -244,12 +249,13 @@ class WorklistService:
             written = 0
             if first(after, READINESS) != first(before, READINESS):
                 written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                      ups_events.state_report(after), now)
+                                  ups_events.state_report(after), now, candidates=row.candidates)
             if after.get(PROGRESS) != before.get(PROGRESS):
                 written += report(conn, uid, row.created_at, ups_events.PROGRESS_REPORT,
-                                      ups_events.progress_report(after), now)
+                                  ups_events.progress_report(after), now, candidates=row.candidates)
             if ups_events.assignment_changed(before, after):
-                written += report(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now)
+                written += report(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now,
+                                  candidates=row.candidates)
         return self._done(written, Outcome(statuses.SUCCESS, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 1: change state
@@ -280,7 +286,8 @@ class WorklistService:
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
             self._audit(conn, "U", uid, ds, f"state {decision.new_state.value}")
             written = sum(report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                     ups_events.state_report(ds, state.value), now) for state in decision.reports)
+                                 ups_events.state_report(ds, state.value), now, candidates=row.candidates)
+                          for state in decision.reports)
         return self._done(written, Outcome(decision.status, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 2: request cancel
@@ -298,14 +305,15 @@ class WorklistService:
                         + (" and done" if decision.new_state is not None else ""))
             if decision.cancel_requested:
                 event = ups_events.cancel_requested(requesting_ae, info)
-                written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now)
+                written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now,
+                                  candidates=row.candidates)
             if decision.new_state is not None:
                 stored = json.loads(row.dataset_json)
                 ds = with_state(_cancelled(stored, info, dicom_dt(now)), decision.new_state)
                 self._write(conn, uid, ds, now, before=stored, transaction_uid=None, finished=True)
                 for state in decision.reports:
                     written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                          ups_events.state_report(ds, state.value), now)
+                                      ups_events.state_report(ds, state.value), now, candidates=row.candidates)
         return self._done(written, Outcome(decision.status, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 3-5: subscriptions
