@@ -44,6 +44,10 @@ def events(messages) -> list[tuple[str, str, str]]:
     return out
 
 
+def _without_activity(messages) -> list:
+    return [m for m, event in zip(messages, events(messages)) if event[0] != "110100"]
+
+
 def test_audited_events_arrive_valid_and_in_order(app, syslog_receiver):
     syslog_receiver.wait_for(lambda msgs: any(e == ("110100", "110120", "E") for e in events(msgs)))  # the start
     before = len(syslog_receiver.messages)
@@ -55,7 +59,9 @@ def test_audited_events_arrive_valid_and_in_order(app, syslog_receiver):
         assert send(assoc, make_ian())[0].Status == 0
     with client(app) as http:
         assert http.get("/dicom-web/workitems?ProcedureStepState=SCHEDULED").status_code in (200, 204, 404)
-    got = syslog_receiver.wait_for(lambda msgs: len(msgs) >= before + 3)[before:]
+    # Without Application Activity (110100): the receiver serves the module's servers in turn, and the
+    # start this test waited for may be an earlier server's, this one's still on its way.
+    got = _without_activity(syslog_receiver.wait_for(lambda msgs: len(_without_activity(msgs[before:])) >= 3)[before:])
     assert all(valid(xml) for _, _, xml in got), [schema_errors(xml) for _, _, xml in got]
     assert [msgid for _, msgid, _ in got] == ["IHE+RFC-3881"] * len(got)
     assert events(got)[:3] == [("110111", "", "C"), ("110111", "", "U"), ("110107", "", "C")]
