@@ -13,8 +13,8 @@ from workflow.ups.outbox import enqueue
 
 
 def report(conn: Connection, uid: str, created_at: datetime, event_type: int, event: JsonDataset,
-           now: datetime, only: list[str] | None = None, candidates=None) -> int:
+           now: datetime, only: list[str] | None = None) -> int:
     """Write one event per recipient; returns how many (the caller fires its events signal after the
-    commit when any). `candidates`: the workitem's, read with it (`subscriptions.candidates_of`)."""
-    to = only if only is not None else subscriptions.recipients(conn, uid, created_at, candidates)
+    commit when any)."""
+    to = only if only is not None else subscriptions.recipients(conn, uid, created_at)
     return enqueue(conn, to, uid, event_type, event, now)

@@ -131,6 +131,11 @@ class WorklistService:
         """The stored workitem; with `lock`, for a change: its row locked, and `candidates` for `report`."""
         return conn.execute(self._load_for_change if lock else _LOAD, {"uid": uid}).first()
 
+    def _subscribers(self, conn: Connection, uid: str, row) -> list[str]:
+        """Who hears of a change to the workitem `row` was loaded for (`_load`, with its candidates):
+        asked once a change, after its write, which filtered subscriptions are matched against."""
+        return subs.recipients(conn, uid, row.created_at, row.candidates)
+
     def _write(self, conn: Connection, uid: str, ds: JsonDataset, now: datetime, *, insert: bool = False,
                before: JsonDataset | None = None, transaction_uid: str | None = None, finished: bool = False) -> None:
         """Store the workitem and its matching columns: all of them for a new one (`insert`), else
@@ -246,16 +251,15 @@ class WorklistService:
             after = merge_set(before, changes, dicom_dt(now))
             self._write(conn, uid, after, now, before=before, transaction_uid=row.transaction_uid)
             self._audit(conn, "U", uid, after, "updated")
-            written = 0
+            owed = []
             if first(after, READINESS) != first(before, READINESS):
-                written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                  ups_events.state_report(after), now, candidates=row.candidates)
+                owed.append((ups_events.STATE_REPORT, ups_events.state_report(after)))
             if after.get(PROGRESS) != before.get(PROGRESS):
-                written += report(conn, uid, row.created_at, ups_events.PROGRESS_REPORT,
-                                  ups_events.progress_report(after), now, candidates=row.candidates)
+                owed.append((ups_events.PROGRESS_REPORT, ups_events.progress_report(after)))
             if ups_events.assignment_changed(before, after):
-                written += report(conn, uid, row.created_at, ups_events.ASSIGNED, ups_events.assigned(after), now,
-                                  candidates=row.candidates)
+                owed.append((ups_events.ASSIGNED, ups_events.assigned(after)))
+            to = self._subscribers(conn, uid, row) if owed else []
+            written = sum(report(conn, uid, row.created_at, kind, event, now, only=to) for kind, event in owed)
         return self._done(written, Outcome(statuses.SUCCESS, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 1: change state
@@ -285,8 +289,9 @@ class WorklistService:
             self._write(conn, uid, ds, now, before=stored, transaction_uid=stored_txn,
                         finished=decision.new_state in (UPSState.COMPLETED, UPSState.CANCELED))
             self._audit(conn, "U", uid, ds, f"state {decision.new_state.value}")
+            to = self._subscribers(conn, uid, row) if decision.reports else []
             written = sum(report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                 ups_events.state_report(ds, state.value), now, candidates=row.candidates)
+                                 ups_events.state_report(ds, state.value), now, only=to)
                           for state in decision.reports)
         return self._done(written, Outcome(decision.status, uid=uid))
 
@@ -301,19 +306,20 @@ class WorklistService:
             if decision.status.category == "Failure":
                 return Outcome(decision.status, comment=decision.status.meaning, uid=uid)
             written = 0
-            self._audit(conn, "U", uid, json.loads(row.dataset_json), "cancellation requested"
+            stored = json.loads(row.dataset_json)
+            self._audit(conn, "U", uid, stored, "cancellation requested"
                         + (" and done" if decision.new_state is not None else ""))
             if decision.cancel_requested:
                 event = ups_events.cancel_requested(requesting_ae, info)
                 written += report(conn, uid, row.created_at, ups_events.CANCEL_REQUESTED, event, now,
-                                  candidates=row.candidates)
+                                  only=self._subscribers(conn, uid, row))
             if decision.new_state is not None:
-                stored = json.loads(row.dataset_json)
                 ds = with_state(_cancelled(stored, info, dicom_dt(now)), decision.new_state)
                 self._write(conn, uid, ds, now, before=stored, transaction_uid=None, finished=True)
+                to = self._subscribers(conn, uid, row)
                 for state in decision.reports:
                     written += report(conn, uid, row.created_at, ups_events.STATE_REPORT,
-                                      ups_events.state_report(ds, state.value), now, candidates=row.candidates)
+                                      ups_events.state_report(ds, state.value), now, only=to)
         return self._done(written, Outcome(decision.status, uid=uid))
 
     # ------------------------------------------------------------------ N-ACTION 3-5: subscriptions
