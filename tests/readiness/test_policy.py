@@ -737,7 +737,7 @@ def test_choices_kept_one_change_at_a_time_evaluate_as_a_fresh_read(history, exp
     reads them) evaluate exactly as the facts of the instances that remain, read whole."""
     policy = _policies[which]()
     now = T0 + timedelta(minutes=minutes)
-    choices, remaining = Choices(policy.inputs), {}
+    choices, remaining = Choices(policy.inputs, expected=expected), {}
     for dropped, inst in history:
         if dropped:
             choices.drop(inst.sop_instance_uid)

@@ -94,7 +94,7 @@ class Scenario:
     """One study: three series of four instances, the last instance of each series an SR."""
 
     def __init__(self) -> None:
-        self.study, self.mpps = generate_uid(), generate_uid()
+        self.study, self.mpps, self.other = generate_uid(), generate_uid(), generate_uid()
         self.series = {generate_uid(): [generate_uid() for _ in range(4)] for _ in range(3)}
         self.workitems: list[str] = []
         self.mpps_done = False
@@ -118,6 +118,11 @@ class Scenario:
                 ds = make_ian(self.study, {series_uid: items}).to_json_dict()
                 received = Received(ian_uid, "ARCHIVE", "127.0.0.1:1", self.clock + timedelta(seconds=shift), ds)
                 app.ingest.ingest(received, parse_ian(ds, 1000))
+            elif kind == "move":  # an IAN for another study names the first instance of a series
+                series_uid = list(self.series)[op[1]]
+                ds = make_ian(self.other, {series_uid: [instance_item(self.series[series_uid][0], "ONLINE", ("PACS",),
+                                                                      url="http://PACS/moved")]}).to_json_dict()
+                app.ingest.ingest(Received(ian_uid, "ARCHIVE", "127.0.0.1:1", self.clock, ds), parse_ian(ds, 1000))
             elif kind == "mpps":
                 if not self.mpps_done:
                     app.performed_steps.create(self.mpps, in_progress(self.study).to_json_dict(), "CT1")
@@ -192,6 +197,16 @@ def test_ians_marked_out_of_their_received_order_are_all_read(pair):
     same_after_each(pair, [("workitem", "COUNT"), ("ian", 0, 15, "ONLINE", ("PACS",), 0, False), ("evaluate",),
                            ("ian", 0, 15, "OFFLINE", ("PACS",), -90, False),  # received before the next
                            ("ian", 1, 15, "ONLINE", ("PACS",), 0, False), ("evaluate",)])
+
+
+def test_an_instance_another_study_takes_is_seen(pair):
+    """An IAN for another study that names an instance of this one takes it away without marking this
+    study: its next pass (after an IAN of its own) reads it whole, as the count of its instances says."""
+    app = pair[0]
+    before = dict(app.readiness.cache_reads)
+    same_after_each(pair, [("workitem", "COUNT"), ("ian", 0, 15, "ONLINE", ("PACS",), 0, False), ("evaluate",),
+                           ("move", 0), ("evaluate",), ("ian", 1, 15, "ONLINE", ("PACS",), 0, False), ("evaluate",)])
+    assert app.readiness.cache_reads["full"] == before["full"] + 2  # the first pass, and the one after the move
 
 
 def test_a_pass_after_an_ian_reads_only_its_instances(pair):

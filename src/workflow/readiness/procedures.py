@@ -29,11 +29,14 @@ RP, W, SEQ = RequestedProcedure.__table__, Workitem.__table__, WorkitemSeqItem._
 REQUEST_SEQ, STUDY_UID, ACCESSION, PROCEDURE_ID = "0040A370", "0020000D", "00080050", "00401001"
 
 
-def refresh(conn: Connection, study_uid: str, instances, now: datetime, expected_of=None, online=None) -> None:
+def refresh(conn: Connection, study_uid: str, instances, now: datetime, expected_of=None, online=None,
+            not_online_of=None) -> None:
     """Create the study's requested procedures its sources name and move each to the state the facts
     say. `instances`: a callable giving the study's InstanceFacts (read only when an expected set needs
     checking). `expected_of` (a step's SOP Instance UIDs) and `online` (the UIDs of the study's
-    instances ONLINE somewhere), when the caller keeps them, save reading and walking the study."""
+    instances ONLINE somewhere), when the caller keeps them, save reading and walking the study;
+    `not_online_of` (those of a step's instances not ONLINE anywhere, kept as instances change) saves
+    comparing the whole expected set with them on every pass."""
     names, steps = _names(conn, study_uid)
     announced = conn.execute(select(exists().where(Instance.__table__.c.study_instance_uid == study_uid))).scalar()
     if announced:
@@ -42,14 +45,17 @@ def refresh(conn: Connection, study_uid: str, instances, now: datetime, expected
     ready = None
     for row in rows:
         mine = [s for s in steps if _same_request(row, s)]
-        # A step the caller does not know (None: it completed since the caller's read) is read here.
-        expected = set().union(*(((expected_of and expected_of(s.uid)) or _expected(conn, s.uid))
-                                 for s in mine if s.status == "COMPLETED"))
-        if expected and ready is None:
-            ready = online() if online is not None else {
-                i.sop_instance_uid for i in instances() if i.best_availability is Availability.ONLINE}
-        facts = ProcedureFacts(frozenset(s.status for s in mine), bool(announced),
-                               bool(expected) and expected <= (ready or set()))
+        done = [s.uid for s in mine if s.status == "COMPLETED"]
+        if not_online_of is not None and all(not_online_of(s) is not None for s in done):
+            online_expected = any(expected_of(s) for s in done) and not any(not_online_of(s) for s in done)
+        else:
+            # A step the caller does not know (None: it completed since the caller's read) is read here.
+            expected = set().union(*(((expected_of and expected_of(s)) or _expected(conn, s)) for s in done))
+            if expected and ready is None:
+                ready = online() if online is not None else {
+                    i.sop_instance_uid for i in instances() if i.best_availability is Availability.ONLINE}
+            online_expected = bool(expected) and expected <= (ready or set())
+        facts = ProcedureFacts(frozenset(s.status for s in mine), bool(announced), online_expected)
         triggers = advance(row.state, facts)
         if triggers:
             new = target_state(facts)

@@ -184,7 +184,8 @@ class ReadinessService:
                                     .order_by(W.c.sop_instance_uid), conn)).all()
         written += sum(self._update_workitem(conn, row, study_uid, now, snapshot) for row in rows)
         if cache is not None:
-            procedures.refresh(conn, study_uid, None, now, cache.expected_by_step.get, lambda: cache.online)
+            procedures.refresh(conn, study_uid, None, now, cache.expected_by_step.get, lambda: cache.online,
+                               cache.not_online.get)
         else:
             procedures.refresh(conn, study_uid, lambda: snapshot.instances, now)
         return written
@@ -373,7 +374,7 @@ class ReadinessService:
         kept = snapshot.cache.inputs(conn, row.sop_instance_uid) if snapshot.cache is not None else None
         # read once: what is listed, and what to rewrite
         current = kept.values if kept is not None else input_values(conn, row.sop_instance_uid)
-        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, frozenset(current))
+        policy, facts = self._facts(conn, row, ds, study_uid, now, snapshot, current.keys())
         if policy is None or _declared_ready(row, facts):
             return 0
         ev = snapshot.evaluation(policy, facts)
@@ -426,7 +427,7 @@ class _StudySnapshot:
     def evaluation(self, policy, facts: Facts):
         """Workitems of one study under one policy with the same inputs listed (the usual case: they
         were all filled from the same IANs) share one evaluation."""
-        key = (id(policy), facts.listed, facts.now)
+        key = (id(policy), frozenset(facts.listed) if policy.reads_listed else None, facts.now)
         if key not in self._evaluations:
             choices = self.cache.choices(policy.inputs) if self.cache is not None else None
             # policy kept: id() stays unique
@@ -465,6 +466,7 @@ class _StudyCache:
         self.expected: frozenset[str] | None = None
         self.expected_by_step: dict[str, frozenset[str]] = {}  # of the COMPLETED MPPS
         self.online: set[str] = set()  # instances ONLINE somewhere (requested procedures)
+        self.not_online: dict[str, set[str]] = {}  # of each COMPLETED MPPS's instances, those not in `online`
         self.last_ian_at: datetime | None = None
         self._choices: dict[InputRules, Choices] = {}
         self._inputs: dict[str, KeptInputs] = {}  # by workitem
@@ -476,6 +478,7 @@ class _StudyCache:
         self.last_ian_at = _last_ian_at(conn, self.study_uid)
         self.instances, self.uids = _instances(conn, INST.c.study_instance_uid == self.study_uid, self.study_uid)
         self.online = {u for u, i in self.instances.items() if i.best_availability is Availability.ONLINE}
+        self.not_online = {step: set(uids - self.online) for step, uids in self.expected_by_step.items()}
 
     def read_since(self, conn: Connection, since: datetime | None) -> bool:
         """Bring the cache up to date with the IANs received at or after `since` (None: no mark, so
@@ -507,13 +510,10 @@ class _StudyCache:
                     self.instances[uid] = found[uid]
                     for choices in self._choices.values():
                         choices.put(found[uid])
-                    if found[uid].best_availability is Availability.ONLINE:
-                        self.online.add(uid)
-                    else:
-                        self.online.discard(uid)
+                    self._online(uid, found[uid].best_availability is Availability.ONLINE)
                 else:
                     self.instances.pop(uid, None)
-                    self.online.discard(uid)
+                    self._online(uid, False)
                     for choices in self._choices.values():
                         choices.drop(uid)
             latest = max((aware(n.received_at) for n in notes), default=None)
@@ -523,6 +523,12 @@ class _StudyCache:
         count = conn.execute(select(func.count()).select_from(INST)
                              .where(INST.c.study_instance_uid == self.study_uid)).scalar_one()
         return count == len(self.uids)
+
+    def _online(self, uid: str, online: bool) -> None:
+        (self.online.add if online else self.online.discard)(uid)
+        for step, uids in self.expected_by_step.items():
+            if uid in uids:
+                (self.not_online[step].discard if online else self.not_online[step].add)(uid)
 
     def inputs(self, conn: Connection, workitem_uid: str) -> KeptInputs:
         """The workitem's input rows: as kept, while the last write of them was this process's."""
@@ -534,7 +540,7 @@ class _StudyCache:
 
     def choices(self, rules: InputRules) -> Choices:
         if rules not in self._choices:
-            self._choices[rules] = Choices(rules, self.instances.values())
+            self._choices[rules] = Choices(rules, self.instances.values(), self.expected)
         return self._choices[rules]
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
 from functools import cached_property
-from typing import Iterable, Mapping
+from typing import AbstractSet as Set, Callable, Iterable, Mapping
 
 from workflow.ian.rules.availability import Availability
 from workflow.readiness.rules.policy.facts import Facts, InstanceFacts
@@ -51,7 +51,7 @@ class Input:
     file_set_uid: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Evaluation:
     """readiness: what complete_when says. inputs: the instances to list (sorted by series, instance),
     from `inputs_by_uid`. missing: SOP Instance UIDs a failing condition needs that are not inputs
@@ -59,18 +59,35 @@ class Evaluation:
     accepted location, sorted. reasons: one line per condition, in the order of the policy.
     settle_due_at: see `evaluate_readiness`.
 
-    The lists are sorted only when asked (`wfm explain`, the tests): a pass writes the inputs as rows
-    (the order is the reader's), and during a burst of IANs it has up to the whole study missing."""
+    The lists and the words are made only when asked (`wfm explain`, the tests): a pass writes the
+    inputs as rows (the order is the reader's), and during a burst of IANs it has up to the whole study
+    missing. In a worker's pass they are made from the Choices' own sets: valid only during the pass."""
 
     policy: str
     readiness: Readiness
     # The inputs by SOP Instance UID. In a worker's pass, the Choices' own mapping: read only, and
     # valid only during the pass (the Choices change with the next IANs).
-    inputs_by_uid: Mapping[str, Input] = field(hash=False)
-    missing_uids: frozenset[str]
-    not_available_uids: frozenset[str]
-    reasons: tuple[str, ...]
+    inputs_by_uid: Mapping[str, Input]
     settle_due_at: datetime | None
+    leaves: tuple[_Outcome, ...]  # each condition's outcome, in the order of the policy
+    notes: tuple[str, ...] = ()  # reasons after the conditions'
+
+    @cached_property
+    def missing_uids(self) -> frozenset[str]:
+        return self._failing(lambda o: o.missing)
+
+    @cached_property
+    def not_available_uids(self) -> frozenset[str]:
+        return self._failing(lambda o: o.not_available)
+
+    def _failing(self, sets: Callable[[_Outcome], tuple[Set[str], ...]]) -> frozenset[str]:
+        if self.readiness is Readiness.READY:
+            return frozenset()
+        return frozenset().union(*(part for o in self.leaves if o.truth is not _Truth.MET for part in sets(o)))
+
+    @cached_property
+    def reasons(self) -> tuple[str, ...]:
+        return tuple(o.reason for o in self.leaves) + self.notes
 
     @cached_property
     def inputs(self) -> tuple[Input, ...]:
@@ -84,6 +101,15 @@ class Evaluation:
     def not_available(self) -> tuple[str, ...]:
         return tuple(sorted(self.not_available_uids))
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Evaluation):
+            return NotImplemented
+        return self._compared() == other._compared()
+
+    def _compared(self) -> tuple:
+        return (self.policy, self.readiness, dict(self.inputs_by_uid), self.missing_uids, self.not_available_uids,
+                self.reasons, self.settle_due_at)
+
 
 @dataclass(frozen=True)
 class ReadinessChange:
@@ -91,11 +117,16 @@ class ReadinessChange:
 
     readiness: Readiness
     inputs_by_uid: Mapping[str, Input] = field(hash=False)  # as `Evaluation.inputs_by_uid`
-    reason: str
+    evaluation: Evaluation = field(compare=False, repr=False)
+    prefix: str = ""  # said before the evaluation's reasons
 
     @cached_property
     def inputs(self) -> tuple[Input, ...]:
         return in_order(self.inputs_by_uid)
+
+    @property
+    def reason(self) -> str:
+        return self.prefix + "; ".join(self.evaluation.reasons)
 
 
 def in_order(by_uid: Mapping[str, Input]) -> tuple[Input, ...]:
@@ -111,25 +142,49 @@ class _Truth(IntEnum):
 
 @dataclass(frozen=True)
 class _Outcome:
+    """One condition's truth. Its words and its sets of instances are what an operator reads (`wfm
+    explain`): the words may be a function, called only when read, and the sets may be a `Choices`'
+    own (read only, valid while the Choices stay unchanged), so a pass does not name or copy the
+    instances a large study still misses."""
+
     truth: _Truth
-    reason: str
-    missing: frozenset[str] = frozenset()
-    not_available: frozenset[str] = frozenset()
+    text: str | Callable[[], str]
+    missing: tuple[Set[str], ...] = ()  # their union
+    not_available: tuple[Set[str], ...] = ()
+
+    @property
+    def reason(self) -> str:
+        return self.text if isinstance(self.text, str) else self.text()
 
 
 class Choices:
-    """What one policy's input rules make of each instance of a study, kept up to date one changed
-    instance at a time (incremental evaluation): whether its SOP class is allowed, and the location
-    `_choose` picks. `evaluate_readiness(policy, facts, choices)` gives the same Evaluation as without
-    `choices` as long as the choices were fed exactly `facts.instances`."""
+    """What one policy's input rules make of each instance of a study, and what the evaluation asks of
+    them, kept up to date one changed instance at a time (incremental evaluation): whether its SOP class
+    is allowed, the location `_choose` picks, and the sets the conditions read (the candidates, the
+    inputs, the expected instances missing, those waiting for an accepted location). A pass then costs
+    what its changed instances cost, whatever the study's size. `evaluate_readiness(policy, facts,
+    choices)` gives the same Evaluation as without `choices` as long as the choices were fed exactly
+    `facts.instances` and were made for `facts.expected` (fixed for their life: an MPPS makes the
+    caller read the study whole, and new Choices)."""
 
-    def __init__(self, rules: InputRules, instances: Iterable[InstanceFacts] = ()) -> None:
+    def __init__(self, rules: InputRules, instances: Iterable[InstanceFacts] = (),
+                 expected: frozenset[str] | None = None) -> None:
         self.rules = rules
+        self.expected = expected
+        self._restrict = expected is not None and rules.restrict_to_expected_set
         self.known: dict[str, InstanceFacts] = {}
         self.filtered_out: set[str] = set()
         self.allowed: set[str] = set()  # known - filtered_out
         self.withdrawn: set[str] = set()  # known and UNAVAILABLE everywhere
         self.accepted: dict[str, Input] = {}
+        # Derived, each kept for the instances that change (`_derive`):
+        self.candidates: set[str] = set()  # allowed, and expected when the rules restrict to it
+        self.inputs: dict[str, Input] = {}  # the accepted candidates
+        self.waiting: set[str] = set()  # candidates neither accepted nor withdrawn
+        self.withdrawn_candidates: set[str] = set()
+        self.unannounced: set[str] = set(expected or ())  # expected, not known
+        self.unavailable: set[str] = set()  # expected, known, allowed, not accepted
+        self.expected_filtered: set[str] = set()  # expected and filtered out
         self._log: list[str] = []  # every instance put or dropped, in order (`changed_since`)
         for inst in instances:
             self.put(inst)
@@ -160,11 +215,12 @@ class Choices:
         if not self.rules.allows(inst.sop_class_uid):
             self.filtered_out.add(uid)
             self.allowed.discard(uid)
-            return
-        self.filtered_out.discard(uid)
-        self.allowed.add(uid)
-        if (chosen := _choose(inst, self.rules)) is not None:
-            self.accepted[uid] = chosen
+        else:
+            self.filtered_out.discard(uid)
+            self.allowed.add(uid)
+            if (chosen := _choose(inst, self.rules)) is not None:
+                self.accepted[uid] = chosen
+        self._derive(uid)
 
     def drop(self, uid: str) -> None:
         """An instance no longer of the study (or with no location left)."""
@@ -173,49 +229,79 @@ class Choices:
         self.accepted.pop(uid, None)
         for kept in (self.filtered_out, self.allowed, self.withdrawn):
             kept.discard(uid)
+        self._derive(uid)
+
+    def _derive(self, uid: str) -> None:
+        """The derived sets, for one instance, from what is kept of it."""
+        expected = self.expected is not None and uid in self.expected
+        candidate = uid in self.allowed and (expected or not self._restrict)
+        chosen = self.accepted.get(uid)
+        withdrawn = uid in self.withdrawn
+        _keep(self.candidates, uid, candidate)
+        if candidate and chosen is not None:
+            self.inputs[uid] = chosen
+        else:
+            self.inputs.pop(uid, None)
+        _keep(self.waiting, uid, candidate and chosen is None and not withdrawn)
+        _keep(self.withdrawn_candidates, uid, candidate and withdrawn)
+        if expected:
+            _keep(self.unannounced, uid, uid not in self.known)
+            _keep(self.unavailable, uid, uid in self.allowed and chosen is None)
+            _keep(self.expected_filtered, uid, uid in self.filtered_out)
+
+
+def _keep(kept: set[str], uid: str, member: bool) -> None:
+    (kept.add if member else kept.discard)(uid)
 
 
 class _Study:
-    """The facts seen through one policy (independent of `now`)."""
+    """The facts seen through one policy (independent of `now`): the `Choices`' sets, read only here
+    (no loop over the instances and no operation over whole sets, so a pass costs no more for a large
+    study than for a small one; `listed` alone is a set operation, for the policies that read it)."""
 
     def __init__(self, policy: Policy, facts: Facts, choices: Choices | None = None) -> None:
         rules = policy.inputs
         self.facts = facts
         self.accept_words = rules.accepted_words
         if choices is None:
-            choices = Choices(rules, facts.instances)
-        # Set algebra over what `choices` keeps (its sets are only read here): no loop over the
-        # instances in Python, so a pass costs little more for a large study than for a small one.
+            choices = Choices(rules, facts.instances, facts.expected)
+        elif choices.expected is not facts.expected and choices.expected != facts.expected:
+            raise ValueError("the Choices were made for another expected set")
+        self.choices = choices
         self.known, self.filtered_out, self.accepted = choices.known, choices.filtered_out, choices.accepted
-        self.withdrawn = choices.withdrawn
-        if facts.expected is not None and rules.restrict_to_expected_set:
-            self.candidates = facts.expected.intersection(choices.allowed)
-        else:
-            self.candidates = frozenset(choices.allowed)
-        if self.candidates.issuperset(self.accepted):
-            self.inputs: Mapping[str, Input] = self.accepted  # every accepted instance is an input
-        else:
-            chosen = list(filter(self.candidates.__contains__, self.accepted))
-            self.inputs = dict(zip(chosen, map(self.accepted.__getitem__, chosen)))
-        self.expected = None if facts.expected is None else facts.expected - self.filtered_out
-        self.listed = facts.listed - self.filtered_out
+        self.candidates, self.inputs = choices.candidates, choices.inputs
+
+    @cached_property
+    def listed(self) -> frozenset[str]:
+        return frozenset(self.facts.listed) - self.filtered_out
+
+    def expected_required(self) -> _Outcome:
+        """Every expected instance of an allowed SOP class must be accepted (`required`, from the kept
+        sets: the expected instances not yet announced, and those announced but not accepted)."""
+        c = self.choices
+        n = len(c.expected) - len(c.expected_filtered)
+        return self._required("expected_set_available", n, "expected instances", c.unannounced, c.unavailable)
 
     def required(self, name: str, required: frozenset[str], what: str) -> _Outcome:
         """All of `required` must be accepted: MET, else INCOMPLETE if one is unannounced, else UNAVAILABLE."""
         missing = required.difference(self.accepted)
-        n = len(required)
-        if not missing:
-            return _Outcome(_Truth.MET, f"{name}: all {n} {what} are available {self.accept_words}")
         unannounced = missing.difference(self.known)
-        unavailable = missing - unannounced
-        parts = []
-        if unannounced:
-            parts.append(f"{len(unannounced)} of {n} {what} not yet announced by any IAN ({uid_list(unannounced)})")
-        if unavailable:
-            parts.append(f"{len(unavailable)} of {n} {what} announced but not available {self.accept_words} "
-                         f"({self.states(unavailable)})")
+        return self._required(name, len(required), what, unannounced, missing - unannounced)
+
+    def _required(self, name: str, n: int, what: str, unannounced: Set[str], unavailable: Set[str]) -> _Outcome:
+        if not unannounced and not unavailable:
+            return _Outcome(_Truth.MET, f"{name}: all {n} {what} are available {self.accept_words}")
+
+        def words() -> str:
+            parts = []
+            if unannounced:
+                parts.append(f"{len(unannounced)} of {n} {what} not yet announced by any IAN ({uid_list(unannounced)})")
+            if unavailable:
+                parts.append(f"{len(unavailable)} of {n} {what} announced but not available {self.accept_words} "
+                             f"({self.states(unavailable)})")
+            return f"{name}: " + "; ".join(parts)
         truth = _Truth.INCOMPLETE if unannounced else _Truth.UNAVAILABLE
-        return _Outcome(truth, f"{name}: " + "; ".join(parts), missing, unavailable)
+        return _Outcome(truth, words, (unannounced, unavailable), (unavailable,))
 
     def states(self, uids: Iterable[str]) -> str:
         return uid_list(uids, lambda u: f"{u} {self.known[u].best_availability.value}")
@@ -240,10 +326,10 @@ def _choose(inst: InstanceFacts, rules: InputRules) -> Input | None:
 def _leaf(cond: Condition, s: _Study, now: datetime) -> _Outcome:
     facts = s.facts
     if isinstance(cond, ExpectedSetAvailable):
-        if s.expected is None:
+        if facts.expected is None:
             return _Outcome(_Truth.INCOMPLETE, "expected_set_available: no expected set (no COMPLETED MPPS "
                                                "is known for the study)")
-        return s.required("expected_set_available", s.expected, "expected instances")
+        return s.expected_required()
     if isinstance(cond, ExpectedSetKnown):
         known = facts.expected is not None
         words = f"an expected set of {len(facts.expected)} instances is known" if known else "no expected set is known"
@@ -258,10 +344,11 @@ def _leaf(cond: Condition, s: _Study, now: datetime) -> _Outcome:
         have = len(s.inputs)
         if have >= cond.count:
             return _Outcome(_Truth.MET, f"expected_count = {cond.count}: {have} instances are inputs")
-        waiting = s.candidates.difference(s.accepted, s.withdrawn)
+        waiting = s.choices.waiting
         truth = _Truth.UNAVAILABLE if have + len(waiting) >= cond.count else _Truth.INCOMPLETE
         extra = f"; {len(waiting)} more announced but not available {s.accept_words}" if waiting else ""
-        return _Outcome(truth, f"expected_count = {cond.count}: {have} instances are inputs{extra}", waiting, waiting)
+        return _Outcome(truth, f"expected_count = {cond.count}: {have} instances are inputs{extra}",
+                        (waiting,), (waiting,))
     if isinstance(cond, Settled):
         return _settled(cond, s, now)
     raise TypeError(f"not a condition: {cond!r}")
@@ -274,15 +361,15 @@ def _settled(cond: Settled, s: _Study, now: datetime) -> _Outcome:
     due = last + timedelta(seconds=cond.seconds)
     if now < due:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: last IAN at {last.isoformat()}, settles at {due.isoformat()}")
-    considered = s.candidates - s.withdrawn
+    considered = len(s.candidates) - len(s.choices.withdrawn_candidates)  # candidates not withdrawn
     if not considered:
         return _Outcome(_Truth.INCOMPLETE, f"{name}: settled, but no instance of the study is an input candidate")
-    bad = considered.difference(s.accepted)
+    bad = s.choices.waiting  # the candidates not withdrawn and not accepted
     if bad:
-        return _Outcome(_Truth.UNAVAILABLE, f"{name}: settled, but {len(bad)} of {len(considered)} known "
-                                            f"instances are not available {s.accept_words} ({s.states(bad)})",
-                        bad, bad)
-    return _Outcome(_Truth.MET, f"{name}: no IAN since {last.isoformat()}; all {len(considered)} known "
+        return _Outcome(_Truth.UNAVAILABLE, lambda: f"{name}: settled, but {len(bad)} of {considered} known "
+                                                    f"instances are not available {s.accept_words} ({s.states(bad)})",
+                        (bad,), (bad,))
+    return _Outcome(_Truth.MET, f"{name}: no IAN since {last.isoformat()}; all {considered} known "
                                 f"instances are available {s.accept_words}")
 
 
@@ -320,24 +407,17 @@ def evaluate_readiness(policy: Policy, facts: Facts, choices: Choices | None = N
     leaves: list[_Outcome] = []
     truth = _truth(policy.complete_when, s, facts.now, leaves)
     readiness = _readiness(truth, s)
-    reasons = [o.reason for o in leaves]
+    notes = ()
     if truth is _Truth.MET and not s.inputs:
-        reasons.append("no instance is an input yet (no candidate has a location "
-                       f"{s.accept_words}); a workitem is never READY with no input")
-    missing: frozenset[str] = frozenset()
-    not_available: frozenset[str] = frozenset()
-    if readiness is not Readiness.READY:
-        for o in leaves:
-            if o.truth is not _Truth.MET:
-                missing |= o.missing
-                not_available |= o.not_available
+        notes = ("no instance is an input yet (no candidate has a location "
+                 f"{s.accept_words}); a workitem is never READY with no input",)
     due = None
     if facts.last_ian_at is not None:
         for when in sorted(t for t in _settle_times(policy.complete_when, facts.last_ian_at) if t > facts.now):
             if _readiness(_truth(policy.complete_when, s, when, []), s) is not readiness:
                 due = when
                 break
-    return Evaluation(policy.name, readiness, s.inputs, missing, not_available, tuple(reasons), due)
+    return Evaluation(policy.name, readiness, s.inputs, due, tuple(leaves), notes)
 
 
 def readiness_change(policy: Policy, ups_state: str, current_readiness: str | None,
@@ -351,11 +431,10 @@ def readiness_change(policy: Policy, ups_state: str, current_readiness: str | No
     if str(ups_state).strip() != "SCHEDULED":
         return None
     if evaluation.readiness is Readiness.READY:
-        return ReadinessChange(Readiness.READY, evaluation.inputs_by_uid, "; ".join(evaluation.reasons))
+        return ReadinessChange(Readiness.READY, evaluation.inputs_by_uid, evaluation)
     if current_readiness is not None and str(current_readiness).strip() == Readiness.READY:
         if policy.on_downgrade is OnDowngrade.IGNORE:
             return None
-        return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs_by_uid,
-                               f"downgrade from READY (on_downgrade = {policy.on_downgrade.value}): "
-                               + "; ".join(evaluation.reasons))
-    return ReadinessChange(evaluation.readiness, evaluation.inputs_by_uid, "; ".join(evaluation.reasons))
+        return ReadinessChange(Readiness(policy.on_downgrade.value), evaluation.inputs_by_uid, evaluation,
+                               f"downgrade from READY (on_downgrade = {policy.on_downgrade.value}): ")
+    return ReadinessChange(evaluation.readiness, evaluation.inputs_by_uid, evaluation)

@@ -4,7 +4,9 @@ and the workitem, put in a canonical order so that the order of arrival never ma
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import KeysView
 from datetime import datetime
+from typing import AbstractSet
 
 from workflow.ian.rules.availability import Availability
 
@@ -69,21 +71,23 @@ class Facts:
       study's COMPLETED MPPS); None when no MPPS is known.
     instances: every instance IANs announced for the study (unique SOP Instance UIDs); empty when the
       caller evaluates with the `Choices` it keeps for the study, which hold them.
-    listed: SOP Instance UIDs already in the workitem's Input Information Sequence.
+    listed: SOP Instance UIDs already in the workitem's Input Information Sequence (a dict's keys view
+      is kept as it is, not copied: only a policy with `listed_instances_available` reads it).
     last_ian_at: when the last IAN for the study was received; None when none was.
     now: the time of the evaluation.
     """
 
     expected: frozenset[str] | None
     instances: tuple[InstanceFacts, ...]
-    listed: frozenset[str]
+    listed: AbstractSet[str]
     last_ian_at: datetime | None
     now: datetime
 
     def __post_init__(self) -> None:
         if self.expected is not None:
             object.__setattr__(self, "expected", frozenset(self.expected))
-        object.__setattr__(self, "listed", frozenset(self.listed))
+        if not isinstance(self.listed, (frozenset, KeysView)):  # a dict's keys are read, not copied
+            object.__setattr__(self, "listed", frozenset(self.listed))
         if isinstance(self.instances, CanonicalInstances):
             return
         instances = tuple(sorted(self.instances, key=lambda i: i.sop_instance_uid))

@@ -171,3 +171,13 @@ class Policy:
     inputs: InputRules = field(default_factory=InputRules)
     on_downgrade: OnDowngrade = OnDowngrade.INCOMPLETE
     source: str = ""  # "file: policy[i]"
+
+    @functools.cached_property
+    def reads_listed(self) -> bool:
+        """Whether `listed_instances_available` is among its conditions (the only one that reads what
+        a workitem lists)."""
+        def walk(cond) -> bool:
+            if isinstance(cond, (AllOf, AnyOf)):
+                return any(walk(c) for c in cond.conditions)
+            return isinstance(cond, ListedInstancesAvailable)
+        return walk(self.complete_when)
