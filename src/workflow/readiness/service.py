@@ -197,20 +197,24 @@ class ReadinessService:
         pass). Records the pass in `readiness_study` (every process's last pass of the study)."""
         mark = conn.execute(select(PENDING.c.ians_since, PENDING.c.full_read)
                             .where(PENDING.c.study_instance_uid == study_uid)).first()
-        last = conn.execute(select(STUDY.c.pass_id).where(STUDY.c.study_instance_uid == study_uid)).scalar()
         cache = self._caches.pop(study_uid, None)
-        fresh = (cache is None or last is None or cache.pass_id != last
-                 or (mark is not None and (mark.full_read or mark.ians_since is None))
-                 or not cache.read_since(conn, mark.ians_since if mark is not None else None))
+        # A random id: should this transaction roll back, no later pass can carry the same one.
+        pass_id = uuid.uuid4().hex
+        # The row still naming this process's last pass says that no other pass came between and that no
+        # instance left the study since: an IAN that moves an instance to another study overwrites it (the
+        # trigger `instance_left_study`, migration 0016). Checked and replaced in one statement, so a move
+        # committing meanwhile is seen now or by the next pass (PostgreSQL re-checks the row it waited for).
+        kept = cache is not None and conn.execute(_NEXT_PASS, {"study": study_uid, "last": cache.pass_id,
+                                                               "new": pass_id}).rowcount == 1
+        if not kept:
+            conn.execute(_PASS[conn.dialect.name], {"study": study_uid, "new": pass_id})
+        fresh = not kept or (mark is not None and (mark.full_read or mark.ians_since is None))
         if fresh:
             cache = _StudyCache(study_uid)
             cache.read_all(conn)
-        # A random id: should this transaction roll back, no later pass can carry the same one.
-        cache.pass_id = uuid.uuid4().hex
-        if last is None:
-            conn.execute(STUDY.insert().values(study_instance_uid=study_uid, pass_id=cache.pass_id))
         else:
-            conn.execute(update(STUDY).where(STUDY.c.study_instance_uid == study_uid).values(pass_id=cache.pass_id))
+            cache.read_since(conn, mark.ians_since if mark is not None else None)
+        cache.pass_id = pass_id
         self.cache_reads["full" if fresh else "incremental"] += 1
         self._caches[study_uid] = cache  # the most recently used last
         total = sum(len(c.uids) for c in self._caches.values())
@@ -480,9 +484,10 @@ class _StudyCache:
         self.online = {u for u, i in self.instances.items() if i.best_availability is Availability.ONLINE}
         self.not_online = {step: set(uids - self.online) for step, uids in self.expected_by_step.items()}
 
-    def read_since(self, conn: Connection, since: datetime | None) -> bool:
+    def read_since(self, conn: Connection, since: datetime | None) -> None:
         """Bring the cache up to date with the IANs received at or after `since` (None: no mark, so
-        nothing changed). False when it cannot be (an instance left the study): read it whole."""
+        nothing changed). An instance another study's IAN took away is not among them: the caller
+        reads the study whole then (`readiness_study`)."""
         if since is not None:
             notes = conn.execute(select(NOTE.c.id, NOTE.c.received_at).where(
                 NOTE.c.study_instance_uid == self.study_uid, NOTE.c.received_at >= since)).all()
@@ -519,10 +524,6 @@ class _StudyCache:
             latest = max((aware(n.received_at) for n in notes), default=None)
             if latest is not None and (self.last_ian_at is None or latest > self.last_ian_at):
                 self.last_ian_at = latest
-        # An instance an IAN for another study took away is seen only by its count (an index count).
-        count = conn.execute(select(func.count()).select_from(INST)
-                             .where(INST.c.study_instance_uid == self.study_uid)).scalar_one()
-        return count == len(self.uids)
 
     def _online(self, uid: str, online: bool) -> None:
         (self.online.add if online else self.online.discard)(uid)
@@ -647,6 +648,17 @@ def _mark_statement(dialect):
 
 
 _MARK = {"postgresql": _mark_statement(postgresql), "sqlite": _mark_statement(sqlite)}
+_NEXT_PASS = update(STUDY).where(STUDY.c.study_instance_uid == bindparam("study"),
+                                 STUDY.c.pass_id == bindparam("last")).values(pass_id=bindparam("new"))
+
+
+def _pass_statement(dialect):
+    stmt = dialect.insert(STUDY).values(study_instance_uid=bindparam("study"), pass_id=bindparam("new"))
+    return stmt.on_conflict_do_update(index_elements=[STUDY.c.study_instance_uid],
+                                      set_={"pass_id": stmt.excluded.pass_id})
+
+
+_PASS = {"postgresql": _pass_statement(postgresql), "sqlite": _pass_statement(sqlite)}
 _CLEAR = delete(PENDING).where(PENDING.c.study_instance_uid == bindparam("study"),
                                PENDING.c.generation == bindparam("generation"))
 _CLEAR_MANY = delete(PENDING).where(tuple_(PENDING.c.study_instance_uid, PENDING.c.generation).in_(
