@@ -63,7 +63,9 @@ class Study:
 
     def ians(self) -> list[bytes]:
         """IANs of PER_IAN instances of one series each, encoded before the clock starts."""
-        out = []
+        return [encode(ds, True, True) for ds in self.ian_datasets()]
+
+    def ian_datasets(self):
         for series_uid, sops in self.series.items():
             for at in range(0, len(sops), PER_IAN):
                 ds = Dataset()
@@ -73,8 +75,7 @@ class Study:
                 item.SeriesInstanceUID = series_uid
                 item.ReferencedSOPSequence = [_ref(sop) for sop in sops[at:at + PER_IAN]]
                 ds.ReferencedSeriesSequence = [item]
-                out.append(encode(ds, True, True))
-        return out
+                yield ds
 
 
 def _ref(sop: str) -> Dataset:

@@ -46,6 +46,16 @@ def test_readiness_benchmark_smoke():
     assert any(line.startswith("SQLite") and "whole study, CPU s/1000 inst." in line for line in lines)
 
 
+def test_readiness_passes_benchmark_smoke():
+    result = subprocess.run([sys.executable, str(BENCH / "readiness_passes.py"), "--smoke", "--backend", "sqlite"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:2] == ["backend", "instances"]
+    row = next(line.split() for line in lines if line.startswith("SQLite"))
+    assert row[1] == "2000" and all(float(value) > 0 for value in row[2:]), row  # every pass was timed
+
+
 def test_reconcile_benchmark_smoke():
     result = subprocess.run([sys.executable, str(BENCH / "reconcile.py"), "--smoke"],
                             capture_output=True, text=True, timeout=300)
