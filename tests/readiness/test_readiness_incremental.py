@@ -23,7 +23,7 @@ from workflow.app import App
 from workflow.ian.ingest import Received
 from workflow.ian.rules.notification import parse_ian
 from workflow.readiness.rules.policy import loads_policies
-from workflow.readiness.tables import ReadinessTimer, RequestedProcedure
+from workflow.readiness.tables import ReadinessPending, ReadinessTimer, RequestedProcedure
 from workflow.store import migrate
 from workflow.ups.tables import Workitem, WorkitemInput
 
@@ -236,3 +236,27 @@ def test_a_pass_after_an_ian_reads_only_its_instances(pair):
     scenario.step(pair, ("mpps",))
     scenario.step(pair, ("evaluate",))
     assert app.readiness.cache_reads["full"] == before["full"] + 1
+
+
+def test_a_pass_clears_a_mark_an_ian_renewed_after_the_worker_listed_it(pair):
+    """The worker lists the marks, then evaluates each study in a transaction of its own. An IAN that
+    commits in between renews the mark (its generation goes up, its IAN time stays the earliest); the
+    pass reads that IAN too, so it must clear the mark. Left in place, every later pass of a long burst
+    read the burst again from its start (a pass per 1,000 instances of a 100,000-instance study read
+    all those received so far)."""
+    app = pair[0]
+    scenario = Scenario()
+    scenario.step(pair, ("workitem", "COUNT"))
+    scenario.step(pair, ("ian", 0, 15, "ONLINE", ("PACS",), 0, False))
+    scenario.step(pair, ("evaluate",))
+    mark = select(ReadinessPending.generation).where(ReadinessPending.study_instance_uid == scenario.study)
+    scenario.step(pair, ("ian", 1, 15, "ONLINE", ("PACS",), 0, False))
+    with app.engine.connect() as conn:
+        listed = conn.execute(mark).scalar_one()
+    scenario.step(pair, ("ian", 2, 15, "ONLINE", ("PACS",), 0, False))  # after the listing
+    app.readiness._evaluate([(scenario.study, listed)], scenario.clock)
+    with app.engine.connect() as conn:
+        assert conn.execute(mark).first() is None
+    # The pass read both IANs: the same outcome as a full read of the study.
+    pair[1].readiness.run_pending(scenario.clock)
+    assert scenario.outcome(app) == scenario.outcome(pair[1])

@@ -83,14 +83,13 @@ class ReadinessService:
 
     def run_pending(self, now: datetime, limit: int = 200, quiet: float = 0.0,
                     max_wait: float | None = None) -> int:
-        """Evaluate the studies marked pending, each in its own transaction that also clears its mark
-        (unless a newer mark came meanwhile). Returns how many events were written.
+        """Evaluate the studies marked pending, each in its own transaction that also clears its mark.
+        Returns how many events were written.
 
         A study is due once no mark came for `quiet` seconds, or, during a long burst of IANs, once it
         has waited `max_wait` seconds since this process first saw it pending (or since its last pass):
-        each pass still does some whole-study work (set operations, see `_StudyCache`), so a pass per
-        short pause would make a large study's cost grow faster than its size and take the CPU the IANs
-        need. `next_due` tells the caller when the next study falls due."""
+        each pass has a cost of its own (its commit, its statements), so a pass per short pause would
+        take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
             pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()
@@ -113,13 +112,19 @@ class ReadinessService:
         workitems are never held across several studies' work."""
         rest = due if self.policies.templates else self._settle_quick(due, now, batch)
         written = 0
-        for study_uid, generation in rest:
+        for study_uid, _listed in rest:
             with self.engine.begin() as conn:
-                # Several servers on one database (PostgreSQL): one evaluates a study, the others skip it.
-                if conn.dialect.name == "postgresql" and conn.execute(_HOLD, {"study": study_uid}).first() is None:
+                # The mark as it is now, held: several servers on one database (PostgreSQL), one evaluates
+                # a study and the others skip it; and no IAN renews it before this transaction ends (its
+                # upsert waits for the lock; on SQLite, for the write lock). An IAN that renewed it since
+                # the listing is read by this pass: its generation, not the listed one, clears the mark.
+                # Left in place, the mark's IAN time (the earliest since it was made) would have every
+                # later pass of a long burst read the burst again from its start.
+                held = conn.execute(_HOLD[conn.dialect.name], {"study": study_uid}).first()
+                if held is None:  # held by another server, or cleared since the listing
                     continue
                 written += self.update_study(conn, study_uid, now)
-                cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": generation}).rowcount
+                cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": held.generation}).rowcount
             self._cleared(study_uid, bool(cleared), now)
         return written
 
@@ -663,8 +668,8 @@ _CLEAR = delete(PENDING).where(PENDING.c.study_instance_uid == bindparam("study"
                                PENDING.c.generation == bindparam("generation"))
 _CLEAR_MANY = delete(PENDING).where(tuple_(PENDING.c.study_instance_uid, PENDING.c.generation).in_(
     bindparam("marks", expanding=True))).returning(PENDING.c.study_instance_uid)
-_HOLD = select(PENDING.c.generation).where(PENDING.c.study_instance_uid == bindparam("study")
-                                           ).with_for_update(skip_locked=True)
+_GENERATION = select(PENDING.c.generation).where(PENDING.c.study_instance_uid == bindparam("study"))
+_HOLD = {"postgresql": _GENERATION.with_for_update(skip_locked=True), "sqlite": _GENERATION}
 
 
 def _lookup():
