@@ -19,6 +19,7 @@ when nothing grows with the study; every tenth is printed too.
     python bench/readiness.py                 # full size, by hand (~2 min a backend and mode)
     python bench/readiness.py --smoke         # tiny, to keep the script working (the test suite runs it)
     python bench/readiness.py --large 200000 --small 2000 --backend sqlite --modes incremental
+    python bench/readiness.py --uids serial   # UIDs as a modality numbers them (random by default; see Study)
 
 `wfm serve` runs in its own process with its shipped defaults (SQLite WAL with synchronous=FULL,
 readiness_delay 0.2 s); IANs go over one association from a raw replay client (bench/rawscu.py),
@@ -52,13 +53,26 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 PER_IAN, PER_SERIES = 10, 100
 
 
+UID_KINDS = ("random", "serial")
+
+
 class Study:
-    def __init__(self, instances: int) -> None:
-        self.uid = generate_uid()
-        series = [generate_uid() for _ in range(max(1, instances // PER_SERIES))]
+    """`uids`: "random", every UID drawn apart (pydicom's generate_uid), so an index's new entries land
+    anywhere in it; or "serial", as a modality numbers them: one root per study, series and instances
+    counted under it, so a study's new index entries sit side by side."""
+
+    def __init__(self, instances: int, uids: str = "random") -> None:
+        count = max(1, instances // PER_SERIES)
+        if uids == "serial":
+            self.uid = generate_uid(prefix=None)  # 2.25.<UUID>: <= 44 characters, room for the counters
+            series = [f"{self.uid}.{n}" for n in range(1, count + 1)]
+        else:
+            self.uid = generate_uid()
+            series = [generate_uid() for _ in range(count)]
         self.series: dict[str, list[str]] = {s: [] for s in series}
         for i in range(instances):
-            self.series[series[i % len(series)]].append(generate_uid())
+            sops = self.series[series[i % len(series)]]
+            sops.append(f"{series[i % len(series)]}.{len(sops) + 1}" if uids == "serial" else generate_uid())
         self.size = instances
 
     def ians(self) -> list[bytes]:
@@ -231,7 +245,7 @@ def n_get_seconds(port: int, uid: str, expected_inputs: int, repeats: int = 5) -
     return statistics.median(times)
 
 
-def run_backend(name: str, url: str, small: int, large: int, mode: str) -> list[tuple]:
+def run_backend(name: str, url: str, small: int, large: int, mode: str, uids: str = "random") -> list[tuple]:
     port = free_port()
     env = {**os.environ, "WFM_DATABASE_URL": url, "WFM_HOST": "127.0.0.1", "WFM_PORT": str(port),
            "WFM_LOG_LEVEL": "WARNING", "WFM_HTTP_PORT": "0",  # HTTP off: its default port may be taken
@@ -243,7 +257,7 @@ def run_backend(name: str, url: str, small: int, large: int, mode: str) -> list[
         wait_listening(port, proc)
         measured = {}
         for size in (small, large):
-            study = Study(size)
+            study = Study(size, uids)
             workitems = prepare(port, study)
             total, sent, tenths = time_to_ready(port, url, study, workitems, proc.pid)
             measured[size] = (total, workitems[0], sum(tenths) / size * 1000)
@@ -273,6 +287,8 @@ def main() -> int:
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="both")
     parser.add_argument("--modes", default="full,incremental",
                         help="full (every pass reads the whole study), incremental, or both (the default)")
+    parser.add_argument("--uids", choices=UID_KINDS, default="random",
+                        help="random UIDs (the default), or serial ones as a modality numbers them (see Study)")
     args = parser.parse_args()
     small, large = (20, 200) if args.smoke else (args.small, args.large)
     modes = [m for m in args.modes.split(",") if m in ("full", "incremental")]
@@ -280,13 +296,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for mode in modes:
             if args.backend in ("sqlite", "both"):
-                rows += run_backend("SQLite", f"sqlite:///{Path(tmp) / f'bench-{mode}.db'}", small, large, mode)
+                rows += run_backend("SQLite", f"sqlite:///{Path(tmp) / f'bench-{mode}.db'}", small, large, mode,
+                                    args.uids)
             if args.backend in ("postgresql", "both") and not args.smoke:
                 found = postgres_database()
                 if found:
                     url, drop = found
                     try:
-                        rows += run_backend("PostgreSQL", url, small, large, mode)
+                        rows += run_backend("PostgreSQL", url, small, large, mode, args.uids)
                     finally:
                         drop()
     print(f"{'backend':<11} {'case':<28} {'mode':<11} {'seconds':>8} {'IANs sent':>9} {'vs small':>8}")
@@ -299,8 +316,8 @@ def main() -> int:
             continue
         print(f"{name:<11} {case:<28} {mode:<11} {seconds:>8.3f} {'' if sent is None else f'{sent:.3f}':>9} "
               f"{'' if ratio is None else f'{ratio:.2f}':>8}")
-    print("targets: large/small <= 11 (cost per instance flat); whole study: large/small CPU per instance "
-          "<= 1.1 (flat); tenths: last/first (see the docstring: the first tenth has no pass); "
+    print(f"{args.uids} UIDs; targets: large/small <= 11 (cost per instance flat); whole study: large/small "
+          "CPU per instance <= 1.1 (flat); tenths: last/first (see the docstring: the first tenth has no pass); "
           "N-GET of 10,000 inputs <= 1 s (the client's pydicom decoding included)")
     for name, case, mode, tenths, _, _ in rows:
         if case == "by tenth":
