@@ -83,6 +83,15 @@ def test_a_whole_response_encodes_as_pydicom_does(ds, implicit):
     assert service_class.encode(answer, implicit, True, False) == encode(Dataset.from_json(ds), implicit, True, False)
 
 
+@pytest.mark.parametrize("name", ["=", "A==", "=A", "A^", "^"])
+def test_a_person_name_ending_in_group_delimiters_encodes_as_pydicom_does(name):
+    """Trailing "=" delimit empty component groups: pydicom leaves them out, and so must we."""
+    from workflow.dimse.json_encoder import encoded_or_none
+    ds = {"00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]}}
+    for implicit in (True, False):
+        assert encoded_or_none(ds, implicit).encoded == encode(Dataset.from_json(ds), implicit, True, False)
+
+
 def test_a_decimal_number_is_left_to_pydicom():
     from workflow.dimse.json_encoder import encoded_or_none
     assert encoded_or_none({"00181050": {"vr": "DS", "Value": [0.3]}}, True) is None

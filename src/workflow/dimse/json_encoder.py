@@ -46,7 +46,8 @@ def _value_bytes(vr: str, element: dict) -> bytes:
         for v in values:
             if set(v) - {"Alphabetic"}:
                 raise NotEncodable("PN with ideographic or phonetic groups")
-            parts.append(v.get("Alphabetic", ""))
+            # Trailing "=" are empty component groups, which pydicom leaves out (PS3.5 6.2).
+            parts.append(v.get("Alphabetic", "").rstrip("="))
         values = parts
     text = "\\".join("" if v is None else str(v) for v in values)
     if not text.isascii():
