@@ -114,12 +114,10 @@ class ReadinessService:
         written = 0
         for study_uid, _listed in rest:
             with self.engine.begin() as conn:
-                # The mark as it is now, held: several servers on one database (PostgreSQL), one evaluates
-                # a study and the others skip it; and no IAN renews it before this transaction ends (its
-                # upsert waits for the lock; on SQLite, for the write lock). An IAN that renewed it since
-                # the listing is read by this pass: its generation, not the listed one, clears the mark.
-                # Left in place, the mark's IAN time (the earliest since it was made) would have every
-                # later pass of a long burst read the burst again from its start.
+                # The mark as it is now, held (another server skips it; an IAN's upsert waits for the lock,
+                # on SQLite for the write lock). An IAN that renewed it since the listing is read by this
+                # pass, so the held generation clears it: left in place, its IAN time (the earliest since
+                # it was made) had every later pass of a burst read the burst again from its start.
                 held = conn.execute(_HOLD[conn.dialect.name], {"study": study_uid}).first()
                 if held is None:  # held by another server, or cleared since the listing
                     continue
