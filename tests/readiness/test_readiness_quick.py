@@ -15,10 +15,11 @@ from testkit.ian import instance_item, make_ian
 from workflow.app import App
 from workflow.ian.ingest import Received
 from workflow.ian.rules.notification import parse_ian
-from workflow.readiness.tables import RequestedProcedure
+from workflow.readiness.tables import ReadinessPending, RequestedProcedure
 from workflow.store import migrate
 
 RP = RequestedProcedure.__table__
+PENDING = ReadinessPending.__table__
 
 
 @pytest.fixture(scope="module")
@@ -88,3 +89,18 @@ def test_such_studies_cost_a_few_statements_together_however_many(services):
     assert len(statements.seen) == 3, statements.seen
     assert all(_procedures(app, study) == [("", "", "IN PROGRESS", "IAN")] for study in studies)
     assert app.readiness.pending() == 0
+
+
+def test_a_mark_renewed_after_the_listing_is_cleared_too(services):
+    """An IAN that renews the mark between the worker's listing and the settling is settled with it
+    (the lookup holds the mark as it is now): the mark is cleared, not listed again."""
+    app = services
+    study = generate_uid()
+    _ian(app, study)
+    with app.engine.connect() as conn:
+        listed = conn.execute(select(PENDING.c.generation).where(PENDING.c.study_instance_uid == study)).scalar_one()
+    _ian(app, study)  # after the listing
+    app.readiness._evaluate([(study, listed)], datetime.now(timezone.utc))
+    with app.engine.connect() as conn:
+        assert conn.execute(select(PENDING).where(PENDING.c.study_instance_uid == study)).first() is None
+    assert _procedures(app, study) == [("", "", "IN PROGRESS", "IAN")]

@@ -137,8 +137,9 @@ class ReadinessService:
         for at in range(0, len(due), batch):
             quick, bare = [], []
             with self.engine.begin() as conn:
-                for study_uid, watched, announced, known, state, kept in conn.execute(
+                for study_uid, watched, announced, known, state, kept, generation in conn.execute(
                         _LOOKUP[conn.dialect.name], {"studies": [s for s, _ in due[at:at + batch]]}):
+                    generations[study_uid] = generation  # held, as in `_evaluate`: renewed since the listing too
                     if watched or not announced or kept:  # kept: a process keeps the study; its passes count
                         rest.append((study_uid, generations[study_uid]))
                     elif known == 0:
@@ -673,7 +674,8 @@ _HOLD = {"postgresql": _GENERATION.with_for_update(skip_locked=True), "sqlite": 
 def _lookup():
     """One statement for many marked studies: whether anything watches each (a workitem directly or by
     a Referenced Request, an MPPS), whether IANs announced it, how many requested procedures it has,
-    the state of its bare one that IANs gave, and whether a process keeps it (`readiness_study`)."""
+    the state of its bare one that IANs gave, whether a process keeps it (`readiness_study`), and the
+    mark's generation."""
     study = PENDING.c.study_instance_uid
     r, rp = PerformedStepRequest.__table__, procedures.RP
     watched = or_(exists().where(W.c.study_instance_uid == study),
@@ -683,7 +685,7 @@ def _lookup():
                   select(func.count()).where(rp.c.study_instance_uid == study).scalar_subquery(),
                   select(rp.c.state).where(rp.c.study_instance_uid == study, rp.c.accession_number == "",
                                            rp.c.requested_procedure_id == "", rp.c.sources == "IAN").scalar_subquery(),
-                  exists().where(STUDY.c.study_instance_uid == study)
+                  exists().where(STUDY.c.study_instance_uid == study), PENDING.c.generation
                   ).where(study.in_(bindparam("studies", expanding=True)))
 
 
