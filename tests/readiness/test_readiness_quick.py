@@ -97,10 +97,10 @@ def test_a_mark_renewed_after_the_listing_is_cleared_too(services):
     app = services
     study = generate_uid()
     _ian(app, study)
-    with app.engine.connect() as conn:
-        listed = conn.execute(select(PENDING.c.generation).where(PENDING.c.study_instance_uid == study)).scalar_one()
+    with app.engine.connect() as conn:  # the worker's listing: the study is marked
+        conn.execute(select(PENDING.c.generation).where(PENDING.c.study_instance_uid == study)).scalar_one()
     _ian(app, study)  # after the listing
-    app.readiness._evaluate([(study, listed)], datetime.now(timezone.utc))
+    app.readiness._evaluate([study], datetime.now(timezone.utc))
     with app.engine.connect() as conn:
         assert conn.execute(select(PENDING).where(PENDING.c.study_instance_uid == study)).first() is None
     assert _procedures(app, study) == [("", "", "IN PROGRESS", "IAN")]

@@ -91,33 +91,34 @@ class ReadinessService:
         each pass has a cost of its own (its commit, its statements), so a pass per short pause would
         take the CPU the IANs need. `next_due` tells the caller when the next study falls due."""
         with reading(self.engine) as conn:
-            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.generation, PENDING.c.marked_at)
+            pending = conn.execute(select(PENDING.c.study_instance_uid, PENDING.c.marked_at)
                                    .order_by(PENDING.c.marked_at).limit(limit)).all()
         if len(pending) < limit:  # marks another process cleared
             self._waiting = {s: at for s, at in self._waiting.items() if s in {p[0] for p in pending}}
         due, self.next_due = [], None
-        for study_uid, generation, marked_at in pending:
+        for study_uid, marked_at in pending:
             at = aware(marked_at) + timedelta(seconds=quiet)
             if max_wait is not None:
                 at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
             if at <= now:
-                due.append((study_uid, generation))
+                due.append(study_uid)
             else:
                 self.next_due = min(self.next_due or at, at)
         return self._evaluate(due, now)
 
-    def _evaluate(self, due: list[tuple[str, int]], now: datetime, batch: int = 200) -> int:
+    def _evaluate(self, due: list[str], now: datetime, batch: int = 200) -> int:
         """Evaluate the due studies and clear their marks. Studies with nothing to decide are settled
         together (`_settle_quick`); a full evaluation has a transaction of its own, so row locks on
-        workitems are never held across several studies' work."""
+        workitems are never held across several studies' work. A mark is cleared by its generation as
+        read under its hold, as no IAN can renew it then: one renewed since the listing is read by the
+        pass too. (Cleared by the listed generation, a renewed mark stayed, and its IAN time, the
+        earliest since it was made, had every later pass of a burst read the burst from its start.)"""
         rest = due if self.policies.templates else self._settle_quick(due, now, batch)
         written = 0
-        for study_uid, _listed in rest:
+        for study_uid in rest:
             with self.engine.begin() as conn:
-                # The mark as it is now, held (another server skips it; an IAN's upsert waits for the lock,
-                # on SQLite for the write lock). An IAN that renewed it since the listing is read by this
-                # pass, so the held generation clears it: left in place, its IAN time (the earliest since
-                # it was made) had every later pass of a burst read the burst again from its start.
+                # The mark as it is now, held: another server skips it; an IAN's upsert waits for the lock
+                # (on SQLite, for the write lock).
                 held = conn.execute(_HOLD[conn.dialect.name], {"study": study_uid}).first()
                 if held is None:  # held by another server, or cleared since the listing
                     continue
@@ -126,28 +127,28 @@ class ReadinessService:
             self._cleared(study_uid, bool(cleared), now)
         return written
 
-    def _settle_quick(self, due: list[tuple[str, int]], now: datetime, batch: int) -> list[tuple[str, int]]:
+    def _settle_quick(self, due: list[str], now: datetime, batch: int) -> list[str]:
         """Settle the due studies no workitem, template or MPPS watches, known only from IANs: their
         only requested procedure (the bare one IANs give) is created or already where the facts put it.
         Up to `batch` studies share a transaction (a commit is the dear part: an fsync on SQLite) of
         three statements whatever their number: the lookup (on PostgreSQL it also locks their marks,
         skipping those another server holds), the requested procedures created, the marks cleared.
         Returns the studies that need the full evaluation (`update_study`)."""
-        generations, rest = dict(due), []
+        generations, rest = {}, []
         for at in range(0, len(due), batch):
             quick, bare = [], []
             with self.engine.begin() as conn:
                 for study_uid, watched, announced, known, state, kept, generation in conn.execute(
-                        _LOOKUP[conn.dialect.name], {"studies": [s for s, _ in due[at:at + batch]]}):
-                    generations[study_uid] = generation  # held, as in `_evaluate`: renewed since the listing too
+                        _LOOKUP[conn.dialect.name], {"studies": due[at:at + batch]}):
+                    generations[study_uid] = generation  # as held now (see `_evaluate`)
                     if watched or not announced or kept:  # kept: a process keeps the study; its passes count
-                        rest.append((study_uid, generations[study_uid]))
+                        rest.append(study_uid)
                     elif known == 0:
                         bare.append(study_uid)
                     elif known == 1 and state is not None and procedures.settled_by_ians(state):
                         quick.append(study_uid)
                     else:
-                        rest.append((study_uid, generations[study_uid]))
+                        rest.append(study_uid)
                 procedures.announce(conn, bare, now)
                 quick += bare
                 cleared = set(conn.execute(_CLEAR_MANY, {"marks": [(s, generations[s]) for s in quick]}).scalars()
