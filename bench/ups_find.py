@@ -35,6 +35,8 @@ Queries (all but (e) ask for ProcedureStepState SCHEDULED; return keys as a sche
   (c) Input Readiness State READY + priority HIGH + Worklist Label
   (d) Worklist Label
   (e) Patient ID (any state)
+  (f) Patient's Name, a prefix in upper case as a clerk types it: "KALO^JAN*" (any state; matched
+      case-insensitively, as for every PN)
 To keep every answer at <= 50 matches (checked: exit status 1 otherwise) there are SCHEDULED / 25
 worklist labels (4,000 at full size), not a few hundred: with 300, (d) would return ~330 workitems.
 """
@@ -101,6 +103,11 @@ FAMILY = ("Smith", "Jones", "Garcia", "Miller", "Davis", "Martin", "Lopez", "Wil
           "Carter", "Phillips", "Evans", "Turner", "Torres", "Parker", "Collins", "Edwards", "Stewart", "Morris")
 GIVEN = ("Jane", "John", "Maria", "Ahmed", "Wei", "Olga", "Pierre", "Aiko", "Lars", "Fatima", "Noah", "Emma",
          "Liam", "Olivia", "Lucas", "Mia", "Mateo", "Sofia", "Arjun", "Chloe", "Kofi", "Ines", "Yuki", "Omar")
+# Family names of one to three syllables: 47,988 of them, so that a patient's name is nearly as selective
+# as in a hospital (a few workitems per name at full size), not one of a few hundred.
+SYLLABLES = ("ka", "lo", "mi", "ren", "sa", "to", "vel", "din", "bra", "gor", "hal", "ish", "jun", "kel",
+             "mar", "nor", "pet", "qui", "ros", "sten", "tur", "ul", "ven", "wen", "yar", "zo", "ad", "bel",
+             "cas", "dor", "eng", "fal", "gri", "hol", "ivo", "lan")
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 SR_DOCUMENT = "1.2.840.10008.5.1.4.1.1.88.33"
 
@@ -174,6 +181,7 @@ class Scheduled:
 class Catalog:
     scheduled: list[Scheduled] = field(default_factory=list)
     patients: list[str] = field(default_factory=list)  # a sample of seeded Patient IDs
+    names: list[str] = field(default_factory=list)  # the Patient's Names of the same sample
     # (dataset_json, columns, seq rows) of a sample of the seeded workitems, for check_samples
     samples: list[tuple[str, dict, list[tuple]]] = field(default_factory=list)
     seq_rows: int = 0
@@ -284,8 +292,10 @@ class Worklist:
                 self.catalog.samples.append((row["dataset_json"], columns, seq_rows))
             if len(self.catalog.patients) < 5_000:
                 self.catalog.patients.append(row["patient_id"])
+                self.catalog.names.append(row["patient_name"])
             elif (j := sample_rng.randrange(i + 1)) < 5_000:  # reservoir sample
                 self.catalog.patients[j] = row["patient_id"]
+                self.catalog.names[j] = row["patient_name"]
             if len(rows) >= size:
                 yield rows, seq
                 rows, seq = [], []
@@ -322,7 +332,7 @@ class Worklist:
                 progress = CANCELLED(at=f"{self._dt(finished_us)}.{finished_us % 1_000_000:06d}+0000")
         modified_us = finished_us or created_us
         modified = f"{self._dt(modified_us)}.{modified_us % 1_000_000:06d}"
-        patient_name = f"{FAMILY[patient % len(FAMILY)]}^{GIVEN[(patient // len(FAMILY)) % len(GIVEN)]}"
+        patient_name = f"{family_name(patient)}^{GIVEN[patient % len(GIVEN)]}"
         patient_id = f"PID{patient:08d}"
         birth = f"{1925 + patient % 95}{1 + patient % 12:02d}{1 + patient % 28:02d}"
         sex = "MF"[patient % 2] if patient % 50 else "O"
@@ -586,7 +596,16 @@ QUERY_NAMES = {
     "c": "(c) READY + HIGH + label + SCHED",
     "d": "(d) worklist label + SCHEDULED",
     "e": "(e) patient ID",
+    "f": "(f) patient name prefix",
 }
+
+
+def family_name(patient: int) -> str:
+    n, parts = patient % 47_988 + 1, []
+    while n:
+        n, digit = divmod(n - 1, len(SYLLABLES))
+        parts.append(SYLLABLES[digit])
+    return "".join(parts).capitalize()
 
 
 def identifier(**match: Any) -> Dataset:
@@ -625,6 +644,9 @@ def make_query(kind: str, rng: random.Random, catalog: Catalog, window_hours: in
     """A query of `kind` whose parameters come from a random seeded workitem (so it matches it)."""
     if kind == "e":
         return identifier(PatientID=rng.choice(catalog.patients))
+    if kind == "f":  # as a clerk types it: upper case, the given name's first letters
+        family, given = rng.choice(catalog.names).split("^")
+        return identifier(PatientName=f"{family.upper()}^{given[:3].upper()}*")
     if kind == "c":
         w = rng.choice(catalog.ready_high or catalog.scheduled)
         return identifier(ProcedureStepState="SCHEDULED", InputReadinessState="READY",

@@ -20,5 +20,5 @@ def test_upsrs_benchmark_smoke():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:4] == ["backend", "query", "matches", "find"]
-    assert sum(line.startswith("SQLite") for line in lines) == 6  # five query kinds and the claims
+    assert sum(line.startswith("SQLite") for line in lines) == 7  # six query kinds and the claims
     assert "target (UPS-RS search p95 <= C-FIND p95" in result.stderr

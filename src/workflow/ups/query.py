@@ -5,7 +5,9 @@
 * DA/DT/TM single value and range: `>=` / `<=` on the normalised text columns;
 * wild card: `LIKE ... ESCAPE '!'` with `*` -> `%`, `?` -> `_` and a literal `%`, `_`, `!` escaped. SQLite's
   LIKE ignores ASCII case, so on SQLite the same element compiles to `GLOB` (case-sensitive; `*` and `?`
-  are its own wild cards and a literal `[` is written `[[]`);
+  are its own wild cards and a literal `[` is written `[[]`); a case-insensitive one (PN) with a literal
+  prefix also gets that prefix as a range of lower(column), which SQLite's index on lower(patient_name)
+  serves (SQLite uses an index for GLOB only on a bare column; PostgreSQL does it for LIKE itself);
 * list of UIDs: `IN`;
 * sequence: `EXISTS` over `workitem_seq_item`, one alias per item key, all joined on (workitem_uid,
   sequence_tag, item_index) so that every key holds in the SAME item, any item of the sequence; keys of a
@@ -154,33 +156,62 @@ def glob_pattern(value: str) -> str:
     return value.replace("[", "[[]")
 
 
+# SQLite's built-in lower() folds ASCII letters only.
+_SQLITE_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def folded_prefix_range(value: str) -> tuple[str | None, str | None]:
+    """(lowest, above) such that every text whose SQLite lower() matches the wild card `value` folded
+    the same way lies in lowest <= text < above (BINARY order: UTF-8 bytes, i.e. code points); None
+    where the wild card gives no bound."""
+    prefix = value[:min((i for i in (value.find("*"), value.find("?")) if i >= 0), default=len(value))]
+    if not prefix:
+        return None, None
+    prefix = prefix.translate(_SQLITE_LOWER)
+    after = ord(prefix[-1]) + 1
+    if 0xD800 <= after <= 0xDFFF:  # surrogates are not characters: the next one is U+E000
+        after = 0xE000
+    return prefix, (prefix[:-1] + chr(after) if after <= 0x10FFFF else None)
+
+
 class WildcardMatch(ColumnElement[bool]):
     """`column` matches the DICOM wild card `value` (case-insensitive when asked: lower() both sides)."""
 
     __visit_name__ = "dicom_wildcard_match"
     type = Boolean()
+    # A comparison: without this SQLAlchemy writes "(... GLOB ...) = 1" on SQLite, which hides the GLOB
+    # and the range from SQLite's planner (no index for either).
+    _is_implicitly_boolean = True
     inherit_cache = True
     _traverse_internals = [
         ("column", InternalTraversal.dp_clauseelement),
         ("like", InternalTraversal.dp_clauseelement),
         ("glob", InternalTraversal.dp_clauseelement),
+        ("bounds", InternalTraversal.dp_clauseelement_tuple),
     ]
 
     def __init__(self, column: Any, value: str, case_insensitive: bool = False) -> None:
         like = bindparam(None, like_pattern(value), type_=String)
         glob = bindparam(None, glob_pattern(value), type_=String)
+        self.bounds: tuple = ()
         if case_insensitive:
             column, like, glob = func.lower(column), func.lower(like), func.lower(glob)
+            lowest, above = folded_prefix_range(value)
+            if lowest is not None:
+                self.bounds = (column >= bindparam(None, lowest, type_=String),)
+            if above is not None:
+                self.bounds += (column < bindparam(None, above, type_=String),)
         self.column, self.like, self.glob = column, like, glob
 
 
 @compiles(WildcardMatch)
 def _compile_like(element: WildcardMatch, compiler, **kw) -> str:
-    # Parenthesised: SQLAlchemy may append "= 1" on backends without a native boolean.
     return (f"({compiler.process(element.column, **kw)} LIKE {compiler.process(element.like, **kw)}"
             f" ESCAPE '{LIKE_ESCAPE}')")
 
 
 @compiles(WildcardMatch, "sqlite")
 def _compile_glob(element: WildcardMatch, compiler, **kw) -> str:
-    return f"({compiler.process(element.column, **kw)} GLOB {compiler.process(element.glob, **kw)})"
+    terms = [f"{compiler.process(element.column, **kw)} GLOB {compiler.process(element.glob, **kw)}"]
+    terms += [compiler.process(bound, **kw) for bound in element.bounds]
+    return f"({' AND '.join(terms)})"

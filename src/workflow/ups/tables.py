@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Optional
 
-from sqlalchemy import Column, ForeignKey, Index, Text
+from sqlalchemy import Column, ForeignKey, Index, Text, func
 from sqlmodel import Field, SQLModel
 
 UID = 64
@@ -40,7 +40,7 @@ class Workitem(SQLModel, table=True):
     expiration_datetime: Optional[str] = Field(default=None, max_length=26)
     input_readiness_state: Optional[str] = Field(default=None, max_length=16)
     study_instance_uid: Optional[str] = Field(default=None, max_length=UID, index=True)
-    patient_name: Optional[str] = Field(default=None, max_length=324, index=True)
+    patient_name: Optional[str] = Field(default=None, max_length=324)
     patient_id: Optional[str] = Field(default=None, max_length=64, index=True)
     patient_birth_date: Optional[str] = Field(default=None, max_length=8)
     patient_sex: Optional[str] = Field(default=None, max_length=16)
@@ -50,6 +50,14 @@ class Workitem(SQLModel, table=True):
     updated_at: datetime
     # When the workitem reached COMPLETED or CANCELED: the start of its retention period.
     finished_at: Optional[datetime] = Field(default=None, index=True)
+
+
+# Person Names match case-insensitively (lower() on both sides, workflow.ups.query), so the index is on
+# lower(patient_name). text_pattern_ops: PostgreSQL uses an index for a LIKE prefix only when it compares
+# bytewise, which the database's collation (C.UTF-8, en_US.UTF-8) does not; it still serves `=`.
+Index("ix_workitem_patient_name_folded",
+      func.lower(Workitem.__table__.c.patient_name).label("patient_name_folded"),
+      postgresql_ops={"patient_name_folded": "text_pattern_ops"})
 
 
 class WorkitemSeqItem(SQLModel, table=True):
