@@ -10,6 +10,7 @@ last column gives our throughput against that one: the handler's own cost, trans
 
     python bench/ian_ingest.py            # full size (run by hand)
     python bench/ian_ingest.py --smoke    # tiny, to keep the script working (the test suite runs it)
+    python bench/ian_ingest.py --postgres-locale en_US.UTF-8   # also on a database of that collation
 
 Every server runs in its own process. The client is a raw DICOM replay client (rawscu.py) sending
 pre-encoded IANs at ~0.1 ms of CPU each, so the servers, not the client, set the pace. Commits on
@@ -158,14 +159,16 @@ class Server:
     cleanup: object = None
 
 
-def postgres_database() -> tuple[str, object] | None:
+def postgres_database(locale: str | None = None) -> tuple[str, object] | None:
+    """A new database (`locale`: its collation and character type, else the server's default)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
     try:
         admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
         name = f"wfm_bench_{uuid.uuid4().hex[:10]}"
         with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            options = f" TEMPLATE template0 LC_COLLATE '{locale}' LC_CTYPE '{locale}'" if locale else ""
+            conn.execute(text(f'CREATE DATABASE "{name}"{options}'))
     except Exception as exc:  # noqa: BLE001
         print(f"# PostgreSQL not reachable ({exc.__class__.__name__}): its rows are left out", file=sys.stderr)
         return None
@@ -178,7 +181,7 @@ def postgres_database() -> tuple[str, object] | None:
     return make_url(POSTGRES_URL).set(database=name).render_as_string(hide_password=False), drop
 
 
-def servers(tmp: Path, compare_src: str | None = None) -> list[Server]:
+def servers(tmp: Path, compare_src: str | None = None, locale: str | None = None) -> list[Server]:
     out = []
     port = free_port()
     out.append(Server(CEILING, "CEILING", [sys.executable, __file__, "--ceiling-server", str(port)], port, {}))
@@ -187,8 +190,12 @@ def servers(tmp: Path, compare_src: str | None = None) -> list[Server]:
                                                 "--event-driven"], port, {}))
     builds = [("wfm", {})] + ([("before", {"PYTHONPATH": compare_src})] if compare_src else [])
     for label, extra in builds:
-        for name, url_and_drop in ((f"{label}, SQLite", (f"sqlite:///{tmp / f'{label}.db'}", None)),
-                                   (f"{label}, PostgreSQL", postgres_database())):
+        databases = [(f"{label}, SQLite", lambda: (f"sqlite:///{tmp / f'{label}.db'}", None)),
+                     (f"{label}, PostgreSQL", postgres_database)]
+        if locale:
+            databases.append((f"{label}, PostgreSQL {locale}", lambda: postgres_database(locale)))
+        for name, make in databases:
+            url_and_drop = make()
             if url_and_drop is None:
                 continue
             url, drop = url_and_drop
@@ -213,6 +220,9 @@ def main() -> int:
     parser.add_argument("--ians", type=int, default=200, help="IANs per mode and server (full size)")
     parser.add_argument("--compare-src", metavar="DIR", help="also run the server from another source tree "
                         "(its src/ folder, e.g. `git archive` of an earlier commit) as 'before'")
+    parser.add_argument("--postgres-locale", metavar="LOCALE",
+                        help="also run each server on a PostgreSQL database of this collation (e.g. en_US.UTF-8, "
+                             "a cluster's usual default), beside one of the server's default")
     parser.add_argument("--ceiling-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--event-driven", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -222,7 +232,7 @@ def main() -> int:
     count = 3 if args.smoke else args.ians
     results: dict[tuple[str, str], tuple[float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for server in servers(Path(tmp), args.compare_src):
+        for server in servers(Path(tmp), args.compare_src, args.postgres_locale):
             proc = subprocess.Popen(server.command, env={**os.environ, **server.env},
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             try:
@@ -268,7 +278,7 @@ def print_table(results: dict[tuple[str, str], tuple[float, float]]) -> None:
     against the ceiling's: `cpu vs ceiling` = ceiling CPU / our CPU, 1.00 = as cheap as decoding only;
     `vs ceiling, wfm transport`: throughput against the ceiling on our event-driven transport."""
     names = list(dict.fromkeys(name for name, _ in results))
-    header = (f"{'server':<24} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10} {'CPU ms/IAN':>10}"
+    header = (f"{'server':<30} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10} {'CPU ms/IAN':>10}"
               f" {'cpu vs ceiling':>14} {'vs ceiling, wfm transport':>25}")
     print(header)
     print("-" * len(header))
@@ -282,7 +292,7 @@ def print_table(results: dict[tuple[str, str], tuple[float, float]]) -> None:
             ratio = f"{rate / ceiling:.2f}" if ceiling else "-"
             cpu_ratio = f"{ceiling_cpu / cpu:.2f}" if ceiling_cpu and cpu else "-"
             transport = f"{rate / ours:.2f}" if ours else "-"
-            print(f"{name:<24} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10} {cpu * 1000:>10.2f}"
+            print(f"{name:<30} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10} {cpu * 1000:>10.2f}"
                   f" {cpu_ratio:>14} {transport:>25}")
 
 
