@@ -25,6 +25,7 @@ from workflow.ian.dimse import scp as ian_scp
 from workflow.ian.ingest import IngestService
 from workflow.inventory.dimse import qr_scp as inventory_qr
 from workflow.kernel.clock import utcnow
+from workflow.kernel.requestor import Requestor
 from workflow.kernel.ports import Signal
 from workflow.kernel.worker import Periodic
 from workflow.metrics import Metrics
@@ -162,13 +163,20 @@ class App:
             self.events_written.connect(self.console.written)
             self.http = HttpServer(web_app, settings.http_address, settings.http_port, settings.shutdown_grace,
                                    tls=server_context(settings, client_certificates=False) if settings.https_port else None,
-                                   tls_port=settings.https_port, handshake_timeout=settings.artim_timeout)
+                                   tls_port=settings.https_port, handshake_timeout=settings.artim_timeout,
+                                   handshake_failed=self._https_handshake_failed)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
                            lambda: {(): self.outbox.backlog()})
         self.metrics.gauge("wfm_audit_backlog", "Audit records owed to the audit repository",
                            lambda: {(): self.audit.backlog()})
         self.metrics.gauge("wfm_readiness_backlog", "Studies waiting for readiness evaluation",
                            lambda: {(): self.readiness.pending()})
+
+    def _https_handshake_failed(self, address: str, reason: str) -> None:
+        log.warning(f"HTTPS handshake failed: {reason}", extra={"peer": address})
+        self.audit.record_now(messages.security_alert(
+            messages.NODE_AUTHENTICATION, Requestor("", address.rsplit(":", 1)[0], "http"),
+            f"HTTPS handshake with {address} failed: {reason}"))
 
     def start(self) -> None:
         migrate.upgrade(self.engine)

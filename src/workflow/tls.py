@@ -4,6 +4,7 @@ limited to the profile's AEAD suites (ECDHE/DHE with AES-GCM), no fallback to an
 
 from __future__ import annotations
 
+import socket
 import ssl
 
 from workflow.config import Settings
@@ -67,3 +68,12 @@ def subject_text(peer_certificate: dict | None) -> str:
                      "countryName": "C", "localityName": "L", "stateOrProvinceName": "ST"}.get(key, key)
             parts.append(f"{short}={value}")
     return ",".join(parts)
+
+
+def handshake_failure(exc: BaseException, timeout: float) -> str:
+    """Why a TLS handshake we accepted failed, as a log line and a Security Alert say it."""
+    if isinstance(exc, (socket.timeout, TimeoutError)) or "taking longer than" in str(exc):
+        return f"no handshake within {timeout:g} s (artim_timeout)"
+    if isinstance(exc, ssl.SSLError):
+        return (exc.reason or "").replace("_", " ").lower() or exc.strerror or str(exc)
+    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__

@@ -174,3 +174,28 @@ def test_https_serves_the_api_with_the_same_certificate(app, pki):
     with httpx.Client(base_url=f"https://127.0.0.1:{app.http.tls_port}", verify=old, timeout=10) as https:
         with pytest.raises(httpx.ConnectError):
             https.get("/api/health")
+
+
+def test_failed_https_handshakes_are_alerted_and_block_nobody(app, pki, syslog_receiver):
+    with socket.create_connection(("127.0.0.1", app.http.tls_port), timeout=10) as plain:  # HTTP, not TLS
+        plain.sendall(b"GET /api/health HTTP/1.1\r\nHost: wfm\r\n\r\n")
+        assert plain.recv(100) == b""  # closed without an answer
+        assert security_alerts(syslog_receiver, f"HTTPS handshake with 127.0.0.1:{plain.getsockname()[1]} "
+                                                "failed: http request")
+    stalled = socket.create_connection(("127.0.0.1", app.http.tls_port), timeout=10)  # says nothing
+    try:
+        with httpx.Client(base_url=f"https://127.0.0.1:{app.http.tls_port}", verify=pki.ca, timeout=10) as https:
+            assert https.get("/api/health").status_code == 200  # served meanwhile
+        assert security_alerts(syslog_receiver, f"HTTPS handshake with 127.0.0.1:{stalled.getsockname()[1]} "
+                                                "failed: no handshake within 2 s (artim_timeout)")
+        assert stalled.recv(100) == b""  # dropped
+    finally:
+        stalled.close()
+
+
+def test_https_serves_one_new_connection_after_another(app, pki):
+    """The first request's bytes can reach the server with the handshake's last: none is lost."""
+    context = ssl.create_default_context(cafile=pki.ca)
+    for _ in range(40):
+        with httpx.Client(base_url=f"https://127.0.0.1:{app.http.tls_port}", verify=context, timeout=10) as https:
+            assert https.get("/api/health").status_code == 200

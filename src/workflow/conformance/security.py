@@ -69,7 +69,9 @@ Outgoing associations (event subscribers, reconciled archives) use TLS where the
 address), and our certificate is offered.
 
 The HTTP face serves HTTPS on `https_port` with the same certificate and protocol settings; it asks no
-client certificate (HTTP clients authenticate by bearer token, section 3.6).
+client certificate (HTTP clients authenticate by bearer token, section 3.6). Its handshakes, too, run under
+the ARTIM timeout without delaying other connections, and a failed one is logged and recorded as a
+Security Alert (Node Authentication).
 
 **No** User Identity Negotiation; the calling AE title, its address and (over TLS) its certificate
 identify a peer.

@@ -12,6 +12,7 @@ import threading
 from typing import Callable
 
 from workflow.dimse.nodelay import NoDelayAssociationServer
+from workflow.tls import handshake_failure
 
 log = logging.getLogger("workflow.dimse")
 
@@ -31,19 +32,11 @@ class TlsAssociationServer(NoDelayAssociationServer):
         try:
             secure = self.tls.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
-            self.handshake_failed(address, _reason(exc, self.handshake_timeout))
+            self.handshake_failed(address, handshake_failure(exc, self.handshake_timeout))
             _close(request)
             return None
         secure.settimeout(None)  # from here the association's own timeouts apply
         return super().finish_request(secure, client_address)
-
-
-def _reason(exc: BaseException, timeout: float) -> str:
-    if isinstance(exc, (socket.timeout, TimeoutError)):
-        return f"no handshake within {timeout:g} s (artim_timeout)"
-    if isinstance(exc, ssl.SSLError):
-        return (exc.reason or "").replace("_", " ").lower() or exc.strerror or str(exc)
-    return exc.strerror or str(exc) or type(exc).__name__
 
 
 def _close(sock: socket.socket) -> None:

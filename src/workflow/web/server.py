@@ -11,15 +11,77 @@ import ssl
 import threading
 import time
 
+from typing import Callable
+
 import uvicorn
 
+from workflow.tls import handshake_failure
+
 log = logging.getLogger("workflow.http")
+
+
+class _TlsHandshake(asyncio.Protocol):
+    """An accepted HTTPS connection until its TLS handshake is done, then the HTTP protocol's. asyncio's
+    own TLS listener (create_server with ssl=) drops a failed handshake without a word; here it is
+    reported, as the DICOM TLS port reports one (a Security Alert)."""
+
+    _running: set[asyncio.Task] = set()
+
+    def __init__(self, make_protocol: Callable[[], asyncio.Protocol], context: ssl.SSLContext, timeout: float,
+                 failed: Callable[[str, str], None]) -> None:
+        self._make, self._context, self._timeout, self._failed = make_protocol, context, timeout, failed
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        transport.pause_reading()  # the ClientHello is for start_tls, not for this protocol
+        task = asyncio.get_running_loop().create_task(self._handshake(transport))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _handshake(self, transport: asyncio.Transport) -> None:
+        peer = transport.get_extra_info("peername") or ("?", 0)
+        waiting = _UntilConnected()
+        try:
+            secure = await asyncio.get_running_loop().start_tls(
+                transport, waiting, self._context, server_side=True, ssl_handshake_timeout=self._timeout)
+        except asyncio.CancelledError:
+            transport.abort()
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever ended the handshake, the connection is refused
+            transport.abort()
+            # Off the loop: the Security Alert is a database write.
+            await asyncio.to_thread(self._failed, f"{peer[0]}:{peer[1]}", handshake_failure(exc, self._timeout))
+            return
+        waiting.hand_over(self._make(), secure)
+
+
+class _UntilConnected(asyncio.Protocol):
+    """The HTTP protocol's stand-in from the end of the handshake until start_tls returns: the first
+    request's bytes may come (in TLS 1.3 they follow the handshake at once) before the transport does."""
+
+    def __init__(self) -> None:
+        self._early: list[tuple[str, tuple]] = []
+
+    def data_received(self, data: bytes) -> None:
+        self._early.append(("data_received", (data,)))
+
+    def eof_received(self) -> None:
+        self._early.append(("eof_received", ()))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._early.append(("connection_lost", (exc,)))
+
+    def hand_over(self, protocol: asyncio.Protocol, transport: asyncio.Transport) -> None:
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        for name, args in self._early:
+            getattr(protocol, name)(*args)
 
 
 class _Server(uvicorn.Server):
     """uvicorn's server with one more listener, served over TLS from the same loop."""
 
     tls_listener: tuple[socket.socket, ssl.SSLContext, float] | None = None
+    handshake_failed: Callable[[str, str], None] = staticmethod(lambda address, reason: None)
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets)
@@ -32,20 +94,25 @@ class _Server(uvicorn.Server):
             return config.http_protocol_class(config=config, server_state=self.server_state,
                                               app_state=self.lifespan.state, _loop=_loop)
 
-        tls = await asyncio.get_running_loop().create_server(create_protocol, sock=sock, ssl=context,
-                                                             ssl_handshake_timeout=handshake_timeout,
-                                                             backlog=config.backlog)
+        def accept() -> asyncio.Protocol:
+            return _TlsHandshake(create_protocol, context, handshake_timeout, self.handshake_failed)
+
+        tls = await asyncio.get_running_loop().create_server(accept, sock=sock, backlog=config.backlog)
         self.servers.append(tls)
 
 
 class HttpServer:
     def __init__(self, app, host: str, port: int, grace: float, *, tls: ssl.SSLContext | None = None,
-                 tls_port: int = 0, handshake_timeout: float = 10.0) -> None:
-        """port: plain HTTP (0: none); tls_port with tls: HTTPS (0: none)."""
+                 tls_port: int = 0, handshake_timeout: float = 10.0,
+                 handshake_failed: Callable[[str, str], None] | None = None) -> None:
+        """port: plain HTTP (0: none); tls_port with tls: HTTPS (0: none); handshake_failed(address, reason)
+        hears of each HTTPS handshake that failed."""
         self.config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
                                      lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=max(1, int(grace)),
                                      server_header=False, proxy_headers=False, timeout_keep_alive=30)
         self.server = _Server(self.config)
+        if handshake_failed is not None:
+            self.server.handshake_failed = handshake_failed
         self.host, self.requested_port = host, port
         self.tls, self.requested_tls_port, self.handshake_timeout = tls, tls_port, handshake_timeout
         self._socket: socket.socket | None = None
