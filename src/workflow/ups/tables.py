@@ -53,8 +53,8 @@ class Workitem(SQLModel, table=True):
 
 
 # Person Names match case-insensitively (lower() on both sides, workflow.ups.query), so the index is on
-# lower(patient_name). text_pattern_ops: PostgreSQL uses an index for a LIKE prefix only when it compares
-# bytewise, which the database's collation (C.UTF-8, en_US.UTF-8) does not; it still serves `=`.
+# lower(patient_name). text_pattern_ops: PostgreSQL uses an index for a LIKE prefix only under a collation
+# named C or POSIX (not C.UTF-8, not en_US.UTF-8), or with this operator class; it still serves `=`.
 Index("ix_workitem_patient_name_folded",
       func.lower(Workitem.__table__.c.patient_name).label("patient_name_folded"),
       postgresql_ops={"patient_name_folded": "text_pattern_ops"})
