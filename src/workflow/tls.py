@@ -72,6 +72,7 @@ def subject_text(peer_certificate: dict | None) -> str:
 
 def handshake_failure(exc: BaseException, timeout: float) -> str:
     """Why a TLS handshake we accepted failed, as a log line and a Security Alert say it."""
+    # asyncio's handshake timeout is a ConnectionAbortedError saying "... is taking longer than ...".
     if isinstance(exc, (socket.timeout, TimeoutError)) or "taking longer than" in str(exc):
         return f"no handshake within {timeout:g} s (artim_timeout)"
     if isinstance(exc, ssl.SSLError):

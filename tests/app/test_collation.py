@@ -3,8 +3,11 @@ every UID in an index is then compared by those rules, which slows ingest (docs/
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
+from dataclasses import asdict
+from datetime import datetime, timezone
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -13,6 +16,11 @@ from sqlalchemy.exc import DBAPIError
 
 from testkit.db import drop_database, test_settings
 from workflow.app import App
+from workflow.inventory.crawl import listed_studies
+from workflow.inventory.rules.iod import StudyFacts
+from workflow.inventory.tables import DONE, RUNNING, InventoryCrawl, InventoryCrawlStudy
+from workflow.store import migrate
+from workflow.store.engine import make_engine
 
 pytestmark = pytest.mark.postgres
 
@@ -63,16 +71,6 @@ def test_a_bytewise_database_starts_quietly(database_collated, caplog):
 def test_an_inventory_lists_its_studies_in_uid_order_whatever_the_collation(database_collated):
     """A Study Instance UID order a reader can check: code points, not en_US's (which puts "1.21" before
     "1.2.10", its first pass ignoring the dots)."""
-    import json
-    from dataclasses import asdict
-    from datetime import datetime, timezone
-
-    from workflow.inventory.crawl import listed_studies
-    from workflow.inventory.rules.iod import StudyFacts
-    from workflow.inventory.tables import DONE, RUNNING, InventoryCrawl, InventoryCrawlStudy
-    from workflow.store import migrate
-    from workflow.store.engine import make_engine
-
     engine = make_engine(database_collated("en_US.UTF-8"))
     migrate.upgrade(engine)
     uids = ["1.2.10", "1.21", "1.2.9", "1.20.1", "1.2.100"]

@@ -132,8 +132,8 @@ dropped, not converted), universal (empty value), and sequence matching where an
 workitem's sequence matches when all non-universal keys of the query item match in that same item,
 whichever item it is. Person names match case-insensitively on the Alphabetic group (on SQLite the
 letters A-Z only; on PostgreSQL as the database's character type folds case, all of Unicode under
-`C.UTF-8` or `en_US.UTF-8`); every other string case-sensitively. An empty stored value does not match a non-universal key. Keys the server
-does not support for matching are ignored as matching keys and returned empty. Return keys come back
+`C.UTF-8` or `en_US.UTF-8`); every other string case-sensitively. An empty stored value does not match a
+non-universal key. Keys the server does not support for matching are ignored as matching keys and returned empty. Return keys come back
 filled from the workitem (a sequence return key returns whole items); the Transaction UID is never
 returned. Matches come in Scheduled Procedure Step Start DateTime order, then SOP Instance UID.
 C-CANCEL stops the search (FE00).

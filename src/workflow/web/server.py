@@ -10,7 +10,6 @@ import socket
 import ssl
 import threading
 import time
-
 from typing import Callable
 
 import uvicorn
