@@ -141,3 +141,29 @@ def test_ctrl_c_stops_what_the_demo_started(tmp_path, inherited):
             demo.wait()
     assert not wait_gone(pids, timeout=0.5)  # stopped before the demo exited
     assert not started_in(folder)
+
+
+def test_a_port_another_program_takes_first_is_chosen_again(tmp_path):
+    """The demo picks free ports, but another program may bind one before the child does: the archive
+    and the server then start on another port (the server with its configuration written again)."""
+    import io
+    import socket
+
+    from workflow.demo.story import ARCHIVE, SERVER, Story
+
+    story = Story(tmp_path, io.StringIO())
+    taken = {}
+    try:
+        for name in (ARCHIVE, SERVER):
+            taken[name] = socket.socket()
+            taken[name].bind(("127.0.0.1", story.ports[name]))
+            taken[name].listen()
+        story.start_archive()
+        story.start_server()
+        assert all(story.ports[name] != sock.getsockname()[1] for name, sock in taken.items())
+        assert f"port = {story.ports[SERVER]}\n" in story.config.read_text()
+        assert [c.process.poll() for c in story.children] == [None, None]  # the failed tries are not kept
+    finally:
+        story.stop()
+        for sock in taken.values():
+            sock.close()

@@ -15,7 +15,7 @@ from pathlib import Path
 def cmd_demo(args) -> int:
     from workflow.demo.processes import StartFailed
     from workflow.demo.story import StepFailed, Story
-    from workflow.dimse.client import AssociationFailed
+    from workflow.dimse.client import AssociationFailed, end_stray_dul_threads
 
     folder = Path(args.folder) if args.folder else Path(tempfile.mkdtemp(prefix="wfm-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -50,6 +50,8 @@ def cmd_demo(args) -> int:
         return 1
     finally:
         story.stop()
+        if interrupted.is_set():
+            end_stray_dul_threads()
     story.epilogue(*uids)
     return 0
 

@@ -18,13 +18,13 @@ import threading
 import time
 from datetime import datetime
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from pydicom.uid import generate_uid
 
 from workflow.dimse.client import Peer, Step
 from workflow.demo import modality
-from workflow.demo.processes import Child, free_port, start, stop_all, wait_ready
+from workflow.demo.processes import Child, StartFailed, free_port, start, stop_all, wait_ready
 from workflow.demo.subscriber import STATE_REPORT, Subscriber
 from workflow.ian.dimse.scu import build_ians, scan, send_ians
 from workflow.mpps.dimse.scu import MppsClient, final, in_progress, read_studies
@@ -32,6 +32,7 @@ from workflow.ups.dimse.scu import UpsClient, code, new_workitem, request_item
 
 ARCHIVE, SERVER, SUBSCRIBER = "REFARCH", "WFM", "SUBSCRIBER"
 IMAGES = 4  # the modality makes four; the fourth never reaches the archive (a seeded fault)
+PORT_TRIES = 3  # a child whose port another program took meanwhile starts again on another one
 
 
 class StepFailed(RuntimeError):
@@ -67,7 +68,7 @@ class Story:
         self.say = Narrator(out, interrupted)
         self.children: list[Child] = []
         self.subscriber: Subscriber | None = None
-        self.ports = {name: free_port() for name in (ARCHIVE, SERVER, SUBSCRIBER)}
+        self.ports = {name: free_port() for name in (ARCHIVE, SERVER)}  # the subscriber's: its own bind
         self.config = folder / "wfm.toml"
 
     def peer(self, called: str, calling: str) -> Peer:
@@ -75,23 +76,47 @@ class Story:
 
     # ------------------------------------------------------------------ the servers
 
-    def _start(self, name: str, ae_title: str, args: list[str], log: str) -> Child:
-        """A server as a child process, ready once it answers C-ECHO."""
-        child = start(name, args, self.folder / log, outlive_us=self.keep)
-        self.children.append(child)
-        wait_ready(child, self.peer(ae_title, "DEMO"))
-        return child
+    def _start(self, name: str, ae_title: str, args: Callable[[], list[str]], log: str) -> Child:
+        """A server as a child process, ready once it answers C-ECHO. Its port was free when chosen, but
+        another program may take it before the child binds: then the child starts again on another
+        (`args` is asked again, with the new port in `self.ports`)."""
+        attempt = 1
+        while True:
+            child = start(name, args(), self.folder / log, outlive_us=self.keep)
+            self.children.append(child)
+            try:
+                wait_ready(child, self.peer(ae_title, "DEMO"))
+                return child
+            except StartFailed:
+                taken = child.process.poll() is not None and "already in use" in child.log_tail(20)
+                if not taken or attempt == PORT_TRIES:
+                    raise
+            self.children.remove(child)
+            self.ports[ae_title] = free_port()
+            attempt += 1
 
     def start_archive(self) -> None:
-        child = self._start("reference archive", ARCHIVE, ["-m", "refarchive", "--ae-title", ARCHIVE, "--port",
-                                                           str(self.ports[ARCHIVE]), "--db",
-                                                           str(self.folder / "archive.db"), "--log-level", "WARNING"],
-                            "archive.log")
+        child = self._start("reference archive", ARCHIVE, lambda: [
+            "-m", "refarchive", "--ae-title", ARCHIVE, "--port", str(self.ports[ARCHIVE]),
+            "--db", str(self.folder / "archive.db"), "--log-level", "WARNING"], "archive.log")
         self.say(f"reference archive {ARCHIVE} listening on 127.0.0.1:{self.ports[ARCHIVE]} "
                  f"(pid {child.pid}, python -m refarchive)")
 
     def start_server(self) -> None:
-        self.config.write_text(f"""# written by wfm demo
+        if self.subscriber is None:  # listening first: the server's configuration names its port
+            self.subscriber = Subscriber(SUBSCRIBER, 0).start()
+            self.ports[SUBSCRIBER] = self.subscriber.port
+
+        def args() -> list[str]:
+            self.config.write_text(self._server_config(), encoding="utf-8")
+            return ["-m", "workflow", "serve", "--config", str(self.config)]
+
+        child = self._start("wfm server", SERVER, args, "wfm.log")
+        self.say(f"wfm server {SERVER} listening on 127.0.0.1:{self.ports[SERVER]} (pid {child.pid}, "
+                 f"wfm serve --config {self.config})")
+
+    def _server_config(self) -> str:
+        return f"""# written by wfm demo
 database_url = "sqlite:///{self.folder / 'wfm.db'}"
 ae_title = "{SERVER}"
 host = "127.0.0.1"
@@ -112,13 +137,9 @@ host = "127.0.0.1"
 port = {self.ports[ARCHIVE]}
 [remote_ae.reconcile]
 method = "auto"
-""", encoding="utf-8")
-        child = self._start("wfm server", SERVER, ["-m", "workflow", "serve", "--config", str(self.config)], "wfm.log")
-        self.say(f"wfm server {SERVER} listening on 127.0.0.1:{self.ports[SERVER]} (pid {child.pid}, "
-                 f"wfm serve --config {self.config})")
+"""
 
     def subscribe(self) -> None:
-        self.subscriber = Subscriber(SUBSCRIBER, self.ports[SUBSCRIBER]).start()
         with UpsClient.open(self.peer(SERVER, SUBSCRIBER)) as ups:
             step = ups.subscribe(SUBSCRIBER)
         ok(step)

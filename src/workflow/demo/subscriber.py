@@ -48,6 +48,7 @@ class Subscriber:
 
         self._server = ae.start_server(("127.0.0.1", self.port), block=False,
                                        evt_handlers=[(evt.EVT_N_EVENT_REPORT, on_report)])
+        self.port = self._server.server_address[1]  # the one bound, when asked for 0
         return self
 
     def stop(self) -> None:

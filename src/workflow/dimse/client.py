@@ -5,6 +5,7 @@ response as a status with its standard meaning."""
 from __future__ import annotations
 
 import logging
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Iterator
@@ -12,6 +13,7 @@ from typing import Iterable, Iterator
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom import evt, status as standard_statuses
+from pynetdicom.dul import DULServiceProvider
 
 from workflow.dimse import event_driven
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
@@ -167,3 +169,12 @@ def logged(step: Step, peer: Peer, sop_class: str, sop_instance: str | None) -> 
              extra={"called_ae": peer.called_ae, "calling_ae": peer.calling_ae, "sop_class": sop_class,
                     "sop_instance": sop_instance, "status": None if answer.status is None else f"{answer.status:04X}"})
     return step
+
+
+def end_stray_dul_threads() -> None:
+    """End every DICOM upper layer thread still running: after a Ctrl-C that interrupted an association
+    half-way (while associating or releasing), its DUL thread loops on with no association to stop it,
+    and pynetdicom makes it a non-daemon thread, which keeps the process from exiting."""
+    for thread in threading.enumerate():
+        if isinstance(thread, DULServiceProvider) and thread.is_alive():
+            thread.kill_dul()
