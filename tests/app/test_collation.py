@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from dataclasses import asdict
 from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from testkit.db import drop_database, test_settings
+from testkit.db import drop_database, new_database_url, test_settings
 from workflow.app import App
 from workflow.inventory.crawl import listed_studies
 from workflow.inventory.rules.iod import StudyFacts
@@ -26,22 +24,15 @@ pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
-def database_collated(postgres_admin_url):
+def database_collated(postgres_admin_url, tmp_path):
     """Makes a database of the given collation (skips where the server lacks that locale)."""
     made = []
 
     def make(locale: str) -> str:
-        name = f"wfm_test_{uuid.uuid4().hex[:12]}"
-        admin = create_engine(postgres_admin_url, isolation_level="AUTOCOMMIT")
         try:
-            with admin.connect() as conn:
-                conn.execute(text(f"CREATE DATABASE \"{name}\" TEMPLATE template0 "
-                                  f"LC_COLLATE '{locale}' LC_CTYPE '{locale}'"))
+            made.append(new_database_url("postgresql", tmp_path, postgres_admin_url, locale))
         except DBAPIError as exc:
             pytest.skip(f"this PostgreSQL cannot create a {locale} database: {exc.orig}")
-        finally:
-            admin.dispose()
-        made.append(make_url(postgres_admin_url).set(database=name).render_as_string(hide_password=False))
         return made[-1]
 
     yield make

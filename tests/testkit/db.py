@@ -27,14 +27,18 @@ def postgres_unavailable() -> str | None:
         return f"PostgreSQL not reachable at {make_url(POSTGRES_URL).render_as_string()}: {exc.__class__.__name__}"
 
 
-def new_database_url(backend: str, tmp_path: Path, admin_url: str | None) -> str:
+def new_database_url(backend: str, tmp_path: Path, admin_url: str | None, locale: str | None = None) -> str:
+    """A new database; on PostgreSQL `locale` is its collation and character type (else the server's)."""
     if backend == "sqlite":
         return f"sqlite:///{tmp_path / f'wfm-{uuid.uuid4().hex[:8]}.db'}"
     name = f"wfm_test_{uuid.uuid4().hex[:12]}"
+    options = f" TEMPLATE template0 LC_COLLATE '{locale}' LC_CTYPE '{locale}'" if locale else ""
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{options}'))
+    finally:
+        admin.dispose()
     return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
