@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 
@@ -14,6 +15,17 @@ CONTEXT_KEYS = (
     "calling_ae", "called_ae", "peer", "sop_class", "sop_instance", "study_instance_uid",
     "status", "outcome", "instances", "duration_ms", "reason",
 )
+
+
+# A bearer token never reaches a log line: a WebSocket client may pass it in the URL (`?access_token=`),
+# and uvicorn logs every WebSocket's URL at INFO; anything else quoting one (an exception's text) too.
+_SECRET = re.compile(r"(?<=access_token=)[^&\s\"'\\]+|wfm_[A-Za-z0-9_-]{40,}")
+
+
+def redacted(line: str) -> str:
+    if "access_token=" not in line and "wfm_" not in line:  # the common case, without the expression
+        return line
+    return _SECRET.sub("[redacted]", line)
 
 
 class JsonFormatter(logging.Formatter):
@@ -29,7 +41,7 @@ class JsonFormatter(logging.Formatter):
                 out[key] = record.__dict__[key]
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
+        return redacted(json.dumps(out, default=str))
 
 
 class TextFormatter(logging.Formatter):
@@ -40,7 +52,7 @@ class TextFormatter(logging.Formatter):
             line += f"  [{context}]"
         if record.exc_info:
             line += "\n" + self.formatException(record.exc_info)
-        return line
+        return redacted(line)
 
 
 def setup_logging(level: str = "INFO", json_lines: bool | None = None, *, tool: bool = False) -> None:

@@ -325,3 +325,41 @@ def test_a_bad_policy_set_is_refused_whole_on_reload(tmp_path):
     assert not app.reload_policies()
     assert app.policies is kept and app.readiness.policies is kept
     app.engine.dispose()
+
+
+def test_a_bearer_token_never_reaches_the_log(tmp_path):
+    """A WebSocket subscriber may carry its token in the URL (`?access_token=`), and uvicorn logs each
+    WebSocket's URL: the log shows the request with the token, accepted or refused, blanked out."""
+    import asyncio
+
+    import websockets
+
+    port, http_port = free_port(), free_port()
+    config = tmp_path / "wfm.toml"
+    config.write_text(f'database_url = "sqlite:///{tmp_path / "wfm.db"}"\nhost = "127.0.0.1"\nport = {port}\n'
+                      f'http_port = {http_port}\n')
+    wfm("db", "upgrade", config=config)
+    token = wfm("token", "create", "watcher", "--rights", "subscribe", config=config).stdout.strip()
+    wrong = token[:-4] + "AAAA"
+    server = Served(config, port, tmp_path / "wfm.log")
+    server.start()
+
+    async def open_channel(secret: str) -> None:
+        url = f"ws://127.0.0.1:{http_port}/dicom-web/subscribers/WATCHER?access_token={secret}"
+        async with websockets.connect(url, open_timeout=20) as socket:
+            if secret == wrong:
+                with pytest.raises(websockets.ConnectionClosed):
+                    await asyncio.wait_for(socket.recv(), 20)
+
+    try:
+        wait_for_log(server, lambda r: r.get("msg", "").startswith("HTTP on "))
+        asyncio.run(open_channel(token))
+        asyncio.run(open_channel(wrong))
+        wait_for_log(server, lambda r: r.get("msg") == "event channel closed")
+        wait_for_log(server, lambda r: r.get("msg", "").startswith("event channel refused"))
+    finally:
+        assert server.stop() == 0
+    text = server.log.read_text()
+    accepted = [r["msg"] for r in _log_records(server) if "WebSocket /dicom-web/subscribers/WATCHER" in r["msg"]]
+    assert len(accepted) == 2 and all("access_token=[redacted]" in line for line in accepted), accepted
+    assert token not in text and wrong not in text and token[4:20] not in text

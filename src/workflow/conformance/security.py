@@ -85,7 +85,9 @@ not listed, coming from another host or (over TLS) with another certificate subj
 association (A-ASSOCIATE-RJ permanent, "calling AE title not recognized" or "no reason given") and
 recorded as a Security Alert. Without `[[client_ae]]`, `allowed_calling_aes` lists AE titles holding every
 right; with neither, any calling AE is accepted with every right (logged as a warning at start-up).
-HTTP tokens (`wfm token create NAME --rights ...`) hold the same rights.
+HTTP tokens (`wfm token create NAME --rights ...`) hold the same rights. The server keeps only a token's
+hash, and no log line carries a token: one in a URL (the event channel's `access_token`) is logged as
+`[redacted]`.
 
 {table(("Right", "Allows"), right_rows)}
 
