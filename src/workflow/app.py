@@ -61,6 +61,7 @@ OFFERED = (VERIFICATION, ian_scp.SERVICE, mpps_scp.SERVICE, *ups_scp.SERVICES, s
            *inventory_qr.SERVICES)
 USED = (event_sender.SERVICE, *reconcile_services.CLIENT_SERVICES, inventory_qr.SUB_OPERATIONS)
 HOUSEKEEPING_EVERY = 600.0  # seconds between retention rounds
+EVENT_EXPIRY_EVERY = 60.0  # seconds between rounds expiring events no WebSocket took (at most)
 
 
 class StartupError(Exception):
@@ -113,6 +114,10 @@ class App:
         self.events_written.connect(self.events.wake.set)
         self.readiness_worker = ReadinessWorker(self.readiness, settings, self.events_written)
         self.housekeeping = Periodic("wfm-housekeeping", self.purge, every=HOUSEKEEPING_EVERY)
+        # Events owed to WebSocket subscribers expire whether or not HTTP is on (a subscriber made by
+        # another process, or an AE title since added to [[remote_ae]] and removed again).
+        self.event_expiry = Periodic("wfm-event-expiry", lambda: self.outbox.expire_websocket_events(utcnow()),
+                                     every=min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4))
         # Other processes' commits on the same PostgreSQL wake these workers too (LISTEN/NOTIFY).
         self.wakeups = wakeups.Listener(self.engine)
         self.wakeups.on(wakeups.EVENTS, self.events_written.fire)
@@ -219,6 +224,7 @@ class App:
         self.events.start()
         self.readiness_worker.start()
         self.housekeeping.start()
+        self.event_expiry.start()
         if reconcile_scheduler.scheduled_archives(self.settings):
             self.scheduler = reconcile_scheduler.ReconcileScheduler(self.settings, self.engine,
                                                                     studies=self.readiness)
@@ -238,6 +244,7 @@ class App:
             http_stopped.join()
         # A round under way finishes before the engine goes.
         self.housekeeping.stop(max(1.0, grace_ends - time.monotonic()))
+        self.event_expiry.stop(max(1.0, grace_ends - time.monotonic()))
         self.readiness_worker.stop(max(1.0, grace_ends - time.monotonic()))
         # Subscribers hear we are going down; what cannot be delivered now stays owed.
         self.wakeups.stop()

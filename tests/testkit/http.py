@@ -18,9 +18,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def http_app(database_url: str, **overrides):
-    """A started App with both faces; yields it (its HTTP port is app.http.port)."""
-    app = App(test_settings(database_url, http_port=free_port(), **overrides))
+def http_app(database_url: str, http: bool = True, **overrides):
+    """A started App with both faces (`http=False`: the DICOM face only); yields it (its HTTP port is
+    app.http.port)."""
+    app = App(test_settings(database_url, http_port=free_port() if http else 0, **overrides))
     app.start()
     try:
         yield app

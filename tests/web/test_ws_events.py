@@ -4,6 +4,10 @@ same changes; events owed too long become undeliverable; ids follow commit order
 
 from __future__ import annotations
 
+import base64
+import json
+import os
+import socket
 import threading
 import time
 
@@ -16,6 +20,7 @@ from testkit.http import EventSocket, http_app
 from testkit.ups import GLOBAL, EventReceiver, claim, ups_association, workitem
 from workflow.config import RemoteAE
 from workflow.kernel.json_model import build, first
+from workflow.ups import http_events
 from workflow.ups.outbox import enqueue
 from workflow.ups.tables import OutboxEvent
 
@@ -107,6 +112,29 @@ def test_a_socket_for_a_configured_remote_ae_is_refused(app):
     assert closed.value.rcvd.code == 1008 and "DIMSE" in closed.value.rcvd.reason
 
 
+def test_the_channel_needs_a_token_with_the_subscribe_right(database_url):
+    """Once a token exists: no token, or one without the subscribe right, is closed with 1008; the right
+    one opens the channel, its scheme named in any case ("bearer"), in the URL or in the console's cookie."""
+    from websockets.sync.client import connect
+
+    with http_app(database_url) as app:
+        subscriber = app.tokens.create("WSTOKEN", "subscribe")
+        reader = app.tokens.create("WSREADER", "read")
+        url = f"ws://127.0.0.1:{app.http.port}/dicom-web/subscribers/WSTOKEN"
+        for headers in (None, {"Authorization": f"Bearer {reader}"}, {"Authorization": f"Basic {subscriber}"}):
+            with connect(url, additional_headers=headers, open_timeout=10) as refused:
+                with pytest.raises(ConnectionClosed) as closed:
+                    refused.recv(timeout=10)
+            assert closed.value.rcvd.code == 1008 and "subscribe right" in closed.value.rcvd.reason
+        subscribe(app, "WSTOKEN")
+        for how in ({"additional_headers": {"Authorization": f"bearer {subscriber}"}},
+                    {"additional_headers": {"Cookie": f"wfm_token={subscriber}"}}, {"query": subscriber}):
+            target = url + (f"?access_token={how.pop('query')}" if "query" in how else "")
+            with connect(target, open_timeout=10, **how) as channel:
+                uid = create(app)
+                assert json.loads(channel.recv(timeout=15))[AFFECTED_UID]["Value"] == [uid]
+
+
 def test_a_newer_socket_replaces_the_older(app):
     subscribe(app, "WSTWICE")
     older = EventSocket(app, "WSTWICE")
@@ -118,9 +146,59 @@ def test_a_newer_socket_replaces_the_older(app):
         assert newer.next()[AFFECTED_UID]["Value"] == [uid]
 
 
-def test_events_owed_too_long_become_undeliverable(database_url):
-    with http_app(database_url, event_retry_initial=0.1, event_retry_max_interval=0.1, event_retry_for=0.5) as app:
-        app.event_hub.fallback = 0.1
+def stalled_socket(app, ae_title: str) -> socket.socket:
+    """A subscriber that opens its event channel and then never reads (a receive buffer of a few KB)."""
+    raw = socket.socket()
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(15)
+    raw.connect(("127.0.0.1", app.http.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    raw.sendall(f"GET /dicom-web/subscribers/{ae_title} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += raw.recv(1)  # the handshake only: the first event stays unread
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    wait_until(lambda: ae_title in app.event_hub.sockets)
+    return raw
+
+
+def test_a_subscriber_that_stops_reading_holds_up_no_other(app):
+    """One subscriber stops reading mid-stream: another still gets every event at once; the silent one's
+    socket is closed after the send timeout, and what it did not take stays owed and arrives, in order,
+    when it connects again."""
+    subscribe(app, "WSSTALLED")
+    subscribe(app, "WSLIVELY")
+    app.event_hub.send_timeout = 4.0
+    raw = stalled_socket(app, "WSSTALLED")
+    try:
+        with EventSocket(app, "WSLIVELY") as lively:
+            wait_until(lambda: "WSLIVELY" in app.event_hub.sockets)
+            # 6.4 MB in all: more than the kernel buffers of a loopback connection hold (4 MB)
+            count, padding = 400, {"0040A160": {"vr": "UT", "Value": ["x" * 16000]}}
+            with app.engine.begin() as conn:
+                for n in range(count):
+                    enqueue(conn, ["WSSTALLED", "WSLIVELY"], f"1.2.3.{n}", 5, padding, time_now())
+            app.events_written.fire()
+            got = [lively.next()[AFFECTED_UID]["Value"][0] for _ in range(count)]
+            assert got == [f"1.2.3.{n}" for n in range(count)]
+            # All of them, while the silent subscriber's socket is still held up (not yet timed out).
+            assert "WSSTALLED" in app.event_hub.sockets
+        wait_until(lambda: "WSSTALLED" not in app.event_hub.sockets, timeout=30)
+        left = [uid for _, uid, _ in owed(app, "WSSTALLED", "PENDING")]
+        assert 0 < len(left) < count and left == [f"1.2.3.{n}" for n in range(count - len(left), count)]
+    finally:
+        app.event_hub.send_timeout = http_events.SEND_TIMEOUT
+        raw.close()
+    with EventSocket(app, "WSSTALLED") as again:
+        assert [again.next()[AFFECTED_UID]["Value"][0] for _ in left] == left
+
+
+@pytest.mark.parametrize("http", [True, False], ids=["http on", "http off"])
+def test_events_owed_too_long_become_undeliverable(database_url, http):
+    """Also with HTTP off: a subscriber made by another process, whose events this one must still expire."""
+    settings = dict(event_retry_initial=0.1, event_retry_max_interval=0.1, event_retry_for=0.5)
+    with http_app(database_url, http=http, **settings) as app:
         subscribe(app, "WSGONE")
         create(app)
         t = OutboxEvent.__table__

@@ -122,7 +122,9 @@ N-EVENT-REPORT it stands for: Affected SOP Class UID (0000,0002) {events.UPS_EVE
 ID (0000,0110), Affected SOP Instance UID (0000,1000) and Event Type ID (0000,1002). Events come from
 the outbox the DIMSE event sender uses: events owed while the socket is closed wait there
 (`event_retry_for`, then UNDELIVERABLE) and are sent when it reconnects, in the order their changes
-were committed, across workitems; an event counts as delivered once written to the socket. One socket
+were committed, across workitems; an event counts as delivered once written to the socket. A subscriber
+that takes no event for {events.SEND_TIMEOUT:g} s (it stopped reading) has its socket closed with code
+{events.POLICY_VIOLATION}; its events stay owed, and no other subscriber waits for it. One socket
 per AE title: a newer one closes the older with code {events.REPLACED}. A socket for a configured
 `[[remote_ae]]` (its events go by DIMSE), without the right, or with an invalid AE title is accepted
 and closed with code {events.POLICY_VIOLATION} and the reason. Stopping the server closes sockets with

@@ -9,7 +9,10 @@ opens at `/dicom-web/subscribers/{aetitle}`, fed from the same outbox as DIMSE N
   event is DELIVERED once written to the socket; a later one never goes before an earlier one still owed.
 - One socket per AE title: a newer one replaces the older (closed with code 4000).
 - The hub wakes when a commit wrote events (`events_written`) and when a socket connects; a slow round
-  every FALLBACK seconds is only a safety net (and expires events owed too long).
+  every FALLBACK seconds is only a safety net. Each subscriber is sent to in a task of its own, and a
+  send that waits longer than SEND_TIMEOUT (a subscriber that stopped reading) closes that socket, its
+  events still owed: no subscriber holds up another's events. (Events owed too long expire in the
+  app's `wfm-event-expiry` worker, whether or not HTTP is on.)
 Also `GET /api/events`: the events owed (or all), as `wfm events --json` lists them.
 """
 
@@ -32,6 +35,7 @@ from workflow.web.access import requires
 log = logging.getLogger("workflow.events")
 
 FALLBACK = 5.0  # seconds between safety-net rounds (an instance may set its own `fallback`)
+SEND_TIMEOUT = 30.0  # seconds one event may wait to be taken by the subscriber's socket (`send_timeout`)
 UPS_EVENT_SOP_CLASS = "1.2.840.10008.5.1.4.34.6.4"  # as PS3.18 11.13's example names the Affected SOP Class
 POLICY_VIOLATION, GOING_AWAY, REPLACED = 1008, 1001, 4000
 
@@ -58,7 +62,10 @@ class EventHub:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
+        self._queued: set[str] = set()  # subscribers with a delivery task waiting for their lock
+        self._deliveries: set[asyncio.Task] = set()
         self.fallback = FALLBACK
+        self.send_timeout = SEND_TIMEOUT
 
     async def run(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -69,14 +76,26 @@ class EventHub:
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
-            try:
-                await run_in_threadpool(self.outbox.expire_websocket_events, utcnow())
-                for ae_title in list(self.sockets):
-                    await self.deliver(ae_title)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - the events stay owed; the next round retries
-                log.exception("event channel delivery round failed")
+            for ae_title in list(self.sockets):
+                self._deliver_soon(ae_title)
+
+    def _deliver_soon(self, ae_title: str) -> None:
+        """Deliver to one subscriber in a task of its own. At most one waits behind the one under way:
+        it reads what is owed after the running one finished, so no event written meanwhile is missed."""
+        if ae_title in self._queued:
+            return
+        self._queued.add(ae_title)
+        task = asyncio.get_running_loop().create_task(self._delivery(ae_title), name=f"wfm-event-channel-{ae_title}")
+        self._deliveries.add(task)
+        task.add_done_callback(self._deliveries.discard)
+
+    async def _delivery(self, ae_title: str) -> None:
+        try:
+            await self.deliver(ae_title, queued=True)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the events stay owed; the next round retries
+            log.exception("event channel delivery failed", extra={"called_ae": ae_title})
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = asyncio.run_coroutine_threadsafe(self._start(), loop).result(5)
@@ -96,6 +115,8 @@ class EventHub:
         """The server stops: close every socket (1001), stop the hub."""
         if self._task is not None:
             self._task.cancel()
+        for task in list(self._deliveries):
+            task.cancel()
         for ae_title, socket in list(self.sockets.items()):
             await _close(socket, GOING_AWAY, "server stopping")
             self.sockets.pop(ae_title, None)
@@ -113,10 +134,12 @@ class EventHub:
             del self.sockets[ae_title]
             log.info("event channel closed", extra={"called_ae": ae_title})
 
-    async def deliver(self, ae_title: str) -> None:
+    async def deliver(self, ae_title: str, queued: bool = False) -> None:
         """Send the subscriber what it is owed, in outbox order, marking each as it is written."""
         lock = self._locks.setdefault(ae_title, asyncio.Lock())
         async with lock:
+            if queued:
+                self._queued.discard(ae_title)
             while (socket := self.sockets.get(ae_title)) is not None:
                 owed = await run_in_threadpool(self.outbox.pending_for, ae_title, 100)
                 if not owed:
@@ -125,7 +148,16 @@ class EventHub:
                     if self.sockets.get(ae_title) is not socket:
                         return  # replaced or gone: the rest stays owed, in order
                     try:
-                        await socket.send_text(event_message(event))
+                        await asyncio.wait_for(socket.send_text(event_message(event)), self.send_timeout)
+                    except asyncio.TimeoutError:  # it stopped reading: the event stays owed
+                        log.warning(f"event channel closed: the subscriber took no event for {self.send_timeout:g} s",
+                                    extra={"called_ae": ae_title, "sop_instance": event.workitem_uid})
+                        self.detach(ae_title, socket)
+                        try:  # a close frame waits behind the unread ones too; uvicorn's keepalive ends it then
+                            await asyncio.wait_for(_close(socket, POLICY_VIOLATION, "not reading its events"), 5)
+                        except asyncio.TimeoutError:
+                            pass
+                        return
                     except Exception:  # noqa: BLE001 - a socket gone mid-send: the event stays owed
                         self.detach(ae_title, socket)
                         return
@@ -147,7 +179,8 @@ def router(hub: EventHub, outbox: Outbox, tokens: Tokens) -> APIRouter:
     @api.websocket("/dicom-web/subscribers/{aetitle}", name="ups-rs open event channel")
     async def channel(socket: WebSocket, aetitle: str) -> None:
         ae_title = aetitle.strip()
-        token = (socket.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        scheme, _, credentials = socket.headers.get("authorization", "").strip().partition(" ")
+        token = ((credentials.strip() if scheme.lower() == "bearer" else "")  # a scheme is case-insensitive
                  or socket.query_params.get("access_token") or socket.cookies.get("wfm_token"))
         principal = await run_in_threadpool(tokens.principal, token or None)
         refusal = None
