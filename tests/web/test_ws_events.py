@@ -135,6 +135,16 @@ def test_the_channel_needs_a_token_with_the_subscribe_right(database_url):
                 assert json.loads(channel.recv(timeout=15))[AFFECTED_UID]["Value"] == [uid]
 
 
+def test_frames_a_subscriber_sends_are_ignored(app):
+    """The channel carries events one way; a text or binary frame from the subscriber changes nothing."""
+    subscribe(app, "WSCHATTY")
+    with EventSocket(app, "WSCHATTY") as channel:
+        channel.socket.send(b"\x00\x01")
+        channel.socket.send("hello")
+        uid = create(app)
+        assert channel.next()[AFFECTED_UID]["Value"] == [uid]
+
+
 def test_a_newer_socket_replaces_the_older(app):
     subscribe(app, "WSTWICE")
     older = EventSocket(app, "WSTWICE")

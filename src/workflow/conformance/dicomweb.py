@@ -119,7 +119,8 @@ not part of the text read. 410 (Gone) is never answered: a deleted workitem is u
 parameter or the `wfm_token` cookie; the `{Right.WATCH.value}` right). Each event report is one text
 frame: a DICOM JSON data set holding the Event Information and the command attributes of the
 N-EVENT-REPORT it stands for: Affected SOP Class UID (0000,0002) {events.UPS_EVENT_SOP_CLASS}, Message
-ID (0000,0110), Affected SOP Instance UID (0000,1000) and Event Type ID (0000,1002). Events come from
+ID (0000,0110), Affected SOP Instance UID (0000,1000) and Event Type ID (0000,1002); frames the subscriber
+sends are ignored. Events come from
 the outbox the DIMSE event sender uses: events owed while the socket is closed wait there
 (`event_retry_for`, then UNDELIVERABLE) and are sent when it reconnects, in the order their changes
 were committed, across workitems; an event counts as delivered once written to the socket. A subscriber

@@ -199,8 +199,9 @@ def router(hub: EventHub, outbox: Outbox, tokens: Tokens) -> APIRouter:
             return
         await hub.attach(ae_title, socket)
         try:
-            while True:
-                await socket.receive_text()  # the subscriber says nothing; this sees it go
+            # The subscriber has nothing to say; what it sends anyway (text or binary) is ignored.
+            while (await socket.receive())["type"] != "websocket.disconnect":
+                pass
         except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
