@@ -31,7 +31,7 @@ class Workitem(SQLModel, table=True):
     # The lock of PS3.4 CC.1.1: set by the performer on claim; never returned by N-GET or C-FIND.
     transaction_uid: Optional[str] = Field(default=None, max_length=UID)
     priority: Optional[str] = Field(default=None, max_length=16)
-    procedure_step_label: Optional[str] = Field(default=None, max_length=64, index=True)
+    procedure_step_label: Optional[str] = Field(default=None, max_length=64)  # indexed below
     worklist_label: Optional[str] = Field(default=None, max_length=64)
     # DT values normalised to YYYYMMDDHHMMSS.ffffff (UTC offset dropped) so ranges compare as text.
     scheduled_start_datetime: Optional[str] = Field(default=None, max_length=26, index=True)
@@ -41,7 +41,7 @@ class Workitem(SQLModel, table=True):
     input_readiness_state: Optional[str] = Field(default=None, max_length=16)
     study_instance_uid: Optional[str] = Field(default=None, max_length=UID, index=True)
     patient_name: Optional[str] = Field(default=None, max_length=324)
-    patient_id: Optional[str] = Field(default=None, max_length=64, index=True)
+    patient_id: Optional[str] = Field(default=None, max_length=64)  # indexed below
     patient_birth_date: Optional[str] = Field(default=None, max_length=8)
     patient_sex: Optional[str] = Field(default=None, max_length=16)
     admission_id: Optional[str] = Field(default=None, max_length=64)
@@ -58,6 +58,10 @@ class Workitem(SQLModel, table=True):
 Index("ix_workitem_patient_name_folded",
       func.lower(Workitem.__table__.c.patient_name).label("patient_name_folded"),
       postgresql_ops={"patient_name_folded": "text_pattern_ops"})
+# Matched case-sensitively, with wild cards too ("CT*"): text_pattern_ops, for the same reason.
+Index("ix_workitem_procedure_step_label", Workitem.__table__.c.procedure_step_label,
+      postgresql_ops={"procedure_step_label": "text_pattern_ops"})
+Index("ix_workitem_patient_id", Workitem.__table__.c.patient_id, postgresql_ops={"patient_id": "text_pattern_ops"})
 
 
 class WorkitemSeqItem(SQLModel, table=True):
