@@ -59,3 +59,15 @@ def test_settings(database_url: str, **overrides) -> Settings:
 
 
 test_settings.__test__ = False  # a helper, not a test
+
+
+def query_plan(engine, statement) -> str:
+    """The plan the database picks for `statement`, as one line. On PostgreSQL with sequential scans
+    off: a test's tables are tiny, so this asks which index could serve, as on a large table."""
+    compiled = statement.compile(engine)
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            params = tuple(compiled.params[name] for name in compiled.positiontup)
+            return " ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params))
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        return " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params))

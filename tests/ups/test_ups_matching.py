@@ -11,9 +11,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydicom.datadict import dictionary_VR, keyword_for_tag
-from sqlalchemy import delete, insert, text
+from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session
 
+from testkit.db import query_plan
 from workflow.ups.rules.matching import (
     MATCHING_KEYS,
     RANGE,
@@ -593,16 +594,9 @@ PLANNED = [
                          ids=["pn prefix", "pn", "lo prefix", "lo", "patient id prefix", "patient id"])
 def test_names_and_prefixes_are_matched_on_an_index(engine, identifier, on_sqlite, on_postgresql):
     """Not a scan of every workitem: at a million workitems that took over a second."""
-    compiled = matching_select(parse_query(identifier)).compile(engine)
-    with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            params = tuple(compiled.params[name] for name in compiled.positiontup)
-            plan = " ".join(r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), params))
-            used = f"USING INDEX {on_sqlite} ("
-        else:
-            conn.execute(text("SET LOCAL enable_seqscan = off"))  # the table is tiny: ask what could serve
-            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params))
-            used = f"using {on_postgresql} on workitem"
+    plan = query_plan(engine, matching_select(parse_query(identifier)))
+    used = (f"USING INDEX {on_sqlite} (" if engine.dialect.name == "sqlite"
+            else f"using {on_postgresql} on workitem")
     assert used in plan, plan
 
 

@@ -125,8 +125,10 @@ class WorklistPage:
     next_after: str | None  # the cursor of the next page, None on the last
 
 
-def _wildcard(column, value: str):
-    return WildcardMatch(column, value) if ("*" in value or "?" in value) else column == value
+def _wildcard(column, value: str, case_insensitive: bool = False):
+    if "*" in value or "?" in value:
+        return WildcardMatch(column, value, case_insensitive)
+    return func.lower(column) == func.lower(value) if case_insensitive else column == value
 
 
 def worklist_conditions(f: WorklistFilter) -> list:
@@ -145,7 +147,8 @@ def worklist_conditions(f: WorklistFilter) -> list:
         where.append(W.c.scheduled_start_datetime <= f.start_to.replace("-", "") + "235959.999999")
     if f.patient:
         # Patient ID or Patient Name (stored as its alphabetic group, "Family^Given"); * and ? wild cards.
-        where.append(or_(_wildcard(W.c.patient_id, f.patient), _wildcard(W.c.patient_name, f.patient)))
+        # The name in any case, as C-FIND matches a PN (and on the same index, lower(patient_name)).
+        where.append(or_(_wildcard(W.c.patient_id, f.patient), _wildcard(W.c.patient_name, f.patient, True)))
     return where
 
 
