@@ -9,8 +9,9 @@ from hypothesis import given, strategies as st
 from workflow.readiness.rules.procedure import STATES, TRANSITIONS, ProcedureFacts, advance, target_state
 
 # What can happen to a requested procedure, in any order: an MPPS starts / completes / is
-# discontinued, an IAN arrives, the expected set becomes (or stops being) all ONLINE.
-EVENTS = ("IN PROGRESS", "COMPLETED", "DISCONTINUED", "ian", "available", "lost")
+# discontinued, an IAN arrives, later IANs move every announced instance to another study, the expected
+# set becomes (or stops being) all ONLINE.
+EVENTS = ("IN PROGRESS", "COMPLETED", "DISCONTINUED", "ian", "moved away", "available", "lost")
 
 
 # The moves the design allows, written out here independently of the code's table: a table that gains
@@ -20,6 +21,7 @@ ALLOWED_MOVES = {
     ("REQUESTED", "PERFORMED"), ("IN PROGRESS", "PERFORMED"), ("DISCONTINUED", "PERFORMED"),
     ("REQUESTED", "DISCONTINUED"), ("IN PROGRESS", "DISCONTINUED"),
     ("PERFORMED", "AVAILABLE"), ("AVAILABLE", "PERFORMED"),
+    ("IN PROGRESS", "REQUESTED"),  # only when nothing performed or announced is left
 }
 
 
@@ -29,7 +31,7 @@ def test_any_history_moves_only_along_the_allowed_moves(events):
     for event in events:
         if event in ("IN PROGRESS", "COMPLETED", "DISCONTINUED"):
             steps.add(event)
-        announced |= event == "ian"
+        announced = True if event == "ian" else False if event == "moved away" else announced
         available = True if event == "available" else False if event == "lost" else available
         facts = ProcedureFacts(frozenset(steps), announced, available)
         for trigger in advance(state, facts):

@@ -45,6 +45,7 @@ W, SEQ = Workitem.__table__, WorkitemSeqItem.__table__
 INPUT, TIMER, PENDING = WorkitemInput.__table__, ReadinessTimer.__table__, ReadinessPending.__table__
 STUDY = ReadinessStudy.__table__
 INST, LOC, NOTE = Instance.__table__, InstanceLocation.__table__, Notification.__table__
+RETRY_FIRST, RETRY_MAX = 5.0, 600.0  # seconds before a study whose pass failed is evaluated again
 CACHED_INSTANCES = 500_000  # instances a process keeps of the studies it evaluated last (~1.5 KB each)
 REQUEST_SEQ, STUDY_UID, ACCESSION = "0040A370", "0020000D", "00080050"
 WORKITEM_CODES, CODE_VALUE, CODE_SCHEME = "00404018", "00080100", "00080102"
@@ -58,6 +59,9 @@ class ReadinessService:
         self.worklist = worklist  # creates the workitems templates ask for
         self.wake = threading.Event()  # set after a commit that marked a study: the worker evaluates it
         self._waiting: dict[str, datetime] = {}  # study -> when this process first saw it pending
+        # study -> (when to try again, seconds waited last): a study whose pass failed waits, so that it
+        # neither holds up the others nor fills the log; transient failures are retried soon.
+        self._failed: dict[str, tuple[datetime, float]] = {}
         self.next_due: datetime | None = None  # when `run_pending` has a study falling due next
         self.timers_wake = threading.Event()  # set when a settle timer was written: the timer thread looks
         self.timer_writes = 0  # settle timers written by this process (the timer thread compares)
@@ -100,6 +104,8 @@ class ReadinessService:
             at = aware(marked_at) + timedelta(seconds=quiet)
             if max_wait is not None:
                 at = min(at, self._waiting.setdefault(study_uid, now) + timedelta(seconds=max_wait))
+            if study_uid in self._failed:
+                at = max(at, self._failed[study_uid][0])
             if at <= now:
                 due.append(study_uid)
             else:
@@ -116,16 +122,29 @@ class ReadinessService:
         rest = due if self.policies.templates else self._settle_quick(due, now, batch)
         written = 0
         for study_uid in rest:
-            with self.engine.begin() as conn:
-                # The mark as it is now, held: another server skips it; an IAN's upsert waits for the lock
-                # (on SQLite, for the write lock).
-                held = conn.execute(_HOLD[conn.dialect.name], {"study": study_uid}).first()
-                if held is None:  # held by another server, or cleared since the listing
-                    continue
-                written += self.update_study(conn, study_uid, now)
-                cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": held.generation}).rowcount
+            try:
+                with self.engine.begin() as conn:
+                    # The mark as it is now, held: another server skips it; an IAN's upsert waits for the
+                    # lock (on SQLite, for the write lock).
+                    held = conn.execute(_HOLD[conn.dialect.name], {"study": study_uid}).first()
+                    if held is None:  # held by another server, or cleared since the listing
+                        continue
+                    written += self.update_study(conn, study_uid, now)
+                    cleared = conn.execute(_CLEAR, {"study": study_uid, "generation": held.generation}).rowcount
+            except Exception:  # noqa: BLE001 - this study's pass is retried later; the others go on
+                self._pass_failed(study_uid, now)
+                continue
+            self._failed.pop(study_uid, None)
             self._cleared(study_uid, bool(cleared), now)
         return written
+
+    def _pass_failed(self, study_uid: str, now: datetime) -> None:
+        """Nothing of the pass was kept (its transaction rolled back) and the mark stays: the study is
+        evaluated again after RETRY_FIRST seconds, the wait doubling up to RETRY_MAX at each failure."""
+        wait = min(RETRY_MAX, self._failed[study_uid][1] * 2) if study_uid in self._failed else RETRY_FIRST
+        self._failed[study_uid] = (now + timedelta(seconds=wait), wait)
+        log.exception(f"readiness evaluation of a study failed; it is tried again in {wait:g} s",
+                      extra={"study_instance_uid": study_uid})
 
     def _settle_quick(self, due: list[str], now: datetime, batch: int) -> list[str]:
         """Settle the due studies no workitem, template or MPPS watches, known only from IANs: their

@@ -16,7 +16,8 @@ from transitions import Machine
 
 # State -> what it means (the conformance statement and `wfm study` print these).
 STATES: dict[str, str] = {
-    "REQUESTED": "named by a UPS Referenced Request or an MPPS Scheduled Step; nothing performed or announced yet",
+    "REQUESTED": "named by a UPS Referenced Request or an MPPS Scheduled Step; nothing performed or announced "
+                 "(yet, or any more)",
     "IN PROGRESS": "an MPPS for it is IN PROGRESS, or IANs announced instances of its study with no MPPS final",
     "PERFORMED": "an MPPS for it is COMPLETED (its Performed Series are the expected set), not all of them "
                  "available ONLINE yet",
@@ -31,6 +32,9 @@ TRANSITIONS: tuple[tuple[str, tuple[str, ...], str], ...] = (
     ("discontinue", ("REQUESTED", "IN PROGRESS"), "DISCONTINUED"),
     ("all_available", ("PERFORMED",), "AVAILABLE"),
     ("instances_lost", ("AVAILABLE",), "PERFORMED"),
+    # Later IANs placed every announced instance in another study (a study corrected at the archive),
+    # and no MPPS speaks for it: nothing is performed or announced any more.
+    ("announcements_withdrawn", ("IN PROGRESS",), "REQUESTED"),
 )
 
 
