@@ -69,3 +69,6 @@ def setup_logging(level: str = "INFO", json_lines: bool | None = None, *, tool: 
     # matters.
     logging.getLogger("pynetdicom").setLevel(logging.CRITICAL if tool else logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # pydicom warns (warnings.warn) about values a peer sent: as log records, so that the log stays one
+    # JSON object a line (logger "py.warnings").
+    logging.captureWarnings(True)

@@ -363,3 +363,14 @@ def test_a_bearer_token_never_reaches_the_log(tmp_path):
     accepted = [r["msg"] for r in _log_records(server) if "WebSocket /dicom-web/subscribers/WATCHER" in r["msg"]]
     assert len(accepted) == 2 and all("access_token=[redacted]" in line for line in accepted), accepted
     assert token not in text and wrong not in text and token[4:20] not in text
+
+
+def test_a_library_warning_is_a_json_log_line_too():
+    """pydicom warns (warnings.warn) about values peers send; the log stays one JSON object a line."""
+    script = ("from workflow.logs import setup_logging; setup_logging('INFO', json_lines=True)\n"
+              "import warnings; warnings.warn('Invalid value for VR UI: 1.2.*', UserWarning)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 0 and lines and all(line.startswith("{") for line in lines), done.stderr
+    record = json.loads(lines[0])
+    assert record["level"] == "WARNING" and "Invalid value for VR UI" in record["msg"]

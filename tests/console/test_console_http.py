@@ -248,6 +248,16 @@ def test_actions_go_through_the_services(app, seeded):
     assert app.worklist.get(other, None).dataset["00741000"]["Value"] == ["CANCELED"]
 
 
+@pytest.mark.parametrize("start", ["tomorrow", "0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-12:00"])
+def test_a_new_start_that_is_no_date_is_sent_back_with_the_reason(app, seeded, start):
+    uid = seeded.workitems["mr_knee"]
+    with client(app) as http:
+        token = csrf_of(http.get(f"/ui/workitems/{uid}").text)
+        moved = http.post(f"/ui/workitems/{uid}/reschedule", data={"start": start, "csrf": token},
+                          headers=cookies(wfm_csrf=token), follow_redirects=False)
+    assert moved.status_code == 303 and "problem=the+new+start+is+not+a+date+and+time" in moved.headers["location"]
+
+
 def test_a_form_without_its_csrf_token_or_from_another_site_is_refused(app, seeded):
     uid = seeded.workitems["xr_wrist"]
     with client(app) as http:

@@ -70,3 +70,29 @@ def test_mpps_refusals(assoc):
     early.PerformedProcedureStepStatus = "COMPLETED"
     status, _ = assoc.send_n_set(early, MPPS, uid)
     assert status.Status == 0x0121  # final state requirements (end date/time, performed series) unmet
+
+
+def test_each_refusal_says_why_in_its_error_comment(assoc):
+    """The Error Comment names the rule broken, not the state table's cell ("failure 0106")."""
+    uid = generate_uid()
+    assert assoc.send_n_create(in_progress(generate_uid()), MPPS, uid)[0].Status == 0
+    cases = []
+    done = Dataset()
+    done.PerformedProcedureStepStatus = "DONE"
+    cases.append((uid, done, 0x0106, "PerformedProcedureStepStatus"))
+    update = Dataset()
+    update.PerformedProcedureStepDescription = "x"
+    cases.append((generate_uid(), update, 0x0112, "No such SOP Instance"))
+    early = Dataset()
+    early.PerformedProcedureStepStatus = "COMPLETED"
+    cases.append((uid, early, 0x0121, "missing for COMPLETED"))
+    for target, modification, code, named in cases:
+        status, _ = assoc.send_n_set(modification, MPPS, target)
+        assert status.Status == code and named in status.ErrorComment, (code, status.get("ErrorComment"))
+        assert not status.ErrorComment.startswith("failure")
+    assert assoc.send_n_set(completed({generate_uid(): [generate_uid()]}), MPPS, uid)[0].Status == 0
+    status, _ = assoc.send_n_set(update, MPPS, uid)
+    assert status.Status == 0x0110 and status.ErrorID == 0xA710
+    assert status.ErrorComment == "Performed Procedure Step Object may no longer be updated"
+    status, _ = assoc.send_n_create(in_progress(generate_uid()), MPPS, uid)
+    assert status.Status == 0x0111 and "failure" not in status.ErrorComment

@@ -145,6 +145,15 @@ def test_frames_a_subscriber_sends_are_ignored(app):
         assert channel.next()[AFFECTED_UID]["Value"] == [uid]
 
 
+@pytest.mark.parametrize("title", ["A%00B", "A%0AB", "%C3%A9T", "ABCDEFGHIJKLMNOPQ", "A%5CB"])
+def test_a_socket_for_an_invalid_ae_title_is_refused(app, title):
+    """As Subscribe refuses it: 1-16 printable characters of the default repertoire, no backslash."""
+    with pytest.raises(ConnectionClosed) as closed:
+        with EventSocket(app, title) as socket:
+            socket.next(timeout=5)
+    assert closed.value.rcvd.code == 1008 and closed.value.rcvd.reason == "not a valid AE title"
+
+
 def test_a_newer_socket_replaces_the_older(app):
     subscribe(app, "WSTWICE")
     older = EventSocket(app, "WSTWICE")

@@ -282,7 +282,7 @@ def _router(s: ConsoleServices, templates: Jinja2Templates, feed: live.LiveFeed)
         start = (await checked_form(request)).get("start", "")
         try:
             at = datetime.fromisoformat(start.strip()).astimezone() if start.strip() else None
-        except ValueError:
+        except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 pushed past by its offset
             at = None
         if at is None:
             return _back(f"/ui/workitems/{uid}", problem="the new start is not a date and time")

@@ -55,7 +55,7 @@ class PerformedStepService:
             exists = conn.execute(select(P.c.sop_instance_uid).where(P.c.sop_instance_uid == uid)).first()
             decision = decide_create(exists is not None)
             if not decision.accepted:
-                return Outcome(decision.status, comment=decision.text, uid=uid)
+                return Outcome(decision.status, comment=decision.comment or decision.status.meaning, uid=uid)
             conn.execute(P.insert().values(sop_instance_uid=uid, sop_class_uid=MPPS_SOP_CLASS_UID,
                                            status=MPPSStatus.IN_PROGRESS.value, calling_ae_title=calling_ae,
                                            dataset_json=json.dumps(ds, sort_keys=True), created_at=now,
@@ -75,8 +75,9 @@ class PerformedStepService:
             decision = decide_set(parse_status(row.status) if row else None, modification, stored=stored,
                                   type2_absent=self.type2_absent)
             if not decision.accepted:
-                return Outcome(decision.status, comment=decision.text, tags=decision.tags, uid=uid,
-                               error_id=decision.error_id)
+                # The rule or requirement broken (decision.text is the state table's cell, not a reason).
+                return Outcome(decision.status, comment=decision.comment or decision.status.meaning,
+                               tags=decision.tags, uid=uid, error_id=decision.error_id)
             merged = merge_set(stored, modification)
             status = decision.new_status or parse_status(row.status)
             values = dict(status=status.value, dataset_json=json.dumps(merged, sort_keys=True), updated_at=now)

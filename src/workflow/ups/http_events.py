@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse
 
 from workflow.rights import Right
 from workflow.access.tokens import Tokens
+from workflow.kernel.attributes import is_ae_title
 from workflow.kernel.clock import utcnow
 from workflow.ups.outbox import Outbox, OwedEvent
 from workflow.web.access import requires
@@ -186,7 +187,7 @@ def router(hub: EventHub, outbox: Outbox, tokens: Tokens) -> APIRouter:
         refusal = None
         if principal is None or not principal.may(Right.SUBSCRIBE):
             refusal = "a token with the subscribe right is required"
-        elif not ae_title or len(ae_title) > 16 or "\\" in ae_title:
+        elif not is_ae_title(ae_title):  # as Subscribe checks it: 1-16 printable characters, no backslash
             refusal = "not a valid AE title"
         elif outbox.by_dimse(ae_title):
             refusal = f"{ae_title} is a configured remote AE: its events go by DIMSE N-EVENT-REPORT"
