@@ -169,6 +169,7 @@ class App:
             self.http = HttpServer(web_app, settings.http_address, settings.http_port, settings.shutdown_grace,
                                    tls=server_context(settings, client_certificates=False) if settings.https_port else None,
                                    tls_port=settings.https_port, handshake_timeout=settings.artim_timeout,
+                                   request_timeout=settings.network_timeout,
                                    handshake_failed=self._https_handshake_failed)
         self.metrics.gauge("wfm_outbox_backlog", "UPS event reports owed to subscribers",
                            lambda: {(): self.outbox.backlog()})

@@ -48,7 +48,9 @@ def render_security() -> str:
         ("ARTIM: seconds a new connection may stay silent or stall its TLS handshake", "`artim_timeout`",
          f"{d.artim_timeout:g}"),
         ("Seconds without a PDU on an established association before it is aborted; also the seconds a "
-         "send may wait on a peer that has stopped reading, before the connection is closed",
+         "send may wait on a peer that has stopped reading, before the connection is closed; over HTTP, the "
+         "seconds a request's headers may take from the connection or the request's first byte (then 408 and "
+         "the connection closed) and the longest pause in its body (then the connection closed)",
          "`network_timeout`", f"{d.network_timeout:g}"),
     ]
     suites = ", ".join(f"`{s}`" for s in BCP195_TLS12.split(":"))

@@ -15,6 +15,7 @@ from typing import Callable
 import uvicorn
 
 from workflow.tls import handshake_failure
+from workflow.web.request_timeouts import timed_http
 
 log = logging.getLogger("workflow.http")
 
@@ -102,11 +103,12 @@ class _Server(uvicorn.Server):
 
 class HttpServer:
     def __init__(self, app, host: str, port: int, grace: float, *, tls: ssl.SSLContext | None = None,
-                 tls_port: int = 0, handshake_timeout: float = 10.0,
+                 tls_port: int = 0, handshake_timeout: float = 10.0, request_timeout: float = 60.0,
                  handshake_failed: Callable[[str, str], None] | None = None) -> None:
         """port: plain HTTP (0: none); tls_port with tls: HTTPS (0: none); handshake_failed(address, reason)
-        hears of each HTTPS handshake that failed."""
+        hears of each HTTPS handshake that failed; request_timeout: see web/request_timeouts.py."""
         self.config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False,
+                                     http=timed_http(request_timeout),
                                      lifespan="off", ws="websockets-sansio", timeout_graceful_shutdown=max(1, int(grace)),
                                      server_header=False, proxy_headers=False, timeout_keep_alive=30)
         self.server = _Server(self.config)
