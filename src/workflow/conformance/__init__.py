@@ -288,6 +288,11 @@ Transfer syntaxes in order of preference:
 
 {_table(("Transfer Syntax", "UID"), ts_rows)}
 
+On an accepted association, an operation the server never performs (N-DELETE, an N-EVENT-REPORT sent to
+it, C-STORE of anything but a storage SOP class) is answered 0211 (Unrecognized Operation), and a
+request without a command element PS3.7 requires for it (a Requested SOP Instance UID, an Action Type
+ID, ...) is logged and its association aborted (A-ABORT); neither is left unanswered.
+
 #### 3.2.5 SOP specific conformance: Verification SCP
 
 C-ECHO requests are answered with status 0000.

@@ -17,7 +17,7 @@ from workflow import __version__
 from workflow.config import Settings
 from workflow.dimse.admission import Admission, AdmissionRequestHandler
 from workflow.dimse.datasets import status_dataset
-from workflow.dimse import closing, event_driven
+from workflow.dimse import closing, event_driven, unserved
 from workflow.dimse.guards import DatasetLimit, TlsAssociationServer
 from workflow.dimse.json_encoder import install as send_encoded_as_is
 from workflow.dimse.nodelay import NoDelayAE, NoDelayAssociationServer
@@ -160,6 +160,7 @@ class DicomServer:
             (evt.EVT_C_GET, self._retrieve(self.routes.c_get, (0, (status_dataset(SOP_CLASS_NOT_SUPPORTED), None)))),
             (evt.EVT_C_MOVE, self._retrieve(self.routes.c_move, ((None, None),))),
             (evt.EVT_REJECTED, self._on_rejected),
+            (evt.EVT_ESTABLISHED, unserved.answer_unserved),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
             (evt.EVT_DIMSE_RECV, self._request_received),
