@@ -14,6 +14,7 @@ from workflow.ups import http as ups_http
 from workflow.ups import http_answers as answers
 from workflow.ups import http_events as events
 from workflow.ups import http_request as rq
+from workflow.kernel.dicom_json_check import MAX_DEPTH
 
 _W = "/dicom-web/workitems"
 RESOURCES = (  # transaction, method, URI template (PS3.18 11.x), parameters, right needed
@@ -74,6 +75,23 @@ may be one data set or an array holding one. XML (`application/dicom+xml`) and m
 not supported; a response is `application/dicom+json` whatever the Accept header asks. A failure
 answers a small JSON body (`application/json`: error, DIMSE status, comment) besides its Warning.
 
+**Payloads.** Every DICOM JSON body the HTTP face reads (UPS-RS, and `/api/ian`, `/api/mpps` below)
+is checked before the service sees it and refused with 400 naming the first fault and its path (e.g.
+`00400275[0].00321060: ...`); nothing is stored. A body must be JSON (NaN and Infinity are not); an
+integer literal of more than 4300 digits or nesting too deep to read is refused the same way. Tags are
+8 hexadecimal digits, never of group 0000 (command), 0002 (file meta) or FFFE (items); each `vr` is one
+of PS3.5's, in upper case, and for a public attribute one its dictionary entry allows (private and
+unknown attributes take any). Values follow PS3.18 F.2 and PS3.5 Table 6.2-1: strings for the text VRs
+(null for an empty value), no longer than the VR allows (LO 64 characters, PN 64 per component group,
+...) and without NUL (a UI's NUL padding is stripped); PN an object of Alphabetic, Ideographic and
+Phonetic strings (a plain string is taken as its Alphabetic group, "=" separating the others); IS and
+DS finite numbers or numeric strings; FL and FD finite numbers; SS, US, SL, UL, SV and UV integers in
+their range; AT tags as 8 hexadecimal digits; SQ items data sets, at most {MAX_DEPTH} sequences deep.
+The binary VRs (OB, OD, OF, OL, OV, OW, UN) take `InlineBinary` (base64), never `Value`;
+`BulkDataURI` is refused (the server fetches no bulk data). Create refuses a repeated `workitem`
+parameter, and takes neither well-known UID of PS3.4 CC.3.1 ({rq.GLOBAL_UID},
+{rq.FILTERED_UID}) as a workitem's UID (400, 0106, as for any invalid SOP Instance UID).
+
 **Query parameters.**
 - Update: the Transaction UID under any of the names the editions gave it: {names}, in any letter
   case, `-` or `_` alike. Given in the payload as well, both must be equal.
@@ -85,20 +103,20 @@ answers a small JSON body (`application/json`: error, DIMSE status, comment) bes
   same rules), and the matches come in C-FIND's order (Scheduled Procedure Step Start DateTime, then
   SOP Instance UID). Returned: the Type 1 return keys of Table CC.2.5-3 ({default_keys}),
   the matching keys, and the `includefield` attributes (repeated or comma-separated; `all`: every return
-  key of Table CC.2.5-3). The Transaction UID is never returned. `limit` (at least 1) and `offset` page
-  the matches; one answer holds at most {ups_http.MAX_RESULTS:,} matches: when more match, the first
+  key of Table CC.2.5-3). The Transaction UID is never returned. `limit` (1 to {rq.MAX_COUNT:,}) and
+  `offset` (0 to {rq.MAX_COUNT:,}) page the matches; one answer holds at most {ups_http.MAX_RESULTS:,} matches: when more match, the first
   ones come with the Warning "{ups_http.TOO_MANY}" (the rest with `offset`);
   `fuzzymatching=true` and `emptyvaluematching=true` are not supported and say so in a Warning (the
-  search is made without them). An unknown keyword, a malformed tag or a non-sequence
-  used as a path is 400.
+  search is made without them). An unknown keyword, a malformed tag, a tag of group 0000, 0002 or
+  FFFE, or a non-sequence used as a path is 400.
 - Subscribe: `deletionlock=true|false` (default false); `filter=attribute=value[,attribute=value]`
   (repeatable; the Filtered Worklist only; keys as in Search, UID lists separated by backslashes).
   Unsubscribe and Suspend take no parameters.
 
 **Subscriptions.** The {{aetitle}} of a subscription is its Receiving AE. A configured `[[remote_ae]]`
 gets its events by N-EVENT-REPORT (section 3.2.7), whichever face subscribed it; any other AE title gets
-them on its WebSocket, and Subscribe answers its URL in `Content-Location`. Deletion locks are always
-granted.
+them on its WebSocket, and Subscribe answers its URL in `Content-Location` (the AE title
+percent-encoded). Deletion locks are always granted.
 
 **Response codes.** Every answer the service gives, per transaction (PS3.18 Tables 11.4.3-1 to
 11.12.3-1; rendered from the table the routes answer with). "-" in the status column: the request was

@@ -8,9 +8,9 @@ delivered over the AE title's WebSocket (`http_events`), unless the AE title is 
 
 from __future__ import annotations
 
-import json
 from itertools import islice
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
@@ -25,6 +25,7 @@ from workflow.ups import http_request as rq
 from workflow.ups.rules.attributes import UPS_ATTRIBUTES
 from workflow.ups.rules.matching import QueryRejected
 from workflow.ups.worklist import WorklistService
+from workflow.kernel import dicom_json_check
 from workflow.web.access import requires
 from workflow.web.responses import DICOM_JSON, DicomJSONResponse, failure, warning
 
@@ -36,6 +37,9 @@ TOO_MANY = ("The number of results exceeded the maximum supported by the server.
 # adds every other return key the table lists.
 DEFAULT_KEYS = tuple(a.tag for a in UPS_ATTRIBUTES if a.return_key == "1")
 ALL_KEYS = tuple(a.tag for a in UPS_ATTRIBUTES if a.return_key not in ("-", "1"))
+# Well-known SOP Instance UIDs (PS3.4 CC.3.1): the targets of global subscriptions, never a workitem's UID.
+RESERVED_UIDS = {rq.GLOBAL_UID: "the UPS Global Subscription Instance (Worklist)",
+                 rq.FILTERED_UID: "the UPS Filtered Global Subscription Instance (Filtered Worklist)"}
 
 _JSON = {"application/json": {}}
 _DICOM = {DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}}
@@ -73,9 +77,9 @@ async def _payload(request: Request, required: bool = True) -> dict[str, Any]:
             raise rq.BadRequest("the request needs a DICOM JSON payload")
         return {}
     try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise rq.BadRequest(f"the payload is not JSON: {exc}") from None
+        body = dicom_json_check.loads(raw)
+    except dicom_json_check.NotJson as exc:
+        raise rq.BadRequest(f"the body is not JSON: {exc}") from None
     if isinstance(body, list) and len(body) == 1:
         body = body[0]  # the DICOM JSON model is an array: one data set in it
     return rq.check_dataset(body)
@@ -114,6 +118,8 @@ def router(worklist: WorklistService) -> APIRouter:
     async def create(request: Request, workitem: str | None = Query(None, description="the workitem's UID"),
                      who: Principal = Depends(requires(Right.SCHEDULE))) -> Response:
         try:
+            if len(request.query_params.getlist("workitem")) > 1:
+                raise rq.BadRequest("the workitem parameter is given more than once")
             ds = await _payload(request)
             in_payload = rq.uid_value(ds, rq.SOP_INSTANCE_UID)
             if workitem and in_payload and workitem.strip() != in_payload:
@@ -121,7 +127,11 @@ def router(worklist: WorklistService) -> APIRouter:
             ds.pop(rq.SOP_INSTANCE_UID, None)  # over DIMSE it travels in the command, not the data set
         except rq.BadRequest as exc:
             return malformed(answers.CREATE, exc)
-        outcome = await run_in_threadpool(worklist.create, (workitem or "").strip() or in_payload, ds)
+        uid = (workitem or "").strip() or in_payload
+        if uid in RESERVED_UIDS:  # PS3.4 CC.3.1: the well-known UIDs of the Worklist, never a workitem's
+            return reply(answers.CREATE, Outcome(statuses.INVALID_ATTRIBUTE_VALUE,
+                                                 comment=f"SOP Instance UID {uid} is reserved ({RESERVED_UIDS[uid]})"))
+        outcome = await run_in_threadpool(worklist.create, uid, ds)
         location = {"Location": f"{str(request.base_url).rstrip('/')}{BASE}/{outcome.uid}"} if outcome.uid else {}
         return reply(answers.CREATE, outcome, headers=location if outcome.status.category != "Failure" else None)
 
@@ -233,7 +243,7 @@ def router(worklist: WorklistService) -> APIRouter:
         headers = None
         if not by_dimse:
             ws = str(request.base_url).replace("http", "ws", 1).rstrip("/")
-            headers = {"Content-Location": f"{ws}/dicom-web/subscribers/{ae}"}
+            headers = {"Content-Location": f"{ws}/dicom-web/subscribers/{quote(ae, safe='')}"}
         return reply(answers.SUBSCRIBE, outcome, headers=headers)
 
     @api.delete(subscriber, name="ups-rs unsubscribe", response_class=Response,

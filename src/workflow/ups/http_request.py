@@ -12,10 +12,13 @@ several UIDs separated by commas (or backslashes). `includefield` (repeated or c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from pydicom.datadict import dictionary_VR, keyword_for_tag, tag_for_keyword
+
+from workflow.kernel import dicom_json_check
 
 JsonDataset = dict[str, Any]
 Params = Sequence[tuple[str, str]]
@@ -29,6 +32,9 @@ TRANSACTION_UID, SOP_INSTANCE_UID, SOP_CLASS_UID = "00081195", "00080018", "0008
 RECEIVING_AE, DELETION_LOCK, PROCEDURE_STEP_STATE = "00741234", "00741230", "00741000"
 NUMBER_VRS = {"US": int, "SS": int, "UL": int, "SL": int, "UV": int, "SV": int, "FL": float, "FD": float}
 REQUESTABLE_STATES = ("IN PROGRESS", "COMPLETED", "CANCELED", "SCHEDULED")
+MAX_COUNT = 2 ** 31 - 1  # the largest limit or offset (a 32-bit signed integer, as the query layer takes)
+# Tags that are no attribute of a data set: command (0000), file meta (0002), items and delimiters (FFFE).
+NOT_ATTRIBUTES = {"0000": "a command element", "0002": "a file meta element", "FFFE": "an item or delimiter tag"}
 NOT_SUPPORTED = {
     "fuzzymatching": "The fuzzymatching parameter is not supported. Only literal matching has been performed.",
     "emptyvaluematching": "The emptyvaluematching parameter is not supported. Empty Value Matching has not "
@@ -67,10 +73,16 @@ def transaction_uid(params: Params) -> str | None:
 # ------------------------------------------------------------------ attributes named in a query
 
 def vr_of(tag: str) -> str:
+    group = NOT_ATTRIBUTES.get(tag[:4].upper())
+    if group:
+        raise BadRequest(f"{tag}: {group} (group {tag[:4].upper()}), not an attribute of a data set")
     try:
-        return dictionary_VR(int(tag, 16)).split(" or ")[0]
+        vr = dictionary_VR(int(tag, 16)).split(" or ")[0]
     except (KeyError, ValueError):
         raise BadRequest(f"{tag}: not an attribute of the DICOM dictionary") from None
+    if vr == "NONE":
+        raise BadRequest(f"{tag}: not an attribute with a value (no value representation)")
+    return vr
 
 
 def resolve(path: str) -> tuple[str, ...]:
@@ -135,12 +147,12 @@ def _attributes(pairs: Iterable[tuple[str, str]]) -> JsonDataset:
 
 
 def _count(name: str, value: str, low: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise BadRequest(f"{name}={value!r}: not a whole number") from None
-    if number < low:
-        raise BadRequest(f"{name}={value!r}: must be at least {low}")
+    text = value.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,20}", text):  # int() would take "1_000", "٣" and 4300 digits
+        raise BadRequest(f"{name}={value[:24]!r}: not a whole number from {low} to {MAX_COUNT}")
+    number = int(text)
+    if not low <= number <= MAX_COUNT:
+        raise BadRequest(f"{name}={value!r}: must be from {low} to {MAX_COUNT}")
     return number
 
 
@@ -241,32 +253,13 @@ def subscription(target_uid: str, aetitle: str, params: Params, *, subscribing: 
 
 # ------------------------------------------------------------------ payloads
 
-def check_dataset(ds: Any, where: str = "") -> JsonDataset:
-    """A DICOM JSON data set of the shape PS3.18 F.2 gives (tags, a "vr", "Value" a list, sequence items
-    data sets, PN values objects or strings), keys in upper case; BadRequest naming the first fault."""
-    if not isinstance(ds, dict):
-        raise BadRequest(f"{where or 'the payload'}: not a DICOM JSON data set (an object of \"GGGGEEEE\" keys)")
-    out: JsonDataset = {}
-    for tag, element in ds.items():
-        at = f"{where}{tag}"
-        if not isinstance(tag, str) or len(tag) != 8 or any(c not in "0123456789ABCDEFabcdef" for c in tag):
-            raise BadRequest(f"{at!r} is not a DICOM JSON tag (8 hexadecimal digits)")
-        if not isinstance(element, dict) or not isinstance(element.get("vr"), str) or len(element["vr"]) != 2:
-            raise BadRequest(f"{at}: an element must be an object with a two-letter \"vr\"")
-        found = element.get("Value")
-        if found is not None:
-            if not isinstance(found, list):
-                raise BadRequest(f"{at}: \"Value\" must be an array")
-            if element["vr"] == "SQ":
-                found = [check_dataset(item, f"{at}.") for item in found]
-            elif element["vr"] == "PN":
-                if not all(v is None or isinstance(v, (str, dict)) for v in found):
-                    raise BadRequest(f"{at}: a PN value is an object of component groups")
-            elif not all(v is None or isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in found):
-                raise BadRequest(f"{at}: values must be strings or numbers")
-            element = dict(element, Value=found)
-        out[tag.upper()] = element
-    return out
+def check_dataset(ds: Any) -> JsonDataset:
+    """A payload as DICOM JSON the DICOM face can encode again (`kernel.dicom_json_check`: tags, VRs, value
+    types and lengths), keys in upper case; BadRequest naming the first fault and its path."""
+    try:
+        return dicom_json_check.check(ds)
+    except dicom_json_check.DicomJsonError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def change_state(ds: JsonDataset) -> JsonDataset:

@@ -3,13 +3,13 @@ own `/api`): a JSON body naming the status as DIMSE would, and an HTTP code for 
 
 from __future__ import annotations
 
-import json
 from typing import Any, Mapping
 
 from fastapi import HTTPException, Request
 from starlette.responses import JSONResponse
 
 from workflow.kernel.outcome import Outcome
+from workflow.kernel import dicom_json_check
 from workflow.web.responses import warning
 
 # DIMSE status -> HTTP code, for failures (success and warnings are 200). Unlisted failures: 400.
@@ -36,23 +36,21 @@ def status_answer(outcome: Outcome, codes: Mapping[int, int] = FAILURE_CODES, cr
 
 
 async def dicom_json_body(request: Request) -> dict[str, Any]:
-    """The request's body as one DICOM JSON data set (PS3.18 F.2), or 400 saying what is wrong. A JSON array
-    of exactly one data set is taken as that data set."""
+    """The request's body as one DICOM JSON data set (PS3.18 F.2, as `dicom_json_check` accepts it), or 400
+    saying what is wrong. A JSON array of exactly one data set is taken as that data set."""
     raw = await request.body()
     try:
-        body = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        body = dicom_json_check.loads(raw or b"null")
+    except dicom_json_check.NotJson as exc:
         raise HTTPException(400, f"the body is not JSON: {exc}") from None
     if isinstance(body, list) and len(body) == 1:
         body = body[0]
     if not isinstance(body, dict):
         raise HTTPException(400, "the body must be one DICOM JSON data set (an object of \"GGGGEEEE\" keys)")
-    for tag, element in body.items():
-        if len(tag) != 8 or any(c not in "0123456789ABCDEFabcdef" for c in tag):
-            raise HTTPException(400, f"{tag!r} is not a DICOM JSON tag (8 hexadecimal digits)")
-        if not isinstance(element, dict) or not isinstance(element.get("vr"), str):
-            raise HTTPException(400, f"{tag}: an element must be an object with a \"vr\"")
-    return {tag.upper(): element for tag, element in body.items()}
+    try:
+        return dicom_json_check.check(body)
+    except dicom_json_check.DicomJsonError as exc:
+        raise HTTPException(400, str(exc)) from None
 
 
 def pop_uid(ds: dict[str, Any], tag: str = "00080018") -> str | None:
