@@ -85,7 +85,10 @@ allow in N-SET (patient and request context, Procedure Step State, the SOP UIDs)
 Information event 3, of station or human performers event 5.
 
 **N-GET.** Returns the requested attributes, or all of them when none are named; requested
-attributes the workitem lacks come back empty; the Transaction UID never. Unknown UID: C307.
+attributes the workitem lacks come back empty; the Transaction UID never; tags that are no attribute of
+a workitem (groups 0000, 0001, 0002, 0003, 0005, 0007, FFFE and FFFF, and group lengths gggg,0000) are
+left out. When nothing is left to return, the response is Success with no data set (Command Data Set
+Type 0101). Unknown UID: C307.
 
 **Request Cancel.** A SCHEDULED workitem is canceled by the server itself (reports IN PROGRESS, then
 CANCELED); it records the Procedure Step Cancellation DateTime, the requester's Reason for
@@ -135,7 +138,10 @@ letters A-Z only; on PostgreSQL as the database's character type folds case, all
 `C.UTF-8` or `en_US.UTF-8`); every other string case-sensitively. An empty stored value does not match a
 non-universal key. Keys the server does not support for matching are ignored as matching keys and returned empty. Return keys come back
 filled from the workitem (a sequence return key returns whole items); the Transaction UID is never
-returned. Matches come in Scheduled Procedure Step Start DateTime order, then SOP Instance UID.
+returned with a value: an Identifier whose only key is the Transaction UID gets one Pending response
+per match holding it zero-length (a Pending response must carry an Identifier, PS3.7 C.4.1.1), and one
+with no returnable key at all (only command, file meta, item or group length tags) gets Success with
+no Pending response. Matches come in Scheduled Procedure Step Start DateTime order, then SOP Instance UID.
 C-CANCEL stops the search (FE00).
 
 {_table(("Matching key", "Tag", "Type", "Matching"), _matching_rows())}

@@ -30,8 +30,13 @@ def request_json(raw: BytesIO | None, event) -> dict[str, Any] | None:
 def to_dataset(ds: dict[str, Any] | None, context=None) -> Dataset | None:
     """The Dataset a handler returns for DICOM JSON `ds`. Given the presentation context, large
     sequences (a workitem's Input Information) are encoded directly in its Little Endian transfer
-    syntax, ~10x faster than through pydicom (dimse/json_encoder.py)."""
-    if ds is None:
+    syntax, ~10x faster than through pydicom (dimse/json_encoder.py).
+
+    None for an empty `ds` too: pynetdicom sends a response's data set only when it is truthy, and one
+    whose encoding is empty would be announced (Command Data Set Type) but never sent, leaving the
+    requester waiting (PS3.7 6.3.1: no data set is Command Data Set Type 0101). A C-FIND match must not
+    be empty (pynetdicom answers an empty Identifier with C312): the service gives each one a key."""
+    if not ds:
         return None
     syntax = context.transfer_syntax if context is not None else None
     if syntax is not None and syntax.is_little_endian and not syntax.is_deflated:

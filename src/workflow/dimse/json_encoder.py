@@ -117,8 +117,10 @@ class Encoded(Dataset):
         self.__dict__["encoded"], self.__dict__["implicit"] = encoded, implicit
 
     def __bool__(self) -> bool:
-        # pynetdicom sends a response's data set only `if ds`: a Dataset with no elements is falsy.
-        return True
+        # pynetdicom sends a response's data set only `if ds` (an Encoded has no pydicom elements), and
+        # announces one (Command Data Set Type) whenever it does: zero bytes must be no data set at all,
+        # else the requester waits for a data set that never comes.
+        return bool(self.__dict__["encoded"])
 
 
 def encoded_or_none(ds: JsonDataset, implicit: bool) -> Encoded | None:

@@ -37,9 +37,6 @@ TOO_MANY = ("The number of results exceeded the maximum supported by the server.
 # adds every other return key the table lists.
 DEFAULT_KEYS = tuple(a.tag for a in UPS_ATTRIBUTES if a.return_key == "1")
 ALL_KEYS = tuple(a.tag for a in UPS_ATTRIBUTES if a.return_key not in ("-", "1"))
-# Well-known SOP Instance UIDs (PS3.4 CC.3.1): the targets of global subscriptions, never a workitem's UID.
-RESERVED_UIDS = {rq.GLOBAL_UID: "the UPS Global Subscription Instance (Worklist)",
-                 rq.FILTERED_UID: "the UPS Filtered Global Subscription Instance (Filtered Worklist)"}
 
 _JSON = {"application/json": {}}
 _DICOM = {DICOM_JSON: {"schema": {"type": "array", "items": {"type": "object"}}}}
@@ -127,11 +124,7 @@ def router(worklist: WorklistService) -> APIRouter:
             ds.pop(rq.SOP_INSTANCE_UID, None)  # over DIMSE it travels in the command, not the data set
         except rq.BadRequest as exc:
             return malformed(answers.CREATE, exc)
-        uid = (workitem or "").strip() or in_payload
-        if uid in RESERVED_UIDS:  # PS3.4 CC.3.1: the well-known UIDs of the Worklist, never a workitem's
-            return reply(answers.CREATE, Outcome(statuses.INVALID_ATTRIBUTE_VALUE,
-                                                 comment=f"SOP Instance UID {uid} is reserved ({RESERVED_UIDS[uid]})"))
-        outcome = await run_in_threadpool(worklist.create, uid, ds)
+        outcome = await run_in_threadpool(worklist.create, (workitem or "").strip() or in_payload, ds)
         location = {"Location": f"{str(request.base_url).rstrip('/')}{BASE}/{outcome.uid}"} if outcome.uid else {}
         return reply(answers.CREATE, outcome, headers=location if outcome.status.category != "Failure" else None)
 

@@ -68,16 +68,19 @@ SERVICE_STATUSES: tuple[tuple[statuses.Status, str], ...] = (
                                     "Modification DateTime or SOP Class UID it replaced)."),
     (st.ALREADY_CANCELED, "Change State to CANCELED, or Request Cancel, on a CANCELED workitem."),
     (st.ALREADY_COMPLETED_WARNING, "Change State to COMPLETED on a COMPLETED workitem, with its Transaction UID."),
-    (statuses.INVALID_ATTRIBUTE_VALUE, "Also: a Transaction UID with a value in N-CREATE, or items in a "
-                                       "sequence that must be created empty."),
-    (st.INVALID_ARGUMENT_VALUE, "Change State names no state or an unknown one; Subscribe, Unsubscribe or "
-                                "Suspend without Receiving AE; Deletion Lock not TRUE or FALSE; a filtered "
+    (statuses.INVALID_ATTRIBUTE_VALUE, "Also: a Transaction UID with a value in N-CREATE, items in a "
+                                       "sequence that must be created empty, or an N-CREATE for one of the "
+                                       "Worklist's well-known UIDs (CC.3.1)."),
+    (st.INVALID_ARGUMENT_VALUE, "Change State names no state, an unknown one, or one whose value is not text; "
+                                "Subscribe, Unsubscribe or Suspend without Receiving AE, or with one whose "
+                                "value is not text; Deletion Lock not TRUE or FALSE; a filtered "
                                 "subscription's keys that C-FIND would refuse."),
     (statuses.PROCESSING_FAILURE, "The data set cannot be decoded, or the database refused the transaction."),
     (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
     (NO_SUCH_ACTION, "N-ACTION with an Action Type ID other than 1-5."),
     (st.NO_LONGER_UPDATABLE, "N-SET on a COMPLETED or CANCELED workitem; state changes the table refuses."),
-    (st.WRONG_TRANSACTION_UID, "N-SET or Change State without the Transaction UID that locks the workitem."),
+    (st.WRONG_TRANSACTION_UID, "N-SET or Change State without the Transaction UID that locks the workitem "
+                               "(a Transaction UID whose value is not text is never the correct one)."),
     (st.ALREADY_IN_PROGRESS, "Change State to IN PROGRESS on an IN PROGRESS workitem."),
     (st.SCHEDULED_ONLY_BY_CREATE, "Change State to SCHEDULED."),
     (st.FINAL_STATE_NOT_MET, "COMPLETED or CANCELED requested while Final State requirements are unmet; "
@@ -176,6 +179,9 @@ class WorklistService:
     def create(self, uid: str | None, ds: JsonDataset) -> Outcome:
         if uid is not None and not is_uid(uid):
             return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment="SOP Instance UID is not a valid UID")
+        if uid in (subs.GLOBAL_UID, subs.FILTERED_UID):  # PS3.4 CC.3.1: the Worklist's, never a workitem's
+            return Outcome(statuses.INVALID_ATTRIBUTE_VALUE, comment=f"SOP Instance UID {uid} is reserved "
+                           "(the Worklist's, PS3.4 CC.3.1)", uid=uid)
         try:
             check_create(ds, type2_absent=self.settings.type2_absent)
         except Rejected as exc:
@@ -227,9 +233,11 @@ class WorklistService:
             return Outcome(NO_SUCH_UPS, comment="no such workitem", uid=uid)
         if not tags:
             return Outcome(statuses.SUCCESS, dataset=ds, uid=uid)
-        # The lock is never returned (CC.2.7); requested attributes the workitem lacks come back empty.
-        out = {tag: ds.get(tag) or _empty(tag) for tag in tags if tag != TXN}
-        return Outcome(statuses.SUCCESS, dataset=out, uid=uid)
+        # The lock is never returned (CC.2.7), nor tags that are no attribute of a workitem (`_returnable`);
+        # requested attributes the workitem lacks come back empty. Nothing left: a response without a data
+        # set (Command Data Set Type 0101), not an empty one the requester would wait for.
+        out = {tag: ds.get(tag) or _empty(tag) for tag in tags if _returnable(tag)}
+        return Outcome(statuses.SUCCESS, dataset=out or None, uid=uid)
 
     # ------------------------------------------------------------------ N-SET
 
@@ -328,16 +336,16 @@ class WorklistService:
         """Subscribe `Receiving AE` to a workitem or the (filtered) global subscription. Over DIMSE the
         Receiving AE must be a configured [[remote_ae]] (events go there by N-EVENT-REPORT); over UPS-RS
         (`websocket`) any AE title may subscribe: its events wait in the outbox for its WebSocket."""
-        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
-        lock_text = (first(info, DELETION_LOCK) or "").strip().upper()
+        receiving_ae = _argument(info, RECEIVING_AE)
+        lock_text = _argument(info, DELETION_LOCK)
         if not receiving_ae:
-            return _no_receiving_ae()
-        if lock_text not in ("TRUE", "FALSE"):
+            return _no_receiving_ae(receiving_ae)
+        if lock_text is None or lock_text.upper() not in ("TRUE", "FALSE"):
             return Outcome(INVALID_ARGUMENT_VALUE, comment="Deletion Lock (0074,1230) must be TRUE or FALSE",
                            tags=(DELETION_LOCK,))
         if not websocket and self.settings.remote(receiving_ae) is None:
             return Outcome(RECEIVING_AE_UNKNOWN, comment=f"Receiving AE {receiving_ae} is not known")
-        lock = lock_text == "TRUE"
+        lock = lock_text.upper() == "TRUE"
         now = self.clock()
         with self.engine.begin() as conn:
             if target_uid in (subs.GLOBAL_UID, subs.FILTERED_UID):
@@ -372,9 +380,9 @@ class WorklistService:
         return written
 
     def unsubscribe(self, target_uid: str, info: JsonDataset) -> Outcome:
-        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
+        receiving_ae = _argument(info, RECEIVING_AE)
         if not receiving_ae:
-            return _no_receiving_ae()
+            return _no_receiving_ae(receiving_ae)
         now = self.clock()
         with self.engine.begin() as conn:
             if target_uid in (subs.GLOBAL_UID, subs.FILTERED_UID):
@@ -386,11 +394,11 @@ class WorklistService:
         return Outcome(statuses.SUCCESS, uid=target_uid)
 
     def suspend(self, target_uid: str, info: JsonDataset) -> Outcome:
-        receiving_ae = (first(info, RECEIVING_AE) or "").strip()
+        receiving_ae = _argument(info, RECEIVING_AE)
         if target_uid not in (subs.GLOBAL_UID, subs.FILTERED_UID):
             return Outcome(NO_SUCH_UPS, comment="suspend applies to the global subscription")
         if not receiving_ae:
-            return _no_receiving_ae()
+            return _no_receiving_ae(receiving_ae)
         with self.engine.begin() as conn:
             subs.suspend_global(conn, receiving_ae, self.clock())
         return Outcome(statuses.SUCCESS, uid=target_uid)
@@ -404,6 +412,9 @@ class WorklistService:
         query = parse_query(identifier)
         self.audit.record_now(messages.query(requestor.current(), sop_class,
                                              json.dumps(identifier, sort_keys=True).encode("utf-8")))
+        keys = _response_keys(identifier)
+        if keys is None:
+            return
         stmt = matching_select(query)
         wants_inputs = INPUT_INFORMATION in identifier
         with reading(self.engine) as conn:
@@ -420,7 +431,7 @@ class WorklistService:
                         ds = json.loads(row.dataset_json)
                         if wants_inputs:
                             ds = with_rows(ds, inputs.get(row.sop_instance_uid, []))
-                        yield _return_keys(ds, identifier)
+                        yield _return_keys(ds, keys)
 
     # ------------------------------------------------------------------ retention
 
@@ -467,9 +478,30 @@ def _cancelled(ds: JsonDataset, info: JsonDataset, now_dt: str) -> JsonDataset:
     return out
 
 
-def _no_receiving_ae() -> Outcome:
+def _argument(info: JsonDataset, tag: str) -> str | None:
+    """An N-ACTION argument's text without padding, "" when absent or empty; None when its value is not
+    text (the element sent with a VR that decodes to a number or a person name): an invalid value."""
+    value = first(info, tag)
+    if value is None:
+        return ""
+    return value.strip() if isinstance(value, str) else None
+
+
+def _no_receiving_ae(receiving_ae: str | None = "") -> Outcome:
     # N-ACTION has no "missing attribute" status (PS3.7 10.1.4.1.10): an absent argument is invalid.
-    return Outcome(INVALID_ARGUMENT_VALUE, comment="Receiving AE (0074,1234) missing", tags=(RECEIVING_AE,))
+    problem = "missing" if receiving_ae is not None else "is not an AE title"
+    return Outcome(INVALID_ARGUMENT_VALUE, comment=f"Receiving AE (0074,1234) {problem}", tags=(RECEIVING_AE,))
+
+
+_NOT_ATTRIBUTE_GROUPS = frozenset({"0000", "0001", "0002", "0003", "0005", "0007", "FFFE", "FFFF"})
+
+
+def _returnable(tag: str) -> bool:
+    """Whether an N-GET or C-FIND response may hold `tag`: not the Transaction UID (CC.2.7.3, Table
+    CC.2.5-3), and no tag that is no attribute of a workitem: command (0000) and file meta (0002) groups,
+    items and delimiters (FFFE), the groups PS3.5 7.8.1 keeps out of use, and group lengths (gggg,0000),
+    which pydicom would not even write."""
+    return tag != TXN and tag[4:] != "0000" and tag[:4] not in _NOT_ATTRIBUTE_GROUPS
 
 
 def _empty(tag: str) -> dict[str, Any]:
@@ -480,15 +512,25 @@ def _empty(tag: str) -> dict[str, Any]:
         return {"vr": "UN"}
 
 
-def _return_keys(ds: JsonDataset, identifier: JsonDataset) -> JsonDataset:
-    """The identifier's keys filled from the workitem; unknown ones come back empty. The Transaction
-    UID is never returned."""
+def _return_keys(ds: JsonDataset, keys: JsonDataset) -> JsonDataset:
+    """The return keys (`_response_keys`) filled from the workitem; unknown ones come back empty."""
     out: dict[str, Any] = {}
-    for tag, key in identifier.items():
-        if tag == TXN or tag.startswith("0000"):
-            continue
-        if tag in ds:
+    for tag, key in keys.items():
+        if tag in ds and tag != TXN:
             out[tag] = ds[tag]
         else:
             out[tag] = {"vr": key.get("vr", "UN")}
     return out
+
+
+def _response_keys(identifier: JsonDataset) -> JsonDataset | None:
+    """The keys of the C-FIND identifier a match returns: every `_returnable` one. The Transaction UID is
+    never returned with a value; when it is the only key, each match returns it zero-length: a Pending
+    response must carry an Identifier (PS3.7 C.4.1.1), which may hold only keys of the request
+    (CC.2.8.1.3.2), and one with no element cannot be sent (pynetdicom takes it for an encoding
+    failure and answers C312). None when no key at all can be returned (only command, file meta, item
+    or group length tags): there are no matching keys, so no matches (CC.2.8.3.1)."""
+    keys = {tag: key for tag, key in identifier.items() if _returnable(tag)}
+    if keys:
+        return keys
+    return {TXN: {"vr": "UI"}} if TXN in identifier else None

@@ -176,19 +176,31 @@ def _decide(event: Event, current: UPSState | None, final_requirements_met: bool
     return decide(_MACHINE, event, current.value if current else NO_INSTANCE, final_requirements_met)
 
 
-def parse_state(value: str | None) -> UPSState | None:
-    """A Procedure Step State from a request, or None when it is not one of the four (CS padding ignored)."""
+def parse_state(value: object) -> UPSState | None:
+    """A Procedure Step State from a request, or None when it is not one of the four (CS padding ignored).
+    A value that is not text (the element sent with a VR that decodes to a number or a person name) is
+    none of the four either."""
+    if not isinstance(value, str):
+        return None
     try:
-        return UPSState((value or "").strip())
+        return UPSState(value.strip())
     except ValueError:
         return None
 
 
-def _clean_uid(value: str | None) -> str:
-    return (value or "").strip("\x00 ")
+# A Transaction UID whose value is not text (sent with a VR that decodes to a number or a person name):
+# present, so not "no Transaction UID", yet never a valid UID nor equal to a stored one.
+_NOT_TEXT = "<not text>"
 
 
-def transaction_uid_correct(supplied: str | None, stored: str | None) -> bool:
+def _clean_uid(value: object) -> str:
+    """A UID from a request or the store without its padding; "" when absent or empty."""
+    if value is None:
+        return ""
+    return value.strip("\x00 ") if isinstance(value, str) else _NOT_TEXT
+
+
+def transaction_uid_correct(supplied: object, stored: str | None) -> bool:
     """The "correct Transaction UID" of Table CC.1.1-2: a valid UID equal to the stored lock, or any valid
     UID when none is stored (a SCHEDULED UPS: the performer brings a new one, CC.2.1.2)."""
     uid = _clean_uid(supplied)
@@ -200,10 +212,11 @@ def decide_create(exists: bool) -> Decision:
     return _decide(Event.N_CREATE, UPSState.SCHEDULED if exists else None)
 
 
-def decide_change_state(current: UPSState | None, requested: str | None, transaction_uid: str | None,
+def decide_change_state(current: UPSState | None, requested: object, transaction_uid: object,
                         stored_transaction_uid: str | None, final_requirements_met: bool) -> Decision:
-    """N-ACTION type 1 (Change UPS State). A missing or unknown Procedure Step State is 0115 (N-ACTION's
-    "invalid argument value"), except for an unknown instance, which is C307 whatever was asked."""
+    """N-ACTION type 1 (Change UPS State). A missing or unknown Procedure Step State (or one that is not
+    text) is 0115 (N-ACTION's "invalid argument value"), except for an unknown instance, which is C307
+    whatever was asked. A Transaction UID that is not text is not the correct one (C301 by the table)."""
     target = parse_state(requested)
     if target is None:
         return Decision(NO_SUCH_UPS if current is None else INVALID_ARGUMENT_VALUE)
@@ -219,14 +232,15 @@ def decide_request_cancel(current: UPSState | None) -> Decision:
     return _decide(Event.REQUEST_CANCEL, current)
 
 
-def decide_set(current: UPSState | None, transaction_uid: str | None,
+def decide_set(current: UPSState | None, transaction_uid: object,
                stored_transaction_uid: str | None) -> Decision:
     """N-SET (CC.2.6.3), not part of Table CC.1.1-2:
     no instance -> C307; COMPLETED or CANCELED -> C300 whatever the Transaction UID;
     IN PROGRESS -> 0000 with the stored Transaction UID, C301 when it is missing or different;
     SCHEDULED -> 0000 without a Transaction UID. With one, C310: CC.2.6.2 forbids it there but CC.2.6.3
     names no status; C310 "not in the IN PROGRESS state" is in the N-SET table and describes the
-    mismatch (dcm4chee-arc answers the same; microsoft/dicom-server answers C301)."""
+    mismatch (dcm4chee-arc answers the same; microsoft/dicom-server answers C301).
+    A Transaction UID whose value is not text is one given (C310 on a SCHEDULED UPS), never the stored one."""
     if current is None:
         return Decision(NO_SUCH_UPS)
     if current.is_final:
