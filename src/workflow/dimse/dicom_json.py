@@ -15,7 +15,15 @@ content overruns it, a non-item tag in a sequence, a sequence delimiter in a
 defined-length sequence and nesting deeper than ``_MAX_DEPTH`` raise DecodeError,
 where pydicom drops a trailing partial header, keeps a short value, stops at a
 stray item delimiter or reads a non-item tag as if it were an item.  (Data sets
-that go to pydicom keep its leniency.)
+that go to pydicom keep its leniency there.)
+
+Refused on both paths, where pydicom is silent: an element that appears twice in a
+data set or item (pydicom keeps the last copy) or out of ascending tag order (PS3.5
+7.1), and a public element whose explicit VR its dictionary entry does not allow
+("US or SS" allows either; UN is allowed for any tag), each naming the tag.  On the
+pydicom path a structure scan (`_Scan`) finds these before pydicom reads, and a
+value pydicom cannot read (IS "abc") is named before ``to_json_dict``, which would
+log an ERROR for it.
 """
 
 from __future__ import annotations
@@ -61,7 +69,7 @@ def dataset_bytes_to_json(raw: bytes, transfer_syntax_uid: str) -> dict:
     ts = str(transfer_syntax_uid).rstrip("\0 ")
     if ts in (IMPLICIT_VR_LE, EXPLICIT_VR_LE) and _pydicom_is_default():
         try:
-            return _fast_json(raw, ts == IMPLICIT_VR_LE)
+            return _fast_json(raw, ts == IMPLICIT_VR_LE, strict=True)
         except DecodeError:
             raise
         except Exception:  # _Fallback, or a bug here: pydicom is the reference
@@ -88,20 +96,28 @@ def _pydicom_json(raw: bytes, ts: str) -> dict:
         flags = (uid.is_implicit_VR, uid.is_little_endian, uid.is_deflated)
     except Exception:
         raise DecodeError("unsupported transfer syntax") from None
+    if not flags[2] and flags[1]:  # what pydicom would take silently: refused as on the fast path
+        _Scan(raw, flags[0]).dataset(0, len(raw), 0, False)
     try:
-        return decode(BytesIO(raw), *flags).to_json_dict()
+        ds = decode(BytesIO(raw), *flags)
+        _read_values(ds)  # first, naming the element: to_json_dict would log an ERROR and re-raise
+        return ds.to_json_dict()
+    except DecodeError:
+        raise
     except Exception as exc:
         # An Error Comment is LO: default repertoire, no backslash
         reason = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in f"{exc}")
         raise DecodeError(f"{type(exc).__name__}: {reason}"[:60]) from exc
 
 
-def _fast_json(raw: bytes, implicit: bool) -> dict:
-    """The hand-written decoder; raises _Fallback where pydicom must decide."""
+def _fast_json(raw: bytes, implicit: bool, strict: bool = False) -> dict:
+    """The hand-written decoder; raises _Fallback where pydicom must decide. `strict` (as
+    dataset_bytes_to_json decodes) refuses what PS3.5 forbids and pydicom takes: an element twice or out
+    of ascending tag order, an explicit VR the dictionary does not allow; without it, pydicom's answer."""
     # pydicom switches to explicit VR if an implicit data set looks explicit
     if implicit and len(raw) >= 6 and 0x40 < raw[4] < 0x5B and 0x40 < raw[5] < 0x5B:
         raise _Fallback
-    dec = _Decoder(raw, implicit)
+    dec = _Decoder(raw, implicit, strict)
     out = dec.dataset(0, len(raw), 0, False)[0]
     # An ambiguous US/SS became US as there is no (0028,0103) Pixel Representation
     if dec.us_ss and b"\x28\x00\x03\x01" in raw:
@@ -110,8 +126,8 @@ def _fast_json(raw: bytes, implicit: bool) -> dict:
 
 
 class _Decoder:
-    def __init__(self, buf: bytes, implicit: bool) -> None:
-        self.buf, self.implicit = buf, implicit
+    def __init__(self, buf: bytes, implicit: bool, strict: bool = False) -> None:
+        self.buf, self.implicit, self.strict = buf, implicit, strict
         self.enc = "latin_1"  # pydicom's default "iso8859" is Latin-1
         self.charset_seen = self.us_ss = False
 
@@ -120,6 +136,7 @@ class _Decoder:
         buf, implicit, enc = self.buf, self.implicit, self.enc
         out: dict = {}
         creators: dict = {}  # private creator tag -> name (None: was missing when needed)
+        last = -1  # PS3.5 7.1: each element once, in ascending tag order
         while True:
             if pos >= end:
                 if undefined:
@@ -138,14 +155,19 @@ class _Decoder:
                         raise _Fallback  # pydicom reads a non-zero length oddly
                     return out, pos + 8
                 raise DecodeError(f"unexpected ({group:04X},{elem:04X}) at offset {pos}")
+            if tag <= last and self.strict:
+                raise DecodeError(_order_fault(tag, last, out))
+            last = tag
             if implicit:
                 pos += 8
                 entry = _DICT_GET(tag)
                 vr = entry[0] if entry is not None else _nondict_vr(tag)
             else:
-                vr = _EXPLICIT_VRS.get(vrb)
-                if vr is None:
-                    raise _Fallback  # unknown VR, or implicit VR inside explicit data
+                seen = _VR_SEEN_GET(tag)  # (VR bytes, VR) the tag came with before, one the dictionary allows
+                if seen is not None and seen[0] == vrb:
+                    vr = seen[1]
+                else:
+                    vr = _explicit_vr(tag, vrb, self.strict)
                 if vr in _LONG_VRS:
                     if pos + 12 > end:
                         raise DecodeError(f"truncated element header at offset {pos}")
@@ -255,6 +277,171 @@ class _Decoder:
         if pos + 4 > end:
             raise DecodeError(f"truncated element at offset {pos}")
         return _L(self.buf, pos)[0] == 0xE000FFFE
+
+
+# --- What PS3.5 forbids and pydicom takes silently: refused on both paths -----------------------------------
+
+def _tag_text(tag: int) -> str:
+    return f"({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _order_fault(tag: int, last: int, out: dict | None) -> str:
+    """PS3.5 7.1: a data element at most once in a data set, in ascending tag order."""
+    if tag == last or (out is not None and f"{tag:08X}" in out):
+        return f"{_tag_text(tag)} appears twice"
+    return f"{_tag_text(tag)} out of ascending tag order"
+
+
+@lru_cache(maxsize=64)
+def _dictionary_vrs(entry: str) -> frozenset:
+    """The VRs a dictionary entry allows: "US or SS or OW" -> {US, SS, OW}."""
+    return frozenset(entry.split(" or "))
+
+
+def _dictionary_vr(tag: int) -> str:
+    entry = _DICT_GET(tag)
+    return entry[0] if entry is not None else _nondict_vr(tag)
+
+
+def _vr_allowed(tag: int, vr: str) -> bool:
+    """PS3.5: a public element's explicit VR is one its dictionary entry names, or UN; private elements
+    and tags the dictionary does not know take any."""
+    if tag >> 16 & 1 or vr == "UN":
+        return True
+    known = _dictionary_vr(tag)
+    return known in ("UN", "NONE", "") or vr in _dictionary_vrs(known)
+
+
+def _check_vr(tag: int, vr: str) -> None:
+    """An explicit VR the public dictionary does not allow for `tag` (UN excepted) is refused."""
+    if not _vr_allowed(tag, vr):
+        raise DecodeError(f"{_tag_text(tag)} has VR {vr}, dictionary {_dictionary_vr(tag)}")
+
+
+_VR_SEEN: dict[int, tuple[bytes, str]] = {}  # tag -> (VR bytes, VR) it last came with, an allowed one
+_VR_SEEN_GET = _VR_SEEN.get
+
+
+def _explicit_vr(tag: int, vrb: bytes, strict: bool) -> str:
+    """The VR of an explicit VR element not met before with this tag: _Fallback for one the fast path
+    does not know; when `strict`, DecodeError for one the dictionary does not allow. An allowed one is
+    remembered for the tag."""
+    vr = _EXPLICIT_VRS.get(vrb)
+    if vr is None:
+        raise _Fallback  # unknown VR, or implicit VR inside explicit data
+    if _vr_allowed(tag, vr):
+        if len(_VR_SEEN) < 20000:
+            _VR_SEEN[tag] = (vrb, vr)
+    elif strict:
+        _check_vr(tag, vr)
+    return vr
+
+
+def _read_values(ds) -> None:
+    """Each value of a pydicom Dataset (items too) read and put in JSON as to_json_dict will; DecodeError
+    names the first that cannot be."""
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        try:
+            el = ds[tag]
+            if el.VR != "SQ":
+                el.to_json_dict(None, 1024)
+        except Exception:  # noqa: BLE001 - any failure to read the value refuses the data set
+            value = raw.value.decode("latin_1") if isinstance(raw.value, bytes) else str(raw.value)
+            shown = "".join(c if " " <= c <= "~" and c != "\\" else "?" for c in value.rstrip(" \0")[:16])
+            vr = raw.VR or _nondict_vr(int(tag))
+            raise DecodeError(f"{_tag_text(int(tag))} invalid {vr} value '{shown}'") from None
+        if el.VR == "SQ":
+            for item in el.value:
+                _read_values(item)
+
+
+class _Scan:
+    """The element structure of a data set pydicom is to decode, walked for what the fast path refuses
+    there (duplicates, tags out of order, public elements with a VR the dictionary does not allow), values
+    unread. Where it cannot follow pydicom (an undefined-length value that is not a sequence, an unknown
+    VR, malformed lengths) it stops and leaves the data set to pydicom."""
+
+    class Stop(Exception):
+        pass
+
+    def __init__(self, buf: bytes, implicit: bool, strict: bool = False) -> None:
+        self.buf, self.implicit, self.strict = buf, implicit, strict
+
+    def dataset(self, pos: int, end: int, depth: int, undefined: bool) -> None:
+        try:
+            self._dataset(pos, end, depth, undefined, self.implicit)
+        except _Scan.Stop:
+            pass
+
+    def _dataset(self, pos: int, end: int, depth: int, undefined: bool, implicit: bool) -> int:
+        buf, last = self.buf, -1
+        while pos < end:
+            if pos + 8 > end or depth > _MAX_DEPTH:
+                raise _Scan.Stop
+            group, elem, length = _HHL(buf, pos)
+            tag = group << 16 | elem
+            if tag == _ITEM_END:
+                if undefined:
+                    return pos + 8
+                raise _Scan.Stop
+            if group == 0xFFFE:
+                raise _Scan.Stop
+            if tag <= last:
+                raise DecodeError(_order_fault(tag, last, None))
+            last = tag
+            if implicit:
+                vr, pos = None, pos + 8
+            else:
+                vrb = buf[pos + 4:pos + 6]
+                vr = _EXPLICIT_VRS.get(vrb)
+                if vr is None:
+                    raise _Scan.Stop  # pydicom guesses: implicit VR, or a 2-byte length
+                if vr in _LONG_VRS:
+                    if pos + 12 > end:
+                        raise _Scan.Stop
+                    length, pos = _L(buf, pos + 8)[0], pos + 12
+                else:
+                    length, pos = length >> 16, pos + 8  # read with the VR as one word: its high half
+                _check_vr(tag, vr)
+            known = None if group & 1 else (_DICT_GET(tag) or (None,))[0]
+            if vr == "SQ" or (vr is None and known == "SQ"):
+                pos = self._sequence(pos, end, length, depth + 1, implicit)
+            elif vr == "UN" and known == "SQ" and length != _UNDEFINED:
+                self._sequence(pos, pos + length, length, depth + 1, True)  # pydicom reads it as implicit VR
+                pos += length
+            elif length == _UNDEFINED:
+                raise _Scan.Stop
+            else:
+                pos += length
+        if undefined or pos > end:
+            raise _Scan.Stop
+        return pos
+
+    def _sequence(self, pos: int, end: int, length: int, depth: int, implicit: bool) -> int:
+        undefined = length == _UNDEFINED
+        stop = end if undefined else pos + length
+        if stop > end:
+            raise _Scan.Stop
+        buf = self.buf
+        while undefined or pos < stop:
+            if pos + 8 > stop:
+                raise _Scan.Stop
+            group, elem, item_length = _HHL(buf, pos)
+            tag = group << 16 | elem
+            pos += 8
+            if tag == _SEQ_END and undefined:
+                return pos
+            if tag != _ITEM:
+                raise _Scan.Stop
+            if item_length == _UNDEFINED:
+                pos = self._dataset(pos, stop, depth, True, implicit)
+            else:
+                if pos + item_length > stop:
+                    raise _Scan.Stop
+                self._dataset(pos, pos + item_length, depth, False, implicit)
+                pos += item_length
+        return pos
 
 
 @lru_cache(maxsize=4096)

@@ -50,7 +50,9 @@ STATUS_CONDITIONS = statuses.conditions(
     ATTRIBUTE_STATUSES,
     ((statuses.INVALID_ATTRIBUTE_VALUE, "Also: the Affected SOP Instance UID is malformed."),
      (statuses.MISSING_ATTRIBUTE, "Also: the request has no data set."),
-     (statuses.PROCESSING_FAILURE, "The data set cannot be decoded (Error Comment says why), or the database "
+     (statuses.PROCESSING_FAILURE, "The data set cannot be decoded (Error Comment says why: also an element "
+                                   "twice or out of ascending tag order, PS3.5 7.1, or sent with a VR its "
+                                   "dictionary entry does not allow, UN excepted), or the database "
                                    "refused the transaction (nothing was stored; the sender may retry)."),
      (statuses.DUPLICATE_SOP_INSTANCE, "An IAN with the same SOP Instance UID but different content was "
                                        "stored earlier. The earlier IAN is kept unchanged."),

@@ -48,9 +48,60 @@ class Check(NamedTuple):
 
 _UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
 _AE_RE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")
-_DT_RE = re.compile(r"^\d{4}(\d{2}(\d{2}(\d{2}(\d{2}(\d{2}(\.\d{1,6})?)?)?)?)?)?([+-]\d{4})?$")
-_DA_RE = re.compile(r"^\d{8}$")
-_TM_RE = re.compile(r"^([01]\d|2[0-3])([0-5]\d([0-5]\d(\.\d{1,6})?)?)?$")
+# PS3.5 Table 6.2-1. DA: YYYYMMDD (no partial form outside a query). TM: HH[MM[SS[.F{1-6}]]], HH 00-23,
+# MM 00-59, SS 00-60 (60: a leap second). DT: YYYY[MM[DD[HH[MM[SS[.F{1-6}]]]]]][&ZZXX], the same ranges, a
+# day that exists in its month and year (Gregorian leap years), and a UTC offset from -1200 to +1400 whose
+# minutes are 00-59 (UTC itself is +0000: -0000 shall not be used). The shape is one regex; the ranges are
+# a few integer comparisons on its groups.
+_DA_RE = re.compile(r"(\d{4})(\d\d)(\d\d)", re.ASCII)
+_TM_RE = re.compile(r"(\d\d)(?:(\d\d)(?:(\d\d)(?:\.\d{1,6})?)?)?", re.ASCII)
+_DT_RE = re.compile(r"(\d{4})(?:(\d\d)(?:(\d\d)(?:(\d\d)(?:(\d\d)(?:(\d\d)(?:\.\d{1,6})?)?)?)?)?)?"
+                    r"(?:([+-])(\d\d)(\d\d))?", re.ASCII)
+_MONTH_DAYS = (0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _day_ok(year: str, month: str, day: str) -> bool:
+    m, d = int(month), int(day)
+    if not (1 <= m <= 12 and 1 <= d <= _MONTH_DAYS[m]):
+        return False
+    if m == 2 and d == 29:
+        y = int(year)
+        return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    return True
+
+
+def _time_ok(hour: str | None, minute: str | None, second: str | None) -> bool:
+    return ((hour is None or int(hour) <= 23) and (minute is None or int(minute) <= 59)
+            and (second is None or int(second) <= 60))
+
+
+def is_date(value: str) -> bool:
+    """A DICOM DA value: YYYYMMDD naming a day that exists."""
+    m = _DA_RE.fullmatch(value)
+    return m is not None and _day_ok(*m.groups())
+
+
+def is_time(value: str) -> bool:
+    """A DICOM TM value (padding spaces aside): HH[MM[SS[.F{1-6}]]] within the ranges of PS3.5."""
+    m = _TM_RE.fullmatch(value.strip())
+    return m is not None and _time_ok(*m.groups())
+
+
+def is_datetime(value: str) -> bool:
+    """A DICOM DT value: YYYY[MM[DD[HH[MM[SS[.F{1-6}]]]]]][&ZZXX] within the ranges of PS3.5."""
+    m = _DT_RE.fullmatch(value)
+    if m is None:
+        return False
+    year, month, day, hour, minute, second, sign, zz, xx = m.groups()
+    if month is not None and not (_day_ok(year, month, day) if day is not None else 1 <= int(month) <= 12):
+        return False
+    if hour is not None and not _time_ok(hour, minute, second):
+        return False
+    if sign is not None:
+        offset = int(zz) * 60 + int(xx)
+        if int(xx) > 59 or offset > (840 if sign == "+" else 720) or (sign == "-" and not offset):
+            return False
+    return True
 
 
 def is_uid(value: str) -> bool:
@@ -68,9 +119,10 @@ def one_of(*allowed: str) -> Check:
 
 UID = Check("a valid UID (digits and dots, at most 64 characters)", is_uid)
 AE_TITLE = Check("valid AE titles (1-16 characters of the default repertoire, no backslash)", is_ae_title)
-DATETIME = Check("a DICOM DateTime (YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][&ZZXX])", lambda v: bool(_DT_RE.match(v)))
-DATE = Check("a DICOM Date (YYYYMMDD)", lambda v: bool(_DA_RE.match(v)))
-TIME = Check("a DICOM Time (HH[MM[SS[.FFFFFF]]])", lambda v: bool(_TM_RE.match(v.strip())))
+DATETIME = Check("a DICOM DateTime (YYYY[MM[DD[HH[MM[SS[.FFFFFF]]]]]][&ZZXX]): a real calendar day, hour 00-23, "
+                 "minute 00-59, second 00-60, UTC offset -1200 to +1400", is_datetime)
+DATE = Check("a DICOM Date (YYYYMMDD): a real calendar day", is_date)
+TIME = Check("a DICOM Time (HH[MM[SS[.FFFFFF]]]): hour 00-23, minute 00-59, second 00-60", is_time)
 SHORT = Check("at most 16 characters", lambda v: len(v) <= 16)
 URL = Check("an absolute URL or path", lambda v: "://" in v or v.startswith("/"))
 
@@ -388,7 +440,9 @@ def status_conditions(rules: tuple[Attr, ...], ops: tuple[Op, ...]) -> tuple[tup
                  + (", or emptied by an N-SET" if Op.SET in ops else "")
                  + ". The Attribute Identifier List names every one."))
     rows.append((statuses.INVALID_ATTRIBUTE_VALUE,
-                 "A value breaks its rule: a malformed UID, date, time or AE title, a term outside its "
+                 "A value breaks its rule: a malformed UID or AE title, a date, time or date-time that is "
+                 "malformed or names no real moment (PS3.5 Table 6.2-1: month, day of that month and year, "
+                 "hour, minute, second up to 60, UTC offset -1200 to +1400), a term outside its "
                  "enumerated values, more values than the VM allows, an element that is not a sequence where "
                  "one must be, more items than allowed" + (", or a value where the table says \"empty\""
                                                            if "empty" in codes else "") + "."))

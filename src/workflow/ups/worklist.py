@@ -75,7 +75,10 @@ SERVICE_STATUSES: tuple[tuple[statuses.Status, str], ...] = (
                                 "Subscribe, Unsubscribe or Suspend without Receiving AE, or with one whose "
                                 "value is not text; Deletion Lock not TRUE or FALSE; a filtered "
                                 "subscription's keys that C-FIND would refuse."),
-    (statuses.PROCESSING_FAILURE, "The data set cannot be decoded, or the database refused the transaction."),
+    (statuses.PROCESSING_FAILURE, "The data set cannot be decoded (Error Comment says why: also an element "
+                                  "twice or out of ascending tag order, PS3.5 7.1, or sent with a VR its "
+                                  "dictionary entry does not allow, UN excepted), or the database refused the "
+                                  "transaction."),
     (statuses.DUPLICATE_SOP_INSTANCE, "N-CREATE for a SOP Instance UID that exists."),
     (NO_SUCH_ACTION, "N-ACTION with an Action Type ID other than 1-5."),
     (st.NO_LONGER_UPDATABLE, "N-SET on a COMPLETED or CANCELED workitem; state changes the table refuses."),
@@ -93,7 +96,8 @@ SERVICE_STATUSES: tuple[tuple[statuses.Status, str], ...] = (
                          "Transaction UID on a SCHEDULED workitem."),
     (st.ALREADY_COMPLETED, "Request Cancel on a COMPLETED workitem."),
     (IDENTIFIER_MISMATCH, "C-FIND identifier with a malformed range, a bad UID, a sequence key with several "
-                          "items or several values outside a UID list."),
+                          "items or several values outside a UID list, or one that cannot be decoded "
+                          "(Error Comment \"undecodable identifier: ...\")."),
 )
 # Every status a UPS request gets and when, whatever face it came through: the conformance statement's table.
 STATUS_CONDITIONS = statuses.conditions(SERVICE_STATUSES[:4], ATTRIBUTE_STATUSES, SERVICE_STATUSES[4:])

@@ -26,10 +26,13 @@ from sqlalchemy import Engine
 
 from workflow.audit.trail import NoAudit
 from workflow.config import Settings
+from workflow.dimse.datasets import request_json, status_dataset
+from workflow.dimse.dicom_json import DecodeError
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.inventory import store
 from workflow.inventory.rules.iod import INVENTORY_STORAGE
 from workflow.kernel.ports import Audit
+from workflow.kernel.statuses import Status
 
 log = logging.getLogger("workflow.inventory")
 
@@ -49,6 +52,7 @@ IDENTIFIER_DOES_NOT_MATCH = 0xA900
 SUB_OPERATIONS_FAILED = 0xA702
 SOME_FAILED = 0xB000
 UNABLE_TO_PROCESS = 0xC000
+UNDECODABLE = Status(IDENTIFIER_DOES_NOT_MATCH, "Failure", "Identifier does not match SOP Class")
 ALWAYS_RETURNED = ("SOPClassUID", "SOPInstanceUID", "RetrieveAETitle")
 
 
@@ -86,9 +90,19 @@ class InventoryQrScp:
 
     def find(self, event):
         started = time.perf_counter()
-        identifier, calling = event.identifier, event.assoc.requestor.ae_title
-        archive, called = self._archive(event), self._called(event)
+        calling = event.assoc.requestor.ae_title
         extra = {"calling_ae": calling, "sop_class": FIND}
+        try:
+            # Decoded as every SCP here decodes (a value pydicom cannot read, a duplicate element, a VR
+            # the dictionary does not allow: refused), before pynetdicom's own reading is used.
+            request_json(event.request.Identifier, event)
+            identifier = event.identifier
+        except (DecodeError, ValueError) as exc:
+            comment = f"undecodable identifier: {exc}"
+            log.warning(f"Inventory FIND: {comment}", extra={**extra, "status": "A900"})
+            yield status_dataset(UNDECODABLE, comment), None
+            return
+        archive, called = self._archive(event), self._called(event)
         classes = _values(identifier.get("SOPClassUID"))
         if classes and INVENTORY_STORAGE not in classes:
             yield SUCCESS, None

@@ -12,12 +12,13 @@ import logging
 import time
 
 
-from workflow.dimse.datasets import status_dataset, to_dataset
+from workflow.dimse.datasets import request_json, status_dataset, to_dataset
+from workflow.dimse.dicom_json import DecodeError
 from workflow.dimse.handling import answer, context, decode, log_outcome, n_create, n_set
 from workflow.dimse.routing import Routes, ServiceSpec
 from workflow.kernel import statuses
 from workflow.kernel.statuses import Status
-from workflow.ups.rules.matching import QueryRejected
+from workflow.ups.rules.matching import IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, QueryRejected
 from workflow.ups.rules.state import UPS_PUSH_SOP_CLASS_UID
 from workflow.kernel.outcome import Outcome
 from workflow.ups.worklist import WorklistService
@@ -88,8 +89,12 @@ class UpsScp:
 
     def c_find(self, event):
         started = time.perf_counter()
-        identifier, failure = decode(event.request.Identifier, event)
-        if failure:
+        try:
+            identifier = request_json(event.request.Identifier, event)
+        except DecodeError as exc:
+            # An Identifier that is no data set does not match the SOP Class: A900 (Table CC.2.8-2; 0110
+            # is no C-FIND status, Cxxx is left for failures of the SCP itself).
+            failure = Outcome(IDENTIFIER_DOES_NOT_MATCH_SOP_CLASS, comment=f"undecodable identifier: {exc}")
             yield answer(log, event, "UPS C-FIND", failure, started, None), None
             return
         matches = 0
