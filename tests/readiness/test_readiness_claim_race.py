@@ -13,26 +13,15 @@ import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import select, text
 
-from testkit.db import test_settings
 from testkit.ian import instance_item, make_ian
 from testkit.mpps import completed, in_progress
 from testkit.ups import workitem
-from workflow.app import App
 from workflow.ian.ingest import Received
 from workflow.ian.rules.notification import parse_ian
-from workflow.store import migrate
 from workflow.ups.tables import Workitem
 from workflow.ups.worklist import WorklistService
 
 W = Workitem.__table__
-
-
-@pytest.fixture(scope="module")
-def services(database_url):
-    app = App(test_settings(database_url))
-    migrate.upgrade(app.engine)  # services only: the test drives the readiness pass itself
-    yield app
-    app.engine.dispose()
 
 
 class PausedAudit:

@@ -5,29 +5,18 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 from pydicom.uid import generate_uid
 from sqlalchemy import select
 
-from testkit.db import test_settings
 from testkit.ian import instance_item, make_ian
 from testkit.mpps import completed, in_progress
 from testkit.ups import workitem
 from workflow.app import App
 from workflow.ian.rules.notification import parse_ian
 from workflow.ian.ingest import Received
-from workflow.store import migrate
 from workflow.ups.tables import WorkitemInput
 from workflow.ups.tables import Workitem
-
-
-@pytest.fixture(scope="module")
-def services(database_url):
-    app = App(test_settings(database_url))
-    migrate.upgrade(app.engine)  # services only: no server needed to call them
-    yield app
-    app.engine.dispose()
 
 
 def run(app: App, ops: list[tuple[str, int]]) -> tuple[str, set[str], set[str]]:

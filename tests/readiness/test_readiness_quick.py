@@ -6,28 +6,17 @@ from __future__ import annotations
 import threading
 from datetime import datetime, timezone
 
-import pytest
 from pydicom.uid import generate_uid
 from sqlalchemy import event, select
 
-from testkit.db import test_settings
 from testkit.ian import instance_item, make_ian
 from workflow.app import App
 from workflow.ian.ingest import Received
 from workflow.ian.rules.notification import parse_ian
 from workflow.readiness.tables import ReadinessPending, RequestedProcedure
-from workflow.store import migrate
 
 RP = RequestedProcedure.__table__
 PENDING = ReadinessPending.__table__
-
-
-@pytest.fixture(scope="module")
-def services(database_url):
-    app = App(test_settings(database_url))
-    migrate.upgrade(app.engine)
-    yield app
-    app.engine.dispose()
 
 
 def _ian(app: App, study: str) -> None:

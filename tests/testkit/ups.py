@@ -207,3 +207,19 @@ class EventReceiver:
         while not self.reports.empty():
             out.append(self.reports.get_nowait())
         return out
+
+
+def subscribe_globally(app, ae_title: str, websocket: bool = True) -> None:
+    """`ae_title` subscribed to every workitem (a UPS-RS subscriber's WebSocket unless `websocket=False`)."""
+    from workflow.kernel.json_model import build
+
+    outcome = app.worklist.subscribe(GLOBAL, build(ReceivingAE=ae_title, DeletionLock="FALSE"), websocket=websocket)
+    assert outcome.status.code == 0, outcome
+
+
+def create_over_dimse(app) -> str:
+    """A new workitem, created by N-CREATE on `app`'s DICOM face; its UID."""
+    uid = generate_uid()
+    with ups_association(app.dicom.port) as assoc:
+        assert assoc.send_n_create(workitem(), PUSH, uid)[0].Status == 0
+    return uid

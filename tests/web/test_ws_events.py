@@ -11,14 +11,13 @@ import threading
 import time
 
 import pytest
-from pydicom.uid import generate_uid
 from sqlalchemy import select
 from websockets.exceptions import ConnectionClosed
 
 from testkit.http import EventSocket, http_app
-from testkit.ups import GLOBAL, EventReceiver, claim, ups_association, workitem
+from testkit.ups import GLOBAL, EventReceiver, claim, create_over_dimse, subscribe_globally, ups_association
 from workflow.config import RemoteAE
-from workflow.kernel.json_model import build, first
+from workflow.kernel.json_model import first
 from workflow.ups import http_events
 from workflow.ups.outbox import enqueue
 from workflow.ups.tables import OutboxEvent
@@ -42,18 +41,6 @@ def app(database_url, watcher):
         yield app
 
 
-def subscribe(app, ae_title: str, websocket: bool = True) -> None:
-    outcome = app.worklist.subscribe(GLOBAL, build(ReceivingAE=ae_title, DeletionLock="FALSE"), websocket=websocket)
-    assert outcome.status.code == 0, outcome
-
-
-def create(app) -> str:
-    uid = generate_uid()
-    with ups_association(app.dicom.port) as assoc:
-        assert assoc.send_n_create(workitem(), "1.2.840.10008.5.1.4.34.6.1", uid)[0].Status == 0
-    return uid
-
-
 def owed(app, ae_title: str, status: str | None = None) -> list[tuple[int, str, int]]:
     """(id, workitem, event type) of the subscriber's outbox rows (of one status), in id order."""
     t = OutboxEvent.__table__
@@ -65,9 +52,9 @@ def owed(app, ae_title: str, status: str | None = None) -> list[tuple[int, str, 
 
 
 def test_a_report_carries_the_ups_and_command_attributes(app):
-    subscribe(app, "WSONE")
+    subscribe_globally(app, "WSONE")
     with EventSocket(app, "WSONE") as socket:
-        uid = create(app)
+        uid = create_over_dimse(app)
         report = socket.next()
     assert report[AFFECTED_UID]["Value"] == [uid] and report[EVENT_TYPE]["Value"] == [1]
     assert report["00000002"]["Value"] == ["1.2.840.10008.5.1.4.34.6.4"] and "00000110" in report
@@ -75,13 +62,13 @@ def test_a_report_carries_the_ups_and_command_attributes(app):
 
 
 def test_events_owed_while_away_arrive_in_commit_order_on_reconnect(app):
-    subscribe(app, "WSAWAY")
+    subscribe_globally(app, "WSAWAY")
     with EventSocket(app, "WSAWAY") as socket:
-        first_uid = create(app)
+        first_uid = create_over_dimse(app)
         assert socket.next()[AFFECTED_UID]["Value"] == [first_uid]
         wait_until(lambda: not owed(app, "WSAWAY", "PENDING"))  # its Assigned report too
     # Away: changes interleaved over several workitems (creations, claims, a cancellation).
-    uids = [create(app) for _ in range(4)]
+    uids = [create_over_dimse(app) for _ in range(4)]
     with ups_association(app.dicom.port) as assoc:
         for uid in uids[:3]:
             assert claim(assoc, uid)[0].Status == 0
@@ -94,10 +81,10 @@ def test_events_owed_while_away_arrive_in_commit_order_on_reconnect(app):
 
 
 def test_dimse_and_websocket_subscribers_hear_the_same_change(app, watcher):
-    subscribe(app, "WSBOTH")
-    subscribe(app, "DIMSESUB", websocket=False)
+    subscribe_globally(app, "WSBOTH")
+    subscribe_globally(app, "DIMSESUB", websocket=False)
     with EventSocket(app, "WSBOTH") as socket:
-        uid = create(app)
+        uid = create_over_dimse(app)
         over_ws = socket.next()
     over_dimse = watcher.wait(lambda r: r.uid == uid)
     assert over_ws[AFFECTED_UID]["Value"] == [uid] and over_dimse.event_type == 1
@@ -113,11 +100,11 @@ def test_a_socket_for_a_configured_remote_ae_is_refused(app):
 
 def test_frames_a_subscriber_sends_are_ignored(app):
     """The channel carries events one way; a text or binary frame from the subscriber changes nothing."""
-    subscribe(app, "WSCHATTY")
+    subscribe_globally(app, "WSCHATTY")
     with EventSocket(app, "WSCHATTY") as channel:
         channel.socket.send(b"\x00\x01")
         channel.socket.send("hello")
-        uid = create(app)
+        uid = create_over_dimse(app)
         assert channel.next()[AFFECTED_UID]["Value"] == [uid]
 
 
@@ -131,13 +118,13 @@ def test_a_socket_for_an_invalid_ae_title_is_refused(app, title):
 
 
 def test_a_newer_socket_replaces_the_older(app):
-    subscribe(app, "WSTWICE")
+    subscribe_globally(app, "WSTWICE")
     older = EventSocket(app, "WSTWICE")
     with EventSocket(app, "WSTWICE") as newer:
         with pytest.raises(ConnectionClosed) as closed:
             older.next(timeout=5)
         assert closed.value.rcvd.code == 4000
-        uid = create(app)
+        uid = create_over_dimse(app)
         assert newer.next()[AFFECTED_UID]["Value"] == [uid]
 
 
@@ -162,8 +149,8 @@ def test_a_subscriber_that_stops_reading_holds_up_no_other(app):
     """One subscriber stops reading mid-stream: another still gets every event at once; the silent one's
     socket is closed after the send timeout, and what it did not take stays owed and arrives, in order,
     when it connects again."""
-    subscribe(app, "WSSTALLED")
-    subscribe(app, "WSLIVELY")
+    subscribe_globally(app, "WSSTALLED")
+    subscribe_globally(app, "WSLIVELY")
     app.event_hub.send_timeout = 4.0
     raw = stalled_socket(app, "WSSTALLED")
     try:
@@ -194,8 +181,8 @@ def test_events_owed_too_long_become_undeliverable(database_url, http):
     """Also with HTTP off: a subscriber made by another process, whose events this one must still expire."""
     settings = dict(event_retry_initial=0.1, event_retry_max_interval=0.1, event_retry_for=0.5)
     with http_app(database_url, http=http, **settings) as app:
-        subscribe(app, "WSGONE")
-        create(app)
+        subscribe_globally(app, "WSGONE")
+        create_over_dimse(app)
         t = OutboxEvent.__table__
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
@@ -210,16 +197,16 @@ def test_events_owed_too_long_become_undeliverable(database_url, http):
 def test_stopping_closes_sockets_and_a_restart_delivers_what_is_owed(database_url):
     settings = dict(event_retry_initial=0.2, event_retry_max_interval=0.5)
     with http_app(database_url, **settings) as app:
-        subscribe(app, "WSRESTART")
+        subscribe_globally(app, "WSRESTART")
         socket = EventSocket(app, "WSRESTART")
-        create(app)
+        create_over_dimse(app)
         socket.next()
     with pytest.raises(ConnectionClosed) as closed:
         while True:  # what else was owed, then the close
             socket.next(timeout=10)
     assert closed.value.rcvd.code == 1001  # going away: the server stopped
     with http_app(database_url, **settings) as app:  # back, while the subscriber is still away
-        owed_uid = create(app)
+        owed_uid = create_over_dimse(app)
     with http_app(database_url, **settings) as app:  # and back again: the subscriber reconnects
         waiting = len(owed(app, "WSRESTART", "PENDING"))
         with EventSocket(app, "WSRESTART") as socket:

@@ -6,28 +6,14 @@ from __future__ import annotations
 import json
 
 import pytest
-from pydicom.uid import generate_uid
 from websockets.exceptions import ConnectionClosed
 
 from testkit.http import http_app
-from testkit.ups import GLOBAL, ups_association, workitem
-from workflow.kernel.json_model import build
+from testkit.ups import create_over_dimse, subscribe_globally
 
 pytestmark = pytest.mark.slow
 
 AFFECTED_UID = "00001000"
-
-
-def subscribe(app, ae_title: str) -> None:
-    outcome = app.worklist.subscribe(GLOBAL, build(ReceivingAE=ae_title, DeletionLock="FALSE"), websocket=True)
-    assert outcome.status.code == 0, outcome
-
-
-def create(app) -> str:
-    uid = generate_uid()
-    with ups_association(app.dicom.port) as assoc:
-        assert assoc.send_n_create(workitem(), "1.2.840.10008.5.1.4.34.6.1", uid)[0].Status == 0
-    return uid
 
 
 def test_the_channel_needs_a_token_with_the_subscribe_right(database_url):
@@ -44,11 +30,11 @@ def test_the_channel_needs_a_token_with_the_subscribe_right(database_url):
                 with pytest.raises(ConnectionClosed) as closed:
                     refused.recv(timeout=10)
             assert closed.value.rcvd.code == 1008 and "subscribe right" in closed.value.rcvd.reason
-        subscribe(app, "WSTOKEN")
+        subscribe_globally(app, "WSTOKEN")
         for how in ({"additional_headers": {"Authorization": f"bearer {subscriber}"}},
                     {"additional_headers": {"Cookie": f"wfm_token={subscriber}"}}, {"query": subscriber}):
             target = url + (f"?access_token={how.pop('query')}" if "query" in how else "")
             with connect(target, open_timeout=10, **how) as channel:
-                uid = create(app)
+                uid = create_over_dimse(app)
                 while json.loads(channel.recv(timeout=15))[AFFECTED_UID]["Value"] != [uid]:
                     pass  # what the subscription got earlier (the server's status, earlier workitems)
