@@ -117,7 +117,7 @@ class App:
         # Events owed to WebSocket subscribers expire whether or not HTTP is on (a subscriber made by
         # another process, or an AE title since added to [[remote_ae]] and removed again).
         self.event_expiry = Periodic("wfm-event-expiry", lambda: self.outbox.expire_websocket_events(utcnow()),
-                                     every=min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4))
+                                     every=max(1.0, min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4)))
         # Other processes' commits on the same PostgreSQL wake these workers too (LISTEN/NOTIFY).
         self.wakeups = wakeups.Listener(self.engine)
         self.wakeups.on(wakeups.EVENTS, self.events_written.fire)
