@@ -13,30 +13,11 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom import dimse_primitives as prim
 
+from testkit.dimse import send_raw
 from testkit.ups import PUSH, ups_association, workitem
 from pynetdicom.dsutils import encode
 
 pytestmark = pytest.mark.slow
-
-
-def answer(assoc, request, timeout: float = 5.0):
-    """Send `request` on the UPS Push context and take its response off the queue ourselves (the
-    association's reactor paused): the response, or None when none came in time."""
-    context = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == PUSH)
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.001)
-    try:
-        assoc.dimse.send_msg(request, context)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _, response = assoc.dimse.get_msg(block=False)
-            if response is not None:
-                return response
-            time.sleep(0.01)
-        return None
-    finally:
-        assoc._reactor_checkpoint.set()
 
 
 def n_delete():
@@ -64,7 +45,7 @@ def test_an_operation_never_served_is_answered_0211(server, caplog, make):
     request = make()
     request.MessageID = 7
     with caplog.at_level(logging.WARNING), ups_association(server.dicom.port) as assoc:
-        response = answer(assoc, request)
+        response = send_raw(assoc, request, PUSH, timeout=5.0)[-1]
     assert response is not None and type(response) is type(request), "no response: the peer waited"
     assert response.Status == 0x0211 and response.MessageIDBeingRespondedTo == 7
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import struct
-import time
 from io import BytesIO
 
 import pytest
@@ -24,6 +23,7 @@ from pynetdicom.sop_class import (InstanceAvailabilityNotification as IAN, Inven
 from sqlalchemy import func, select
 
 import testkit.mpps
+from testkit.dimse import send_raw
 from testkit.ian import make_ian
 from testkit.ups import code, workitem
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in responses)
@@ -175,31 +175,6 @@ def associate(app, *contexts: str, syntax: str = EXPLICIT):
     assoc = ae.associate("127.0.0.1", app.dicom.port, ae_title="WFM")
     assert assoc.is_established
     return assoc
-
-
-def send_raw(assoc, request, sop_class: str, timeout: float = 20.0) -> list:
-    """Send a request whose data set is bytes as given; every response, the final one last."""
-    context = next(c.context_id for c in assoc.accepted_contexts if c.abstract_syntax == sop_class)
-    assoc._reactor_checkpoint.clear()
-    while not assoc._is_paused:
-        time.sleep(0.0001)
-    responses = []
-    try:
-        assoc.dimse.send_msg(request, context)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            _, response = assoc.dimse.get_msg(block=False)
-            if response is not None:
-                responses.append(response)
-                if int(response.Status) not in (0xFF00, 0xFF01):
-                    return responses
-            elif assoc.is_aborted or not assoc.dul.is_alive():
-                break
-            else:
-                time.sleep(0.005)
-    finally:
-        assoc._reactor_checkpoint.set()
-    raise AssertionError(f"no final response (got {[int(r.Status) for r in responses]})")
 
 
 def n_create_raw(assoc, sop_class: str, data: bytes, uid: str):
