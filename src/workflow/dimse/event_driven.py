@@ -35,6 +35,8 @@ from pynetdicom import association as _association
 from pynetdicom import dimse as _dimse
 from pynetdicom import dul as _dul
 
+from workflow.dimse.reactor import count_parked_as_paused
+
 BOUND = 0.01  # seconds a loop may wait without a wake-up before it checks its timers and flags again
 
 _DUL_LOOP = _dul.DULServiceProvider.run_reactor.__code__
@@ -174,6 +176,7 @@ def install() -> None:
     # DULs made from now on run the wrapped loop (a DUL binds its thread body when it is made).
     _dul.DULServiceProvider.run_reactor = _run_then_close(_dul.DULServiceProvider.run_reactor)
     _dimse.DIMSEServiceProvider.send_msg = _whole(_dimse.DIMSEServiceProvider.send_msg)
+    count_parked_as_paused()  # a request sent just after an N-EVENT-REPORT could wait for ever
 
 
 def _whole(send_msg):

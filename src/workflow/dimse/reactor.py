@@ -2,7 +2,8 @@
 for it (pynetdicom issue #875): the request then times out. `hold_reactor` keeps the reactor parked before
 a request is sent (the request's generator releases it); `StrayCounter` counts responses it took anyway,
 so a lost response is reported, never mistaken for "no matches". `held` holds it for one request and
-its responses however they end; `release` ends an association in bounded time."""
+its responses however they end; `release` ends an association in bounded time. `count_parked_as_paused`
+mends a second race of that pause (see there)."""
 
 from __future__ import annotations
 
@@ -34,6 +35,33 @@ def hold_reactor(assoc: Association, limit: float = 1.0) -> bool:
     while not waiters and assoc.is_established and assoc.is_alive() and time.monotonic() < deadline:
         time.sleep(0.0001)
     return bool(waiters)
+
+
+def _reactor_parked(assoc: Association) -> bool:
+    """True while the reactor waits at its checkpoint (only its own thread ever waits there)."""
+    checkpoint = assoc.__dict__.get("_reactor_checkpoint")
+    return bool(getattr(getattr(checkpoint, "_cond", None), "_waiters", None))
+
+
+def count_parked_as_paused() -> None:
+    """Make `Association._is_paused` also true while the reactor is parked at its checkpoint.
+
+    pynetdicom serves an N-EVENT-REPORT sent to a requestor in a thread of its own, which sets the flag
+    True while its handler runs and False once it has answered, whatever the reactor does meanwhile. A
+    request sent just after such an event (its caller woken by the handler) clears the checkpoint and
+    waits for the flag; if the reactor parked (setting it True) before the event's thread set it False,
+    the flag stays False and the request waits for ever, in a loop without a timeout. It hung a CI run:
+    an Inventory C-FIND sent right after the event that ended production. Once per process."""
+    if isinstance(Association.__dict__.get("_is_paused"), property):
+        return
+
+    def get(self) -> bool:
+        return self.__dict__.get("_is_paused", False) or _reactor_parked(self)
+
+    def set_(self, value: bool) -> None:
+        self.__dict__["_is_paused"] = value
+
+    Association._is_paused = property(get, set_)
 
 
 def release_reactor(assoc: Association) -> None:
