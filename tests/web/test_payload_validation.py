@@ -228,6 +228,36 @@ def test_a_body_that_is_not_json_is_400_on_every_route(http, scheduled, step, ro
     assert "the body is not JSON" in warning_of(response)
 
 
+OTHER_MEDIA = {"text/plain": "unsupported media type text/plain",
+               "application/x-www-form-urlencoded": "unsupported media type application/x-www-form-urlencoded",
+               "application/dicom+xml": "DICOM XML payloads are not supported",
+               'multipart/related; type="application/dicom+json"': "unsupported media type multipart/related"}
+
+
+@pytest.mark.parametrize("route", list(BODY_ROUTES))
+@pytest.mark.parametrize("media_type", list(OTHER_MEDIA))
+def test_a_payload_declared_as_another_media_type_is_415_on_every_route(http, scheduled, step, route, media_type):
+    method, path = BODY_ROUTES[route]
+    uid = step[0] if route.startswith("mpps") else scheduled
+    response = http.request(method, path.format(uid=uid), content=json.dumps({LABEL: {"vr": "LO", "Value": ["x"]}}),
+                            headers={"Content-Type": media_type})
+    assert response.status_code == 415, (response.status_code, response.text[:300])
+    assert OTHER_MEDIA[media_type] in warning_of(response)
+
+
+def test_a_payload_refused_for_its_media_type_is_not_stored_and_json_types_are_taken(rs):
+    refused = generate_uid()
+    response = rs.http.post(BASE, params={"workitem": refused}, content=json.dumps(as_json(workitem())),
+                            headers={"Content-Type": "text/plain"})
+    assert response.status_code == 415 and rs.retrieve(refused).status_code == 404
+    for declared in ("application/dicom+json", "application/json; charset=utf-8", "Application/DICOM+JSON", None):
+        uid = generate_uid()
+        response = rs.http.post(BASE, params={"workitem": uid}, content=json.dumps(as_json(workitem())),
+                                headers={"Content-Type": declared} if declared else {})
+        assert response.status_code == 201, (declared, response.status_code, warning_of(response))
+        assert rs.retrieve(uid).status_code == 200
+
+
 # ------------------------------------------------------------------ valid payloads still pass
 
 EVERY_VR = {  # a private block (0009,10xx) with one element per VR, and public ones of each family

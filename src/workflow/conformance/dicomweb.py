@@ -72,7 +72,11 @@ the right (`admin` holds all): 401 without a valid token, 403 without the right.
 
 **Media types.** Request payloads and responses are `application/dicom+json` (PS3.18 F.2); a payload
 may be one data set or an array holding one. XML (`application/dicom+xml`) and multipart payloads are
-not supported; a response is `application/dicom+json` whatever the Accept header asks. A failure
+not supported; a response is `application/dicom+json` whatever the Accept header asks. A payload is read
+when its `Content-Type` is `application/dicom+json` or `application/json` (any case, parameters such as
+`charset` aside) or when the request has none; declared as anything else it is refused unread with 415
+Unsupported Media Type (RFC 9110 15.5.16) and a Warning naming the type, on every route that reads one
+(UPS-RS Create, Update, Change State, Request Cancellation; `/api/ian`, `/api/mpps`). A failure
 answers a small JSON body (`application/json`: error, DIMSE status, comment) besides its Warning.
 
 **Payloads.** Every DICOM JSON body the HTTP face reads (UPS-RS, and `/api/ian`, `/api/mpps` below)

@@ -26,6 +26,7 @@ from workflow.ups.rules.attributes import UPS_ATTRIBUTES
 from workflow.ups.rules.matching import QueryRejected
 from workflow.ups.worklist import WorklistService
 from workflow.kernel import dicom_json_check
+from workflow.web import media_types
 from workflow.web.access import requires
 from workflow.web.responses import DICOM_JSON, DicomJSONResponse, failure, warning
 
@@ -47,6 +48,7 @@ _OPTIONAL_BODY = {"requestBody": {"required": False, "content": {DICOM_JSON: {"s
 def _failures(*codes: int) -> dict[int | str, dict[str, Any]]:
     meaning = {400: "malformed request, or refused for what it carries (Warning: why, DIMSE status)",
                404: "no such workitem", 409: "refused in the workitem's state (Warning: why, DIMSE status)",
+               415: "a payload declared as another media type than application/dicom+json",
                503: "the worklist could not process it; nothing changed"}
     return {code: {"description": meaning[code], "content": _JSON} for code in codes}
 
@@ -73,6 +75,8 @@ async def _payload(request: Request, required: bool = True) -> dict[str, Any]:
         if required:
             raise rq.BadRequest("the request needs a DICOM JSON payload")
         return {}
+    if problem := media_types.unsupported(request):
+        raise rq.UnsupportedMedia(problem)
     try:
         body = dicom_json_check.loads(raw)
     except dicom_json_check.NotJson as exc:
@@ -99,6 +103,8 @@ def router(worklist: WorklistService) -> APIRouter:
     api = APIRouter(tags=["UPS-RS"])
 
     def malformed(transaction: str, exc: rq.BadRequest) -> Response:
+        if isinstance(exc, rq.UnsupportedMedia):
+            return failure(415, str(exc))
         return reply(transaction, None, detail=str(exc))
 
     async def ending(transaction: str, call, uid: str, aetitle: str, request: Request) -> Response:
@@ -111,7 +117,7 @@ def router(worklist: WorklistService) -> APIRouter:
 
     @api.post(BASE, name="ups-rs create", status_code=201, response_class=Response,
               summary="Create Workitem (PS3.18 11.4): 201 with Location", openapi_extra=_BODY,
-              responses={201: {"description": "created"}, **_failures(400, 409, 503)})
+              responses={201: {"description": "created"}, **_failures(400, 409, 415, 503)})
     async def create(request: Request, workitem: str | None = Query(None, description="the workitem's UID"),
                      who: Principal = Depends(requires(Right.SCHEDULE))) -> Response:
         try:
@@ -167,7 +173,7 @@ def router(worklist: WorklistService) -> APIRouter:
     @api.post(BASE + "/{uid}", name="ups-rs update", response_class=Response, openapi_extra=_BODY,
               summary="Update Workitem (PS3.18 11.6); the Transaction UID parameter under any spelling "
                       "(transaction-uid, transaction, Transaction-uid, ...)",
-              responses={200: {"description": "updated"}, **_failures(400, 404, 409, 503)})
+              responses={200: {"description": "updated"}, **_failures(400, 404, 409, 415, 503)})
     async def update(uid: str, request: Request,
                      transaction_uid: str | None = Query(None, alias="transaction-uid"),
                      who: Principal = Depends(requires(Right.PERFORM))) -> Response:
@@ -190,7 +196,7 @@ def router(worklist: WorklistService) -> APIRouter:
     @api.put(BASE + "/{uid}/state", name="ups-rs change state", response_class=Response, openapi_extra=_BODY,
              summary="Change Workitem State (PS3.18 11.7): payload Transaction UID and Procedure Step State",
              responses={200: {"description": "changed (a Warning when it already was)"},
-                        **_failures(400, 404, 409, 503)})
+                        **_failures(400, 404, 409, 415, 503)})
     async def change_state(uid: str, request: Request,
                            who: Principal = Depends(requires(Right.PERFORM))) -> Response:
         try:
@@ -204,7 +210,7 @@ def router(worklist: WorklistService) -> APIRouter:
     @api.post(BASE + "/{uid}/cancelrequest", name="ups-rs request cancellation", status_code=202,
               response_class=Response, openapi_extra=_OPTIONAL_BODY,
               summary="Request Cancellation (PS3.18 11.8); optional payload: reason, contact",
-              responses={202: {"description": "accepted"}, **_failures(400, 404, 409, 503)})
+              responses={202: {"description": "accepted"}, **_failures(400, 404, 409, 415, 503)})
     async def cancel(uid: str, request: Request, who: Principal = Depends(requires(Right.SCHEDULE))) -> Response:
         try:
             info = await _payload(request, required=False)

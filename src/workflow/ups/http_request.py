@@ -46,6 +46,10 @@ class BadRequest(ValueError):
     """A request refused with 400 before the service is called; the message says what is wrong."""
 
 
+class UnsupportedMedia(BadRequest):
+    """A payload declared as a media type other than DICOM JSON: refused with 415, unread."""
+
+
 @dataclass
 class Search:
     identifier: JsonDataset

@@ -10,6 +10,7 @@ from starlette.responses import JSONResponse
 
 from workflow.kernel.outcome import Outcome
 from workflow.kernel import dicom_json_check
+from workflow.web import media_types
 from workflow.web.responses import warning
 
 # DIMSE status -> HTTP code, for failures (success and warnings are 200). Unlisted failures: 400.
@@ -37,8 +38,10 @@ def status_answer(outcome: Outcome, codes: Mapping[int, int] = FAILURE_CODES, cr
 
 async def dicom_json_body(request: Request) -> dict[str, Any]:
     """The request's body as one DICOM JSON data set (PS3.18 F.2, as `dicom_json_check` accepts it), or 400
-    saying what is wrong. A JSON array of exactly one data set is taken as that data set."""
+    saying what is wrong (415 for a body declared as another media type). A JSON array of exactly one data set is taken as that data set."""
     raw = await request.body()
+    if raw.strip() and (problem := media_types.unsupported(request)):
+        raise HTTPException(415, problem)
     try:
         body = dicom_json_check.loads(raw or b"null")
     except dicom_json_check.NotJson as exc:
