@@ -2,11 +2,13 @@
 associations: an AE not listed, or from a host it may not come from, is rejected at association; the
 contexts of SOP classes an AE has no right to are rejected (user rejection) while the others are
 accepted; a request outside its rights is refused with 0124 (C-FIND included: a refusal, never an empty
-success), and each refusal is a Security Alert; associations per AE are capped; an oversized data set
-aborts its association and nothing of it is stored."""
+success), and each refusal is a Security Alert; associations per AE and per address are capped, to exactly
+the limit when many arrive at once; an oversized data set aborts its association and nothing of it is
+stored."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -130,6 +132,55 @@ def test_associations_per_ae_are_capped(app):
     finally:
         first.release()
         second.release()
+
+
+@pytest.fixture(scope="module")
+def open_app(database_url):
+    """Any calling AE, ten associations per address (the default)."""
+    with http_app(database_url, max_associations_per_address=10) as app:
+        yield app
+
+
+def simultaneously(app, calling: str, attempts: int) -> list:
+    start = threading.Barrier(attempts)
+    results = []
+
+    def attempt():
+        start.wait()
+        results.append(associate(app, calling, Verification))
+
+    threads = [threading.Thread(target=attempt) for _ in range(attempts)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+@pytest.mark.parametrize("limit", ["per AE title", "per address"])
+def test_simultaneous_associations_get_exactly_the_places_left(app, open_app, limit):
+    """Fifteen requests at once: as many are accepted as the limit allows, not fewer (the address's count
+    took in associations still negotiating, some then refused: 9 of 10 places were given) and not more
+    (each could find room for one); the places come back once they end."""
+    server, calling, places = (app, "MODALITY", 2) if limit == "per AE title" else (open_app, "ANYONE", 10)
+    results = simultaneously(server, calling, 15)
+    try:
+        assert len(results) == 15
+        assert sum(a.is_established for a in results) == places
+        assert sum(a.is_rejected for a in results) == 15 - places
+    finally:
+        for assoc in results:
+            if assoc.is_established:
+                assoc.release()
+
+    def accepted_again() -> bool:
+        assoc = associate(server, calling, Verification)
+        if assoc.is_established:
+            assoc.release()
+            return True
+        return False
+
+    assert wait_until(accepted_again)
 
 
 def test_an_oversized_data_set_aborts_its_association_and_stores_nothing(app):

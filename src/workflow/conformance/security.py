@@ -41,9 +41,11 @@ def render_security() -> str:
          "body (larger: 413 before it is read, or once a chunked body passes it)", "`max_dataset_bytes`",
          f"{d.max_dataset_bytes} bytes"),
         ("Associations open at once, in all", "`max_associations`", str(d.max_associations)),
-        ("Associations open at once per calling AE title (more: A-ASSOCIATE-RJ transient, local limit)",
-         "`max_associations_per_ae`", str(d.max_associations_per_ae)),
-        ("Associations open at once per address", "`max_associations_per_address`",
+        ("Associations open at once per calling AE title (more: A-ASSOCIATE-RJ transient, local limit). "
+         "Counted from admission, under one lock, to the association's end: requests arriving together "
+         "get exactly the places left, and a refused one holds none", "`max_associations_per_ae`",
+         str(d.max_associations_per_ae)),
+        ("Associations open at once per address (counted the same way)", "`max_associations_per_address`",
          str(d.max_associations_per_address)),
         ("ARTIM: seconds a new connection may stay silent or stall its TLS handshake", "`artim_timeout`",
          f"{d.artim_timeout:g}"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import threading
 import time
 
 from pynetdicom import evt
@@ -36,6 +37,8 @@ class Admission:
         self.clients = {c.ae_title: c for c in settings.client_ae}
         self._rights = {c.ae_title: parse_rights(",".join(c.rights)) for c in settings.client_ae}
         self.legacy = set(settings.allowed_calling_aes)
+        self._lock = threading.Lock()
+        self._admitted: dict = {}  # association -> (calling AE, address), until it is seen to have ended
 
     @property
     def open(self) -> bool:
@@ -65,6 +68,27 @@ class Admission:
         return None
 
 
+    def take(self, assoc, calling_ae: str, address: str) -> tuple[tuple[int, int, int], str] | None:
+        """(A-ASSOCIATE-RJ, why) when the calling AE or the address already has its number of associations;
+        else None, and `assoc` counts from now on until it ends. Counted are the associations admitted
+        here, under one lock: one still negotiating is counted once admitted (simultaneous requests
+        cannot all find room for one more) and one refused never is (it held a place while it closed)."""
+        s = self.settings
+        with self._lock:
+            self._admitted = {a: who for a, who in self._admitted.items() if _still_open(a)}
+            held = self._admitted.values()
+            if sum(1 for _, at in held if at == address) >= s.max_associations_per_address:
+                return LOCAL_LIMIT, f"{address} has {s.max_associations_per_address} associations open already"
+            if sum(1 for ae, _ in held if ae == calling_ae) >= s.max_associations_per_ae:
+                return LOCAL_LIMIT, f"{calling_ae} has {s.max_associations_per_ae} associations open already"
+            self._admitted[assoc] = (calling_ae, address)
+            return None
+
+
+def _still_open(assoc) -> bool:
+    return assoc.is_alive() and not (assoc.is_released or assoc.is_aborted or assoc.is_rejected)
+
+
 def _in(address: str, networks: tuple[str, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
@@ -86,7 +110,7 @@ class AdmissionACSE(ACSE):
         address = str(self.assoc.requestor.address)
         refused = self.admission.refusal(calling, address, _peer_subject(self.assoc))
         if refused is None:
-            refused = self._over_limit(calling, address)
+            refused = self.admission.take(self.assoc, calling, address)
         if refused is not None:
             (result, source, reason), why = refused
             self.requestor.ae_title = calling
@@ -96,15 +120,6 @@ class AdmissionACSE(ACSE):
             self.assoc.kill()
             return
         super()._negotiate_as_acceptor()
-
-    def _over_limit(self, calling: str, address: str):
-        s = self.admission.settings
-        others = [a for a in self.assoc.ae.active_associations if a.is_acceptor and a is not self.assoc]
-        if sum(1 for a in others if str(a.requestor.address) == address) >= s.max_associations_per_address:
-            return LOCAL_LIMIT, f"{address} has {s.max_associations_per_address} associations open already"
-        if sum(1 for a in others if a.requestor.ae_title.strip() == calling) >= s.max_associations_per_ae:
-            return LOCAL_LIMIT, f"{calling} has {s.max_associations_per_ae} associations open already"
-        return None
 
     def send_accept(self) -> None:
         """Before the A-ASSOCIATE-AC goes: the contexts of SOP classes the calling AE may not use at all
