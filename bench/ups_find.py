@@ -727,32 +727,45 @@ def serve_until_signalled(port: int, handlers: list) -> None:
 
 
 def run_durable_claims_server(port: int, url: str, uids_file: str) -> None:
-    """A second claims baseline: the least a durable claim handler must do, with the raw driver and no
-    framework. It decodes the Action Information (pydicom), then in one transaction locks the workitem's
-    row (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL), checks the state, writes the
-    new state and Transaction UID, and commits durably (SQLite: WAL, synchronous=FULL, as wfm serve)
-    before answering. Its table holds the workitems to claim, seeded SCHEDULED."""
+    """A second claims baseline: the least a durable claim handler must do (`durable_claims`)."""
     from pynetdicom import _config, evt
     _config.LOG_HANDLER_LEVEL = "none"
     event_driven.install()
-    uids = Path(uids_file).read_text().split()
+    on_action, close = durable_claims(url, Path(uids_file).read_text().split())
+    serve_until_signalled(port, [(evt.EVT_N_ACTION, on_action)])
+    close()
+
+
+def durable_claims(url: str, uids: list[str], announce=None):
+    """(N-ACTION handler, close): the least a durable claim handler must do, with the raw driver and no
+    framework. It decodes the Action Information (pydicom), then in one transaction locks the workitem's
+    row (BEGIN IMMEDIATE on SQLite, SELECT ... FOR UPDATE on PostgreSQL), checks the state, writes the
+    new state and Transaction UID, and commits durably (SQLite: WAL, synchronous=FULL, as wfm serve)
+    before answering. Its table holds `uids`, seeded SCHEDULED. With `announce`, the claim also writes
+    its event to an outbox table in the same transaction (nothing acknowledged is lost) and, once
+    committed, calls `announce(outbox id, uid)`."""
     if url.startswith("sqlite"):
         import sqlite3
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
         begin, lock, mark = "BEGIN IMMEDIATE", "SELECT state FROM claim WHERE uid = ?", "?"
+        serial = "INTEGER PRIMARY KEY"
     else:
         import psycopg
         conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
         begin, lock, mark = "BEGIN", "SELECT state FROM claim WHERE uid = %s FOR UPDATE", "%s"
-    conn.execute("DROP TABLE IF EXISTS claim")
+        serial = "SERIAL PRIMARY KEY"
+    for table in ("claim", "claim_outbox"):
+        conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute("CREATE TABLE claim (uid VARCHAR(64) PRIMARY KEY, state VARCHAR(16), txn VARCHAR(64))")
+    conn.execute(f"CREATE TABLE claim_outbox (id {serial}, uid VARCHAR(64), state VARCHAR(16))")
     conn.execute("BEGIN")
     for uid in uids:
         conn.execute(f"INSERT INTO claim VALUES ({mark}, 'SCHEDULED', NULL)", (uid,))
     conn.execute("COMMIT")
     update = f"UPDATE claim SET state = {mark}, txn = {mark} WHERE uid = {mark}"
+    enqueue = f"INSERT INTO claim_outbox (uid, state) VALUES ({mark}, 'IN PROGRESS') RETURNING id"
 
     def on_action(event):
         info = event.action_information
@@ -764,14 +777,16 @@ def run_durable_claims_server(port: int, url: str, uids_file: str) -> None:
                 conn.execute("ROLLBACK")
                 return (0xC302 if row else 0xC307), None
             conn.execute(update, ("IN PROGRESS", str(info.TransactionUID), uid))
+            queued = conn.execute(enqueue, (uid,)).fetchone()[0] if announce else None
             conn.execute("COMMIT")
         except Exception:
             conn.execute("ROLLBACK")
             raise
+        if announce:
+            announce(queued, uid)
         return 0x0000, None
 
-    serve_until_signalled(port, [(evt.EVT_N_ACTION, on_action)])
-    conn.close()
+    return on_action, conn.close
 
 
 # ================================================================ the client

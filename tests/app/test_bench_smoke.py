@@ -81,5 +81,7 @@ def test_event_latency_benchmark_smoke():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split()[:3] == ["server", "phase", "p50"]
-    assert any(line.startswith("wfm, SQLite") and "idle" in line for line in lines)
+    assert any(line.startswith("floor, SQLite") and "idle" in line for line in lines)  # the baseline ran
+    idle = next(line for line in lines if line.startswith("wfm, SQLite") and "idle" in line)
+    assert float(idle.split()[8]) > 0  # wfm/floor, the ratio to that baseline
     assert any(line.startswith("wfm, SQLite") and "IANs at" in line for line in lines)
