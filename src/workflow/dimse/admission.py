@@ -67,7 +67,6 @@ class Admission:
                                f"{client.certificate_subject!r}")
         return None
 
-
     def take(self, assoc, calling_ae: str, address: str) -> tuple[tuple[int, int, int], str] | None:
         """(A-ASSOCIATE-RJ, why) when the calling AE or the address already has its number of associations;
         else None, and `assoc` counts from now on until it ends. Counted are the associations admitted

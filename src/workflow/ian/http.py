@@ -24,7 +24,8 @@ def router(ingest: IngestService, metrics: Metrics) -> APIRouter:
               description="The IAN data set as DICOM JSON; its SOP Instance UID in (0008,0018), assigned when "
                           "absent. Answers the status an N-CREATE would: 200 for success and warnings; 400 "
                           "for an invalid data set (0105/0106/0120/0121), 409 for another IAN under the same "
-                          "UID (0111), 413 for too many instances (0213), 503 when it could not be stored (0110).")
+                          "UID (0111), 413 for too many instances (0213), 503 when it could not be stored (0110); "
+                          "415 for a body declared as another media type than DICOM JSON.")
     async def receive(request: Request, who: Principal = Depends(requires(Right.NOTIFY))) -> JSONResponse:
         ds = await dicom_json_body(request)
         uid = pop_uid(ds)
