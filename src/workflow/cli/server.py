@@ -62,6 +62,12 @@ def cmd_db(args) -> int:
     return 0
 
 
+def cmd_db_check(args) -> int:
+    from workflow.cli.db_check import cmd_db_check as check
+
+    return check(args)
+
+
 def cmd_conformance(args) -> int:
     from workflow.conformance import render
 
@@ -88,6 +94,11 @@ def add_parsers(sub, common) -> None:
     for name, text in (("upgrade", "upgrade the schema to the newest revision"),
                        ("current", "print the schema revision")):
         dsub.add_parser(name, parents=[common], help=text).set_defaults(func=cmd_db)
+    p = dsub.add_parser("check", parents=[common],
+                        help="list stored workitems, IANs and MPPS that today's checks would refuse "
+                             "(exit status 1 when there are some)")
+    p.add_argument("--json", action="store_true", help="as JSON")
+    p.set_defaults(func=cmd_db_check)
 
     p = sub.add_parser("conformance", parents=[common],
                        help="print the DICOM Conformance Statement generated from the code")
