@@ -17,9 +17,7 @@ from pydicom.uid import generate_uid
 from pynetdicom import evt
 from sqlalchemy import func, select
 
-from testkit.db import test_settings
 from testkit.ups import GLOBAL, PULL, PUSH, QUERY, WATCH, claim, workitem
-from workflow.app import App
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.dimse.reactor import release
 from workflow.ups.tables import Workitem
@@ -32,11 +30,8 @@ TXN = 0x00081195
 
 
 @pytest.fixture(scope="module")
-def ups(database_url):
-    app = App(test_settings(database_url))
-    app.start()
-    yield app
-    app.stop()
+def ups(server):
+    return server  # the module's server (tests/conftest.py)
 
 
 class Received:

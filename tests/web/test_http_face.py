@@ -7,16 +7,10 @@ import time
 
 import pytest
 
-from testkit.http import client, http_app
+from testkit.http import client
 from workflow.access.tokens import Tokens
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
 
 
 def test_health_says_the_database_is_reachable(app):

@@ -9,7 +9,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
-from testkit.http import client, http_app
+from testkit.http import client
 from testkit.ian import association, instance_item, make_ian, send
 from testkit.mpps import completed, in_progress
 from testkit.ups import ups_association, workitem
@@ -17,12 +17,6 @@ from workflow.access.tokens import Tokens
 from workflow.overview.study import study_report
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
 
 
 def over_dimse(app, ds: Dataset, uid: str) -> tuple[str, str | None, set[str]]:

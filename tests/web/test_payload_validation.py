@@ -15,11 +15,11 @@ from urllib.parse import quote
 import pytest
 from pydicom.uid import generate_uid
 
-from testkit.http import client, http_app
+from testkit.http import client
 from testkit.ian import instance_item, make_ian
 from testkit.mpps import completed, in_progress
 from testkit.ups import get, ups_association, workitem
-from testkit.upsrs import UpsRs, as_json, warning_of
+from testkit.upsrs import as_json, warning_of
 from workflow.overview.study import study_report
 
 pytestmark = pytest.mark.slow
@@ -28,18 +28,6 @@ BASE = "/dicom-web/workitems"
 STATE, TXN, LABEL = "00741000", "00081195", "00741204"
 GLOBAL, FILTERED = "1.2.840.10008.5.1.4.34.5", "1.2.840.10008.5.1.4.34.5.1"
 INF = "__RAW_1e999__"  # written into the body as the literal 1e999 (Python's json reads it as inf)
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def rs(app):
-    with UpsRs(app) as rs:
-        yield rs
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydicom.uid import generate_uid
 
-from testkit.http import client, http_app, mounted_routes
+from testkit.http import client, mounted_routes
 from testkit.ian import association, make_ian, send
 from testkit.ups import ups_association, workitem
 from workflow.access.tokens import Tokens
@@ -15,12 +15,6 @@ from workflow.reconcile import reports
 from workflow.reconcile.rules.compare import Tally
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
 
 
 @pytest.fixture(scope="module")

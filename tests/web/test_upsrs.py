@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydicom.uid import generate_uid
 
-from testkit.http import EventSocket, http_app
+from testkit.http import EventSocket
 from testkit.ups import FILTERED, GLOBAL, workitem
 from testkit.upsrs import UpsRs, as_json, uids
 from workflow.kernel import statuses
@@ -19,18 +19,6 @@ pytestmark = pytest.mark.slow
 
 STATE, TXN, SOP_INSTANCE = "00741000", "00081195", "00080018"
 EVENT_TYPE, AFFECTED_UID = "00001002", "00001000"
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def rs(app):
-    with UpsRs(app) as rs:
-        yield rs
 
 
 def create(rs: UpsRs, **overrides) -> str:

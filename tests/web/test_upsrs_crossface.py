@@ -40,12 +40,6 @@ def app(database_url, watcher):
         yield app
 
 
-@pytest.fixture(scope="module")
-def rs(app):
-    with UpsRs(app) as rs:
-        yield rs
-
-
 def dimse_create(app, **overrides) -> str:
     uid = generate_uid()
     with ups_association(app.dicom.port) as assoc:

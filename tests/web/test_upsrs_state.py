@@ -9,7 +9,6 @@ from typing import NamedTuple
 import pytest
 from pydicom.uid import generate_uid
 
-from testkit.http import http_app
 from testkit.ups import final_state_requirements, workitem
 from testkit.upsrs import UpsRs, as_json
 
@@ -61,18 +60,6 @@ EXPECTED: dict[str, tuple[Cell, ...]] = {
 WARNINGS = {"C301 missing": "The Transaction UID is missing.", "C301": "The Transaction UID is incorrect.",
             "B304": "already in the requested state of CANCELED", "B306": "already in the requested state of COMPLETED",
             "C307": "The Target Workitem was not found.", "0111": "The Target Workitem already exists."}
-
-
-@pytest.fixture(scope="module")
-def app(database_url):
-    with http_app(database_url) as app:
-        yield app
-
-
-@pytest.fixture(scope="module")
-def rs(app):
-    with UpsRs(app) as rs:
-        yield rs
 
 
 def requirements(txn: str) -> dict:
