@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from testkit.db import test_settings
 from testkit.ups import EventReceiver, workitem
@@ -19,6 +19,7 @@ from workflow.app import App
 from workflow.config import RemoteAE
 from workflow.readiness.service import PendingMarks
 from workflow.store.engine import make_engine
+from workflow.ups.leases import Leases
 from workflow.ups.outbox import enqueue
 
 GLOBAL = "1.2.840.10008.5.1.4.34.5"
@@ -120,3 +121,57 @@ def test_another_process_marking_a_study_wakes_readiness(app, database_url):
         assert _wait(lambda: app.readiness.pending() == 0, 10, "the mark was never evaluated") < 5
     finally:
         other.dispose()
+
+
+def test_an_event_to_a_subscriber_with_its_association_open_costs_one_read_before_the_send(app, subscriber):
+    """While the sender keeps an association open to a subscriber it keeps its lease too: the round an
+    event wakes reads what is owed in one statement, sends, and marks it delivered (no lock, re-read
+    and unlock around the send)."""
+    first = generate_uid()
+    assert app.worklist.create(first, workitem(InputReadinessState="READY").to_json_dict()).status.code == 0
+    subscriber.wait(lambda r: r.uid == first)  # the association to it is open now
+    _wait(lambda: app.outbox.backlog() == 0, 5, "events stayed owed")
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        if threading.current_thread().name == "wfm-event-sender":
+            seen.append(statement.split()[0].upper())
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    try:
+        uid = generate_uid()
+        assert app.worklist.create(uid, workitem(InputReadinessState="READY").to_json_dict()).status.code == 0
+        subscriber.wait(lambda r: r.uid == uid)
+        _wait(lambda: "UPDATE" in seen, 5, "the event was never marked delivered")
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+    before_the_mark = seen[:seen.index("UPDATE")]
+    assert [s for s in before_the_mark if s == "SELECT"] == ["SELECT"], seen
+
+
+def test_a_delivery_lease_is_one_senders_until_it_lets_go(app, database_url):
+    """Two senders (two server processes) on one PostgreSQL: a subscriber's lease is held by one until it
+    gives it up, and a sender that closes gives up all of its leases, also on the pooled connection."""
+    if app.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite serves one process")
+    engines = [make_engine(database_url) for _ in range(2)]
+    mine, theirs = (Leases(e) for e in engines)
+    try:
+        assert mine.take("LEASED") == (True, True)
+        assert mine.take("LEASED") == (True, False)  # still held: what was read stays owed
+        assert theirs.take("LEASED") == (False, False)
+        mine.keep_only(["OTHER"])
+        assert theirs.take("LEASED") == (True, True)
+        assert mine.take("LEASED") == (False, False)
+        theirs.close()
+        assert mine.take("LEASED") == (True, True)
+        mine.close()
+        with engines[0].connect() as pooled:  # the connection the leases were held on, back in the pool
+            held = pooled.execute(text("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                                       "AND pid = pg_backend_pid()")).scalar()
+        assert held == 0
+    finally:
+        mine.close()
+        theirs.close()
+        for e in engines:
+            e.dispose()

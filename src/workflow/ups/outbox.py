@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import json
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, select, text, update
+from sqlalchemy import Connection, Engine, case, func, select, update
 
 from workflow.config import Settings
 from workflow.store.at_commit import insert_at_commit
-from workflow.store.engine import autocommitting, aware, reading
+from workflow.store.engine import aware, reading
 from workflow.store.wakeups import EVENTS, notify_at_commit
 from workflow.ups.tables import OutboxEvent
 
@@ -54,20 +53,33 @@ class Outbox:
         self.engine = engine
         self.settings = settings
 
-    def due_subscribers(self, now: datetime, *, dimse: bool = True) -> list[str]:
-        """Subscribers whose oldest pending event is due (later ones wait behind it: order), of one
-        channel: `dimse` (configured [[remote_ae]]: N-EVENT-REPORT) or not (a UPS-RS WebSocket)."""
-        return self.heads(now, dimse=dimse)[0]
-
-    def heads(self, now: datetime, *, dimse: bool = True) -> tuple[list[str], datetime | None]:
-        """`due_subscribers`, and when the first head not due yet falls due (None: none waits)."""
+    def owed_now(self, now: datetime, batch: int, conn: Connection | None = None
+                 ) -> tuple[dict[str, list[OwedEvent]], datetime | None]:
+        """The events owed to configured [[remote_ae]] subscribers whose oldest pending event is due (later
+        ones wait behind it: order), up to `batch` each in order, and when the first head not due yet
+        falls due (None: none waits). One statement: a round of the event sender reads nothing else
+        before it sends. On `conn` when given (the sender's own, PostgreSQL)."""
         t = OutboxEvent.__table__
-        with autocommitting(self.engine) as conn:  # on every wake-up: one round trip, not three
-            heads = conn.execute(select(t.c.receiving_ae, t.c.next_attempt_at)
-                                 .where(t.c.status == PENDING, t.c.id.in_(_oldest_pending_ids()))).all()
-        mine = [(ae, aware(next_at)) for ae, next_at in heads if self.by_dimse(ae) == dimse]
-        later = [at for _, at in mine if at > now]
-        return sorted(ae for ae, at in mine if at <= now), min(later) if later else None
+        remotes = [r.ae_title for r in self.settings.remote_ae]
+        if not remotes:
+            return {}, None
+        by_subscriber = dict(partition_by=t.c.receiving_ae, order_by=t.c.id)
+        ranked = select(t, func.row_number().over(**by_subscriber).label("n"),
+                        func.first_value(t.c.next_attempt_at, type_=t.c.next_attempt_at.type).over(**by_subscriber).label("head_at")
+                        ).where(t.c.status == PENDING, t.c.receiving_ae.in_(remotes)).subquery()
+        # A subscriber whose head waits for its retry time gives its head only (its time).
+        query = (select(ranked).where(ranked.c.n <= case((ranked.c.head_at <= now, batch), else_=1))
+                 .order_by(ranked.c.receiving_ae, ranked.c.id))
+        rows = _rows(self.engine, conn, query)
+        owed: dict[str, list[OwedEvent]] = {}
+        later: datetime | None = None
+        for row in rows:
+            at = aware(row.head_at)
+            if at > now:
+                later = min(later or at, at)
+            else:
+                owed.setdefault(row.receiving_ae, []).append(_owed(row))
+        return owed, later
 
     def by_dimse(self, receiving_ae: str) -> bool:
         """Events for a configured [[remote_ae]] go by DIMSE; any other AE title's wait for its WebSocket."""
@@ -91,34 +103,10 @@ class Outbox:
                                         last_error="not delivered over its WebSocket within event_retry_for")
                                 ).rowcount
 
-    def pending_for(self, receiving_ae: str, limit: int = 100, lease: "Lease | None" = None) -> list[OwedEvent]:
+    def pending_for(self, receiving_ae: str, limit: int = 100, conn: Connection | None = None) -> list[OwedEvent]:
         t = OutboxEvent.__table__
         query = select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae).order_by(t.c.id).limit(limit)
-        if lease is not None and lease.conn is not None:  # the lease's connection: no checkout of our own
-            rows = lease.conn.execute(query).all()
-        else:
-            with reading(self.engine) as conn:
-                rows = conn.execute(query).all()
-        return [_owed(r) for r in rows]
-
-    @contextmanager
-    def lease(self, receiving_ae: str) -> Iterator["Lease"]:
-        """One delivery to a subscriber at a time across every server process on this database:
-        a PostgreSQL advisory lock per subscriber (SQLite serves one process). The lease is false when
-        another process is delivering to it now; on PostgreSQL it carries the connection that holds the
-        lock, which the round's reads and writes use too, each statement its own transaction (the
-        round trips between the wake-up and the event sent: 2 instead of 6)."""
-        if self.engine.dialect.name != "postgresql":
-            yield Lease(True, None)
-            return
-        key = zlib.crc32(f"wfm-outbox:{receiving_ae}".encode()) & 0x7FFFFFFF
-        with autocommitting(self.engine) as conn:
-            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
-            try:
-                yield Lease(bool(got), conn if got else None)
-            finally:
-                if got:
-                    conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        return [_owed(r) for r in _rows(self.engine, conn, query)]
 
     def next_due(self, *, dimse: bool = True) -> datetime | None:
         """When the next event of the channel falls due (DIMSE retries wait; WebSocket ones are due as
@@ -131,12 +119,12 @@ class Outbox:
                                  .order_by(t.c.next_attempt_at).limit(1)).scalar_one_or_none()
         return aware(value) if value else None
 
-    def delivered(self, event_id: int, now: datetime, lease: "Lease | None" = None) -> None:
+    def delivered(self, event_id: int, now: datetime, conn: Connection | None = None) -> None:
         t = OutboxEvent.__table__
         mark = (update(t).where(t.c.id == event_id)
                 .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
-        if lease is not None and lease.conn is not None:  # PostgreSQL: on the lease's connection, committed
-            lease.conn.execute(mark)
+        if conn is not None:  # the event sender's own (PostgreSQL, autocommitting): committed
+            conn.execute(mark)
             return
         with self.engine.begin() as conn:
             conn.execute(mark)
@@ -166,7 +154,6 @@ class Outbox:
     def backlog(self) -> int:
         """Events still owed (for the metrics)."""
         t = OutboxEvent.__table__
-        from sqlalchemy import func
         with reading(self.engine) as conn:
             return conn.execute(select(func.count()).select_from(t).where(t.c.status == PENDING)).scalar_one()
 
@@ -183,27 +170,16 @@ class Outbox:
                  "last_error": r.last_error} for r in rows]
 
 
-@dataclass(frozen=True)
-class Lease:
-    """The right to deliver to one subscriber now (`held`), and on PostgreSQL the connection holding it."""
-
-    held: bool
-    conn: Connection | None
-
-    def __bool__(self) -> bool:
-        return self.held
-
-
-def _oldest_pending_ids():
-    from sqlalchemy import func
-    t = OutboxEvent.__table__
-    return select(func.min(t.c.id)).where(t.c.status == PENDING).group_by(t.c.receiving_ae)
+def _rows(engine: Engine, conn: Connection | None, query) -> list:
+    if conn is not None:
+        return conn.execute(query).all()
+    with reading(engine) as own:
+        return own.execute(query).all()
 
 
 def _owed(row) -> OwedEvent:
     return OwedEvent(row.id, row.receiving_ae, row.workitem_uid, row.event_type_id,
                      json.loads(row.event_json), row.attempts, row.created_at)
-
 
 
 def _iso(at: datetime | None) -> str | None:

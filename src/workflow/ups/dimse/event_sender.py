@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydicom.dataset import Dataset
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
@@ -23,6 +23,7 @@ from workflow.dimse.reactor import release
 from workflow.dimse.routing import ServiceSpec
 from workflow.kernel.clock import utcnow
 from workflow.tls import outgoing
+from workflow.ups.leases import Leases
 from workflow.ups.outbox import Outbox, OwedEvent
 
 log = logging.getLogger("workflow.events")
@@ -45,6 +46,7 @@ class EventSender:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._open: dict[str, tuple[object, float]] = {}  # AE title -> (association, when last used)
+        self.leases = Leases(outbox.engine)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="wfm-event-sender", daemon=True)
@@ -56,6 +58,7 @@ class EventSender:
         if self._thread:
             self._thread.join(timeout)
         self._close_idle(keep=0.0)
+        self.leases.close()
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -63,36 +66,47 @@ class EventSender:
                 next_due = self.deliver_due()
             except Exception:  # noqa: BLE001 - the sender must outlive a database hiccup
                 log.exception("event delivery round failed")
+                self.leases.close()  # its connection may be gone, and the leases with it
                 next_due = None
             wait = FALLBACK if next_due is None else max(0.0, min(FALLBACK, (next_due - utcnow()).total_seconds()))
             if self._open:  # wake up to release the associations that went idle
                 wait = min(wait, max(0.0, min(used for _, used in self._open.values()) + KEEP_OPEN - time.monotonic()))
             self.wake.wait(wait)
             self.wake.clear()
-            self._close_idle(keep=KEEP_OPEN)
+            self._close_idle(keep=KEEP_OPEN)  # their leases go at the end of the round that follows
 
     def deliver_due(self, final: bool = False) -> datetime | None:
         """One delivery round; returns when the next event falls due (None: nothing owed now). `final`:
         the last round at shutdown, run after the thread stopped."""
-        due, later = self.outbox.heads(utcnow(), dimse=True)
-        failed = more = False
-        for ae_title in due:
+        owed, later = self.outbox.owed_now(utcnow(), BATCH, self.leases.conn)
+        failed = more = elsewhere = False
+        for ae_title, events in owed.items():
             if self._stop.is_set() and not final:
-                return later
-            with self.outbox.lease(ae_title) as lease:
-                # Read the owed events only once the lease is ours: another process may just
-                # have delivered some of them.
-                events = self.outbox.pending_for(ae_title, BATCH, lease=lease) if lease else []
-                more |= len(events) == BATCH  # a subscriber owed more than one batch: next round at once
-                if events:
-                    failed |= not self._deliver(ae_title, events, lease)
+                break
+            held, new = self.leases.take(ae_title)
+            if not held:  # another process is delivering to it
+                elsewhere = True
+                continue
+            if new:  # read again now the lease is ours: another process may just have delivered some
+                events = self.outbox.pending_for(ae_title, BATCH, self.leases.conn)
+            more |= len(events) == BATCH  # a subscriber owed more than one batch: next round at once
+            if events:
+                failed |= not self._deliver(ae_title, events)
         if final:
             self._close_idle(keep=0.0)
+            self.leases.close()
+        else:
+            self.leases.keep_only(self._open)  # a lease lasts as long as its association
         # A failure set a retry time, a full batch left events owed; otherwise what waited stays the next
-        # (new events wake us).
-        return self.outbox.next_due(dimse=True) if failed or more else later
+        # (new events wake us). Events another process holds the lease for: look again once its lease
+        # could have lapsed, should that process have died before delivering them.
+        next_due = self.outbox.next_due(dimse=True) if failed or more else later
+        if elsewhere:
+            recheck = utcnow() + timedelta(seconds=KEEP_OPEN)
+            next_due = min(next_due or recheck, recheck)
+        return next_due
 
-    def _deliver(self, ae_title: str, events: list[OwedEvent], lease=None) -> bool:
+    def _deliver(self, ae_title: str, events: list[OwedEvent]) -> bool:
         """Send the events in order; False at the first that failed (recorded, later ones wait)."""
         remote = self.settings.remote(ae_title)
         if remote is None:
@@ -111,7 +125,7 @@ class EventSender:
                 status = self._send(assoc, event)
             reused = True
             if status is not None and status < 0xA000:  # Success or Warning
-                self.outbox.delivered(event.id, utcnow(), lease)
+                self.outbox.delivered(event.id, utcnow(), self.leases.conn)
                 self._open[ae_title] = (assoc, time.monotonic())
                 log.info("event delivered", extra={"called_ae": ae_title, "sop_instance": event.workitem_uid,
                                                    "status": f"{status:04X}"})
