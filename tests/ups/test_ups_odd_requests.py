@@ -13,7 +13,7 @@ from contextlib import contextmanager
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import UID, generate_uid
 from pynetdicom import evt
 from sqlalchemy import func, select
 
@@ -225,3 +225,59 @@ def test_n_create_for_a_worklist_uid_is_0106(ups, assoc, uid):
     with ups.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(Workitem).where(Workitem.sop_instance_uid == uid)
                             ).scalar_one() == 0
+
+
+@contextmanager
+def sent_as(assoc, bad_uid: str):
+    """The requester's next request goes out with `bad_uid` as its SOP Instance UID, past pynetdicom's own
+    check of the UIDs it sends (the server's check is the one under test)."""
+    send = assoc.dimse.send_msg
+
+    def send_msg(primitive, context_id):
+        for attribute in ("_requested_sop_instance_uid", "_affected_sop_instance_uid"):
+            if getattr(primitive, attribute, None):
+                setattr(primitive, attribute, UID(bad_uid))
+        return send(primitive, context_id)
+
+    assoc.dimse.send_msg = send_msg
+    try:
+        yield
+    finally:
+        assoc.dimse.send_msg = send
+
+
+# Over 64 characters: pynetdicom's decoder refuses them. (A UID of up to 64 characters that breaks the
+# construction rules reaches the service: N-CREATE answers 0106, the others find no such workitem.)
+TOO_LONG = ["1.2." + "3" * 61, "1.2.840.10008." + "9" * 86]
+
+
+@pytest.mark.parametrize("bad_uid", TOO_LONG)
+@pytest.mark.parametrize("request_kind", ["N-CREATE", "N-SET", "N-GET", "N-ACTION"])
+def test_a_sop_instance_uid_over_64_characters_is_0117(ups, assoc, logged, request_kind, bad_uid):
+    """PS3.7 Annex C.4.2: Invalid SOP Instance. pynetdicom refused to build such a request: it logged its own
+    traceback and aborted the association. Now it is answered, and the association goes on."""
+    before = workitems(ups)
+    uid = create(assoc)
+    txn = generate_uid()
+    info = Dataset()
+    info.ProcedureStepState, info.TransactionUID = "IN PROGRESS", txn
+    with sent_as(assoc, bad_uid):
+        if request_kind == "N-CREATE":
+            status, _ = assoc.send_n_create(workitem(), PUSH, generate_uid())
+        elif request_kind == "N-SET":
+            status, _ = assoc.send_n_set(workitem(), PUSH, uid)
+        elif request_kind == "N-GET":
+            status, _ = assoc.send_n_get([0x00741000], PUSH, uid)
+        else:
+            status, _ = assoc.send_n_action(info, 1, PUSH, uid, meta_uid=PULL)
+    assert status.Status == 0x0117
+    assert assoc.send_n_get([0x00741000], PUSH, uid)[0].Status == 0  # the association goes on
+    assert workitems(ups) == before + 1 and state_of(ups, uid) == "SCHEDULED"  # only `create`'s workitem
+    assert errors(logged) == []
+    assert any(bad_uid in r.getMessage() and "0117" in r.getMessage() for r in logged.records
+               if r.name == "workflow.dimse" and r.levelno == logging.WARNING)
+
+
+def workitems(ups) -> int:
+    with ups.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(Workitem)).scalar_one()

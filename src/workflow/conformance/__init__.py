@@ -291,7 +291,11 @@ Transfer syntaxes in order of preference:
 On an accepted association, an operation the server never performs (N-DELETE, an N-EVENT-REPORT sent to
 it, C-STORE of anything but a storage SOP class) is answered 0211 (Unrecognized Operation), and a
 request without a command element PS3.7 requires for it (a Requested SOP Instance UID, an Action Type
-ID, ...) is logged and its association aborted (A-ABORT); neither is left unanswered.
+ID, ...) is logged and its association aborted (A-ABORT); neither is left unanswered. A request whose
+Affected or Requested SOP Instance UID is longer than 64 characters is answered 0117 (Invalid SOP
+Instance, PS3.7 Annex C.4.2), the UID left out of the response, and the association goes on. A UID of up
+to 64 characters that breaks the other construction rules (PS3.5 9.1: a letter, a leading zero) is
+refused by N-CREATE with 0106; other requests find no instance of that UID.
 
 #### 3.2.5 SOP specific conformance: Verification SCP
 

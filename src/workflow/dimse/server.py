@@ -132,6 +132,7 @@ class DicomServer:
         send_encoded_as_is()  # responses encoded straight from DICOM JSON (json_encoder.Encoded)
         event_driven.install()  # pynetdicom's reactors wait for work instead of polling each millisecond
         closing.install()  # a response racing an association's close is dropped, not fatal to its DUL
+        unserved.tolerate_invalid_instance_uids()  # answered 0117, not aborted with pynetdicom's traceback
         self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when

@@ -6,20 +6,34 @@ fails inside its service class, with a traceback and no response, on an operatio
 not have (N-DELETE of a workitem, C-STORE on a UPS context, an N-EVENT-REPORT sent to an SCP). Here:
 - a request missing a required command element is logged and its association aborted (PS3.8: a
   request that cannot be parsed as one; without it there may be no Message ID to answer);
-- an operation this server never serves is answered 0211 (Unrecognized Operation, PS3.7 C.5.4)."""
+- an operation this server never serves is answered 0211 (Unrecognized Operation, PS3.7 C.5.4);
+- a request whose SOP Instance UID pynetdicom's decoder refuses (over 64 characters, PS3.5 9.1) is
+  answered 0117 (Invalid SOP Instance, PS3.7 Annex C.4.2). pynetdicom refused to build such a request
+  (an error with a traceback of its own) and aborted the association; `tolerate_invalid_instance_uids`
+  builds it with the UID marked instead. (A UID of up to 64 characters that breaks the construction
+  rules reaches the services, as before: their N-CREATE answers 0106, other requests find no such
+  instance.)"""
 
 from __future__ import annotations
 
 import logging
 
+from pydicom.multival import MultiValue
+from pydicom.uid import UID
+from pynetdicom import _config
 from pynetdicom import dimse_primitives as prim
+from pynetdicom.dimse_messages import DIMSEMessage
 from pynetdicom.service_class import StorageServiceClass
 from pynetdicom.sop_class import uid_to_service_class
 
 log = logging.getLogger("workflow.dimse")
 
 UNRECOGNIZED_OPERATION = 0x0211
+INVALID_SOP_INSTANCE = 0x0117
 NEVER_SERVED = (prim.N_DELETE, prim.N_EVENT_REPORT)
+# Command elements holding a SOP Instance UID -> where a primitive keeps it (set without validation).
+_INSTANCE_UIDS = {0x00001000: ("Affected SOP Instance UID", "_affected_sop_instance_uid"),
+                  0x00001001: ("Requested SOP Instance UID", "_requested_sop_instance_uid")}
 
 
 def answer_unserved(event) -> None:
@@ -33,8 +47,14 @@ def answer_unserved(event) -> None:
                         extra={"calling_ae": assoc.requestor.ae_title})
             assoc.abort()
             return
+        invalid = getattr(msg, "_wfm_invalid_uid", None)
+        if invalid is not None:
+            _answer(assoc, msg, context_id, INVALID_SOP_INSTANCE, f"{msg.msg_type} whose {invalid}; answered 0117")
+            return
         if isinstance(msg, NEVER_SERVED) or (isinstance(msg, prim.C_STORE) and not _storage(msg)):
-            _unrecognized(assoc, msg, context_id)
+            sop_class = getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
+            _answer(assoc, msg, context_id, UNRECOGNIZED_OPERATION,
+                    f"{msg.msg_type} is not an operation this server serves for {sop_class}; answered 0211")
             return
         serve(msg, context_id)
 
@@ -45,18 +65,51 @@ def _storage(msg: prim.C_STORE) -> bool:
     return issubclass(uid_to_service_class(str(msg.AffectedSOPClassUID)), StorageServiceClass)
 
 
-def _unrecognized(assoc, msg, context_id: int) -> None:
+def _answer(assoc, msg, context_id: int, status: int, why: str) -> None:
+    """Answer `msg` with a bare `status`, logged with `why`. A SOP Instance UID that breaks the rules is
+    not sent back (pynetdicom would refuse to encode it)."""
     sop_class = getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
     sop_instance = getattr(msg, "AffectedSOPInstanceUID", None) or getattr(msg, "RequestedSOPInstanceUID", None)
-    log.warning(f"{msg.msg_type} is not an operation this server serves for {sop_class}; answered 0211",
-                extra={"calling_ae": assoc.requestor.ae_title, "sop_class": str(sop_class),
-                       "sop_instance": str(sop_instance or ""), "status": f"{UNRECOGNIZED_OPERATION:04X}"})
+    log.warning(why, extra={"calling_ae": assoc.requestor.ae_title, "sop_class": str(sop_class),
+                            "sop_instance": str(sop_instance or ""), "status": f"{status:04X}"})
     rsp = type(msg)()
     rsp.MessageIDBeingRespondedTo = msg.MessageID
     rsp.AffectedSOPClassUID = sop_class
-    if sop_instance:
+    if sop_instance and status != INVALID_SOP_INSTANCE:
         rsp.AffectedSOPInstanceUID = sop_instance
     if isinstance(msg, prim.N_EVENT_REPORT):
         rsp.EventTypeID = msg.EventTypeID
-    rsp.Status = UNRECOGNIZED_OPERATION
+    if isinstance(msg, prim.N_ACTION):
+        rsp.ActionTypeID = msg.ActionTypeID
+    rsp.Status = status
     assoc.dimse.send_msg(rsp, context_id)
+
+
+def tolerate_invalid_instance_uids() -> None:
+    """Build requests whose SOP Instance UID breaks the UID rules, the UID kept as it came and the request
+    marked (`_wfm_invalid_uid`) for `answer_unserved` to answer 0117 (once per process)."""
+    build = DIMSEMessage.message_to_primitive
+    if getattr(build, "_wfm_tolerant", False):
+        return
+
+    def message_to_primitive(self):
+        if not type(self).__name__.endswith("_RQ"):
+            return build(self)  # a response from a peer: pynetdicom's own checks
+        invalid = {}
+        for tag, (name, attribute) in _INSTANCE_UIDS.items():
+            if tag not in self.command_set:
+                continue
+            value = self.command_set[tag].value
+            text = "\\".join(value) if isinstance(value, MultiValue) else str(value or "")
+            valid, reason = _config.VALIDATORS["UI"](UID(text))
+            if text and not valid:
+                invalid[attribute] = (name, text, reason)
+                del self.command_set[tag]
+        primitive = build(self)
+        for attribute, (name, text, reason) in invalid.items():
+            setattr(primitive, attribute, UID(text))
+            primitive._wfm_invalid_uid = f"{name} {text!r} is not a valid UID ({reason})"
+        return primitive
+
+    message_to_primitive._wfm_tolerant = True
+    DIMSEMessage.message_to_primitive = message_to_primitive
