@@ -144,8 +144,9 @@ class Report:
 class EventReceiver:
     """A subscriber's Event SCP: records every N-EVENT-REPORT it is sent."""
 
-    def __init__(self, ae_title: str, port: int | None = None) -> None:
+    def __init__(self, ae_title: str, port: int | None = None, transfer_syntaxes: list[str] | None = None) -> None:
         self.ae_title = ae_title
+        self.transfer_syntaxes = transfer_syntaxes  # None: pynetdicom's defaults
         self.port = port or free_port()
         self.reports: queue.Queue[Report] = queue.Queue()
         self.seen: list[Report] = []
@@ -154,8 +155,11 @@ class EventReceiver:
 
     def start(self) -> "EventReceiver":
         ae = NoDelayAE(ae_title=self.ae_title)
-        ae.add_supported_context(UnifiedProcedureStepEvent)
-        ae.add_supported_context(UnifiedProcedureStepPush)
+        for context in (UnifiedProcedureStepEvent, UnifiedProcedureStepPush):
+            if self.transfer_syntaxes:
+                ae.add_supported_context(context, self.transfer_syntaxes)
+            else:
+                ae.add_supported_context(context)
 
         def on_report(event):
             info = event.event_information

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.uid import generate_uid
+from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian, generate_uid
 
 from testkit.db import test_settings
 from testkit.ups import GLOBAL, PULL, PUSH, QUERY, EventReceiver, action, claim, code, free_port, get, ups_association, workitem
@@ -157,6 +157,42 @@ def test_ups_list_and_show(ups, database_url, tmp_path):
     assert shown["00741000"]["Value"] == ["IN PROGRESS"]
     assert "00081195" not in shown  # the Transaction UID is never shown
     assert label in _wfm(database_url, tmp_path, "ups", "list")
+
+
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
+def test_event_information_arrives_whole_in_the_syntax_the_subscriber_accepts(database_url, syntax):
+    """The sender encodes Event Information from the stored DICOM JSON itself, in the transfer syntax the
+    subscriber accepted, and leaves to pydicom what that encoder does not take (a decimal number): each
+    report decodes to what was stored, sequences included."""
+    receiver = EventReceiver("SYNTAX", transfer_syntaxes=[syntax]).start()
+    app = App(test_settings(database_url, remote_ae=(RemoteAE("SYNTAX", "127.0.0.1", receiver.port),)))
+    try:
+        app.start()
+        with ups_association(app.dicom.port) as assoc:
+            uid = create(assoc, ScheduledStationNameCodeSequence=[])
+            assert action(assoc, uid, 3, ReceivingAE="SYNTAX", DeletionLock="FALSE").Status == 0
+            state = receiver.wait(lambda r: r.uid == uid and r.event_type == 1)
+            assert (state.info.ProcedureStepState, state.info.InputReadinessState) == ("SCHEDULED", "READY")
+            mod = Dataset()
+            mod.ScheduledStationNameCodeSequence = [code("CT9")]
+            assert assoc.send_n_set(mod, PUSH, uid, meta_uid=PULL)[0].Status == 0
+            assigned = receiver.wait(lambda r: r.uid == uid and r.event_type == 5)
+            station = assigned.info.ScheduledStationNameCodeSequence[0]
+            assert (station.CodeValue, station.CodingSchemeDesignator) == ("CT9", code("CT9").CodingSchemeDesignator)
+            _, txn = claim(assoc, uid)
+            progress = Dataset()
+            progress.TransactionUID = txn
+            item = Dataset()
+            item.ProcedureStepProgress = "37.5"  # a decimal: pydicom's writer
+            item.ProcedureStepProgressDescription = "a third"
+            progress.ProcedureStepProgressInformationSequence = [item]
+            assert assoc.send_n_set(progress, PUSH, uid, meta_uid=PULL)[0].Status == 0
+            report = receiver.wait(lambda r: r.uid == uid and r.event_type == 3)
+            got = report.info.ProcedureStepProgressInformationSequence[0]
+            assert (float(got.ProcedureStepProgress), got.ProcedureStepProgressDescription) == (37.5, "a third")
+    finally:
+        app.stop()
+        receiver.stop()
 
 
 def test_two_servers_on_one_postgresql_deliver_each_event_once(database_url):

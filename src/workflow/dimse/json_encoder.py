@@ -131,17 +131,22 @@ def encoded_or_none(ds: JsonDataset, implicit: bool) -> Encoded | None:
 
 
 def install() -> None:
-    """Teach pynetdicom's service classes to send an `Encoded` data set as it is (once per process)."""
-    from pynetdicom import service_class
+    """Teach pynetdicom to send an `Encoded` data set as it is, in responses (its service classes) and in
+    the requests an association sends (N-EVENT-REPORT's Event Information): once per process."""
+    from pynetdicom import association, service_class
 
-    original = service_class.encode
-    if getattr(original, "wfm_encoded", False):
-        return
+    for module in (service_class, association):
+        original = module.encode
+        if getattr(original, "wfm_encoded", False):
+            continue
+        module.encode = _as_is(original)
 
+
+def _as_is(original):
     def encode(ds, is_implicit_vr, is_little_endian, deflated=False):
         if isinstance(ds, Encoded) and ds.implicit == is_implicit_vr and is_little_endian and not deflated:
             return ds.encoded
         return original(ds, is_implicit_vr, is_little_endian, deflated)
 
     encode.wfm_encoded = True
-    service_class.encode = encode
+    return encode

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, case, func, select, update
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, update
 
 from workflow.config import Settings
 from workflow.store.at_commit import insert_at_commit
@@ -59,18 +59,10 @@ class Outbox:
         ones wait behind it: order), up to `batch` each in order, and when the first head not due yet
         falls due (None: none waits). One statement: a round of the event sender reads nothing else
         before it sends. On `conn` when given (the sender's own, PostgreSQL)."""
-        t = OutboxEvent.__table__
         remotes = [r.ae_title for r in self.settings.remote_ae]
         if not remotes:
             return {}, None
-        by_subscriber = dict(partition_by=t.c.receiving_ae, order_by=t.c.id)
-        ranked = select(t, func.row_number().over(**by_subscriber).label("n"),
-                        func.first_value(t.c.next_attempt_at, type_=t.c.next_attempt_at.type).over(**by_subscriber).label("head_at")
-                        ).where(t.c.status == PENDING, t.c.receiving_ae.in_(remotes)).subquery()
-        # A subscriber whose head waits for its retry time gives its head only (its time).
-        query = (select(ranked).where(ranked.c.n <= case((ranked.c.head_at <= now, batch), else_=1))
-                 .order_by(ranked.c.receiving_ae, ranked.c.id))
-        rows = _rows(self.engine, conn, query)
+        rows = _rows(self.engine, conn, _OWED_NOW, {"remotes": remotes, "now": now, "batch": batch})
         owed: dict[str, list[OwedEvent]] = {}
         later: datetime | None = None
         for row in rows:
@@ -104,9 +96,7 @@ class Outbox:
                                 ).rowcount
 
     def pending_for(self, receiving_ae: str, limit: int = 100, conn: Connection | None = None) -> list[OwedEvent]:
-        t = OutboxEvent.__table__
-        query = select(t).where(t.c.status == PENDING, t.c.receiving_ae == receiving_ae).order_by(t.c.id).limit(limit)
-        return [_owed(r) for r in _rows(self.engine, conn, query)]
+        return [_owed(r) for r in _rows(self.engine, conn, _PENDING_FOR, {"ae": receiving_ae, "limit": limit})]
 
     def next_due(self, *, dimse: bool = True) -> datetime | None:
         """When the next event of the channel falls due (DIMSE retries wait; WebSocket ones are due as
@@ -120,14 +110,12 @@ class Outbox:
         return aware(value) if value else None
 
     def delivered(self, event_id: int, now: datetime, conn: Connection | None = None) -> None:
-        t = OutboxEvent.__table__
-        mark = (update(t).where(t.c.id == event_id)
-                .values(status=DELIVERED, attempts=t.c.attempts + 1, last_attempt_at=now, last_error=None))
+        values = {"event_id": event_id, "now": now}
         if conn is not None:  # the event sender's own (PostgreSQL, autocommitting): committed
-            conn.execute(mark)
+            conn.execute(_DELIVERED, values)
             return
         with self.engine.begin() as conn:
-            conn.execute(mark)
+            conn.execute(_DELIVERED, values)
 
     def failed(self, event: OwedEvent, error: str, now: datetime) -> str:
         """Record a failed attempt; back off, or give up after event_retry_for. Returns the new status."""
@@ -170,11 +158,31 @@ class Outbox:
                  "last_error": r.last_error} for r in rows]
 
 
-def _rows(engine: Engine, conn: Connection | None, query) -> list:
+def _rows(engine: Engine, conn: Connection | None, query, params: dict[str, Any]) -> list:
     if conn is not None:
-        return conn.execute(query).all()
+        return conn.execute(query, params).all()
     with reading(engine) as own:
-        return own.execute(query).all()
+        return own.execute(query, params).all()
+
+
+# The event sender's statements, built once: building one costs more than running it (owed_now 0.8 ms
+# of Python against 0.3 ms executed on PostgreSQL), and a round runs them while the claim's answer is
+# on its way out.
+_T = OutboxEvent.__table__
+_BY_SUBSCRIBER = dict(partition_by=_T.c.receiving_ae, order_by=_T.c.id)
+_RANKED = select(_T, func.row_number().over(**_BY_SUBSCRIBER).label("n"),
+                 func.first_value(_T.c.next_attempt_at, type_=_T.c.next_attempt_at.type).over(**_BY_SUBSCRIBER)
+                 .label("head_at")
+                 ).where(_T.c.status == PENDING, _T.c.receiving_ae.in_(bindparam("remotes", expanding=True))).subquery()
+# A subscriber whose head waits for its retry time gives its head only (its time).
+_DUE = _RANKED.c.head_at <= bindparam("now", type_=_T.c.next_attempt_at.type)
+_OWED_NOW = (select(_RANKED).where(_RANKED.c.n <= case((_DUE, bindparam("batch")), else_=1))
+             .order_by(_RANKED.c.receiving_ae, _RANKED.c.id))
+_PENDING_FOR = (select(_T).where(_T.c.status == PENDING, _T.c.receiving_ae == bindparam("ae"))
+                .order_by(_T.c.id).limit(bindparam("limit")))
+_DELIVERED = (update(_T).where(_T.c.id == bindparam("event_id"))
+              .values(status=DELIVERED, attempts=_T.c.attempts + 1,
+                      last_attempt_at=bindparam("now", type_=_T.c.last_attempt_at.type), last_error=None))
 
 
 def _owed(row) -> OwedEvent:

@@ -18,6 +18,8 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStepPush
 
 from workflow.config import Settings
+from workflow.dimse.json_encoder import encoded_or_none
+from workflow.dimse.json_encoder import install as send_encoded_as_is
 from workflow.dimse.nodelay import NoDelayAE
 from workflow.dimse.reactor import release
 from workflow.dimse.routing import ServiceSpec
@@ -49,6 +51,7 @@ class EventSender:
         self.leases = Leases(outbox.engine)
 
     def start(self) -> None:
+        send_encoded_as_is()
         self._thread = threading.Thread(target=self._run, name="wfm-event-sender", daemon=True)
         self._thread.start()
 
@@ -171,7 +174,11 @@ class EventSender:
 
     @staticmethod
     def _send(assoc, event: OwedEvent) -> int | None:
-        dataset = Dataset.from_json(event.event)
+        # Encoded straight from the stored DICOM JSON (pydicom's Dataset and writer only for what that
+        # encoder leaves to it): the round runs while the claim's answer is on its way out.
+        implicit = next((cx.transfer_syntax[0].is_implicit_VR for cx in assoc.accepted_contexts
+                         if cx.abstract_syntax == UnifiedProcedureStepEvent), False)
+        dataset = encoded_or_none(event.event, implicit) or Dataset.from_json(event.event)
         status, _ = assoc.send_n_event_report(dataset, event.event_type_id, UnifiedProcedureStepPush,
                                               event.workitem_uid, meta_uid=UnifiedProcedureStepEvent)
         return int(status.Status) if status and "Status" in status else None
