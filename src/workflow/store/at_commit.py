@@ -15,9 +15,10 @@ SQLite needs no lock: BEGIN IMMEDIATE serialises every writer already."""
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Iterable
 
-from sqlalchemy import Connection, Engine, Executable, Table, event, func, literal, select, text
+from sqlalchemy import Connection, Engine, Executable, Table, bindparam, event, func, select, text
 from sqlalchemy.engine.default import DefaultDialect
 
 _KEY = "wfm_rows_at_commit"
@@ -62,7 +63,9 @@ def _flush(conn: Connection) -> None:
     statements: list[tuple[Any, Any]] = conn.info.pop(_STATEMENTS, None) or []
     for (lock, _), (table, rows) in sorted((pending or {}).items(), key=lambda kv: kv[0]):
         if postgres and lock and len(rows) == 1:  # the usual case (one event, one audit record)
-            statements.append((_gated_insert(table, rows[0], lock, notes), None))
+            row = rows[0]
+            statements.append((_gated_insert(table, tuple(row), lock, tuple(notes)),
+                               {f"v_{name}": value for name, value in row.items()}))
             notes = []  # sent with it
             continue
         if postgres and lock:
@@ -90,14 +93,16 @@ def _send_with_commit(cursor, statement, parameters, context) -> bool:
     return True
 
 
-def _gated_insert(table: Table, row: dict[str, Any], lock: int, channels: list[str]):
+@lru_cache(maxsize=64)
+def _gated_insert(table: Table, names: tuple[str, ...], lock: int, channels: tuple[str, ...]):
     """One statement, one round trip, for lock, insert and NOTIFYs (three or more otherwise): the
     row is selected from a CTE that takes the lock, so the lock is held before the row (and its id)
     exists; the CTE calls volatile functions, so PostgreSQL evaluates it once and never inlines it.
-    A NOTIFY is delivered at COMMIT wherever in the transaction it is made."""
+    A NOTIFY is delivered at COMMIT wherever in the transaction it is made. Built once per shape, the
+    values bound as `v_<column>`: building it cost more than running it (~0.3 ms a claim)."""
     gate = select(func.pg_advisory_xact_lock(lock), *(func.pg_notify(c, "") for c in channels)).cte("gate")
-    values = select(*(literal(value, table.c[name].type) for name, value in row.items())).select_from(gate)
-    return table.insert().from_select(list(row), values)
+    values = select(*(bindparam(f"v_{name}", type_=table.c[name].type) for name in names)).select_from(gate)
+    return table.insert().from_select(list(names), values)
 
 
 @event.listens_for(Engine, "begin")
