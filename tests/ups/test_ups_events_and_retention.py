@@ -159,6 +159,33 @@ def test_ups_list_and_show(ups, database_url, tmp_path):
     assert label in _wfm(database_url, tmp_path, "ups", "list")
 
 
+UNICODE_LABEL = "Kontrolle – Jürgen 患者"  # beyond ISO 8859-1: pydicom wrote "?" for what it could not encode
+
+
+def test_text_beyond_ascii_reaches_dimse_requesters_and_subscribers_whole(ups, watcher):
+    """DICOM JSON text is Unicode: a workitem created without a Specific Character Set (as UPS-RS
+    creates one) is answered over DIMSE (N-GET, C-FIND) and reported to subscribers in ISO_IR 192, so
+    that its text arrives as it was stored, not as "?"."""
+    uid = generate_uid()
+    created = workitem(ProcedureStepLabel=UNICODE_LABEL).to_json_dict()
+    created.pop("00080005", None)
+    assert ups.worklist.create(uid, created).status.code == 0
+    with ups_association(ups.dicom.port) as assoc:
+        status, got = get(assoc, uid, "ProcedureStepLabel")
+        assert status.Status == 0 and got.SpecificCharacterSet == "ISO_IR 192"
+        assert got.ProcedureStepLabel == UNICODE_LABEL
+        query = Dataset()
+        query.SOPInstanceUID, query.ProcedureStepLabel = uid, ""
+        matches = [ds for st, ds in assoc.send_c_find(query, QUERY) if st.Status == 0xFF00]
+        assert [m.ProcedureStepLabel for m in matches] == [UNICODE_LABEL]
+        assert action(assoc, uid, 3, ReceivingAE="WATCH1", DeletionLock="FALSE").Status == 0
+        watcher.wait(lambda r: r.uid == uid and r.event_type == 1)
+        assert action(assoc, uid, 2, PUSH, SpecificCharacterSet="ISO_IR 192",
+                      ReasonForCancellation="Patientin möchte nicht – 患者").Status == 0
+        canceled = watcher.wait(lambda r: r.uid == uid and r.info.ProcedureStepState == "CANCELED")
+        assert canceled.info.ReasonForCancellation == "Patientin möchte nicht – 患者"
+
+
 @pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRLittleEndian])
 def test_event_information_arrives_whole_in_the_syntax_the_subscriber_accepts(database_url, syntax):
     """The sender encodes Event Information from the stored DICOM JSON itself, in the transfer syntax the

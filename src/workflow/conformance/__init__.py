@@ -376,6 +376,13 @@ ISO_IR 100, ISO_IR 192 (UTF-8) and the other character sets pydicom supports, in
 code extensions. Notifications are stored as DICOM JSON (UTF-8). Error Comments use the default
 repertoire.
 
+Data sets the server sends over DIMSE (N-GET and C-FIND responses, N-EVENT-REPORT Event Information)
+whose text is all in the default repertoire are sent without a Specific Character Set. One with text
+beyond it keeps the character set the workitem was stored with when that set encodes all of its text
+(ISO 2022 code extensions are kept as they are), and is otherwise sent in ISO_IR 192 (UTF-8), declared
+in its Specific Character Set: a workitem created over UPS-RS, whose DICOM JSON names no character
+set, or one given text its stored set cannot encode.
+
 ## 6 Security
 
 {render_security()}

@@ -9,6 +9,7 @@ from pydicom.dataset import Dataset
 from pydicom.tag import Tag
 
 from workflow.dimse import response_fields  # noqa: F401  (Attribute Identifier List in N-CREATE-RSP)
+from workflow.dimse.charsets import with_character_set
 from workflow.dimse.dicom_json import dataset_bytes_to_json
 from workflow.dimse.json_encoder import encoded_or_none, response_dataset
 from workflow.kernel.attributes import error_comment
@@ -40,9 +41,11 @@ def to_dataset(ds: dict[str, Any] | None, context=None) -> Dataset | None:
         return None
     syntax = context.transfer_syntax if context is not None else None
     if syntax is not None and syntax.is_little_endian and not syntax.is_deflated:
-        encoded = encoded_or_none(ds, syntax.is_implicit_VR)
-        return encoded if encoded is not None else response_dataset(ds, syntax.is_implicit_VR)
-    return Dataset.from_json(ds)
+        encoded = encoded_or_none(ds, syntax.is_implicit_VR)  # ASCII text only: no character set to declare
+        if encoded is not None:
+            return encoded
+        return response_dataset(with_character_set(ds), syntax.is_implicit_VR)
+    return Dataset.from_json(with_character_set(ds))
 
 
 def status_dataset(status: Status, comment: str | None = None, tags: tuple[str, ...] = (),

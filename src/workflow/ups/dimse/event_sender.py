@@ -18,6 +18,7 @@ from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 from pynetdicom.sop_class import UnifiedProcedureStepEvent, UnifiedProcedureStepPush
 
 from workflow.config import Settings
+from workflow.dimse.charsets import with_character_set
 from workflow.dimse.json_encoder import encoded_or_none
 from workflow.dimse.json_encoder import install as send_encoded_as_is
 from workflow.dimse.nodelay import NoDelayAE
@@ -178,7 +179,7 @@ class EventSender:
         # encoder leaves to it): the round runs while the claim's answer is on its way out.
         implicit = next((cx.transfer_syntax[0].is_implicit_VR for cx in assoc.accepted_contexts
                          if cx.abstract_syntax == UnifiedProcedureStepEvent), False)
-        dataset = encoded_or_none(event.event, implicit) or Dataset.from_json(event.event)
+        dataset = encoded_or_none(event.event, implicit) or Dataset.from_json(with_character_set(event.event))
         status, _ = assoc.send_n_event_report(dataset, event.event_type_id, UnifiedProcedureStepPush,
                                               event.workitem_uid, meta_uid=UnifiedProcedureStepEvent)
         return int(status.Status) if status and "Status" in status else None
