@@ -69,6 +69,22 @@ def test_create_from_flags(server, tool):
     assert (ds.InputReadinessState, ds.ProcedureStepState) == ("READY", "SCHEDULED")
 
 
+def test_text_beyond_ascii_goes_out_declared(server, tool, tmp_path):
+    """A name or label beyond ISO 8859-1, from flags or a DICOM JSON file (which names no character set),
+    is sent in ISO_IR 192 and stored as typed: pydicom had written "?" for it under no declared set."""
+    done = tool("ups", "create", "--patient-name", "Müller^Jürgen", "--label", "Kontrolle 患者")
+    assert done.returncode == 0, done.stderr
+    ds = n_get(server, done.stdout.strip(), "PatientName", "ProcedureStepLabel")
+    assert (str(ds.PatientName), ds.ProcedureStepLabel) == ("Müller^Jürgen", "Kontrolle 患者")
+    path = tmp_path / "workitem.json"
+    item = workitem(PatientID="JSON2").to_json_dict()
+    item["00741204"] = {"vr": "LO", "Value": ["Lecture – 読影"]}
+    path.write_text(json.dumps(item, ensure_ascii=False), encoding="utf-8")
+    done = tool("ups", "create", "--file", str(path))
+    assert done.returncode == 0, done.stderr
+    assert n_get(server, done.stdout.strip(), "ProcedureStepLabel").ProcedureStepLabel == "Lecture – 読影"
+
+
 def test_create_from_toml_with_flags_over_it(server, tool, tmp_path):
     path = tmp_path / "workitem.toml"
     path.write_text("""

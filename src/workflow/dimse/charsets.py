@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Iterator
 
 from pydicom.charset import python_encoding
+from pydicom.dataset import Dataset
 
 JsonDataset = dict[str, Any]
 
@@ -54,3 +55,10 @@ def _encodes(text: str, encoding: str) -> bool:
     except (UnicodeEncodeError, LookupError):
         return False
     return True
+
+
+def declare_character_set(ds: Dataset) -> Dataset:
+    """`ds` (a pydicom data set a tool is about to send), declaring ISO_IR 192 when its text needs it."""
+    if with_character_set(ds.to_json_dict()).get(SPECIFIC_CHARACTER_SET, {}).get("Value") == [UTF_8]:
+        ds.SpecificCharacterSet = UTF_8
+    return ds

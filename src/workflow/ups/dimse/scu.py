@@ -22,6 +22,7 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from pynetdicom.sop_class import UnifiedProcedureStepPull, UnifiedProcedureStepPush, UnifiedProcedureStepWatch
 
+from workflow.dimse.charsets import declare_character_set
 from workflow.dimse.client import AssociationFailed, Client, Step, logged, reply
 from workflow.ups.rules.attributes import REQUEST_ITEM, UPS_ATTRIBUTES
 
@@ -206,6 +207,7 @@ class UpsClient(Client):
         return logged(Step(f"UPS {what} {uid}", reply(*result)), self.peer, PUSH, uid)
 
     def create(self, ds: Dataset, uid: str) -> Step:
+        ds = declare_character_set(ds)
         return self._done("N-CREATE", uid, self.assoc.send_n_create(ds, PUSH, uid, meta_uid=self._via(PUSH)))
 
     def get(self, uid: str, *keywords: str) -> Step:
@@ -213,6 +215,7 @@ class UpsClient(Client):
         return self._done("N-GET", uid, self.assoc.send_n_get(tags, PUSH, uid, meta_uid=self._via(PULL, WATCH, PUSH)))
 
     def set(self, uid: str, modification: Dataset) -> Step:
+        modification = declare_character_set(modification)
         return self._done("N-SET", uid, self.assoc.send_n_set(modification, PUSH, uid, meta_uid=self._via(PULL)))
 
     def change_state(self, uid: str, state: str, transaction_uid: str) -> Step:
@@ -223,7 +226,7 @@ class UpsClient(Client):
         return self._done(f"N-ACTION {state}", uid, result)
 
     def request_cancel(self, uid: str, reason: str | None = None, reason_code: Dataset | None = None) -> Step:
-        info = _cancellation(reason, reason_code)
+        info = declare_character_set(_cancellation(reason, reason_code))
         result = self.assoc.send_n_action(info, REQUEST_CANCEL, PUSH, uid, meta_uid=self._via(PUSH, WATCH))
         return self._done("N-ACTION request cancel", uid, result)
 
