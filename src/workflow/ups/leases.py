@@ -6,7 +6,8 @@ Held for as long as the sender keeps an association open to the subscriber, not 
 is held, no other process delivers to that subscriber, so what the sender read of its owed events is
 still owed, and a round for a subscriber already held costs one read before the send (not a lock, a
 read and an unlock around it). The connection runs every statement as its own transaction; the
-sender's reads and marks use it too, so a round checks nothing out of the pool."""
+sender's reads and marks use it too, so a round checks nothing out of the pool. It goes back to the
+pool once no lease is held (the pool checks a connection that sat idle before handing it out again)."""
 
 from __future__ import annotations
 
@@ -40,10 +41,14 @@ class Leases:
         return True, True
 
     def keep_only(self, receiving_aes) -> None:
-        """Give up every lease but those of `receiving_aes` (the subscribers with an association open)."""
+        """Give up every lease but those of `receiving_aes` (the subscribers with an association open),
+        and the connection with the last one."""
         for ae in self.held - set(receiving_aes):
             self.held.discard(ae)
             self.conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _key(ae)})
+        if not self.held and self._conn is not None:
+            conn, self._conn = self._conn, None
+            conn.close()  # every lock released above: back to the pool clean
 
     def close(self) -> None:
         """Give up every lease and the connection; after a database error too, when the connection, and
