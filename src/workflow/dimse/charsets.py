@@ -8,16 +8,16 @@ ASCII declares ISO_IR 192 (UTF-8) unless the set it declares encodes all of it."
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Iterator
 
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
 
-JsonDataset = dict[str, Any]
+from workflow.kernel.dicom_json_check import TEXT_VRS
+from workflow.kernel.json_model import JsonDataset
 
 SPECIFIC_CHARACTER_SET = "00080005"
 UTF_8 = "ISO_IR 192"
-_TEXT = {"AE", "AS", "CS", "DA", "DS", "DT", "IS", "LO", "LT", "SH", "ST", "TM", "UC", "UR", "UT"}
 
 
 def with_character_set(ds: JsonDataset) -> JsonDataset:
@@ -45,7 +45,7 @@ def _texts(ds: JsonDataset) -> Iterator[str]:
             for name in values:
                 if isinstance(name, dict):
                     yield from (group for group in name.values() if isinstance(group, str))
-        elif vr in _TEXT:
+        elif vr in TEXT_VRS:  # DS and IS values are numbers in DICOM JSON
             yield from (value for value in values if isinstance(value, str))
 
 
