@@ -297,6 +297,16 @@ Instance, PS3.7 Annex C.4.2), the UID left out of the response, and the associat
 to 64 characters that breaks the other construction rules (PS3.5 9.1: a letter, a leading zero) is
 refused by N-CREATE with 0106; other requests find no instance of that UID.
 
+A request is served only on a presentation context negotiated for its SOP class: the Affected or
+Requested SOP Class UID in its command must be the context's abstract syntax, except that UPS requests
+carry the UPS Push SOP Class UID on any UPS context (PS3.4 CC.3.1.1; tolerated in a UPS C-FIND too,
+where the standard asks for the negotiated UID). A request for another SOP class, or for one the server
+does not know, is answered 0118 (No such SOP Class) for DIMSE-N and 0122 (SOP Class not supported) for
+DIMSE-C, with the Error Comment "SOP Class not negotiated on this presentation context", and nothing is
+done; a DIMSE-N operation that no service performs for a SOP class on its own context (an N-CREATE
+with the UPS Pull UID, an N-SET of an IAN) is answered 0118. Either is logged, and the association goes
+on.
+
 #### 3.2.5 SOP specific conformance: Verification SCP
 
 C-ECHO requests are answered with status 0000.

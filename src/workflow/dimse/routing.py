@@ -38,6 +38,13 @@ class Routes:
     c_move: dict[str, Callable] = field(default_factory=dict)
     # SOP classes this AE sends as C-STORE sub-operations of a C-GET (their SCP role is accepted).
     get_storage: tuple[str, ...] = ()
+    # The other abstract syntaxes whose contexts may carry a request for a SOP class (UPS requests carry
+    # the Push UID on any UPS context, PS3.4 CC.3.1.1); any other only on its own class's context.
+    carried_on: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    def served_on(self, sop_class: str, abstract_syntax: str) -> bool:
+        """Whether a request for `sop_class` may be served on a context for `abstract_syntax`."""
+        return abstract_syntax == sop_class or abstract_syntax in self.carried_on.get(sop_class, ())
 
     @staticmethod
     def merge(*parts: "Routes") -> "Routes":
@@ -46,6 +53,8 @@ class Routes:
             out.offers += part.offers
             out.uses += part.uses
             out.get_storage += part.get_storage
+            for uid, syntaxes in part.carried_on.items():
+                out.carried_on[uid] = out.carried_on.get(uid, frozenset()) | syntaxes
             for name in ("n_create", "n_set", "n_get", "n_action", "c_find", "c_store", "c_get", "c_move"):
                 mine = getattr(out, name)
                 for uid, handler in getattr(part, name).items():

@@ -161,7 +161,7 @@ class DicomServer:
             (evt.EVT_C_GET, self._retrieve(self.routes.c_get, (0, (status_dataset(SOP_CLASS_NOT_SUPPORTED), None)))),
             (evt.EVT_C_MOVE, self._retrieve(self.routes.c_move, ((None, None),))),
             (evt.EVT_REJECTED, self._on_rejected),
-            (evt.EVT_ESTABLISHED, unserved.answer_unserved),
+            (evt.EVT_ESTABLISHED, unserved.answer_unserved(self.routes.served_on)),
             (evt.EVT_DIMSE_RECV, self.in_flight.on_received),
             (evt.EVT_DIMSE_SENT, self.in_flight.on_sent),
             (evt.EVT_DIMSE_RECV, self._request_received),
@@ -266,13 +266,24 @@ class DicomServer:
                 sop_class = str(getattr(event.request, field))
                 handler = handlers.get(sop_class)
                 if handler is None:
-                    return status_dataset(statuses.NO_SUCH_SOP_CLASS), None
+                    return self._no_such_sop_class(event, sop_class)
                 if self.dataset_limit.over(event.assoc):
                     return status_dataset(TOO_LARGE), None
                 if self._refused(event, sop_class):
                     return status_dataset(NOT_AUTHORIZED), None
                 return handler(event)
         return route
+
+    def _no_such_sop_class(self, event, sop_class: str) -> tuple:
+        """0118, logged: a request on its SOP class's context for an operation no feature serves there (an
+        N-SET of an IAN, an N-CREATE with the UPS Pull UID). The association goes on."""
+        command = type(event.request).__name__.replace("_", "-")
+        uid = getattr(event.request, "AffectedSOPInstanceUID", None) or getattr(event.request,
+                                                                                 "RequestedSOPInstanceUID", None)
+        log.warning(f"refused (0118): no {command} is served for {self._names.get(sop_class, sop_class)}",
+                    extra={"calling_ae": _requestor(event).name, "sop_class": sop_class,
+                           "sop_instance": str(uid) if uid else None, "status": "0118"})
+        return status_dataset(statuses.NO_SUCH_SOP_CLASS, f"no {command} for this SOP Class"), None
 
     def _refused(self, event, sop_class: str) -> bool:
         """True (logged, and a Security Alert) when the calling AE lacks the right this request needs."""

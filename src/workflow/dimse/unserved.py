@@ -12,11 +12,18 @@ not have (N-DELETE of a workitem, C-STORE on a UPS context, an N-EVENT-REPORT se
   (an error with a traceback of its own) and aborted the association; `tolerate_invalid_instance_uids`
   builds it with the UID marked instead. (A UID of up to 64 characters that breaks the construction
   rules reaches the services, as before: their N-CREATE answers 0106, other requests find no such
-  instance.)"""
+  instance.);
+- a request sent on a presentation context negotiated for another SOP class is answered 0118 (No such
+  SOP Class: DIMSE-N) or 0122 (SOP Class not supported: DIMSE-C), the association going on. pynetdicom
+  serves a request by the SOP Class UID in its command, whatever its context: an IAN sent on an MPPS
+  context was stored as an IAN, and a SOP class it does not know aborted the association with an error.
+  Which contexts may carry a request is the routes' to say (UPS requests carry the Push UID on any UPS
+  context, PS3.4 CC.3.1.1)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Callable
 
 from pydicom.multival import MultiValue
 from pydicom.uid import UID
@@ -30,45 +37,70 @@ log = logging.getLogger("workflow.dimse")
 
 UNRECOGNIZED_OPERATION = 0x0211
 INVALID_SOP_INSTANCE = 0x0117
+NO_SUCH_SOP_CLASS, SOP_CLASS_NOT_SUPPORTED = 0x0118, 0x0122  # PS3.7 C.5: DIMSE-N and DIMSE-C
 NEVER_SERVED = (prim.N_DELETE, prim.N_EVENT_REPORT)
 # Command elements holding a SOP Instance UID -> where a primitive keeps it (set without validation).
 _INSTANCE_UIDS = {0x00001000: ("Affected SOP Instance UID", "_affected_sop_instance_uid"),
                   0x00001001: ("Requested SOP Instance UID", "_requested_sop_instance_uid")}
 
 
-def answer_unserved(event) -> None:
-    """EVT_ESTABLISHED (an association we accepted): check each request before pynetdicom serves it."""
-    assoc = event.assoc
-    serve = assoc._serve_request
+def answer_unserved(served_on: Callable[[str, str], bool]) -> Callable:
+    """The EVT_ESTABLISHED handler (an association we accepted) that checks each request before
+    pynetdicom serves it. `served_on(sop_class, abstract_syntax)`: may a context for that abstract syntax
+    carry a request for that SOP class."""
 
-    def checked(msg, context_id: int) -> None:
-        if not msg.is_valid_request:
-            log.warning(f"{msg.msg_type} request without a command element PS3.7 requires; association aborted",
-                        extra={"calling_ae": assoc.requestor.ae_title})
-            assoc.abort()
-            return
-        invalid = getattr(msg, "_wfm_invalid_uid", None)
-        if invalid is not None:
-            _answer(assoc, msg, context_id, INVALID_SOP_INSTANCE, f"{msg.msg_type} whose {invalid}; answered 0117")
-            return
-        if isinstance(msg, NEVER_SERVED) or (isinstance(msg, prim.C_STORE) and not _storage(msg)):
-            sop_class = getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
-            _answer(assoc, msg, context_id, UNRECOGNIZED_OPERATION,
-                    f"{msg.msg_type} is not an operation this server serves for {sop_class}; answered 0211")
-            return
-        serve(msg, context_id)
+    def established(event) -> None:
+        assoc = event.assoc
+        serve = assoc._serve_request
 
-    assoc._serve_request = checked
+        def checked(msg, context_id: int) -> None:
+            if not msg.is_valid_request:
+                log.warning(f"{msg.msg_type} request without a command element PS3.7 requires; association "
+                            "aborted", extra={"calling_ae": assoc.requestor.ae_title})
+                assoc.abort()
+                return
+            invalid = getattr(msg, "_wfm_invalid_uid", None)
+            if invalid is not None:
+                _answer(assoc, msg, context_id, INVALID_SOP_INSTANCE, f"{msg.msg_type} whose {invalid}; answered 0117")
+                return
+            sop_class = _sop_class(msg)
+            if isinstance(msg, NEVER_SERVED) or (isinstance(msg, prim.C_STORE) and not _storage(msg)):
+                _answer(assoc, msg, context_id, UNRECOGNIZED_OPERATION,
+                        f"{msg.msg_type} is not an operation this server serves for {sop_class}; answered 0211")
+                return
+            context = assoc._accepted_cx.get(context_id)  # None: pynetdicom aborts, as PS3.8 asks
+            if context is not None and not served_on(str(sop_class), str(context.abstract_syntax)):
+                status = NO_SUCH_SOP_CLASS if msg.msg_type.startswith("N-") else SOP_CLASS_NOT_SUPPORTED
+                _answer(assoc, msg, context_id, status,
+                        f"refused ({status:04X}): {msg.msg_type} of {_named(sop_class)} on a presentation context "
+                        f"for {_named(context.abstract_syntax)}",
+                        comment="SOP Class not negotiated on this presentation context")
+                return
+            serve(msg, context_id)
+
+        assoc._serve_request = checked
+
+    return established
+
+
+def _sop_class(msg) -> UID | None:
+    return getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
+
+
+def _named(uid) -> str:
+    """A SOP class by its name where pydicom's dictionary has one (its UID otherwise)."""
+    uid = UID(str(uid or ""))
+    return f"{uid.name} ({uid})" if uid.name != uid else str(uid)
 
 
 def _storage(msg: prim.C_STORE) -> bool:
     return issubclass(uid_to_service_class(str(msg.AffectedSOPClassUID)), StorageServiceClass)
 
 
-def _answer(assoc, msg, context_id: int, status: int, why: str) -> None:
-    """Answer `msg` with a bare `status`, logged with `why`. A SOP Instance UID that breaks the rules is
-    not sent back (pynetdicom would refuse to encode it)."""
-    sop_class = getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
+def _answer(assoc, msg, context_id: int, status: int, why: str, comment: str | None = None) -> None:
+    """Answer `msg` with `status` (and an Error Comment), logged with `why`. A SOP Instance UID that
+    breaks the rules is not sent back (pynetdicom would refuse to encode it)."""
+    sop_class = _sop_class(msg)
     sop_instance = getattr(msg, "AffectedSOPInstanceUID", None) or getattr(msg, "RequestedSOPInstanceUID", None)
     log.warning(why, extra={"calling_ae": assoc.requestor.ae_title, "sop_class": str(sop_class),
                             "sop_instance": str(sop_instance or ""), "status": f"{status:04X}"})
@@ -82,6 +114,8 @@ def _answer(assoc, msg, context_id: int, status: int, why: str) -> None:
     if isinstance(msg, prim.N_ACTION):
         rsp.ActionTypeID = msg.ActionTypeID
     rsp.Status = status
+    if comment:
+        rsp.ErrorComment = comment
     assoc.dimse.send_msg(rsp, context_id)
 
 

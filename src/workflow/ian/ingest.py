@@ -57,7 +57,8 @@ STATUS_CONDITIONS = statuses.conditions(
      (statuses.DUPLICATE_SOP_INSTANCE, "An IAN with the same SOP Instance UID but different content was "
                                        "stored earlier. The earlier IAN is kept unchanged."),
      (statuses.RESOURCE_LIMITATION, "The IAN references more instances than `max_instances_per_ian`."),
-     (statuses.NO_SUCH_SOP_CLASS, "An N-CREATE for a SOP Class other than IAN reached the server.")),
+     (statuses.NO_SUCH_SOP_CLASS, "An N-CREATE on the IAN presentation context named another SOP Class "
+                                  "(section 3.2.4); nothing is stored.")),
 )
 
 

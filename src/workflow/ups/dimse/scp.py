@@ -52,7 +52,8 @@ class UpsScp:
     def routes(self) -> Routes:
         return Routes(offers=SERVICES, n_create={PUSH: self.n_create}, n_get={PUSH: self.n_get},
                       n_set={PUSH: self.n_set}, n_action={PUSH: self.n_action},
-                      c_find={uid: self.c_find for uid in FIND_CLASSES})
+                      c_find={uid: self.c_find for uid in FIND_CLASSES},
+                      carried_on={PUSH: frozenset(UPS_CLASSES) - {PUSH}})
 
     # Each handler: decode, call the service once, answer (which logs and builds the status).
 
