@@ -11,6 +11,7 @@ from typing import Callable, Iterator
 
 from pynetdicom import evt
 from pynetdicom.sop_class import Verification
+from pydicom import config as pydicom_config
 from pydicom.uid import ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
 from workflow import __version__
@@ -133,6 +134,9 @@ class DicomServer:
         event_driven.install()  # pynetdicom's reactors wait for work instead of polling each millisecond
         closing.install()  # a response racing an association's close is dropped, not fatal to its DUL
         unserved.tolerate_invalid_instance_uids()  # answered 0117, not aborted with pynetdicom's traceback
+        # A value that breaks its VR is answered with a status and one log line of ours; pydicom's reading
+        # checks logged it again, three to five times over (logger and warning) for one over-long UID.
+        pydicom_config.settings.reading_validation_mode = pydicom_config.IGNORE
         self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
