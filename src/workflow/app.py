@@ -137,8 +137,8 @@ class App:
             inventory_qr.InventoryQrScp(self.engine, settings, self.audit).routes(),
             Routes(uses=(event_sender.SERVICE,)),
         ), self.metrics)
-        self.dicom.security_alert = lambda kind, who, detail: self.audit.record_now(
-            messages.security_alert(kind, who, detail))
+        self.dicom.security_alert = lambda kind, who, detail: self.audit.refused(
+            kind, who, messages.security_alert(kind, who, detail))
 
         # The HTTP face: every feature's routes on the same services.
         self.tokens = Tokens(self.engine, self.audit)
@@ -179,10 +179,10 @@ class App:
                            lambda: {(): self.readiness.pending()})
 
     def _https_handshake_failed(self, address: str, reason: str) -> None:
-        log.warning(f"HTTPS handshake failed: {reason}", extra={"peer": address})
-        self.audit.record_now(messages.security_alert(
-            messages.NODE_AUTHENTICATION, Requestor("", address.rsplit(":", 1)[0], "http"),
-            f"HTTPS handshake with {address} failed: {reason}"))
+        who = Requestor("", address.rsplit(":", 1)[0], "http")
+        if self.audit.refused(messages.NODE_AUTHENTICATION, who, messages.security_alert(
+                messages.NODE_AUTHENTICATION, who, f"HTTPS handshake with {address} failed: {reason}")):
+            log.warning(f"HTTPS handshake failed: {reason}", extra={"peer": address})
 
     def start(self) -> None:
         migrate.upgrade(self.engine)
@@ -254,6 +254,7 @@ class App:
         self.events.deliver_due(final=True)
         if self.scheduler is not None:
             self.scheduler.finish(grace_ends)
+        self.audit.refusals.close()  # counts of refusals not told one by one, told now
         self.audit.record_now(messages.application_activity(started=False))
         if self.audit_sender is not None:
             self.audit_sender.stop(max(1.0, grace_ends - time.monotonic()))

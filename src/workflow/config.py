@@ -150,6 +150,10 @@ class Settings:
     max_associations_per_ae: int = 10
     max_associations_per_address: int = 10
     artim_timeout: float = 10.0
+    # Refusals (an association or a TLS handshake refused, a request outside its rights, a token refused)
+    # told one by one in the log and the audit trail, per kind and source address, in a minute; past that
+    # they are counted and the count told when the minute ends (0: every one told).
+    refusals_per_minute: int = 60
     # ATNA audit trail (PS3.15 A.5): the audit repository as tls://host:6514, tcp://host:port or
     # udp://host:514 (empty: no audit records); our AuditSourceID (empty: the AE title) and
     # AuditEnterpriseSiteID; the CA file that verifies a tls:// repository (empty: the system's).
@@ -449,6 +453,8 @@ def _check(s: Settings, origin: Mapping[str, str]) -> list[str]:
     for key in ("max_dataset_bytes", "max_associations_per_ae", "max_associations_per_address"):
         if getattr(s, key) < 1:
             fail(key, "must be at least 1")
+    if s.refusals_per_minute < 0:
+        fail("refusals_per_minute", "must be 0 (every refusal told) or more")
     if not 0 < s.artim_timeout <= 120:
         fail("artim_timeout", "must be between 0 and 120 seconds")
     if not 0 <= s.http_port < 65536:

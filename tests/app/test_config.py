@@ -55,6 +55,7 @@ def test_archive_reconciliation_settings(tmp_path):
     ('ae_title = "THIS_IS_TOO_LONG_FOR_AE"', "key 'ae_title'"),
     ('colour = "blue"', "key 'colour': unknown setting"),
     ('max_instances_per_ian = 0', "key 'max_instances_per_ian': must be at least 1"),
+    ('refusals_per_minute = -1', "key 'refusals_per_minute': must be 0 (every refusal told) or more"),
     ('[[remote_ae]]\nae_title = "A"\nhost = "h"', "remote_ae[0]: key 'port' is required"),
     ('[[remote_ae]]\nae_title = "A"\nhost = "h"\nport = 70000', "remote_ae[0]: key 'port'"),
     ('port = [', "not valid TOML"),

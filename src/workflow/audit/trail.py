@@ -12,9 +12,12 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from workflow.audit.rules.messages import AuditMessage, Source, to_xml
+from workflow.audit.refusals import Held, RefusalLimit
+from workflow.audit.rules import messages
+from workflow.audit.rules.messages import AuditMessage, Code, Source, to_xml
 from workflow.audit.tables import AuditRecord
 from workflow.config import Settings
+from workflow.kernel.requestor import Requestor
 from workflow.store.at_commit import insert_at_commit
 from workflow.store.engine import aware, reading
 from workflow.store.wakeups import AUDIT, notify_at_commit
@@ -35,6 +38,25 @@ class AuditTrail:
         self.source = Source(settings.audit_source_id or settings.ae_title, settings.audit_enterprise_site_id,
                              settings.ae_title, socket.gethostname())
         self.wake = threading.Event()  # set after a commit that wrote records: the sender drains them
+        self.refusals = RefusalLimit(settings.refusals_per_minute, self._summarise)
+
+    def refused(self, kind: Code, who: Requestor, *records: AuditMessage) -> bool:
+        """A refusal of `who`: its `records` written (each in its own transaction), and True for the caller
+        to log it, unless `who.address` had `refusals_per_minute` refusals of this kind this minute: then
+        it is only counted (the count is told when the minute ends) and False."""
+        if not self.refusals.admit((kind, who.address, who.face)):
+            return False
+        for message in records:
+            self.record_now(message)
+        return True
+
+    def _summarise(self, key, held: Held) -> None:
+        kind, address, face = key
+        detail = (f"{held.count} more refusals ({kind.meaning}) from {address or 'an unknown address'} between "
+                  f"{held.first:%Y-%m-%dT%H:%M:%S}Z and {held.last:%Y-%m-%dT%H:%M:%S}Z, past "
+                  f"{self.refusals.per_minute} a minute: counted, not told one by one")
+        log.warning(detail, extra={"peer": address})
+        self.record_now(messages.security_alert(kind, Requestor("", address, face), detail))
 
     def record(self, conn: Connection, message: AuditMessage) -> None:
         if not self.enabled:
@@ -89,6 +111,9 @@ class NoAudit:
 
     def record_now(self, message: AuditMessage) -> None:
         pass
+
+    def refused(self, kind: Code, who: Requestor, *records: AuditMessage) -> bool:
+        return True
 
 
 def _iso(at) -> str | None:

@@ -49,6 +49,12 @@ def render_security() -> str:
          str(d.max_associations_per_address)),
         ("ARTIM: seconds a new connection may stay silent or stall its TLS handshake", "`artim_timeout`",
          f"{d.artim_timeout:g}"),
+        ("Refusals told one by one, per kind (Node Authentication, Use of Restricted Function) and source "
+         "address, in a minute: a refused association or TLS handshake, a request outside its rights, a refused "
+         "token. Past it they are counted, and the count is logged and recorded as one Security Alert when "
+         "the minute ends or the server stops (\"N more refusals (...) from ADDRESS between T1 and T2\"); the "
+         "requests are refused all the same. 0: every refusal told", "`refusals_per_minute`",
+         str(d.refusals_per_minute)),
         ("Seconds without a PDU on an established association before it is aborted; also the seconds a "
          "send may wait on a peer that has stopped reading, before the connection is closed; over HTTP, the "
          "seconds a request's headers may take from the connection or the request's first byte (then 408 and "

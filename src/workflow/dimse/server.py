@@ -140,8 +140,9 @@ class DicomServer:
         self.dataset_limit = DatasetLimit(settings.max_dataset_bytes, self._too_large)
         self._names = {spec.sop_class_uid: spec.name for spec in (VERIFICATION, *routes.offers)}
         self._received: dict[tuple[int, int], float] = {}  # (association, message ID) -> when
-        # Told of refusals (the audit trail's Security Alert); the composition root sets it.
-        self.security_alert: Callable[[Code, Requestor, str], None] = lambda kind, who, detail: None
+        # Told of refusals (the audit trail's Security Alert); the composition root sets it. False: this
+        # source's refusals of this kind are past `refusals_per_minute`, counted and not logged one by one.
+        self.security_alert: Callable[[Code, Requestor, str], bool] = lambda kind, who, detail: True
         self._server = None
         self._tls_server = None
 
@@ -299,9 +300,9 @@ class DicomServer:
             return False
         who = _requestor(event)
         detail = f"{command} of {self._names.get(sop_class, sop_class)} needs the right {right.value!r}"
-        log.warning(f"refused (0124): {detail}", extra={"calling_ae": who.name, "sop_class": sop_class,
-                                                        "status": "0124"})
-        self.security_alert(RESTRICTED_FUNCTION, who, detail)
+        if self.security_alert(RESTRICTED_FUNCTION, who, detail):
+            log.warning(f"refused (0124): {detail}", extra={"calling_ae": who.name, "sop_class": sop_class,
+                                                            "status": "0124"})
         return True
 
     def _on_c_find(self, event):
@@ -345,14 +346,14 @@ class DicomServer:
     def _on_rejected(self, event) -> None:
         requestor = event.assoc.requestor
         reason = getattr(event.assoc, "refusal", None) or "rejected (association limit reached)"
-        log.warning(f"association rejected: {reason}",
-                    extra={"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}"})
-        self.security_alert(NODE_AUTHENTICATION, _requestor(event), f"association rejected: {reason}")
+        if self.security_alert(NODE_AUTHENTICATION, _requestor(event), f"association rejected: {reason}"):
+            log.warning(f"association rejected: {reason}",
+                        extra={"calling_ae": requestor.ae_title, "peer": f"{requestor.address}:{requestor.port}"})
 
     def _handshake_failed(self, address: str, reason: str) -> None:
-        log.warning(f"TLS handshake failed: {reason}", extra={"peer": address})
-        self.security_alert(NODE_AUTHENTICATION, Requestor("", address.rsplit(":", 1)[0], "dimse"),
-                            f"TLS handshake with {address} failed: {reason}")
+        if self.security_alert(NODE_AUTHENTICATION, Requestor("", address.rsplit(":", 1)[0], "dimse"),
+                               f"TLS handshake with {address} failed: {reason}"):
+            log.warning(f"TLS handshake failed: {reason}", extra={"peer": address})
 
     def _too_large(self, assoc, size: int) -> None:
         requestor = assoc.requestor

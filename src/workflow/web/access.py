@@ -36,9 +36,8 @@ def requires(right: Right) -> Callable:
         address = request.client.host if request.client else ""
         if principal is None:
             who = Requestor("unknown", address, "http")
-            await run_in_threadpool(audit.record_now, messages.user_authentication(
-                who, False, "no token" if not token else "a token that is unknown or revoked"))
-            await run_in_threadpool(audit.record_now, messages.security_alert(
+            await run_in_threadpool(audit.refused, messages.NODE_AUTHENTICATION, who, messages.user_authentication(
+                who, False, "no token" if not token else "a token that is unknown or revoked"), messages.security_alert(
                 messages.NODE_AUTHENTICATION, who, f"HTTP request refused (401): {request.method} {request.url.path}"))
             raise HTTPException(401, "a valid bearer token is required (Authorization: Bearer ...)",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -46,7 +45,7 @@ def requires(right: Right) -> Callable:
         who = Requestor(principal.name, address, "http")
         set_current(who)
         if not principal.may(right):
-            await run_in_threadpool(audit.record_now, messages.security_alert(
+            await run_in_threadpool(audit.refused, messages.RESTRICTED_FUNCTION, who, messages.security_alert(
                 messages.RESTRICTED_FUNCTION, who, f"{request.method} {request.url.path} needs the right {right.value}"))
             raise HTTPException(403, f"token {principal.name!r} lacks the right {right.value!r}")
         if token and time.monotonic() - _last_login.get(principal.name, -LOGIN_EVERY) >= LOGIN_EVERY:
