@@ -44,7 +44,7 @@ from workflow.reconcile import scheduler as reconcile_scheduler
 from workflow.reconcile.dimse import services as reconcile_services
 from workflow.reconcile.dimse import storage_scp
 from workflow.store import migrate, wakeups
-from workflow.store.engine import collation_warning, make_engine
+from workflow.store.engine import make_engine
 from workflow.store.resources import policies_location
 from workflow.ups import http as ups_http, http_events
 from workflow.ups.dimse import event_sender, scp as ups_scp
@@ -187,8 +187,6 @@ class App:
     def start(self) -> None:
         migrate.upgrade(self.engine)
         log.info(f"database at schema revision {migrate.current_revision(self.engine)}")
-        if advice := collation_warning(self.engine):
-            log.warning(advice)
         reconcile_scheduler.recover_stale_runs(self.engine, self.settings)  # runs whose process died block their archive
         if self.audit_sender is not None:
             self.audit_sender.start()

@@ -29,8 +29,9 @@ def test_models_and_migrations_are_in_step(database_url):
                                  {"n": index.name}).scalar()
             modelled = str(CreateIndex(index).compile(dialect=engine.dialect))
             assert _words(built) == _words(modelled), f"index {index.name}: built {built!r}, modelled {modelled!r}"
-        # Alembic compares neither: an index's operator classes on PostgreSQL.
+        # Alembic compares neither: an index's operator classes on PostgreSQL, a column's collation.
         opclasses = _operator_classes(conn) if engine.dialect.name == "postgresql" else {}
+        collations = _collations(conn) if engine.dialect.name == "postgresql" else {}
     engine.dispose()
     assert diff == [], f"models and migrations differ; add a migration: {diff}"
     if engine.dialect.name == "postgresql":
@@ -39,6 +40,16 @@ def test_models_and_migrations_are_in_step(database_url):
                     for t in schema.metadata.tables.values() for i in t.indexes
                     if i.dialect_options["postgresql"]["ops"]}
         assert modelled and {n: opclasses.get(n) for n in modelled} == modelled
+        named = {(t.name, c.name): c.type.dialect_impl(engine.dialect).collation for t in schema.metadata.tables.values()
+                 for c in t.columns if getattr(c.type.dialect_impl(engine.dialect), "collation", None)}
+        assert len(named) > 40 and named == collations, set(named.items()) ^ set(collations.items())
+
+
+def _collations(conn) -> dict[tuple[str, str], str]:
+    """The columns whose collation is not the database's default."""
+    rows = conn.execute(text("SELECT table_name, column_name, collation_name FROM information_schema.columns "
+                             "WHERE table_schema = current_schema() AND collation_name IS NOT NULL"))
+    return {(table, column): collation for table, column, collation in rows if table != "alembic_version"}
 
 
 def _operator_classes(conn) -> dict[str, list[str]]:

@@ -12,7 +12,8 @@ from typing import Optional
 from sqlalchemy import Column, ForeignKey, Index, Text
 from sqlmodel import Field, SQLModel
 
-UID = 64  # maximum length of a UI value
+from workflow.store.types import UID_TYPE
+
 AE = 16   # maximum length of an AE value
 
 
@@ -22,13 +23,13 @@ class Notification(SQLModel, table=True):
     __tablename__ = "notification"
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    sop_instance_uid: str = Field(max_length=UID, unique=True)
-    study_instance_uid: str = Field(max_length=UID, index=True)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, unique=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, index=True)
     calling_ae_title: str = Field(max_length=AE)
     peer_address: str = Field(max_length=64)
     received_at: datetime = Field(index=True)
     instance_count: int
-    referenced_pps_uid: Optional[str] = Field(default=None, max_length=UID)
+    referenced_pps_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
     # SHA-256 of the canonical DICOM JSON: tells a sender's safe retry from a conflicting re-use.
     content_sha256: str = Field(max_length=64)
     dataset_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -40,10 +41,10 @@ class Instance(SQLModel, table=True):
     __tablename__ = "instance"
     __table_args__ = (Index("ix_instance_study_series", "study_instance_uid", "series_instance_uid"),)
 
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
-    sop_class_uid: str = Field(max_length=UID)
-    series_instance_uid: str = Field(max_length=UID)
-    study_instance_uid: str = Field(max_length=UID)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
+    sop_class_uid: str = Field(sa_type=UID_TYPE)
+    series_instance_uid: str = Field(sa_type=UID_TYPE)
+    study_instance_uid: str = Field(sa_type=UID_TYPE)
     first_notified_at: datetime
     last_notified_at: datetime
     # Indexed: readiness reads the instances the IANs since its last pass changed (readiness/service.py).
@@ -62,9 +63,9 @@ class InstanceLocation(SQLModel, table=True):
     availability: str = Field(max_length=16)
     retrieve_url: Optional[str] = Field(default=None, sa_column=Column(Text))
     retrieve_uri: Optional[str] = Field(default=None, sa_column=Column(Text))
-    retrieve_location_uid: Optional[str] = Field(default=None, max_length=UID)
+    retrieve_location_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
     file_set_id: Optional[str] = Field(default=None, max_length=16)
-    file_set_uid: Optional[str] = Field(default=None, max_length=UID)
+    file_set_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
     notified_at: datetime
     # Indexed: readiness reads the locations the IANs since its last pass changed (readiness/service.py).
     notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False, index=True))
@@ -78,6 +79,6 @@ class InstancePerformedStep(SQLModel, table=True):
     sop_instance_uid: str = Field(
         sa_column=Column(ForeignKey("instance.sop_instance_uid"), primary_key=True)
     )
-    performed_step_uid: str = Field(max_length=UID, primary_key=True, index=True)
-    performed_step_class_uid: str = Field(max_length=UID)
+    performed_step_uid: str = Field(sa_type=UID_TYPE, primary_key=True, index=True)
+    performed_step_class_uid: str = Field(sa_type=UID_TYPE)
     notification_id: int = Field(sa_column=Column(ForeignKey("notification.id"), nullable=False))

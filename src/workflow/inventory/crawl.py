@@ -157,10 +157,9 @@ class CrawlService:
 
 def listed_studies(conn, crawl_id: int) -> Iterator[tuple[StudyFacts, datetime]]:
     """The DONE studies of a crawl in Study Instance UID order (code points, whatever the database's
-    collation: en_US puts "1.21" before "1.2.10"), with when each was listed."""
-    study = S.c.study_instance_uid
+    collation: UID columns are COLLATE "C" on PostgreSQL), with when each was listed."""
     rows = conn.execute(select(S.c.study_json, S.c.record_json).where(S.c.crawl_id == crawl_id, S.c.state == DONE)
-                        .order_by(study.collate("C") if conn.dialect.name == "postgresql" else study))
+                        .order_by(S.c.study_instance_uid))
     for study_json, record_json in rows:
         listed = json.loads(record_json)
         series = tuple(SeriesFacts(s["series_instance_uid"], s["modality"], s["series_number"],

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 AE = 16
 RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"  # crawl states
 PENDING = "PENDING"  # a study not listed yet
@@ -29,7 +30,7 @@ class InventoryCrawl(SQLModel, table=True):
     started_at: datetime
     listed_at: datetime | None = None  # when the study list was complete
     finished_at: datetime | None = None
-    root_uid: str | None = Field(default=None, max_length=UID)
+    root_uid: str | None = Field(default=None, sa_type=UID_TYPE)
     comment: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
 
 
@@ -40,7 +41,7 @@ class InventoryCrawlStudy(SQLModel, table=True):
     __tablename__ = "inventory_crawl_study"
 
     crawl_id: int = Field(foreign_key="inventory_crawl.id", primary_key=True)
-    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
     state: str = Field(max_length=16, index=True)
     study_json: str = Field(sa_column=Column(Text, nullable=False))  # the study-level C-FIND answer
     record_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # the study record
@@ -53,8 +54,8 @@ class InventoryNode(SQLModel, table=True):
 
     __tablename__ = "inventory_node"
 
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
-    root_uid: str = Field(max_length=UID, index=True)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
+    root_uid: str = Field(sa_type=UID_TYPE, index=True)
     archive_ae_title: str = Field(max_length=AE, index=True)
     content_date: str = Field(max_length=8, index=True)
     content_time: str = Field(max_length=16)

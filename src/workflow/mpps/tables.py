@@ -8,7 +8,8 @@ from typing import Optional
 from sqlalchemy import Column, ForeignKey, Text
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 
 
 class PerformedStep(SQLModel, table=True):
@@ -16,8 +17,8 @@ class PerformedStep(SQLModel, table=True):
 
     __tablename__ = "performed_step"
 
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
-    sop_class_uid: str = Field(max_length=UID)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
+    sop_class_uid: str = Field(sa_type=UID_TYPE)
     status: str = Field(max_length=16, index=True)
     calling_ae_title: str = Field(max_length=16)
     dataset_json: str = Field(sa_column=Column(Text, nullable=False))
@@ -34,7 +35,7 @@ class PerformedStepRequest(SQLModel, table=True):
     performed_step_uid: str = Field(
         sa_column=Column(ForeignKey("performed_step.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
     item_index: int = Field(primary_key=True)
-    study_instance_uid: str = Field(max_length=UID, index=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, index=True)
     accession_number: Optional[str] = Field(default=None, max_length=16, index=True)
     requested_procedure_id: Optional[str] = Field(default=None, max_length=16)
     scheduled_procedure_step_id: Optional[str] = Field(default=None, max_length=16)
@@ -47,6 +48,6 @@ class PerformedStepInstance(SQLModel, table=True):
 
     performed_step_uid: str = Field(
         sa_column=Column(ForeignKey("performed_step.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True, index=True)
-    series_instance_uid: str = Field(max_length=UID)
-    sop_class_uid: str = Field(max_length=UID)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True, index=True)
+    series_instance_uid: str = Field(sa_type=UID_TYPE)
+    sop_class_uid: str = Field(sa_type=UID_TYPE)

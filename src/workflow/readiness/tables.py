@@ -9,7 +9,8 @@ from typing import Optional
 from sqlalchemy import Boolean, Column, ForeignKey, UniqueConstraint, true
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 
 
 class ReadinessTimer(SQLModel, table=True):
@@ -19,7 +20,7 @@ class ReadinessTimer(SQLModel, table=True):
 
     workitem_uid: str = Field(
         sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
-    study_instance_uid: str = Field(max_length=UID)
+    study_instance_uid: str = Field(sa_type=UID_TYPE)
     due_at: datetime = Field(index=True)
 
 
@@ -31,7 +32,7 @@ class ReadinessPending(SQLModel, table=True):
 
     __tablename__ = "readiness_pending"
 
-    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
     # Bumped by every new mark: the worker clears the row only if no mark came after its read.
     generation: int
     marked_at: datetime = Field(index=True)
@@ -48,7 +49,7 @@ class ReadinessStudy(SQLModel, table=True):
 
     __tablename__ = "readiness_study"
 
-    study_instance_uid: str = Field(max_length=UID, primary_key=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
     pass_id: str = Field(max_length=32)
 
 
@@ -72,7 +73,7 @@ class RequestedProcedure(SQLModel, table=True):
                                        name="uq_requested_procedure_key"),)
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    study_instance_uid: str = Field(max_length=UID, index=True)
+    study_instance_uid: str = Field(sa_type=UID_TYPE, index=True)
     accession_number: str = Field(default="", max_length=16)
     requested_procedure_id: str = Field(default="", max_length=16)
     state: str = Field(max_length=16)

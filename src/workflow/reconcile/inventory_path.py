@@ -144,8 +144,7 @@ class InventoryReconciler:
                  .with_only_columns(I.c.study_instance_uid, I.c.series_instance_uid, I.c.sop_instance_uid,
                                     L.c.availability, L.c.retrieve_ae_title, func.coalesce(L.c.retrieve_url, ""),
                                     unsettled))
-        study = I.c.study_instance_uid
-        query = query.order_by(study.collate("C") if self.engine.dialect.name == "postgresql" else study)
+        query = query.order_by(I.c.study_instance_uid)  # code points on both backends (store/types.py)
         with reading(self.engine) as conn:
             if is_sqlite(self.engine):
                 # sqlite3's cursor is lazy, and without yield_per SQLAlchemy reads nothing ahead: the

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import Column, LargeBinary
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 
 
 class ReceivedInventory(SQLModel, table=True):
@@ -18,9 +19,9 @@ class ReceivedInventory(SQLModel, table=True):
 
     __tablename__ = "received_inventory"
 
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
     calling_ae_title: str = Field(max_length=16)
-    transfer_syntax_uid: str = Field(max_length=UID)
+    transfer_syntax_uid: str = Field(sa_type=UID_TYPE)
     received_at: datetime = Field(index=True)
     size: int
     dataset: bytes = Field(sa_column=Column(LargeBinary, nullable=False))

@@ -14,6 +14,8 @@ from typing import Optional
 from sqlalchemy import Column, Float, LargeBinary, Table, Unicode, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from workflow.store.types import UID_TYPE
+
 JOBS_TABLE = "wfm_apscheduler_jobs"
 
 # APScheduler 3's SQLAlchemyJobStore table, column for column (it creates it only when missing): the
@@ -43,4 +45,4 @@ class ReconciliationClaim(SQLModel, table=True):
     scheduled_fire_time: datetime
     claimed_at: datetime
     claimed_by: str = Field(max_length=255)  # host:pid of the process that runs it
-    run_uid: Optional[str] = Field(default=None, max_length=64)  # the run it produced, once known
+    run_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)  # the run it produced, once known

@@ -14,7 +14,8 @@ from typing import Optional
 from sqlalchemy import Column, ForeignKey, Index, Text, text
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 AE = 16
 
 RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
@@ -38,7 +39,7 @@ class ReconciliationRun(SQLModel, table=True):
     )
 
     id: Optional[int] = Field(default=None, primary_key=True)
-    run_uid: str = Field(max_length=UID, unique=True)
+    run_uid: str = Field(sa_type=UID_TYPE, unique=True)
     archive_ae_title: str = Field(max_length=AE)
     archive_host: str = Field(max_length=255)
     archive_port: int
@@ -74,9 +75,9 @@ class DiscrepancyRow(SQLModel, table=True):
     run_id: int = Field(sa_column=Column(ForeignKey("reconciliation_run.id", ondelete="CASCADE"), nullable=False))
     seq: int
     reason: str = Field(max_length=32)
-    study_instance_uid: str = Field(max_length=UID)
-    series_instance_uid: Optional[str] = Field(default=None, max_length=UID)
-    sop_instance_uid: Optional[str] = Field(default=None, max_length=UID)
+    study_instance_uid: str = Field(sa_type=UID_TYPE)
+    series_instance_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
+    sop_instance_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
     detail: str = Field(sa_column=Column(Text, nullable=False))
     expected: Optional[str] = Field(default=None, sa_column=Column(Text))
     actual: Optional[str] = Field(default=None, sa_column=Column(Text))

@@ -135,23 +135,3 @@ def aware(at):
 
 def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
-
-
-# Collations under which PostgreSQL compares text bytewise (glibc's C.UTF-8 has no collation rules).
-BYTEWISE_COLLATIONS = {"C", "POSIX", "C.UTF-8", "C.utf8"}
-
-
-def collation_warning(engine: Engine) -> str | None:
-    """What to tell the administrator of a PostgreSQL database whose collation is a language's: every
-    UID in an index (instances, locations, workitems) is then compared by that language's rules, which
-    costs ingest about a fifth of its rate at 100 instances per IAN (docs/performance.md)."""
-    if engine.dialect.name != "postgresql":
-        return None
-    with reading(engine) as conn:
-        name, collation = conn.exec_driver_sql(
-            "SELECT datname, datcollate FROM pg_database WHERE datname = current_database()").one()
-    if collation in BYTEWISE_COLLATIONS:
-        return None
-    return (f"PostgreSQL database {name} collates text as {collation}: UIDs are compared by its rules, which "
-            f"slows ingest (~20% at 100 instances per IAN); a database created with LC_COLLATE 'C.UTF-8' "
-            f"compares them bytewise (docs/production.md)")

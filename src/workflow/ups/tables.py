@@ -14,7 +14,8 @@ from typing import Optional
 from sqlalchemy import Column, ForeignKey, Index, Text, func
 from sqlmodel import Field, SQLModel
 
-UID = 64
+from workflow.store.types import UID_TYPE
+
 
 
 class Workitem(SQLModel, table=True):
@@ -26,10 +27,10 @@ class Workitem(SQLModel, table=True):
         Index("ix_workitem_label_state_start", "worklist_label", "procedure_step_state", "scheduled_start_datetime"),
     )
 
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
     procedure_step_state: str = Field(max_length=16)
     # The lock of PS3.4 CC.1.1: set by the performer on claim; never returned by N-GET or C-FIND.
-    transaction_uid: Optional[str] = Field(default=None, max_length=UID)
+    transaction_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)
     priority: Optional[str] = Field(default=None, max_length=16)
     procedure_step_label: Optional[str] = Field(default=None, max_length=64)  # indexed below
     worklist_label: Optional[str] = Field(default=None, max_length=64)
@@ -39,7 +40,7 @@ class Workitem(SQLModel, table=True):
     modification_datetime: Optional[str] = Field(default=None, max_length=26)
     expiration_datetime: Optional[str] = Field(default=None, max_length=26)
     input_readiness_state: Optional[str] = Field(default=None, max_length=16)
-    study_instance_uid: Optional[str] = Field(default=None, max_length=UID, index=True)
+    study_instance_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE, index=True)
     patient_name: Optional[str] = Field(default=None, max_length=324)
     patient_id: Optional[str] = Field(default=None, max_length=64)  # indexed below
     patient_birth_date: Optional[str] = Field(default=None, max_length=8)
@@ -90,7 +91,7 @@ class Subscription(SQLModel, table=True):
     id: Optional[int] = Field(default=None, primary_key=True)
     receiving_ae: str = Field(max_length=16, index=True)
     # A workitem UID, or NULL for a global / filtered global subscription.
-    workitem_uid: Optional[str] = Field(default=None, max_length=UID, index=True)
+    workitem_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE, index=True)
     # WORKITEM; GLOBAL or FILTERED (every workitem, or those matching filter_json); OPTOUT: a
     # global subscriber unsubscribed from this one workitem.
     kind: str = Field(max_length=16)
@@ -110,7 +111,7 @@ class OutboxEvent(SQLModel, table=True):
 
     id: Optional[int] = Field(default=None, primary_key=True)
     receiving_ae: str = Field(max_length=16)
-    workitem_uid: str = Field(max_length=UID)
+    workitem_uid: str = Field(sa_type=UID_TYPE)
     event_type_id: int
     event_json: str = Field(sa_column=Column(Text, nullable=False))
     status: str = Field(max_length=16, default="PENDING")  # PENDING, DELIVERED, UNDELIVERABLE
@@ -129,11 +130,11 @@ class WorkitemInput(SQLModel, table=True):
 
     workitem_uid: str = Field(
         sa_column=Column(ForeignKey("workitem.sop_instance_uid", ondelete="CASCADE"), primary_key=True))
-    sop_instance_uid: str = Field(max_length=UID, primary_key=True)
-    sop_class_uid: str = Field(max_length=UID)
-    study_instance_uid: str = Field(max_length=UID)
-    series_instance_uid: str = Field(max_length=UID)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
+    sop_class_uid: str = Field(sa_type=UID_TYPE)
+    study_instance_uid: str = Field(sa_type=UID_TYPE)
+    series_instance_uid: str = Field(sa_type=UID_TYPE)
     retrieve_ae_title: str = Field(max_length=16)
     retrieve_url: Optional[str] = Field(default=None, sa_column=Column(Text))
     file_set_id: Optional[str] = Field(default=None, max_length=16)
-    file_set_uid: Optional[str] = Field(default=None, max_length=UID)
+    file_set_uid: Optional[str] = Field(default=None, sa_type=UID_TYPE)

@@ -2,8 +2,8 @@
 holds, as a merge-join over two streams sorted by `Holding.key` (Study, Series, SOP Instance UID).
 
 Memory is O(1) whatever the size: nothing is collected, findings are yielded as they are found.
-Producers must sort in code-point order (Python's `str` order): SQL must `ORDER BY ... COLLATE "C"`
-on PostgreSQL, whose default collation may ignore the dots of a UID. An input out of order raises
+Producers must sort in code-point order (Python's `str` order): our UID columns do on both backends
+(COLLATE "C" on PostgreSQL, whose database default may ignore the dots of a UID). An input out of order raises
 `UnsortedInput` instead of producing wrong findings.
 
 Use either the whole-stream `Comparer.compare`, or its equal over both sides grouped by study as
