@@ -155,6 +155,9 @@ class InventoryReconciler:
                 cursor = result.cursor
                 rows = chain.from_iterable(iter(lambda: cursor.fetchmany(CHUNK), []))
             else:  # a server-side cursor, which SQLAlchemy reads ahead of: its rows
+                # Every row is read: a cursor's plan is otherwise made to return its first tenth soonest,
+                # which the UID index's order invites (a nested loop over a million index probes).
+                conn.exec_driver_sql("SET LOCAL cursor_tuple_fraction = 1")
                 result = conn.execution_options(yield_per=CHUNK).execute(query)
                 rows = chain.from_iterable(map(tuple, part) for part in result.partitions())
             try:
