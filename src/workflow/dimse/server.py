@@ -283,8 +283,7 @@ class DicomServer:
         """0118, logged: a request on its SOP class's context for an operation no feature serves there (an
         N-SET of an IAN, an N-CREATE with the UPS Pull UID). The association goes on."""
         command = type(event.request).__name__.replace("_", "-")
-        uid = getattr(event.request, "AffectedSOPInstanceUID", None) or getattr(event.request,
-                                                                                 "RequestedSOPInstanceUID", None)
+        uid = unserved.sop_instance_of(event.request)
         log.warning(f"refused (0118): no {command} is served for {self._names.get(sop_class, sop_class)}",
                     extra={"calling_ae": _requestor(event).name, "sop_class": sop_class,
                            "sop_instance": str(uid) if uid else None, "status": "0118"})

@@ -87,6 +87,11 @@ def _sop_class(msg) -> UID | None:
     return getattr(msg, "AffectedSOPClassUID", None) or getattr(msg, "RequestedSOPClassUID", None)
 
 
+def sop_instance_of(msg) -> UID | None:
+    """A request's Affected or Requested SOP Instance UID."""
+    return getattr(msg, "AffectedSOPInstanceUID", None) or getattr(msg, "RequestedSOPInstanceUID", None)
+
+
 def _named(uid) -> str:
     """A SOP class by its name where pydicom's dictionary has one (its UID otherwise)."""
     uid = UID(str(uid or ""))
@@ -101,7 +106,7 @@ def _answer(assoc, msg, context_id: int, status: int, why: str, comment: str | N
     """Answer `msg` with `status` (and an Error Comment), logged with `why`. A SOP Instance UID that
     breaks the rules is not sent back (pynetdicom would refuse to encode it)."""
     sop_class = _sop_class(msg)
-    sop_instance = getattr(msg, "AffectedSOPInstanceUID", None) or getattr(msg, "RequestedSOPInstanceUID", None)
+    sop_instance = sop_instance_of(msg)
     log.warning(why, extra={"calling_ae": assoc.requestor.ae_title, "sop_class": str(sop_class),
                             "sop_instance": str(sop_instance or ""), "status": f"{status:04X}"})
     rsp = type(msg)()

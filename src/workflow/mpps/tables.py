@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 from workflow.store.types import UID_TYPE
 
 
-
 class PerformedStep(SQLModel, table=True):
     """One Modality Performed Procedure Step as the modality last sent it."""
 

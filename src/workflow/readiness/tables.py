@@ -12,7 +12,6 @@ from sqlmodel import Field, SQLModel
 from workflow.store.types import UID_TYPE
 
 
-
 class ReadinessTimer(SQLModel, table=True):
     """When a workitem's readiness must be evaluated again with no new facts (a settle time)."""
 

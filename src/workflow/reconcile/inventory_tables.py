@@ -11,7 +11,6 @@ from sqlmodel import Field, SQLModel
 from workflow.store.types import UID_TYPE
 
 
-
 class ReceivedInventory(SQLModel, table=True):
     """One Inventory SOP instance as received (its encoded data set, untouched), until the
     reconciliation that asked for it has read it. In the database, not on a local disk, so that the

@@ -17,7 +17,6 @@ from sqlmodel import Field, SQLModel
 from workflow.store.types import UID_TYPE
 
 
-
 class Workitem(SQLModel, table=True):
     __tablename__ = "workitem"
     __table_args__ = (
