@@ -41,19 +41,17 @@ class RefusalLimit:
     """`admit(key)`: True when this refusal is to be told one by one. `summarise(key, held)` is called
     for each window that ended with a count (in the timer's thread, or in `close`'s)."""
 
-    def __init__(self, per_minute: int, summarise: Callable[[Hashable, Held], None], window: float = WINDOW,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_minute: int, summarise: Callable[[Hashable, Held], None], window: float = WINDOW) -> None:
         self.per_minute = per_minute  # 0: every refusal is told
         self.summarise = summarise
         self.window = window
-        self.clock = clock
         self._windows: dict[Hashable, _Window] = {}
         self._lock = threading.Lock()
 
     def admit(self, key: Hashable) -> bool:
         if not self.per_minute:
             return True
-        now = self.clock()
+        now = time.monotonic()
         with self._lock:
             current = self._windows.get(key)
             if current is None or now - current.started >= self.window:
