@@ -116,7 +116,7 @@ class App:
         self.housekeeping = Periodic("wfm-housekeeping", self.purge, every=HOUSEKEEPING_EVERY)
         # Events owed to WebSocket subscribers expire whether or not HTTP is on (a subscriber made by
         # another process, or an AE title since added to [[remote_ae]] and removed again).
-        self.event_expiry = Periodic("wfm-event-expiry", lambda: self.outbox.expire_websocket_events(utcnow()),
+        self.event_expiry = Periodic("wfm-event-expiry", self.expire_events,
                                      every=max(1.0, min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4)))
         # Other processes' commits on the same PostgreSQL wake these workers too (LISTEN/NOTIFY).
         self.wakeups = wakeups.Listener(self.engine)
@@ -280,6 +280,11 @@ class App:
         them), Inventory instances received for a reconciliation and never taken. Returns how many of
         each were removed."""
         return self.worklist.purge_finished(), received_inventories.purge(self.engine, utcnow())
+
+    def expire_events(self) -> None:
+        """One expiry round. Returns None, not the count expired: a number a round returns is, to
+        `Periodic`, the seconds until its next round (a count of 0 had it spin a core)."""
+        self.outbox.expire_websocket_events(utcnow())
 
     def run_until_signalled(self) -> int:
         """`wfm serve`: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""

@@ -81,6 +81,31 @@ def test_an_idle_server_runs_no_sql(app, statements):
     assert statements == []
 
 
+def test_an_idle_server_stays_quiet_after_its_fallback_rounds(database_url):
+    """The safety-net rounds run once per interval, not back to back: the event expiry round (its
+    interval a quarter of event_retry_for, 1 s here) returned its count, 0, which its worker took for
+    "the next round is due in 0 s": from the first round on, an idle server spun a core."""
+    app = App(test_settings(database_url, event_retry_initial=0.5, event_retry_max_interval=1.0,
+                            event_retry_for=4.0))
+    expiry_reads: list[float] = []
+
+    def count(conn, cursor, statement, *args):
+        if "outbox_event.created_at <" in statement and "UPDATE" not in statement:  # the expiry round's read
+            expiry_reads.append(time.monotonic())
+
+    event.listen(app.engine, "before_cursor_execute", count)
+    app.start()
+    try:
+        _wait(lambda: expiry_reads, 10, "no expiry round within 10 s")
+        first = expiry_reads[0]
+        _wait(lambda: time.monotonic() - first > 3.5, 10, "")  # three more intervals
+        rounds = [t for t in expiry_reads if t > first]
+        assert 2 <= len(rounds) <= 5, f"{len(rounds)} expiry rounds in 3.5 s at one a second"
+    finally:
+        event.remove(app.engine, "before_cursor_execute", count)
+        app.stop()
+
+
 def test_a_stream_of_events_to_a_subscriber_uses_one_association(app, subscriber):
     before = subscriber.associations
     uids = [generate_uid() for _ in range(5)]
