@@ -113,11 +113,11 @@ class App:
         self.events = event_sender.EventSender(self.outbox, settings)
         self.events_written.connect(self.events.wake.set)
         self.readiness_worker = ReadinessWorker(self.readiness, settings, self.events_written)
-        self.housekeeping = Periodic("wfm-housekeeping", self.purge, every=HOUSEKEEPING_EVERY)
+        self.housekeeping = Periodic("wfm-housekeeping", HOUSEKEEPING_EVERY, round=self.purge)
         # Events owed to WebSocket subscribers expire whether or not HTTP is on (a subscriber made by
         # another process, or an AE title since added to [[remote_ae]] and removed again).
-        self.event_expiry = Periodic("wfm-event-expiry", self.expire_events,
-                                     every=max(1.0, min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4)))
+        expiry_every = max(1.0, min(EVENT_EXPIRY_EVERY, settings.event_retry_for / 4))
+        self.event_expiry = Periodic("wfm-event-expiry", expiry_every, round=self.expire_events)
         # Other processes' commits on the same PostgreSQL wake these workers too (LISTEN/NOTIFY).
         self.wakeups = wakeups.Listener(self.engine)
         self.wakeups.on(wakeups.EVENTS, self.events_written.fire)
@@ -281,10 +281,9 @@ class App:
         each were removed."""
         return self.worklist.purge_finished(), received_inventories.purge(self.engine, utcnow())
 
-    def expire_events(self) -> None:
-        """One expiry round. Returns None, not the count expired: a number a round returns is, to
-        `Periodic`, the seconds until its next round (a count of 0 had it spin a core)."""
-        self.outbox.expire_websocket_events(utcnow())
+    def expire_events(self) -> int:
+        """One expiry round: how many events expired."""
+        return self.outbox.expire_websocket_events(utcnow())
 
     def run_until_signalled(self) -> int:
         """`wfm serve`: run until SIGTERM or SIGINT, then stop cleanly. Exit status 0."""

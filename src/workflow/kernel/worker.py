@@ -12,12 +12,17 @@ log = logging.getLogger("workflow.workers")
 
 class Periodic:
     """Runs `round()` when `wake` is set, or after `every` seconds at the latest (the safety net), until
-    `stop()`. A round may return how many seconds until it needs the next (a timer falling due), which
-    shortens that wait; with no work and no wake-up the thread costs nothing but the fallback round."""
+    `stop()`; with no work and no wake-up the thread costs nothing but the fallback round. Given as
+    `paced`, a round returns how many seconds until it needs the next (a timer falling due; None: no
+    sooner than `every`), which shortens that wait. Only then: a count a round returned, taken for
+    seconds, once made a worker run back to back (0 s) and spin a core."""
 
-    def __init__(self, name: str, round: Callable[[], object], every: float,
-                 wake: threading.Event | None = None) -> None:
-        self.name, self.round, self.every = name, round, every
+    def __init__(self, name: str, every: float, *, round: Callable[[], object] | None = None,
+                 paced: Callable[[], float | None] | None = None, wake: threading.Event | None = None) -> None:
+        if (round is None) == (paced is None):
+            raise TypeError("Periodic takes round or paced, not both")
+        self.name, self.every = name, every
+        self.round, self.paced = (paced, True) if paced is not None else (round, False)
         self.wake = wake or threading.Event()
         self.stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -46,5 +51,5 @@ class Periodic:
             except Exception:  # noqa: BLE001 - a failed round is retried; the server stays up
                 log.exception(f"{self.name} failed")
                 continue
-            if isinstance(sooner, (int, float)) and not isinstance(sooner, bool) and sooner >= 0:
-                wait = min(self.every, sooner)
+            if self.paced and sooner is not None:
+                wait = min(self.every, max(0.0, sooner))

@@ -24,7 +24,7 @@ class ReadinessWorker:
         self.service, self.settings, self.events = service, settings, events
         self._stopping = threading.Event()
         self._evaluator = threading.Thread(target=self._evaluate_marked, name="wfm-readiness", daemon=True)
-        self.timers = Periodic("wfm-readiness-timers", self._fire_timers, every=FALLBACK, wake=service.timers_wake)
+        self.timers = Periodic("wfm-readiness-timers", FALLBACK, paced=self._fire_timers, wake=service.timers_wake)
         self._timer_writes = 0  # the service's count of timers written, when the timer thread last looked
 
     def start(self) -> None:
