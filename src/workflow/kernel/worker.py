@@ -20,7 +20,7 @@ class Periodic:
     def __init__(self, name: str, every: float, *, round: Callable[[], object] | None = None,
                  paced: Callable[[], float | None] | None = None, wake: threading.Event | None = None) -> None:
         if (round is None) == (paced is None):
-            raise TypeError("Periodic takes round or paced, not both")
+            raise TypeError("Periodic takes exactly one of round and paced")
         self.name, self.every = name, every
         self.round, self.paced = (paced, True) if paced is not None else (round, False)
         self.wake = wake or threading.Event()
