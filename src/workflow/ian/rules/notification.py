@@ -8,7 +8,7 @@ Works on the DICOM JSON model (PS3.18 F.2), so the same rules serve DIMSE and HT
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 from workflow.ian.rules.availability import Availability
 from workflow.kernel import statuses
@@ -51,8 +51,10 @@ IAN_ATTRIBUTES: tuple[Attr, ...] = (
 )
 
 
-@dataclass(frozen=True)
-class ReferencedInstance:
+class ReferencedInstance(NamedTuple):
+    """One referenced instance of a validated IAN. A named tuple, not a frozen dataclass: an IAN makes
+    one per instance, and a frozen dataclass's __init__ sets each field through object.__setattr__."""
+
     sop_class_uid: str
     sop_instance_uid: str
     series_instance_uid: str
@@ -97,18 +99,30 @@ def _instances(ds: dict[str, Any]) -> Iterator[ReferencedInstance]:
     for series in items(ds, "00081115"):
         series_uid = first(series, "0020000E")
         for item in items(series, "00081199"):
+            availability = _text(item, "00080056")
             yield ReferencedInstance(
-                sop_class_uid=first(item, "00081150"),
-                sop_instance_uid=first(item, "00081155"),
-                series_instance_uid=series_uid,
-                availability=Availability(first(item, "00080056")),
-                retrieve_ae_titles=tuple(dict.fromkeys(v.strip() for v in values(item, "00080054"))),
-                retrieve_url=first(item, "00081190"),
-                retrieve_uri=first(item, "0040E010"),
-                retrieve_location_uid=first(item, "0040E011"),
-                file_set_id=first(item, "00880130"),
-                file_set_uid=first(item, "00880140"),
-            )
+                _text(item, "00081150"), _text(item, "00081155"), series_uid,
+                _AVAILABILITIES.get(availability) or Availability(availability),
+                tuple(dict.fromkeys(v.strip() for v in values(item, "00080054"))),
+                _text(item, "00081190"), _text(item, "0040E010"), _text(item, "0040E011"),
+                _text(item, "00880130"), _text(item, "00880140"))
+
+
+_AVAILABILITIES = {a.value: a for a in Availability}
+
+
+def _text(item: dict[str, Any], tag: str) -> Any:
+    """`first(item, tag)`, its common case (a first value that is a non-blank string) read directly:
+    an IAN asks this nine times per instance."""
+    element = item.get(tag)
+    if element is None:
+        return None
+    found = element.get("Value")
+    if found:
+        value = found[0]
+        if value.__class__ is str and value.strip():
+            return value
+    return first(item, tag)
 
 
 # The statuses the attribute rules answer (the IAN SCP adds its own).
