@@ -101,11 +101,17 @@ def _instances(ds: dict[str, Any]) -> Iterator[ReferencedInstance]:
         for item in items(series, "00081199"):
             availability = _text(item, "00080056")
             yield ReferencedInstance(
-                _text(item, "00081150"), _text(item, "00081155"), series_uid,
-                _AVAILABILITIES.get(availability) or Availability(availability),
-                tuple(dict.fromkeys(v.strip() for v in values(item, "00080054"))),
-                _text(item, "00081190"), _text(item, "0040E010"), _text(item, "0040E011"),
-                _text(item, "00880130"), _text(item, "00880140"))
+                sop_class_uid=_text(item, "00081150"),
+                sop_instance_uid=_text(item, "00081155"),
+                series_instance_uid=series_uid,
+                availability=_AVAILABILITIES.get(availability) or Availability(availability),
+                retrieve_ae_titles=tuple(dict.fromkeys(v.strip() for v in values(item, "00080054"))),
+                retrieve_url=_text(item, "00081190"),
+                retrieve_uri=_text(item, "0040E010"),
+                retrieve_location_uid=_text(item, "0040E011"),
+                file_set_id=_text(item, "00880130"),
+                file_set_uid=_text(item, "00880140"),
+            )
 
 
 _AVAILABILITIES = {a.value: a for a in Availability}
@@ -115,7 +121,7 @@ def _text(item: dict[str, Any], tag: str) -> Any:
     """`first(item, tag)`, its common case (a first value that is a non-blank string) read directly:
     an IAN asks this nine times per instance."""
     element = item.get(tag)
-    if element is None:
+    if not element:
         return None
     found = element.get("Value")
     if found:
