@@ -45,7 +45,10 @@ def first(ds: JsonDataset, tag: str) -> Any:
         return None
     vr = found.get("vr")
     for value in found.get("Value") or ():
-        if _is_value(value, vr):
+        if value.__class__ is str and vr != "SQ":  # the common case, without the call
+            if value.strip():
+                return value
+        elif _is_value(value, vr):
             return value
     return None
 

@@ -99,36 +99,22 @@ def _instances(ds: dict[str, Any]) -> Iterator[ReferencedInstance]:
     for series in items(ds, "00081115"):
         series_uid = first(series, "0020000E")
         for item in items(series, "00081199"):
-            availability = _text(item, "00080056")
+            availability = first(item, "00080056")
             yield ReferencedInstance(
-                sop_class_uid=_text(item, "00081150"),
-                sop_instance_uid=_text(item, "00081155"),
+                sop_class_uid=first(item, "00081150"),
+                sop_instance_uid=first(item, "00081155"),
                 series_instance_uid=series_uid,
                 availability=_AVAILABILITIES.get(availability) or Availability(availability),
                 retrieve_ae_titles=tuple(dict.fromkeys(v.strip() for v in values(item, "00080054"))),
-                retrieve_url=_text(item, "00081190"),
-                retrieve_uri=_text(item, "0040E010"),
-                retrieve_location_uid=_text(item, "0040E011"),
-                file_set_id=_text(item, "00880130"),
-                file_set_uid=_text(item, "00880140"),
+                retrieve_url=first(item, "00081190"),
+                retrieve_uri=first(item, "0040E010"),
+                retrieve_location_uid=first(item, "0040E011"),
+                file_set_id=first(item, "00880130"),
+                file_set_uid=first(item, "00880140"),
             )
 
 
 _AVAILABILITIES = {a.value: a for a in Availability}
-
-
-def _text(item: dict[str, Any], tag: str) -> Any:
-    """`first(item, tag)`, its common case (a first value that is a non-blank string) read directly:
-    an IAN asks this nine times per instance."""
-    element = item.get(tag)
-    if not element:
-        return None
-    found = element.get("Value")
-    if found:
-        value = found[0]
-        if value.__class__ is str and value.strip():
-            return value
-    return first(item, tag)
 
 
 # The statuses the attribute rules answer (the IAN SCP adds its own).
