@@ -15,19 +15,28 @@ last column gives our throughput against that one: the handler's own cost, trans
 Every server runs in its own process. The client is a raw DICOM replay client (rawscu.py) sending
 pre-encoded IANs at ~0.1 ms of CPU each, so the servers, not the client, set the pace. Commits on
 SQLite are durable (WAL, synchronous=FULL).
+
+The servers run side by side and take turns: each mode's IANs go out in `--rounds` rounds, every
+server getting its share of a round in turn (the order rotated each round), each share waiting for
+the servers before it to go quiet. A ratio is the median of its rounds' ratios, each taken against
+the ceiling's share of the same round, and the range beside it shows their spread: on a shared
+machine the speed drifts over minutes, and servers measured one after another, minutes apart, were
+compared under different conditions (an A/A run of the sequential bench put the same code 0.19 apart).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -217,7 +226,10 @@ MODES = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, to check the script works")
-    parser.add_argument("--ians", type=int, default=200, help="IANs per mode and server (full size)")
+    parser.add_argument("--ians", type=int, default=500, help="IANs per mode and server (full size; half as many "
+                        "100-instance IANs)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds each mode's IANs are split into, the "
+                        "servers taking turns in each")
     parser.add_argument("--compare-src", metavar="DIR", help="also run the server from another source tree "
                         "(its src/ folder, e.g. `git archive` of an earlier commit) as 'before'")
     parser.add_argument("--postgres-locale", metavar="LOCALE",
@@ -229,29 +241,72 @@ def main() -> int:
     if args.ceiling_server:
         run_ceiling_server(args.ceiling_server, args.event_driven)
         return 0
-    count = 3 if args.smoke else args.ians
-    results: dict[tuple[str, str], tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for server in servers(Path(tmp), args.compare_src, args.postgres_locale):
-            proc = subprocess.Popen(server.command, env={**os.environ, **server.env},
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                wait_listening(server.port, proc)
-                run_mode(server.port, server.called, prepare(2, 10), False)  # warm-up
-                for mode, instances, new_assoc in MODES:
-                    n = count if instances == 10 else max(1, count // 2)
-                    ians = prepare(n, instances)
-                    cpu = process_cpu(proc.pid)
-                    elapsed = run_mode(server.port, server.called, ians, new_assoc)
-                    # The server's CPU for these IANs, its background work after the last reply included.
-                    results[(server.name, mode)] = n / elapsed, (settled_cpu(proc.pid) - cpu) / n
-            finally:
-                proc.terminate()
-                proc.wait(30)
-                if server.cleanup:
-                    server.cleanup()
+    if args.ians < 1 or args.rounds < 1:
+        parser.error("--ians and --rounds must be at least 1")
+    count, rounds = (3, 2) if args.smoke else (args.ians, args.rounds)
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        planned = servers(Path(tmp), args.compare_src, args.postgres_locale)
+        for server in planned:  # its database dropped at the end, after every server stopped
+            if server.cleanup:
+                stack.callback(server.cleanup)
+        live = [(server, start(server, stack)) for server in planned]
+        results = measure(live, count, rounds)
     print_table(results)
     return 0
+
+
+def start(server: Server, stack: ExitStack) -> subprocess.Popen:
+    """`server` started, listening and warmed up; stopped when `stack` closes."""
+    proc = subprocess.Popen(server.command, env={**os.environ, **server.env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(stop, proc)
+    wait_listening(server.port, proc)
+    run_mode(server.port, server.called, prepare(2, 10), False)  # warm-up
+    settled_cpu(proc.pid)
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(30)
+
+
+@dataclass
+class Tally:
+    """One server's IANs in one mode, over the rounds."""
+    ians: int = 0
+    seconds: float = 0.0
+    cpu: float = 0.0
+    rates: list[float] = field(default_factory=list)  # IAN/s, one per round
+
+    @property
+    def rate(self) -> float:
+        return self.ians / self.seconds
+
+
+def measure(live: list[tuple[Server, subprocess.Popen]], count: int, rounds: int) -> dict[tuple[str, str], Tally]:
+    results: dict[tuple[str, str], Tally] = {}
+    for mode, instances, new_assoc in MODES:
+        n = count if instances == 10 else max(1, count // 2)
+        shares = [n // rounds + (1 if r < n % rounds else 0) for r in range(min(rounds, n))]
+        for r, share in enumerate(shares):
+            for server, proc in live[r % len(live):] + live[:r % len(live)]:
+                ians = prepare(share, instances)
+                cpu = process_cpu(proc.pid)
+                elapsed = run_mode(server.port, server.called, ians, new_assoc)
+                tally = results.setdefault((server.name, mode), Tally())
+                tally.ians += share
+                tally.seconds += elapsed
+                tally.rates.append(share / elapsed)
+                # The server's CPU for these IANs, its background work after the last reply included; the
+                # next server starts once this one is quiet.
+                tally.cpu += settled_cpu(proc.pid) - cpu
+    return results
+
+
+def against(tally: Tally, base: Tally) -> list[float]:
+    """`tally`'s rate against `base`'s, round by round."""
+    return [ours / theirs for ours, theirs in zip(tally.rates, base.rates)]
 
 
 def process_cpu(pid: int) -> float:
@@ -273,27 +328,32 @@ def settled_cpu(pid: int, quiet: float = 0.5, timeout: float = 30.0) -> float:
     return before
 
 
-def print_table(results: dict[tuple[str, str], tuple[float, float]]) -> None:
-    """Throughput against the ceiling, and (steadier on a shared machine) the server's CPU per IAN
-    against the ceiling's: `cpu vs ceiling` = ceiling CPU / our CPU, 1.00 = as cheap as decoding only;
-    `vs ceiling, wfm transport`: throughput against the ceiling on our event-driven transport."""
+def print_table(results: dict[tuple[str, str], Tally]) -> None:
+    """Throughput against the ceiling (the median of the rounds' ratios, and their range), and (steadier
+    on a shared machine) the server's CPU per IAN against the ceiling's: `cpu vs ceiling` = ceiling CPU
+    / our CPU, 1.00 = as cheap as decoding only; `vs ceiling, wfm transport`: throughput against the
+    ceiling on our event-driven transport (median of the rounds). IAN/s: all rounds together."""
     names = list(dict.fromkeys(name for name, _ in results))
-    header = (f"{'server':<30} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10} {'CPU ms/IAN':>10}"
-              f" {'cpu vs ceiling':>14} {'vs ceiling, wfm transport':>25}")
+    header = (f"{'server':<30} {'mode':<40} {'IAN/s':>8} {'inst/s':>9} {'vs ceiling':>10} {'range':>11}"
+              f" {'CPU ms/IAN':>10} {'cpu vs ceiling':>14} {'vs ceiling, wfm transport':>25}")
     print(header)
     print("-" * len(header))
     for mode, instances, _ in MODES:
-        ceiling, ceiling_cpu = results.get((CEILING, mode), (None, None))
-        ours = results.get((CEILING_OURS, mode), (None, None))[0]
+        ceiling, ours = results.get((CEILING, mode)), results.get((CEILING_OURS, mode))
         for name in names:
-            if (name, mode) not in results:
+            tally = results.get((name, mode))
+            if tally is None:
                 continue
-            rate, cpu = results[(name, mode)]
-            ratio = f"{rate / ceiling:.2f}" if ceiling else "-"
-            cpu_ratio = f"{ceiling_cpu / cpu:.2f}" if ceiling_cpu and cpu else "-"
-            transport = f"{rate / ours:.2f}" if ours else "-"
-            print(f"{name:<30} {mode:<40} {rate:>8.1f} {rate * instances:>9.0f} {ratio:>10} {cpu * 1000:>10.2f}"
-                  f" {cpu_ratio:>14} {transport:>25}")
+            ratios = against(tally, ceiling) if ceiling else []
+            ratio = f"{statistics.median(ratios):.2f}" if ratios else "-"
+            spread = f"{min(ratios):.2f}-{max(ratios):.2f}" if ratios else "-"
+            cpu = tally.cpu / tally.ians
+            cpu_ratio = f"{ceiling.cpu / tally.cpu * tally.ians / ceiling.ians:.2f}" if ceiling and tally.cpu else "-"
+            transport = f"{statistics.median(against(tally, ours)):.2f}" if ours else "-"
+            print(f"{name:<30} {mode:<40} {tally.rate:>8.1f} {tally.rate * instances:>9.0f} {ratio:>10} {spread:>11}"
+                  f" {cpu * 1000:>10.2f} {cpu_ratio:>14} {transport:>25}")
+    print(f"(ratios: the median of {max(len(t.rates) for t in results.values())} rounds, the servers taking turns "
+          "in each; range: the lowest and highest round)")
 
 
 if __name__ == "__main__":
