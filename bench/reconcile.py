@@ -79,13 +79,13 @@ def seed_expected(url: str, seeded, chunk: int = 20_000) -> None:
 
     def flush() -> None:
         with engine.begin() as conn:
-            conn.execute(insert(Instance), [dict(sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
-                                                 series_instance_uid=series, study_instance_uid=study,
-                                                 first_notified_at=at, last_notified_at=at,
-                                                 last_notification_id=note_id) for study, series, sop in batch])
-            conn.execute(insert(InstanceLocation), [dict(sop_instance_uid=sop, retrieve_ae_title=AET,
+            numbered = conn.execute(insert(Instance).returning(Instance.id), [dict(
+                sop_instance_uid=sop, sop_class_uid="1.2.840.10008.5.1.4.1.1.2", series_instance_uid=series,
+                study_instance_uid=study, first_notified_at=at, last_notified_at=at, last_notification_id=note_id)
+                for study, series, sop in batch]).scalars().all()
+            conn.execute(insert(InstanceLocation), [dict(instance_id=number, retrieve_ae_title=AET,
                                                          availability="ONLINE", notified_at=at,
-                                                         notification_id=note_id) for _, _, sop in batch])
+                                                         notification_id=note_id) for number in numbered])
         batch.clear()
 
     for row in rows:

@@ -60,11 +60,12 @@ class RowByRow:
                 sop_instance_uid=uid, sop_class_uid=ref.sop_class_uid, series_instance_uid=ref.series_instance_uid,
                 study_instance_uid=ian.study_instance_uid, first_notified_at=at, last_notified_at=at,
                 last_notification_id=notification_id)])
+            number = conn.execute(select(INSTANCE.c.id).where(INSTANCE.c.sop_instance_uid == uid)).scalar_one()
             for title in ref.retrieve_ae_titles:  # a title listed twice: upserted twice
                 conn.execute(self._locations, [dict(zip(LOCATION_COLUMNS, (
-                    uid, title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri,
+                    title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri,
                     ref.retrieve_location_uid, ref.file_set_id, ref.file_set_uid)),
-                    notified_at=at, notification_id=notification_id)])
+                    instance_id=number, notified_at=at, notification_id=notification_id)])
 
 
 optional = st.none() | st.sampled_from(["x", "y"])
@@ -103,15 +104,18 @@ def _stored(engine, upserts, sequence, *, with_note: bool = False) -> tuple[list
                 notification_id = conn.execute(NOTES.insert().returning(NOTES.c.id), note).scalar_one()
                 upserts.store(conn, ian, at, notification_id)
         order[notification_id] = n
+    # Instances are numbered apart too: a location is compared by its instance's UID.
     with engine.connect() as conn:
         instances = conn.execute(select(INSTANCE).order_by(INSTANCE.c.sop_instance_uid)).mappings().all()
-        locations = conn.execute(select(LOCATION).order_by(LOCATION.c.sop_instance_uid,
-                                                           LOCATION.c.retrieve_ae_title)).mappings().all()
+        locations = conn.execute(select(INSTANCE.c.sop_instance_uid, LOCATION).join(
+            LOCATION, LOCATION.c.instance_id == INSTANCE.c.id).order_by(
+            INSTANCE.c.sop_instance_uid, LOCATION.c.retrieve_ae_title)).mappings().all()
     return [_plain(row, order) for row in instances], [_plain(row, order) for row in locations]
 
 
 def _plain(row, order: dict[int, int]) -> dict:
-    plain = {name: aware(value) if isinstance(value, datetime) else value for name, value in row.items()}
+    plain = {name: aware(value) if isinstance(value, datetime) else value for name, value in row.items()
+             if name not in ("id", "instance_id")}
     for name in ("last_notification_id", "notification_id"):
         if name in plain:
             plain[name] = order[plain[name]]

@@ -89,14 +89,14 @@ def archive(make_archive, engine):
             sop_instance_uid=f"{ROOT}.999", study_instance_uid=ct.study_uid(0), calling_ae_title=AET,
             peer_address="test", received_at=at, instance_count=len(ours), content_sha256="0" * 64,
             dataset_json="{}")).inserted_primary_key[0]
-        conn.execute(insert(Instance), [dict(
+        numbered = conn.execute(insert(Instance).returning(Instance.id, sort_by_parameter_order=True), [dict(
             sop_instance_uid=sop, sop_class_uid=CT_IMAGE, series_instance_uid=series, study_instance_uid=study,
             first_notified_at=SETTLED, last_notified_at=notified, last_notification_id=note)
-            for (study, series, sop), (_, _, notified) in ours.items()])
+            for (study, series, sop), (_, _, notified) in ours.items()]).scalars().all()
         conn.execute(insert(InstanceLocation), [dict(
-            sop_instance_uid=sop, retrieve_ae_title=AET, availability=availability, retrieve_url=url,
+            instance_id=number, retrieve_ae_title=AET, availability=availability, retrieve_url=url,
             notified_at=notified, notification_id=note)
-            for (_, _, sop), (availability, url, notified) in ours.items()])
+            for number, (availability, url, notified) in zip(numbered, ours.values())])
     return archive
 
 

@@ -23,7 +23,7 @@ from workflow.reconcile.rules.compare import Reason
 from workflow.reconcile.job import Target
 from workflow.reconcile import feedback as reconcile_feedback
 from workflow.reconcile import reports
-from workflow.ian.tables import InstanceLocation
+from workflow.ian.tables import Instance, InstanceLocation
 from workflow.reconcile.tables import COMPLETED, FAILED
 
 pytestmark = pytest.mark.slow
@@ -174,10 +174,11 @@ def test_mark_unavailable_feeds_findings_back_and_marks_the_studies_for_readines
     archive.holdings.set_availability("NEARLINE", instance=nearline)
 
     def availability() -> dict[str, str]:
-        L = InstanceLocation.__table__
+        L, I = InstanceLocation.__table__, Instance.__table__
         with server.engine.connect() as conn:
-            return dict(conn.execute(select(L.c.sop_instance_uid, L.c.availability).where(
-                L.c.retrieve_ae_title == AET, L.c.sop_instance_uid.in_([lost, nearline, later]))).all())
+            return dict(conn.execute(select(I.c.sop_instance_uid, L.c.availability).join(L, L.c.instance_id == I.c.id)
+                                     .where(L.c.retrieve_ae_title == AET,
+                                            I.c.sop_instance_uid.in_([lost, nearline, later]))).all())
 
     reported = reconcile(server, archive, seeded.study_uids)  # the default: findings only reported
     assert reported.status == COMPLETED and availability() == {lost: "ONLINE", nearline: "ONLINE", later: "ONLINE"}

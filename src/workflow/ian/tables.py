@@ -41,7 +41,11 @@ class Instance(SQLModel, table=True):
     __tablename__ = "instance"
     __table_args__ = (Index("ix_instance_study_series", "study_instance_uid", "series_instance_uid"),)
 
-    sop_instance_uid: str = Field(sa_type=UID_TYPE, primary_key=True)
+    # Numbered in order of arrival: the locations are keyed by it, so a new instance's location goes at
+    # the end of their primary key instead of a random page of it (UIDs are random; an IAN's
+    # instances used to dirty one page each there: 0020_locations_by_instance_id).
+    id: Optional[int] = Field(default=None, primary_key=True)
+    sop_instance_uid: str = Field(sa_type=UID_TYPE, unique=True)
     sop_class_uid: str = Field(sa_type=UID_TYPE)
     series_instance_uid: str = Field(sa_type=UID_TYPE)
     study_instance_uid: str = Field(sa_type=UID_TYPE)
@@ -56,9 +60,7 @@ class InstanceLocation(SQLModel, table=True):
 
     __tablename__ = "instance_location"
 
-    sop_instance_uid: str = Field(
-        sa_column=Column(ForeignKey("instance.sop_instance_uid"), primary_key=True)
-    )
+    instance_id: int = Field(sa_column=Column(ForeignKey("instance.id"), primary_key=True))
     retrieve_ae_title: str = Field(max_length=AE, primary_key=True)
     availability: str = Field(max_length=16)
     retrieve_url: Optional[str] = Field(default=None, sa_column=Column(Text))

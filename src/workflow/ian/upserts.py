@@ -1,5 +1,7 @@
 """The instances and locations one IAN names, as upserts: row by row (an executemany) on SQLite, and
-on PostgreSQL one statement for all of them, each table's rows an `unnest` of arrays.
+on PostgreSQL one statement for all of them, each table's rows an `unnest` of arrays. A location is
+keyed by its instance's number (`instance.id`), which it takes from the instance's row as it is
+written: by the UID on SQLite, from the instances' upsert (RETURNING) on PostgreSQL.
 
 Why one statement on PostgreSQL: an executemany is one execution per row on the server and, with the
 two tables, two round trips; the arrays are one execution and one round trip whatever the IAN's size.
@@ -22,8 +24,10 @@ from workflow.store.bulk import array_names, bind_processor, positional_sql, unn
 INSTANCE = Instance.__table__
 LOCATION = InstanceLocation.__table__
 INSTANCE_COLUMNS = ("sop_instance_uid", "sop_class_uid", "series_instance_uid")
-LOCATION_COLUMNS = ("sop_instance_uid", "retrieve_ae_title", "availability", "retrieve_url", "retrieve_uri",
-                    "retrieve_location_uid", "file_set_id", "file_set_uid")
+# A location's values as the IAN gives them; its instance is named by UID, and stored by number.
+LOCATION_COLUMNS = ("retrieve_ae_title", "availability", "retrieve_url", "retrieve_uri", "retrieve_location_uid",
+                    "file_set_id", "file_set_uid")
+PLACE_COLUMNS = ("sop_instance_uid", *LOCATION_COLUMNS)  # PostgreSQL: the arrays a location is read from
 KEEP_EARLIER = ("retrieve_url", "retrieve_uri", "retrieve_location_uid", "file_set_id", "file_set_uid")
 
 
@@ -44,7 +48,7 @@ def location_conflict(stmt):
     set_ = {name: stmt.excluded[name] for name in ("availability", "notified_at", "notification_id")}
     set_.update({name: func.coalesce(stmt.excluded[name], LOCATION.c[name]) for name in KEEP_EARLIER})
     return stmt.on_conflict_do_update(
-        index_elements=[LOCATION.c.sop_instance_uid, LOCATION.c.retrieve_ae_title],
+        index_elements=[LOCATION.c.instance_id, LOCATION.c.retrieve_ae_title],
         set_=set_,
         where=stmt.excluded.notified_at >= LOCATION.c.notified_at,
     )
@@ -72,8 +76,15 @@ class RowUpserts:
     same for every row of an IAN and are processed once."""
 
     def __init__(self, dialect) -> None:
-        self._instances = positional_sql(instance_conflict(sqlite.insert(INSTANCE)), dialect, INSTANCE_ROW, TIMES)
-        self._locations = positional_sql(location_conflict(sqlite.insert(LOCATION)), dialect, LOCATION_ROW, TIMES)
+        self._instances = positional_sql(instance_conflict(sqlite.insert(INSTANCE).values(
+            {name: bindparam(name, type_=INSTANCE.c[name].type) for name in INSTANCE_ROW})), dialect, INSTANCE_ROW, TIMES)
+        # Each location's instance number read from the row just written, by its UID (an index lookup
+        # on a page the instance's upsert has just read).
+        self._locations = positional_sql(location_conflict(sqlite.insert(LOCATION).from_select(
+            [*LOCATION_COLUMNS, "notified_at", "notification_id", "instance_id"],
+            select(*(bindparam(name, type_=LOCATION.c[name].type)
+                     for name in (*LOCATION_COLUMNS, "notified_at", "notification_id")), INSTANCE.c.id)
+            .where(INSTANCE.c.sop_instance_uid == bindparam("sop_instance_uid")))), dialect, LOCATION_ROW, TIMES)
         self._at = bind_processor(INSTANCE.c.last_notified_at, dialect) or (lambda value: value)
         self._at_location = bind_processor(LOCATION.c.notified_at, dialect) or (lambda value: value)
         notes = NotificationRow.__table__  # a UID stored already conflicts and returns no id
@@ -97,8 +108,8 @@ class RowUpserts:
         # Tuples written out (not built through a helper): this runs for every instance of every IAN.
         located = self._at_location(at)
         locations = [
-            (uid, title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri, ref.retrieve_location_uid,
-             ref.file_set_id, ref.file_set_uid, located, notification_id)
+            (title, ref.availability.value, ref.retrieve_url, ref.retrieve_uri, ref.retrieve_location_uid,
+             ref.file_set_id, ref.file_set_uid, located, notification_id, uid)
             for uid, ref in by_uid.items() for title in ref.retrieve_ae_titles]  # titles: deduplicated at parse
         if locations:
             conn.exec_driver_sql(self._locations, locations)
@@ -107,13 +118,14 @@ class RowUpserts:
 # The order of the tuples `RowUpserts.store` builds; `positional_sql` holds the compiled statements to it.
 INSTANCE_ROW = ("sop_instance_uid", "sop_class_uid", "series_instance_uid", "study_instance_uid", "first_notified_at",
                 "last_notified_at", "last_notification_id")
-LOCATION_ROW = (*LOCATION_COLUMNS, "notified_at", "notification_id")
+LOCATION_ROW = (*LOCATION_COLUMNS, "notified_at", "notification_id", "sop_instance_uid")
 TIMES = ("first_notified_at", "last_notified_at", "notified_at")  # RowUpserts processes these itself
 
 
 class ArrayUpserts:
     """PostgreSQL: instances and locations in one statement (the instances' upsert a CTE of the
-    locations'; the locations' foreign key is checked at the end of the statement).
+    locations', whose RETURNING gives each location its instance's number; the locations' foreign key is
+    checked at the end of the statement).
 
     `store_new` also inserts the IAN's notification row in that statement, its id joined into the
     other rows: an IAN is then three round trips (BEGIN, this, the readiness mark with the COMMIT).
@@ -131,18 +143,22 @@ class ArrayUpserts:
 
     @staticmethod
     def _upserts(at, nid, joined=None):
-        rows, places = unnest("i", INSTANCE_COLUMNS), unnest("l", LOCATION_COLUMNS)
+        rows, places = unnest("i", INSTANCE_COLUMNS), unnest("l", PLACE_COLUMNS)
         # Joined to the notification row for its id: no row at all when that row was not inserted.
         rows_from = rows if joined is None else rows.join(joined, true())
-        places_from = places if joined is None else places.join(joined, true())
-        instances = postgresql.insert(INSTANCE).from_select(
+        instances = instance_conflict(postgresql.insert(INSTANCE).from_select(
             [*INSTANCE_COLUMNS, "study_instance_uid", "first_notified_at", "last_notified_at", "last_notification_id"],
             select(*(rows.c[name] for name in INSTANCE_COLUMNS), bindparam("study", type_=String),
-                   at, at, nid).select_from(rows_from))
+                   at, at, nid).select_from(rows_from))).returning(INSTANCE.c.id, INSTANCE.c.sop_instance_uid)
+        stored = instances.cte("stored_instances")
+        # Each location's instance number from the instances' upsert (every row: inserted or updated).
+        places_from = places.join(stored, stored.c.sop_instance_uid == places.c.sop_instance_uid)
+        if joined is not None:
+            places_from = places_from.join(joined, true())
         locations = postgresql.insert(LOCATION).from_select(
-            [*LOCATION_COLUMNS, "notified_at", "notification_id"],
-            select(*(places.c[name] for name in LOCATION_COLUMNS), at, nid).select_from(places_from))
-        return location_conflict(locations).add_cte(instance_conflict(instances).cte("stored_instances"))
+            [*LOCATION_COLUMNS, "notified_at", "notification_id", "instance_id"],
+            select(*(places.c[name] for name in LOCATION_COLUMNS), at, nid, stored.c.id).select_from(places_from))
+        return location_conflict(locations)
 
     def store(self, conn, ian: Notification, at: datetime, notification_id: int) -> None:
         conn.execute(self._statement, self._params(ian, at) | {"nid": notification_id})
@@ -161,8 +177,8 @@ class ArrayUpserts:
         params.update(zip(array_names("i", INSTANCE_COLUMNS),
                           (list(by_uid), [r.sop_class_uid for r in refs], [r.series_instance_uid for r in refs])))
         places = [(uid, *_location_values(ref, title)) for (uid, title), ref in locations.items()]
-        params.update(zip(array_names("l", LOCATION_COLUMNS),
-                          (list(column) for column in zip(*places)) if places else ([] for _ in LOCATION_COLUMNS)))
+        params.update(zip(array_names("l", PLACE_COLUMNS),
+                          (list(column) for column in zip(*places)) if places else ([] for _ in PLACE_COLUMNS)))
         return params
 
 

@@ -47,7 +47,7 @@ def study_report(engine: Engine, study_uid: str) -> dict[str, Any] | None:
         if not instances and not notifications and not steps and not workitems and not procedures:
             return None
         locations = conn.execute(
-            select(InstanceLocation).join(Instance, Instance.sop_instance_uid == InstanceLocation.sop_instance_uid)
+            select(InstanceLocation, Instance.sop_instance_uid).join(Instance, Instance.id == InstanceLocation.instance_id)
             .where(Instance.study_instance_uid == study_uid)
         ).all()
         links = conn.execute(

@@ -521,8 +521,8 @@ class _StudyCache:
                 chunk = ids[at:at + 1000]
                 changed.update(conn.execute(select(INST.c.sop_instance_uid).where(
                     INST.c.last_notification_id.in_(chunk))).scalars())
-                changed.update(conn.execute(select(LOC.c.sop_instance_uid).where(
-                    LOC.c.notification_id.in_(chunk))).scalars())
+                changed.update(conn.execute(select(INST.c.sop_instance_uid).join_from(
+                    LOC, INST, INST.c.id == LOC.c.instance_id).where(LOC.c.notification_id.in_(chunk))).scalars())
             found: dict[str, InstanceFacts] = {}
             mine: set[str] = set()
             ordered = sorted(changed)
@@ -616,7 +616,7 @@ def _instances(conn: Connection, where, study_uid: str) -> tuple[dict[str, Insta
                                INST.c.first_notified_at, LOC.c.retrieve_ae_title, LOC.c.availability,
                                LOC.c.retrieve_url, LOC.c.notified_at, LOC.c.file_set_id, LOC.c.file_set_uid,
                                INST.c.study_instance_uid)
-                        .outerjoin(LOC, LOC.c.sop_instance_uid == INST.c.sop_instance_uid).where(where)).all()
+                        .outerjoin(LOC, LOC.c.instance_id == INST.c.id).where(where)).all()
     grouped: dict[str, list] = defaultdict(list)
     head: dict[str, tuple] = {}
     for r in rows:

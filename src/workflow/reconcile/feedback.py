@@ -22,11 +22,11 @@ from workflow.reconcile.rules.holdings import AVAILABILITIES
 from workflow.reconcile.rules.compare import Reason
 from workflow.kernel.ports import StudyChanges
 from workflow.store.engine import reading
-from workflow.ian.tables import InstanceLocation
+from workflow.ian.tables import Instance, InstanceLocation
 from workflow.reconcile.tables import COMPLETED, DiscrepancyRow, ReconciliationRun
 
 log = logging.getLogger("workflow.reconcile")
-L, D, RUN = InstanceLocation.__table__, DiscrepancyRow.__table__, ReconciliationRun.__table__
+I, L, D, RUN = Instance.__table__, InstanceLocation.__table__, DiscrepancyRow.__table__, ReconciliationRun.__table__
 
 
 @dataclass
@@ -67,7 +67,7 @@ def apply(engine: Engine, run_uid: str, retrieve_ae: str, studies: StudyChanges,
                     if availability is None:
                         continue
                     changed += conn.execute(update(L).where(
-                        L.c.sop_instance_uid == f.sop_instance_uid, L.c.retrieve_ae_title == retrieve_ae,
+                        L.c.instance_id == _instance_id(f.sop_instance_uid), L.c.retrieve_ae_title == retrieve_ae,
                         L.c.notified_at <= cutoff, L.c.availability != availability
                     ).values(availability=availability)).rowcount
                 if changed:
@@ -79,3 +79,8 @@ def apply(engine: Engine, run_uid: str, retrieve_ae: str, studies: StudyChanges,
     log.info(f"reconciliation {run_uid}: feedback changed {result.instances_changed} instance(s) at {retrieve_ae} "
              f"in {result.studies_marked} studies")
     return result
+
+
+def _instance_id(uid: str):
+    """The number a location knows its instance by (`instance.id`), looked up by the instance's UID."""
+    return select(I.c.id).where(I.c.sop_instance_uid == uid).scalar_subquery()

@@ -116,7 +116,7 @@ class InventoryReconciler:
     def _expected_query(self, archive: Archive, scope: Scope, cutoff: datetime):
         query = (select(I.c.study_instance_uid, I.c.series_instance_uid, I.c.sop_instance_uid, I.c.sop_class_uid,
                         L.c.availability, L.c.retrieve_url, L.c.notified_at)
-                 .join(L, L.c.sop_instance_uid == I.c.sop_instance_uid)
+                 .join(L, L.c.instance_id == I.c.id)
                  .where(L.c.retrieve_ae_title == archive.retrieve_ae))
         if scope.study_uids:
             query = query.where(I.c.study_instance_uid.in_(scope.study_uids))

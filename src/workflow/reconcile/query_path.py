@@ -113,7 +113,7 @@ class ReconcileService:
             yield from comparer.compare_study(pair.study_uid, expected, actual)
 
     def _expected_studies(self, archive: Archive, scope: Scope, cutoff: datetime) -> Iterator[str]:
-        query = (select(I.c.study_instance_uid).join(L, L.c.sop_instance_uid == I.c.sop_instance_uid)
+        query = (select(I.c.study_instance_uid).join(L, L.c.instance_id == I.c.id)
                  .where(L.c.retrieve_ae_title == archive.retrieve_ae).distinct())
         if scope.study_uids:
             query = query.where(I.c.study_instance_uid.in_(scope.study_uids))
@@ -130,7 +130,7 @@ class ReconcileService:
             rows = conn.execute(
                 select(I.c.series_instance_uid, I.c.sop_instance_uid, I.c.sop_class_uid, L.c.availability,
                        L.c.retrieve_url, L.c.notified_at, I.c.first_notified_at)
-                .join(L, L.c.sop_instance_uid == I.c.sop_instance_uid)
+                .join(L, L.c.instance_id == I.c.id)
                 .where(I.c.study_instance_uid == study_uid, L.c.retrieve_ae_title == archive.retrieve_ae)).all()
         for r in sorted(rows, key=lambda r: (r.series_instance_uid, r.sop_instance_uid)):
             settled = aware(r.notified_at) <= cutoff

@@ -20,8 +20,10 @@ def positional_sql(stmt, dialect, order: tuple[str, ...], processed: tuple[str, 
     compiled = stmt.compile(dialect=dialect)
     if tuple(compiled.positiontup or ()) != order:
         raise RuntimeError(f"{stmt.table.name} statement binds {compiled.positiontup}, not {order}")
+    # A value bound to a column is processed as the column's; one compared in a WHERE, as its bind's.
     unprocessed = [name for name in order if name not in processed
-                   and bind_processor(stmt.table.c[name], dialect) is not None]
+                   and bind_processor(stmt.table.c[name] if name in stmt.table.c else compiled.binds[name],
+                                      dialect) is not None]
     if unprocessed:
         raise RuntimeError(f"{stmt.table.name} statement would process {unprocessed}: the caller passes them as they are")
     return compiled.string
