@@ -1,7 +1,8 @@
 """Round trips PostgreSQL transactions save, and what stays as it was: the last statement written at
 commit carries the COMMIT (store/at_commit.py), reads end with COMMIT so psycopg keeps the
-connection's prepared statements (store/engine.py `reading`); an IAN is three round trips; a change
-whose rows written at commit fail is rolled back whole, on both backends."""
+connection's prepared statements (store/engine.py `reading`); an IAN is one round trip (three when
+its study's mark cannot go in its statement); a change whose rows written at commit fail is rolled
+back whole, on both backends."""
 
 from __future__ import annotations
 
@@ -124,20 +125,12 @@ def test_values_carried_with_the_commit_are_stored_verbatim(engine):
     assert json.loads(stored)["00100010"]["Value"][0]["Alphabetic"] == hostile
 
 
-def test_an_ian_is_three_round_trips(engine):
-    """BEGIN; the notification row, instances and locations in one statement; the readiness mark with
-    the COMMIT (ian/upserts.py `ArrayUpserts.store_new`, store/at_commit.py)."""
+def _ian_round_trips(engine, studies, warm_uid: str, uid: str) -> list[str]:
+    """The requests the IAN `uid` sends, each awaiting an answer, `studies` marking its study (another,
+    `warm_uid`, first: the pool's connection made, the statements compiled and prepared)."""
     _postgres_only(engine)
     from workflow.ian.ingest import IngestService, Received
     from workflow.ian.rules.notification import parse_ian
-    from workflow.readiness.service import mark_pending
-
-    class Marks:  # the server's ReadinessService.mark: the study's mark, run at commit
-        def mark(self, conn, study_uid, at, ian=False):
-            mark_pending(conn, study_uid, at, ian)
-
-        def committed(self):
-            pass
 
     item = {"00081150": {"vr": "UI", "Value": ["1.2.840.10008.5.1.4.1.1.2"]},
             "00081155": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.941"]},
@@ -146,10 +139,9 @@ def test_an_ian_is_three_round_trips(engine):
            "00081111": {"vr": "SQ", "Value": []},
            "00081115": {"vr": "SQ", "Value": [{"0020000E": {"vr": "UI", "Value": ["1.2.826.0.1.3680043.8.498.943"]},
                                                "00081199": {"vr": "SQ", "Value": [item]}}]}}
-    service = IngestService(engine, studies=Marks())
-    received = Received("1.2.826.0.1.3680043.8.498.944", "MODALITY", "127.0.0.1:1", NOW, ian)
-    service.ingest(received, parse_ian(ian, 10))  # warm: the pool's connection made, statements compiled
-    received = Received("1.2.826.0.1.3680043.8.498.945", "MODALITY", "127.0.0.1:1", NOW, ian)
+    service = IngestService(engine, studies=studies)
+    service.ingest(Received(warm_uid, "MODALITY", "127.0.0.1:1", NOW, ian), parse_ian(ian, 10))
+    received = Received(uid, "MODALITY", "127.0.0.1:1", NOW, ian)
     with engine.connect() as warm:
         pgconn = warm.connection.dbapi_connection.pgconn  # the pool hands this connection out next
     with tempfile.TemporaryFile("w+") as trace:
@@ -158,8 +150,34 @@ def test_an_ian_is_three_round_trips(engine):
         pgconn.untrace()
         trace.seek(0)
         sent = [line.split("\t") for line in trace.read().splitlines()]
-    waits = [fields[3] for fields in sent if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync")]
-    assert len(waits) == 3, waits
+    return [fields[3] for fields in sent if len(fields) > 3 and fields[1] == "F" and fields[3] in ("Query", "Sync")]
+
+
+def test_an_ian_is_one_round_trip(engine):
+    """The notification row, instances, locations and the readiness mark in one statement, outside a
+    transaction block (ian/upserts.py `ArrayUpserts.store_alone`)."""
+    from workflow.readiness.service import ReadinessService
+    from workflow.readiness.site_policies import load_site_policies
+    studies = ReadinessService(engine, load_site_policies(""))
+    assert len(_ian_round_trips(engine, studies, "1.2.826.0.1.3680043.8.498.946", "1.2.826.0.1.3680043.8.498.947")) == 1
+
+
+def test_an_ian_whose_mark_cannot_be_folded_is_three_round_trips(engine):
+    """BEGIN; the notification row, instances and locations in one statement; the readiness mark with
+    the COMMIT (ian/upserts.py `ArrayUpserts.store_new`, store/at_commit.py)."""
+    from workflow.readiness.service import mark_pending
+
+    class Marks:  # a mark that must go through `mark` (as `wfm reconcile run`'s, which also notifies)
+        def mark(self, conn, study_uid, at, ian=False):
+            mark_pending(conn, study_uid, at, ian)
+
+        def ian_mark_from(self, gate):
+            return None
+
+        def committed(self):
+            pass
+
+    assert len(_ian_round_trips(engine, Marks(), "1.2.826.0.1.3680043.8.498.944", "1.2.826.0.1.3680043.8.498.945")) == 3
 
 
 def _round_trips(engine, action) -> list[str]:

@@ -87,7 +87,8 @@ class IngestService:
         self.studies = studies
         self.audit = audit  # Import (110107) of each IAN stored, in its transaction
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._upserts = ArrayUpserts() if engine.dialect.name == "postgresql" else RowUpserts(engine.dialect)
+        self._upserts = (ArrayUpserts(studies.ian_mark_from) if engine.dialect.name == "postgresql"
+                         else RowUpserts(engine.dialect))
         self._link_steps = self._insert(InstancePerformedStep.__table__).on_conflict_do_nothing()
         self._earlier_digest = select(NotificationRow.content_sha256).where(
             NotificationRow.sop_instance_uid == bindparam("uid"))
@@ -127,17 +128,28 @@ class IngestService:
                        facts={**facts, "outcome": result.value})
 
     def ingest(self, received: Received, ian: Notification) -> IngestResult:
-        """Store a validated IAN in one transaction (the study marked for evaluation in it)."""
+        """Store a validated IAN in one transaction (the study marked for evaluation in it): on
+        PostgreSQL, when nothing else goes with it (no performed step to link, no audit record), as one
+        statement (`ArrayUpserts.store_alone`)."""
         text = canonical_json(received.dataset)
         digest = hashlib.sha256(text.encode()).hexdigest()
+        audited = getattr(self.audit, "enabled", True)
         try:
+            if self._upserts.alone and not ian.pps_uid and not audited:
+                with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    stored = self._upserts.store_alone(conn, self._note(received, ian, text, digest), ian,
+                                                       received.received_at) is not None
+                if not stored:
+                    return self._retry_or_conflict(received, digest)
+                self.studies.committed()
+                return IngestResult.STORED
             with self.engine.begin() as conn:
                 if not self._store(conn, received, ian, text, digest):  # the UID is taken: a retry or a conflict
                     earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
                                            ).scalar_one_or_none()
                     return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
                 self.studies.mark(conn, ian.study_instance_uid, received.received_at, ian=True)
-                if getattr(self.audit, "enabled", True):
+                if audited:
                     self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
                                                               received.sop_instance_uid, ian.study_instance_uid,
                                                               len(ian.instances)))
@@ -146,21 +158,32 @@ class IngestService:
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.
-            with reading(self.engine) as conn:
-                earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
-                                       ).scalar_one_or_none()
-            if earlier is None:
+            result = self._retry_or_conflict(received, digest)
+            if result is None:
                 raise
-            return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
+            return result
+
+    def _retry_or_conflict(self, received: Received, digest: str) -> IngestResult | None:
+        """The IAN's SOP Instance UID is stored: the same content (a retry) or other content (None: not
+        stored after all)."""
+        with reading(self.engine) as conn:
+            earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}).scalar_one_or_none()
+        if earlier is None:
+            return None
+        return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
+
+    @staticmethod
+    def _note(received: Received, ian: Notification, text: str, digest: str) -> dict[str, Any]:
+        """The IAN's notification row."""
+        return dict(sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
+                    calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
+                    received_at=received.received_at, instance_count=len(ian.instances),
+                    referenced_pps_uid=ian.pps_uid, content_sha256=digest, dataset_json=text)
 
     def _store(self, conn, received: Received, ian: Notification, text: str, digest: str) -> bool:
         """Store the IAN; False (nothing stored) when its SOP Instance UID is stored already."""
-        at = received.received_at
-        note = dict(sop_instance_uid=received.sop_instance_uid, study_instance_uid=ian.study_instance_uid,
-                    calling_ae_title=received.calling_ae_title, peer_address=received.peer_address,
-                    received_at=at, instance_count=len(ian.instances), referenced_pps_uid=ian.pps_uid,
-                    content_sha256=digest, dataset_json=text)
-        notification_id = self._upserts.store_new(conn, note, ian, at)  # PostgreSQL: all in one statement
+        notification_id = self._upserts.store_new(conn, self._note(received, ian, text, digest), ian,
+                                                  received.received_at)  # PostgreSQL: all in one statement
         if notification_id is None:
             return False
         if ian.pps_uid and ian.instances:

@@ -17,6 +17,13 @@ class StudyChanges(Protocol):
 
     def mark(self, conn: Any, study_uid: str, at: datetime, ian: bool = False) -> None: ...
 
+    def ian_mark_from(self, gate: Any) -> Any | None:
+        """An IAN's mark as `mark(..., ian=True)` would write it, as a statement the IAN's own statement
+        carries (PostgreSQL: the whole IAN one statement, no transaction block): an INSERT ... SELECT
+        from `gate`, a CTE with a row when the IAN was stored and none otherwise, of the study and time
+        bound as `study` and `at`. None: the mark cannot be folded so; call `mark`."""
+        ...
+
     def committed(self) -> None: ...
 
 
@@ -25,6 +32,9 @@ class NoStudyChanges:
 
     def mark(self, conn: Any, study_uid: str, at: datetime, ian: bool = False) -> None:
         pass
+
+    def ian_mark_from(self, gate: Any) -> Any | None:
+        return None
 
     def committed(self) -> None:
         pass

@@ -18,7 +18,8 @@ from typing import Any
 
 from functools import cached_property
 
-from sqlalchemy import Connection, Engine, bindparam, case, delete, exists, func, or_, select, tuple_, update
+from sqlalchemy import (Connection, Engine, bindparam, case, delete, exists, false, func, literal, or_, select,
+                        tuple_, update)
 from sqlalchemy.dialects import postgresql, sqlite
 
 from workflow.ian.rules.availability import Availability
@@ -80,6 +81,10 @@ class ReadinessService:
         `run_pending`. An evaluation reads what the IANs marked since the last pass changed (the whole
         study after any other mark), once per burst of IANs (bench/readiness.py)."""
         mark_pending(conn, study_uid, at, ian)
+
+    def ian_mark_from(self, gate):
+        """StudyChanges: an IAN's mark as a statement its own statement carries (`ian_mark_from`)."""
+        return _ian_mark_from(gate)
 
     def committed(self) -> None:
         """StudyChanges: the marking transaction committed; the worker may evaluate."""
@@ -641,6 +646,9 @@ class PendingMarks:
         mark_pending(conn, study_uid, at, ian)
         notify_at_commit(conn, READINESS)  # a server's worker on PostgreSQL hears of it at once
 
+    def ian_mark_from(self, gate):
+        return None  # the mark also notifies: `mark` it is
+
     def committed(self) -> None:
         pass
 
@@ -658,9 +666,24 @@ def mark_pending(conn: Connection, study_uid: str, now: datetime, ian: bool = Fa
 
 def _mark_statement(dialect):
     # Built once per dialect: constructing an upsert costs more than executing it (once per IAN).
-    stmt = dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
-                                          marked_at=bindparam("at"), ians_since=bindparam("since"),
-                                          full_read=bindparam("full"))
+    return _merged_mark(dialect.insert(PENDING).values(study_instance_uid=bindparam("study"), generation=1,
+                                                       marked_at=bindparam("at"), ians_since=bindparam("since"),
+                                                       full_read=bindparam("full")))
+
+
+def _ian_mark_from(gate):
+    """PostgreSQL: an IAN's mark (`mark_pending(..., ian=True)`: since = at, not a full read) selected
+    from `gate`, so written only when `gate` has a row."""
+    at = bindparam("at", type_=PENDING.c.marked_at.type)
+    return _merged_mark(postgresql.insert(PENDING).from_select(
+        ["study_instance_uid", "generation", "marked_at", "ians_since", "full_read"],
+        select(bindparam("study", type_=PENDING.c.study_instance_uid.type), literal(1), at, at, false())
+        .select_from(gate)))
+
+
+def _merged_mark(stmt):
+    """A mark meeting the study's mark: the generation goes up (a pass clears only the generation it
+    read), the time is the new mark's, the IANs start at the earliest, a full read is kept."""
     old, new = PENDING.c.ians_since, stmt.excluded.ians_since
     # The earliest IAN since the row was made: IANs committing out of the order they were received
     # in (concurrent associations) are all read by the next pass.
