@@ -140,14 +140,13 @@ class IngestService:
                     stored = self._upserts.store_alone(conn, self._note(received, ian, text, digest), ian,
                                                        received.received_at) is not None
                 if not stored:
-                    return self._retry_or_conflict(received, digest)
+                    with reading(self.engine) as conn:
+                        return self._retry_or_conflict(conn, received, digest) or IngestResult.CONFLICT
                 self.studies.committed()
                 return IngestResult.STORED
             with self.engine.begin() as conn:
                 if not self._store(conn, received, ian, text, digest):  # the UID is taken: a retry or a conflict
-                    earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}
-                                           ).scalar_one_or_none()
-                    return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
+                    return self._retry_or_conflict(conn, received, digest) or IngestResult.CONFLICT
                 self.studies.mark(conn, ian.study_instance_uid, received.received_at, ian=True)
                 if audited:
                     self.audit.record(conn, messages.imported(requestor.current(), IAN_SOP_CLASS_UID,
@@ -158,16 +157,16 @@ class IngestService:
             return IngestResult.STORED
         except IntegrityError:
             # A concurrent association stored the same IAN UID between our check and insert.
-            result = self._retry_or_conflict(received, digest)
+            with reading(self.engine) as conn:
+                result = self._retry_or_conflict(conn, received, digest)
             if result is None:
                 raise
             return result
 
-    def _retry_or_conflict(self, received: Received, digest: str) -> IngestResult | None:
-        """The IAN's SOP Instance UID is stored: the same content (a retry) or other content (None: not
-        stored after all)."""
-        with reading(self.engine) as conn:
-            earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}).scalar_one_or_none()
+    def _retry_or_conflict(self, conn, received: Received, digest: str) -> IngestResult | None:
+        """What the IAN stored under this one's SOP Instance UID makes of it: a retry (the same
+        content) or a conflict; None when no IAN is stored under it."""
+        earlier = conn.execute(self._earlier_digest, {"uid": received.sop_instance_uid}).scalar_one_or_none()
         if earlier is None:
             return None
         return IngestResult.ALREADY_STORED if earlier == digest else IngestResult.CONFLICT
