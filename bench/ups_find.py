@@ -8,7 +8,10 @@ The baseline runs on the transport `wfm serve` ships (pynetdicom's reactors even
 src/workflow/dimse/event_driven.py), so the ratio is the handlers' cost alone, not transport.
 Claims are also timed against a second baseline, the least a durable claim handler does (decode the
 Action Information, lock the row, check the state, update it, commit durably, with the raw driver on the
-same backend): how much of the gap to the bare SCP is durability, and how much is ours.
+same backend): how much of the gap to the bare SCP is durability, and how much is ours. The three
+servers claim in turns, all three running: `--rounds` rounds (5), each server claiming its share of
+the round in an order rotated from round to round, so that a machine drifting over minutes weighs on
+all of them alike; a ratio is the median of its rounds' ratios, printed with the lowest and highest.
 
     python bench/ups_find.py             # full size, by hand: ~20 min on 2 cores (seeding ~5 min a backend)
     python bench/ups_find.py --smoke     # tiny, to keep the script working (the test suite runs it)
@@ -44,6 +47,7 @@ worklist labels (4,000 at full size), not a few hundred: with 300, (d) would ret
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -956,9 +960,9 @@ class BackendResult:
     name: str
     queries: dict[str, Timings]
     claims: int
-    wfm_claims_per_s: float
-    baseline_claims_per_s: float
-    durable_claims_per_s: float | None = None  # the durable claims baseline (run_durable_claims_server)
+    wfm_claims_per_s: list[float]  # one rate a round (`claim_rounds`)
+    baseline_claims_per_s: list[float]
+    durable_claims_per_s: list[float]  # the durable claims baseline (run_durable_claims_server)
 
 
 def prepare(name: str, url: str, worklist: Worklist, args) -> tuple[list[Planned], list[Planned], list[str]]:
@@ -992,15 +996,18 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Bac
     warmup, measured, to_claim = prepare(name, url, worklist, args)
     infos = claim_infos(to_claim)
     timings = {kind: Timings() for kind in QUERY_NAMES}
-
-    # --- wfm serve: the measured queries (their answers captured for the baseline), then the claims
-    port = free_port()
-    env = server_env(url, port)
     runs = [(q, False) for q in warmup] + [(q, True) for q in measured]  # (query, timed)
-    answers: dict[str, list[dict]] = {}
-    with Process([sys.executable, "-m", "workflow", "serve"], port, tmp / f"wfm-{name}.log", env):
-        client = Client(port, "WFM")
-        try:
+    uids_file = tmp / f"claims-{name}.txt"
+    uids_file.write_text("\n".join(uid for uid, _ in infos))
+    claims_url = f"sqlite:///{tmp / 'durable-claims.db'}" if url.startswith("sqlite") else url
+    with contextlib.ExitStack() as servers:
+        # --- wfm serve: the measured queries (their answers captured for the baseline)
+        port = free_port()
+        servers.enter_context(Process([sys.executable, "-m", "workflow", "serve"], port, tmp / f"wfm-{name}.log",
+                                      server_env(url, port)))
+        ports = {"wfm": port}
+        answers: dict[str, list[dict]] = {}
+        with contextlib.closing(Client(port, "WFM")) as client:
             for q, timed in runs:
                 q.key = client.key(q.ds)
                 kept: list = []
@@ -1009,20 +1016,16 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Bac
                 if timed:
                     timings[q.kind].wfm.append(seconds)
                     timings[q.kind].matches.append(q.matches)
-            client.claims(infos[:5])  # warm-up
-            wfm_rate = args.claims / client.claims(infos[5:])
-        finally:
-            client.close()
-    answers_file = tmp / f"answers-{name}.json"
-    answers_file.write_text(json.dumps(answers))
-    del answers
+        answers_file = tmp / f"answers-{name}.json"
+        answers_file.write_text(json.dumps(answers))
+        del answers
 
-    # --- the baseline: same queries, same order, same answers
-    port = free_port()
-    with Process([sys.executable, __file__, "--baseline-server", str(port), str(answers_file)], port,
-                 tmp / f"baseline-{name}.log"):
-        client = Client(port, "BASELINE")
-        try:
+        # --- the baseline: same queries, same order, same answers
+        port = free_port()
+        servers.enter_context(Process([sys.executable, __file__, "--baseline-server", str(port), str(answers_file)],
+                                      port, tmp / f"baseline-{name}.log"))
+        ports["baseline"] = port
+        with contextlib.closing(Client(port, "BASELINE")) as client:
             for q, timed in runs:
                 if client.key(q.ds) != q.key:
                     raise RuntimeError("the baseline association encodes identifiers differently")
@@ -1031,26 +1034,34 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Bac
                     raise RuntimeError(f"the baseline answered {matches} matches where wfm answered {q.matches}")
                 if timed:
                     timings[q.kind].baseline.append(seconds)
-            client.claims(infos[:5])
-            baseline_rate = args.claims / client.claims(infos[5:])
-        finally:
-            client.close()
-    answers_file.unlink()
 
-    # --- the durable claims baseline: the same claims, against its own table on the same backend
-    uids_file = tmp / f"claims-{name}.txt"
-    uids_file.write_text("\n".join(uid for uid, _ in infos))
-    claims_url = f"sqlite:///{tmp / 'durable-claims.db'}" if url.startswith("sqlite") else url
-    port = free_port()
-    with Process([sys.executable, __file__, "--durable-claims-server", str(port), claims_url, str(uids_file)],
-                 port, tmp / f"durable-{name}.log"):
-        client = Client(port, "BASELINE")
-        try:
-            client.claims(infos[:5])
-            durable_rate = args.claims / client.claims(infos[5:])
-        finally:
-            client.close()
-    return BackendResult(name, timings, args.claims, wfm_rate, baseline_rate, durable_rate)
+        # --- the durable claims baseline: the same claims, against its own table on the same backend
+        port = free_port()
+        servers.enter_context(Process([sys.executable, __file__, "--durable-claims-server", str(port), claims_url,
+                                       str(uids_file)], port, tmp / f"durable-{name}.log"))
+        ports["durable"] = port
+        # the claims on associations of their own: one left idle through the other's queries would time out
+        clients = {name: servers.enter_context(contextlib.closing(Client(port, "WFM" if name == "wfm" else "BASELINE")))
+                   for name, port in ports.items()}
+        rates = claim_rounds(clients, infos, args.rounds)
+    answers_file.unlink()
+    return BackendResult(name, timings, args.claims, rates["wfm"], rates["baseline"], rates["durable"])
+
+
+def claim_rounds(clients: dict[str, "Client"], infos: list[tuple[str, Dataset]], rounds: int) -> dict[str, list[float]]:
+    """Claims/s of each server in each of `rounds` rounds: the servers take turns within a round, in an
+    order rotated from round to round, each claiming the round's share of `infos` (5 first as a warm-up),
+    so that a machine drifting over minutes weighs on all of them alike."""
+    for client in clients.values():
+        client.claims(infos[:5])
+    infos = infos[5:]
+    names = list(clients)
+    rates: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        share = infos[r * len(infos) // rounds:(r + 1) * len(infos) // rounds]
+        for n in names[r % len(names):] + names[:r % len(names)]:
+            rates[n].append(len(share) / clients[n].claims(share))
+    return rates
 
 
 def explain(name: str, url: str, measured: list[Planned]) -> None:
@@ -1112,19 +1123,27 @@ def print_tables(results: list[BackendResult]) -> bool:
     print("(latencies in ms, from C-FIND-RQ to the final response; baseline = bare pynetdicom SCP yielding "
           "the same answers)")
     print()
-    header = (f"{'backend':<11} {'claims':>6} {'wfm claims/s':>12} {'baseline/s':>10} {'wfm/baseline':>12} "
-              f"{'durable/s':>9} {'wfm/durable':>11}")
+    header = (f"{'backend':<11} {'claims':>6} {'rounds':>6} {'wfm claims/s':>12} {'baseline/s':>10} "
+              f"{'wfm/baseline':>12} {'(range)':>13} {'durable/s':>9} {'durable/baseline':>16} {'wfm/durable':>11} "
+              f"{'(range)':>13}")
     print(header)
     print("-" * len(header))
     for r in results:
-        durable = r.durable_claims_per_s
-        print(f"{r.name:<11} {r.claims:>6} {r.wfm_claims_per_s:>12.1f} {r.baseline_claims_per_s:>10.1f} "
-              f"{r.wfm_claims_per_s / r.baseline_claims_per_s:>12.3f} "
-              + (f"{durable:>9.1f} {r.wfm_claims_per_s / durable:>11.3f}" if durable else ""))
+        ours, bare, durable = r.wfm_claims_per_s, r.baseline_claims_per_s, r.durable_claims_per_s
+        print(f"{r.name:<11} {r.claims:>6} {len(ours):>6} {statistics.median(ours):>12.1f} "
+              f"{statistics.median(bare):>10.1f} {_ratio(ours, bare)} {statistics.median(durable):>9.1f} "
+              f"{_ratio(durable, bare, with_range=False):>16} {_ratio(ours, durable)}")
     print("(N-ACTION 1 to IN PROGRESS, one association; baseline = bare pynetdicom SCP answering Success, the "
           "target's; durable = the least a durable claim handler does: decode, lock the row, check, update, "
-          "commit, with the raw driver)")
+          "commit, with the raw driver; claims/s: median of the rounds; a ratio: the median of its rounds' "
+          "ratios, the servers taking turns within each round, with the lowest and highest round)")
     return fits
+
+
+def _ratio(ours: list[float], theirs: list[float], with_range: bool = True) -> str:
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    median = f"{statistics.median(ratios):.3f}"
+    return f"{median:>12} {f'({min(ratios):.2f}-{max(ratios):.2f})':>13}" if with_range else median
 
 
 def arguments(description: str) -> argparse.ArgumentParser:
@@ -1175,6 +1194,8 @@ def main() -> int:
     parser = arguments(__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-server", nargs=2, metavar=("PORT", "ANSWERS"), help=argparse.SUPPRESS)
     parser.add_argument("--durable-claims-server", nargs=3, metavar=("PORT", "URL", "UIDS"), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds of claims, the three servers taking turns in each (--claims split among them)")
     args = parser.parse_args()
     if args.durable_claims_server:
         port, url, uids_file = args.durable_claims_server
