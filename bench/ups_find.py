@@ -1205,6 +1205,8 @@ def main() -> int:
         run_baseline_server(int(args.baseline_server[0]), args.baseline_server[1])
         return 0
     sizes = sizes_of(parser, args)
+    if not 1 <= args.rounds <= args.claims:
+        parser.error("--rounds must be between 1 and --claims")
     results: list[BackendResult] = []
     with tempfile.TemporaryDirectory(prefix="wfm-bench-ups-") as tmp:
         for name, url in backends(args, Path(tmp)):
