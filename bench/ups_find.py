@@ -1041,8 +1041,9 @@ def run_backend(name: str, url: str, worklist: Worklist, args, tmp: Path) -> Bac
                                        str(uids_file)], port, tmp / f"durable-{name}.log"))
         ports["durable"] = port
         # the claims on associations of their own: one left idle through the other's queries would time out
-        clients = {name: servers.enter_context(contextlib.closing(Client(port, "WFM" if name == "wfm" else "BASELINE")))
-                   for name, port in ports.items()}
+        clients = {server: servers.enter_context(contextlib.closing(Client(at, "WFM" if server == "wfm" else
+                                                                          "BASELINE")))
+                   for server, at in ports.items()}
         rates = claim_rounds(clients, infos, args.rounds)
     answers_file.unlink()
     return BackendResult(name, timings, args.claims, rates["wfm"], rates["baseline"], rates["durable"])
